@@ -145,6 +145,27 @@ class WhisperBackend:
         return AsrResult(tuple(kept), info.language, info.language_probability)
 
 
+def pick_device(requested: str) -> str:
+    """`cuda` only when CTranslate2 sees a CUDA device; `auto` falls back to the CPU."""
+    if requested == "cpu":
+        return "cpu"
+    import ctranslate2
+
+    try:
+        count = ctranslate2.get_cuda_device_count()
+    except Exception:  # a broken CUDA install reports through exceptions
+        count = 0
+    if count > 0:
+        return "cuda"
+    if requested == "auto":
+        return "cpu"
+    raise LivecapError(
+        "--gpu: CTranslate2 sees no CUDA device (no NVIDIA GPU or driver here, or CTranslate2 was built "
+        "without CUDA); install the GPU extra (pip install 'livecap[gpu]') on a machine with an NVIDIA "
+        "driver, or use --gpu auto to fall back to the CPU"
+    )
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
 

@@ -85,6 +85,7 @@ class Stream:
         )
         self._threads: list[threading.Thread] = []
         self.position = 0.0  # stream seconds through the VAD
+        self.transcribed = 0.0  # stream seconds up to which all captions are delivered
 
     # -- control -------------------------------------------------------------------------------
 
@@ -131,6 +132,7 @@ class Stream:
             pending_interims=interims,
             behind_seconds=behind,
             interims_skipped=self.pool.interims_skipped,
+            transcribed_seconds=self.transcribed,
         )
 
     # -- VAD stage -----------------------------------------------------------------------------
@@ -169,6 +171,8 @@ class Stream:
             self._put(StreamError(error, fatal=True))
             self._end_reason = self._end_reason or error
         with self._deliver_lock:
+            if self._jobs == 0 or self._reorder.next_seq >= self._jobs:
+                self.transcribed = self.position
             self._jobs_total = self._jobs
             self._finish_if_done()
 
@@ -228,6 +232,7 @@ class Stream:
     def _deliver(self, job: AsrJob, result: object, error: BaseException | None) -> None:
         """Turn one in-order ASR result into captions (delivery lock held)."""
         u = job.utterance
+        self.transcribed = u.end
         if error is not None or result is None:
             self._put(StreamError(f"ASR failed on {u.start:.1f}-{u.end:.1f} s: {error}"))
             return

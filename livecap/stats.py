@@ -51,6 +51,7 @@ class StatsSnapshot:
     pending_interims: int
     behind_seconds: float
     interims_skipped: int
+    transcribed_seconds: float  # stream position up to which every final is delivered
 
     @property
     def rtf(self) -> float | None:

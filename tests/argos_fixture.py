@@ -4,10 +4,11 @@ The package has the layout argostranslate expects of a real one::
 
     translate-de_en/
         metadata.json
-        sentencepiece.model          # trained here on a few dozen lines
-        model/                       # a CTranslate2 transformer (2 layers, d=16)
-        stanza/resources.json        # offline sentence splitter: a tiny stanza
-        stanza/de/tokenize/default.pt  # tokenizer, so no model is fetched
+        sentencepiece.model    # trained here on a few dozen lines
+        model/                 # a CTranslate2 transformer (1+1 layers, d=16)
+
+No sentence-splitter model (stanza/ or minisbd/) is bundled: livecap translates
+each utterance as one segment and never runs argostranslate's splitter.
 
 The transformer's weights are set by hand so that it always "translates" any
 input sentence to one word, ``GREETINGS[to_code]``: the decoder's layers
@@ -17,7 +18,6 @@ and the projection maps ``<s>`` to the greeting and the greeting to ``</s>``.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -63,7 +63,6 @@ def build_argos_package(tmp_dir: Path, from_code: str = "de", to_code: str = "en
     pkg_dir.mkdir(parents=True)
     pieces = _train_sentencepiece(pkg_dir / "sentencepiece.model")
     _save_ctranslate2_model(pkg_dir / "model", pieces, GREETINGS[to_code])
-    _save_stanza_tokenizer(pkg_dir / "stanza", from_code)
     metadata = {
         "package_version": "1.0",
         "argos_version": "1.9.0",
@@ -144,35 +143,3 @@ def _save_ctranslate2_model(model_dir: Path, vocab: list[str], output_piece: str
     model_dir.mkdir()
     spec.save(str(model_dir))
 
-
-def _save_stanza_tokenizer(stanza_dir: Path, lang: str) -> None:
-    """Write a tiny zero-weight stanza tokenizer plus the resources.json that keeps it offline."""
-    import torch
-    from stanza.models.tokenization.trainer import Trainer
-    from stanza.models.tokenization.vocab import Vocab
-    from stanza.models.tokenizer import parse_args
-
-    args = parse_args(["--lang", lang, "--shorthand", f"{lang}_tiny", "--no_use_mwt",
-                       "--emb_dim", "4", "--hidden_dim", "4"])
-    args["feat_funcs"] = ["space_before", "capitalized", "numeric", "end_of_para", "start_of_para"]
-    args["feat_dim"] = len(args["feat_funcs"])
-    args["num_dict_feat"] = 0
-    vocab = Vocab([[(char, 0) for char in _CORPUS]], lang=lang)
-    args["vocab_size"] = len(vocab)
-    trainer = Trainer(args=args, vocab=vocab, device="cpu")
-    with torch.no_grad():
-        for parameter in trainer.model.parameters():
-            parameter.zero_()
-    model_path = stanza_dir / lang / "tokenize" / "default.pt"
-    model_path.parent.mkdir(parents=True)
-    trainer.save(str(model_path))
-    md5 = hashlib.md5(model_path.read_bytes()).hexdigest()
-    resources = {
-        lang: {
-            "lang_name": lang.upper(),
-            "tokenize": {"default": {"md5": md5}},
-            "default_processors": {"tokenize": "default"},
-            "packages": {"default": {"tokenize": "default"}},
-        }
-    }
-    (stanza_dir / "resources.json").write_text(json.dumps(resources))

@@ -1,0 +1,3 @@
+from livecap.cli import main
+
+main()

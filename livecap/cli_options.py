@@ -1,0 +1,66 @@
+"""Command-line options shared by several commands, and how they become configuration flags.
+
+Every option defaults to None, meaning "not given", so that only what the user typed overrides the
+lower configuration layers (profile, user config, environment).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+
+Profile = Annotated[Optional[str], typer.Option("--profile", "-p", help="profile name or TOML path")]
+Model = Annotated[Optional[str], typer.Option(help="tiny.en, base, a model directory or a hub id")]
+Language = Annotated[Optional[str], typer.Option(help="spoken language code (default: detect)")]
+Task = Annotated[Optional[str], typer.Option(help="transcribe or translate (speech to English)")]
+BeamSize = Annotated[Optional[int], typer.Option(help="beam size (1 = greedy)")]
+ComputeType = Annotated[Optional[str], typer.Option(help="int8, float16, ... (default: int8 on CPU)")]
+Workers = Annotated[Optional[int], typer.Option(help="parallel ASR workers")]
+Gpu = Annotated[
+    Optional[str], typer.Option(help="run ASR on CUDA: --gpu, or --gpu auto to fall back to the CPU", metavar="[auto]")
+]
+OutputDir = Annotated[Optional[str], typer.Option(help="where caption files are written")]
+OutputFormat = Annotated[Optional[str], typer.Option(help="comma list of txt, srt, vtt, json")]
+SubtitleText = Annotated[Optional[str], typer.Option(help="srt/vtt text: original, translation or both")]
+TranslateTo = Annotated[Optional[str], typer.Option(help="translate captions into this language")]
+Translator = Annotated[Optional[str], typer.Option(help="auto, whisper or argos")]
+MinSilenceMs = Annotated[Optional[int], typer.Option(help="silence that ends an utterance (ms)")]
+MaxUtteranceS = Annotated[Optional[float], typer.Option(help="longest utterance before a cut (s)")]
+Interim = Annotated[Optional[bool], typer.Option("--interim/--no-interim", help="show interim captions")]
+Plain = Annotated[bool, typer.Option(help="one line per final caption, no live view")]
+Jsonl = Annotated[bool, typer.Option(help="machine-readable events, one JSON object a line")]
+
+GPU_VALUES = {"on": "cuda", "auto": "auto", "off": "cpu"}
+
+
+def gpu_argv(argv: list[str]) -> list[str]:
+    """Let `--gpu` stand alone or take `auto`/`on`/`off`: rewrite it to `--gpu=VALUE`."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--gpu":
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            if following in GPU_VALUES:
+                out.append(f"--gpu={following}")
+                i += 2
+                continue
+            out.append("--gpu=on")
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def flags(**given: Any) -> dict[str, Any]:
+    """Configuration flags from options; None means not given. `gpu` maps to the `device` key."""
+    gpu = given.pop("gpu", None)
+    out = {key: value for key, value in given.items() if value is not None}
+    if gpu is not None:
+        if gpu not in GPU_VALUES:
+            from livecap.errors import LivecapError
+
+            raise LivecapError(f"--gpu takes auto, on or off (got {gpu!r})")
+        out["device"] = GPU_VALUES[gpu]
+    return out

@@ -1,0 +1,219 @@
+"""What the user sees: small rich renderables and the displays built from them.
+
+A display receives events from one thread (the session loop) and never blocks the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import deque
+from typing import Protocol
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from livecap.messages import Caption, InterimCaption
+from livecap.stats import StatsSnapshot
+
+
+class Display(Protocol):
+    def start(self) -> None: ...
+
+    def final(self, caption: Caption, latency: dict[str, float]) -> None: ...
+
+    def interim(self, event: InterimCaption) -> None: ...
+
+    def error(self, message: str) -> None: ...
+
+    def tick(self, stats: StatsSnapshot) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes:02d}:{secs:02d}"
+
+
+def caption_text(caption: Caption) -> Text:
+    """One final caption: its time, the text, and the translation beneath when there is one."""
+    text = Text(f"[{_clock(caption.start)}] ", style="dim")
+    text.append(caption.text)
+    if caption.translation is not None:
+        marker = " (translation failed)" if caption.translation_failed else ""
+        text.append(f"\n        → {caption.translation}{marker}", style="red" if marker else "cyan")
+    return text
+
+
+def interim_text(event: InterimCaption | None) -> Text:
+    """The open utterance: committed words plain, the unstable tail dimmed."""
+    if event is None:
+        return Text("")
+    text = Text("  … ", style="dim")
+    text.append(event.committed)
+    if event.tail:
+        text.append((" " if event.committed else "") + event.tail, style="dim italic")
+    return text
+
+
+def _seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}s"
+
+
+def stats_footer(stats: StatsSnapshot, model: str, device: str, compute_type: str) -> Table:
+    """Latency, RTF and load at a glance; turns red when the pipeline falls behind."""
+    grid = Table.grid(padding=(0, 2))
+    rtf = "–" if stats.rtf is None else f"{stats.rtf:.2f}"
+    grid.add_row(
+        Text(f"final p50 {_seconds(stats.final_p50)} p95 {_seconds(stats.final_p95)}"),
+        Text(f"(wait {_seconds(stats.eos_wait_p50)} + work {_seconds(stats.processing_p50)})", style="dim"),
+        Text(f"interim p50 {_seconds(stats.interim_p50)}"),
+        Text(f"RTF {rtf}"),
+    )
+    behind = stats.behind_seconds > 2.0
+    load = Text(
+        f"queues: audio {stats.capture_depth_s:.1f}s, finals {stats.pending_finals}, interims {stats.pending_interims}"
+        f"  dropped {stats.dropped_seconds:.1f}s",
+        style="red" if stats.dropped_seconds else "",
+    )
+    translate = (
+        Text(f"translate p50 {_seconds(stats.translate_p50)} ({stats.translate_share:.0%} of latency)")
+        if stats.translate_p50 is not None and stats.translate_share is not None
+        else Text("")
+    )
+    grid.add_row(load, Text(f"behind {stats.behind_seconds:.1f}s", style="bold red" if behind else "dim"), translate, Text(""))
+    grid.add_row(Text(f"{model} · {device} · {compute_type}", style="dim"), Text(""), Text(""), Text(""))
+    return grid
+
+
+class LiveView:
+    """The rich live view: recent finals, the interim line and the stats footer."""
+
+    def __init__(self, console: Console, model: str, device: str, compute_type: str, keep: int = 12) -> None:
+        self.console = console
+        self._model = (model, device, compute_type)
+        self._finals: deque[Caption] = deque(maxlen=keep)
+        self._interim: InterimCaption | None = None
+        self._stats: StatsSnapshot | None = None
+        self._live = Live(console=console, refresh_per_second=10, transient=False, auto_refresh=False)
+
+    def __rich__(self) -> RenderableType:
+        parts: list[RenderableType] = [caption_text(c) for c in self._finals]
+        parts.append(interim_text(self._interim))
+        if self._stats is not None:
+            parts.append(Text(""))
+            parts.append(stats_footer(self._stats, *self._model))
+        return Group(*parts)
+
+    def start(self) -> None:
+        self._live.update(self, refresh=True)
+        self._live.start()
+
+    def final(self, caption: Caption, latency: dict[str, float]) -> None:
+        if self._finals.maxlen and len(self._finals) == self._finals.maxlen:
+            self._live.console.print(caption_text(self._finals[0]))  # scrolls into history
+        self._finals.append(caption)
+        self._interim = None
+
+    def interim(self, event: InterimCaption) -> None:
+        self._interim = event
+
+    def error(self, message: str) -> None:
+        self._live.console.print(Text(f"error: {message}", style="red"))
+
+    def tick(self, stats: StatsSnapshot) -> None:
+        self._stats = stats
+        self._live.refresh()
+
+    def stop(self) -> None:
+        self._interim = None
+        self._live.refresh()
+        self._live.stop()
+
+
+class PlainView:
+    """One line per final caption, for pipes, logs and `--plain`."""
+
+    def __init__(self, stream=None) -> None:  # noqa: ANN001 - a text stream
+        self._out = stream or sys.stdout
+
+    def start(self) -> None:
+        pass
+
+    def final(self, caption: Caption, latency: dict[str, float]) -> None:
+        line = f"[{caption.start:8.2f} -> {caption.end:8.2f}] {caption.text}"
+        if caption.translation is not None:
+            line += f" || {caption.translation}" + (" [translation failed]" if caption.translation_failed else "")
+        print(line, file=self._out, flush=True)
+
+    def interim(self, event: InterimCaption) -> None:
+        pass
+
+    def error(self, message: str) -> None:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+
+    def tick(self, stats: StatsSnapshot) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class JsonlView(PlainView):
+    """Machine-readable events, one JSON object a line: final, interim, error, stats."""
+
+    def _emit(self, record: dict) -> None:
+        print(json.dumps(record, ensure_ascii=False), file=self._out, flush=True)
+
+    def final(self, caption: Caption, latency: dict[str, float]) -> None:
+        self._emit({"type": "final", **caption.to_dict(), "latency": latency})
+
+    def interim(self, event: InterimCaption) -> None:
+        self._emit({"type": "interim", "seq": event.seq, "committed": event.committed, "tail": event.tail})
+
+    def error(self, message: str) -> None:
+        self._emit({"type": "error", "message": message})
+
+
+class FileProgressView:
+    """File mode on a terminal: captions print as they complete, above a progress bar."""
+
+    def __init__(self, console: Console, label: str, duration: float | None) -> None:
+        self.console = console
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[done]}"),
+            TextColumn("{task.fields[speed]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._task = self._progress.add_task(label, total=duration or None, done="", speed="")
+
+    def start(self) -> None:
+        self._progress.start()
+
+    def final(self, caption: Caption, latency: dict[str, float]) -> None:
+        self.console.print(caption_text(caption))
+
+    def interim(self, event: InterimCaption) -> None:
+        pass
+
+    def error(self, message: str) -> None:
+        self.console.print(Text(f"error: {message}", style="red"))
+
+    def tick(self, stats: StatsSnapshot) -> None:
+        self._progress.update(
+            self._task,
+            completed=stats.transcribed_seconds,
+            done=_clock(stats.transcribed_seconds),
+            speed=f"{stats.transcribed_seconds / max(self._progress.tasks[0].elapsed or 0.0, 1e-3):.1f}x",
+        )
+
+    def stop(self) -> None:
+        self._progress.stop()

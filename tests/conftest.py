@@ -1,0 +1,81 @@
+"""Shared test helpers: real speech (shared recordings, or speech made here), the CLI, WER."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_AUDIO = Path(os.environ.get("LIVECAP_SHARED_AUDIO", REPO.parent / "shared" / "audio"))
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    reference: str
+    language: str
+    duration: float
+
+
+def manifest() -> list[Clip]:
+    """The shared recordings with references, or an empty list where they are absent."""
+    table = SHARED_AUDIO / "manifest.tsv"
+    if not table.is_file():
+        return []
+    with table.open(encoding="utf-8") as handle:
+        rows = csv.DictReader(handle, delimiter="\t")
+        return [
+            Clip(SHARED_AUDIO / r["file"], r["reference_text"], r["language"], float(r["duration_seconds"]))
+            for r in rows
+        ]
+
+
+def speak(text: str, path: Path, voice: str = "en-us", rate: int = 150) -> Path:
+    """Real speech made here with espeak-ng (for machines without the shared recordings)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(path), text], check=True)
+    return path
+
+
+def clips(folder: str, tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
+    """Shared clips in `folder` (en_read, non_en, long, misc); spoken ones when they are absent."""
+    found = [c for c in manifest() if c.path.parent.name == folder and c.path.is_file()]
+    if found or folder != "en_read":
+        return found
+    tmp = tmp_path_factory.mktemp("spoken")
+    texts = ["the quick brown fox jumps over the lazy dog", "please call stella and ask her to bring these things"]
+    return [Clip(speak(t, tmp / f"s{i}.wav"), t, "en", 3.0) for i, t in enumerate(texts)]
+
+
+@pytest.fixture(scope="session")
+def en_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
+    return clips("en_read", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def non_en_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
+    found = clips("non_en", tmp_path_factory)
+    if not found:
+        pytest.skip("the shared non-English recordings are absent")
+    return found
+
+
+def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """Run `livecap` as a user would, in a fresh process; never reads standard input."""
+    return subprocess.run(
+        [sys.executable, "-m", "livecap", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        **kwargs,
+    )

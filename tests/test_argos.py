@@ -1,0 +1,138 @@
+"""Argos backend against real tiny .argosmodel packages built at test time: no mocks, no network."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("argostranslate")  # its __init__ is empty: no settings are read yet
+
+from argos_fixture import GREETINGS, build_argos_package  # noqa: E402
+
+from livecap.errors import LivecapError  # noqa: E402
+from livecap.translators.argos import (  # noqa: E402
+    ArgosTranslator,
+    install_from_index,
+    install_package_file,
+    list_installed_pairs,
+)
+from livecap.translators.base import TranslationRequest  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def argos_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Import argostranslate with every data dir in a temp dir (it reads its settings at import)."""
+    if "argostranslate.settings" in sys.modules:
+        pytest.fail("argostranslate was imported before its data dirs could be pointed at a temp dir")
+    root = tmp_path_factory.mktemp("argos-home")
+    with pytest.MonkeyPatch.context() as env:
+        for key in [k for k in os.environ if k.startswith("ARGOS_")]:
+            env.delenv(key)
+        for key in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
+            env.setenv(key, str(root / key.lower()))
+        env.setenv("ARGOS_PACKAGES_DIR", str(root / "packages"))
+        env.setenv("ARGOS_PACKAGE_INDEX", "http://127.0.0.1:9/")  # never the public index
+        from argostranslate import settings
+    assert settings.package_data_dir == root / "packages"
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
+    """Package files for de→en, en→fr and es→en."""
+    out = tmp_path_factory.mktemp("argosmodels")
+    return {(a, b): build_argos_package(out, a, b) for a, b in [("de", "en"), ("en", "fr"), ("es", "en")]}
+
+
+def _request(text: str, source: str | None, target: str) -> TranslationRequest:
+    return TranslationRequest(text=text, source_language=source, target_language=target, samples=None)
+
+
+def test_install_list_and_translate(built: dict[tuple[str, str], Path]) -> None:
+    assert install_package_file(built["de", "en"]) == "de → en"
+    assert ("de", "en") in list_installed_pairs()
+    translator = ArgosTranslator()
+    assert translator.name == "argos"
+    out = translator.translate(_request("Guten Morgen, wie geht es dir heute?", "de", "en"))
+    assert out == GREETINGS["en"]
+    assert translator.translate(_request("Der Zug hat Verspätung.", "de", "en")) == GREETINGS["en"]
+
+
+def test_pivot_through_english(built: dict[tuple[str, str], Path]) -> None:
+    install_package_file(built["de", "en"])
+    install_package_file(built["en", "fr"])
+    assert ("de", "fr") not in list_installed_pairs()
+    assert ArgosTranslator().translate(_request("Vielen Dank.", "de", "fr")) == GREETINGS["fr"]
+
+
+def test_missing_pair_and_trivial_requests(built: dict[tuple[str, str], Path]) -> None:
+    install_package_file(built["de", "en"])
+    translator = ArgosTranslator()
+    with pytest.raises(LivecapError, match=r"ja → ko.*install-translation"):
+        translator.translate(_request("こんにちは", "ja", "ko"))
+    with pytest.raises(LivecapError, match="source language"):
+        translator.translate(_request("Hallo", None, "en"))
+    assert translator.translate(_request(" Hello there ", "en", "en")) == "Hello there"
+    assert translator.translate(_request("   ", "de", "en")) == ""
+
+
+def test_install_package_file_rejects_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(LivecapError, match="no such"):
+        install_package_file(tmp_path / "missing.argosmodel")
+    not_zip = tmp_path / "not_zip.argosmodel"
+    not_zip.write_text("hello")
+    with pytest.raises(LivecapError, match="not a valid"):
+        install_package_file(not_zip)
+    no_metadata = tmp_path / "no_metadata.argosmodel"
+    with zipfile.ZipFile(no_metadata, "w") as archive:
+        archive.writestr("translate-xx_yy/README.md", "no metadata.json")
+    with pytest.raises(LivecapError, match="not a valid"):
+        install_package_file(no_metadata)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+@pytest.fixture
+def loopback_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on 127.0.0.1 (random port) serving a temp dir; yields (base URL, dir)."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_install_from_index(built: dict[tuple[str, str], Path], loopback_server: tuple[str, Path]) -> None:
+    base, served = loopback_server
+    (served / "es_en.argosmodel").write_bytes(built["es", "en"].read_bytes())
+    entry = {"from_code": "es", "to_code": "en", "from_name": "Spanish", "to_name": "English"}
+    index = [
+        {**entry, "package_version": "0.9", "links": [f"{base}/gone.argosmodel"]},
+        {**entry, "package_version": "1.0", "links": [f"{base}/es_en.argosmodel"]},
+    ]
+    (served / "index.json").write_text(json.dumps(index))
+    assert ("es", "en") not in list_installed_pairs()
+    assert install_from_index("es", "en", f"{base}/index.json") == "es → en"
+    assert ("es", "en") in list_installed_pairs()
+    assert ArgosTranslator().translate(_request("Buenos días", "es", "en")) == GREETINGS["en"]
+    with pytest.raises(LivecapError, match="has no it → en"):
+        install_from_index("it", "en", f"{base}/index.json")
+    with pytest.raises(LivecapError, match="cannot read"):
+        install_from_index("es", "en", f"{base}/missing.json")
