@@ -16,7 +16,7 @@ from livecap.config import Config
 from livecap.engine import Stream
 from livecap.scheduler import AsrPool
 from livecap.session import SessionResult, run_session
-from livecap.translators import open_translator
+from livecap.translators import open_translator, whisper_callers
 from livecap.view import Display, PlainView
 from livecap.writers import Journal
 
@@ -26,7 +26,9 @@ class Engine:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.backend = WhisperBackend(config.asr, device=pick_device(config.asr.device))
+        self.backend = WhisperBackend(
+            config.asr, device=pick_device(config.asr.device), extra_workers=whisper_callers(config.translate)
+        )
         self.pool = AsrPool(self.backend, config.asr.workers)
         self.translator = open_translator(config.translate, self.backend)
 

@@ -50,7 +50,9 @@ class AsrBackend(Protocol):
     compute_type: str
     multilingual: bool
 
-    def transcribe(self, samples: np.ndarray, *, final: bool, task: str | None = None) -> AsrResult: ...
+    def transcribe(
+        self, samples: np.ndarray, *, final: bool, task: str | None = None, language: str | None = None
+    ) -> AsrResult: ...
 
 
 def compression_ratio(text: str) -> float:
@@ -91,7 +93,8 @@ def is_hallucination(text: str, no_speech_prob: float, avg_logprob: float) -> bo
 class WhisperBackend:
     """faster-whisper on CTranslate2, CPU or CUDA."""
 
-    def __init__(self, options: AsrConfig, device: str = "cpu") -> None:
+    def __init__(self, options: AsrConfig, device: str = "cpu", extra_workers: int = 0) -> None:
+        """`extra_workers`: concurrent callers beyond the ASR pool (the Whisper translation thread)."""
         from faster_whisper import WhisperModel
 
         self.options = options
@@ -113,7 +116,7 @@ class WhisperBackend:
                 device=device,
                 compute_type=self.compute_type,
                 cpu_threads=threads,
-                num_workers=options.workers,
+                num_workers=options.workers + extra_workers,
                 local_files_only=_offline(),
             )
         except (ValueError, RuntimeError, OSError) as error:
@@ -121,11 +124,13 @@ class WhisperBackend:
         except Exception as error:  # huggingface_hub raises its own types for offline/unknown models
             raise LivecapError(_load_error(options.model, path, error)) from None
 
-    def transcribe(self, samples: np.ndarray, *, final: bool, task: str | None = None) -> AsrResult:
+    def transcribe(
+        self, samples: np.ndarray, *, final: bool, task: str | None = None, language: str | None = None
+    ) -> AsrResult:
         options = self.options
         segments, info = self.model.transcribe(
             samples,
-            language=options.language if self.multilingual else "en",
+            language=(language or options.language) if self.multilingual else "en",
             task=task or options.task,
             beam_size=options.beam_size if final else 1,
             best_of=options.beam_size if final else 1,

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
+from livecap import cli_models
 from livecap import cli_options as opt
+from livecap import cli_profiles
+from livecap.bench import bench_command
+from livecap.cli_live import devices_command, mic_command
 from livecap.config import Config, Resolved, resolve
 from livecap.errors import LivecapError
+
+if TYPE_CHECKING:
+    from livecap.session import SessionResult
 
 app = typer.Typer(
     add_completion=False,
@@ -26,7 +33,7 @@ errors = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error on stderr; return the exit to raise."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -45,6 +52,34 @@ def choose_view(config: Config, *, plain: bool, jsonl: bool, live: bool, label: 
     if live:
         return LiveView(console, config.asr.model, config.asr.device, config.asr.compute_type)
     return FileProgressView(console, label, duration)
+
+
+def save_session(
+    result: SessionResult, config: Config, out_dir: Path, stem: str, name: str, duration: float | None
+) -> bool:
+    """Write a finished session's captions (also an interrupted or failed one's) and say so on stderr.
+    False when the session found no speech, failed or was interrupted."""
+    from livecap.writers import write_outputs
+
+    problem = result.end_reason
+    if not result.captions and problem is None:
+        errors.print(f"[bold red]error:[/] {escape(name)}: no speech found", highlight=False, soft_wrap=True)
+        return False
+    written = write_outputs(
+        result.captions, out_dir, stem, config.output.output_format, source=name,
+        duration=duration, subtitle=config.output.subtitle_text,
+    )
+    if problem is None and not result.errors:
+        errors.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/]", highlight=False, soft_wrap=True)
+        return True
+    note = "interrupted" if problem == "interrupted" else f"incomplete ({problem or result.errors[0]})"
+    errors.print(
+        f"[yellow]{escape(name)}: {escape(note)}; wrote {len(result.captions)} captions transcribed so far "
+        f"to {', '.join(str(p) for p in written)}[/]",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return False
 
 
 @app.command("file")
@@ -74,7 +109,7 @@ def file_command(
     from livecap.api import Engine
     from livecap.capture import FileSource
     from livecap.session import run_session
-    from livecap.writers import Journal, check_output_dir, write_outputs
+    from livecap.writers import Journal, check_output_dir
 
     config = load_config(
         profile, model=model, language=language, task=task, beam_size=beam_size, compute_type=compute_type,
@@ -101,27 +136,9 @@ def file_command(
             journal = Journal(out_dir / f"{stem}.journal.jsonl") if realtime else None
             view = choose_view(config, plain=plain, jsonl=jsonl, live=realtime, label=stem, duration=source.duration)
             result = run_session(engine.stream(source, live=realtime), view, journal)
-            problem = result.end_reason
-            if not result.captions and problem is None:
-                errors.print(f"[bold red]error:[/] {source.name}: no speech found", highlight=False, soft_wrap=True)
+            if not save_session(result, config, out_dir, stem, source.name, source.duration):
                 failed += 1
-                continue
-            written = write_outputs(
-                result.captions, out_dir, stem, config.output.output_format, source=source.name,
-                duration=source.duration, subtitle=config.output.subtitle_text,
-            )
-            if problem is not None or result.errors:
-                failed += 1
-                note = "interrupted" if problem == "interrupted" else f"incomplete ({problem or result.errors[0]})"
-                errors.print(
-                    f"[yellow]{source.name}: {note}; wrote {len(result.captions)} captions transcribed so far "
-                    f"to {', '.join(str(p) for p in written)}[/]",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-            else:
-                errors.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/]", highlight=False, soft_wrap=True)
-            if problem == "interrupted":
+            if result.end_reason == "interrupted":
                 interrupted = True
                 break
     if interrupted:
@@ -130,24 +147,13 @@ def file_command(
         raise typer.Exit(1)
 
 
-@app.command("models")
-def models_command() -> None:
-    """List the models available offline, and where they live."""
-    from livecap.models import cache_dir, local_models
+app.add_typer(cli_models.app, name="models")
 
-    table = Table("model", "multilingual", "status", "location", "from")
-    for entry in local_models():
-        installed = entry.path is not None
-        table.add_row(
-            entry.name,
-            "yes" if entry.multilingual else "no",
-            "[green]installed[/]" if installed else "[red]missing[/]",
-            str(entry.path) if installed else "-",
-            entry.source,
-        )
-    console.print(table)
-    console.print(f"cache: {cache_dir()}  (LIVECAP_CACHE_DIR overrides)", highlight=False)
-    console.print("Other faster-whisper names and hub ids download when online.", style="dim")
+
+app.add_typer(cli_profiles.app, name="profiles")
+app.command("bench")(bench_command)
+app.command("mic")(mic_command)
+app.command("devices")(devices_command)
 
 
 def main() -> None:

@@ -9,12 +9,14 @@ command line. The pipeline only ever sees the resolved, frozen `Config`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,7 +64,9 @@ class VadConfig:
 class LiveConfig:
     input_device: str | None = _opt(None, "input device index or name substring (none: default)")
     interim: bool = _opt(True, "show interim captions while speech goes on")
-    interim_interval_ms: int = _opt(600, "least time between interim transcriptions of one utterance", min=100, max=10_000)
+    interim_interval_ms: int = _opt(
+        600, "least time between interim transcriptions of one utterance", min=100, max=10_000
+    )
     max_pending_finals: int = _opt(6, "final utterances waiting for ASR before the VAD stage waits", min=1, max=256)
     capture_queue_s: float = _opt(30.0, "audio the capture queue holds before it drops (seconds)", min=1.0, max=600.0)
 
@@ -97,19 +101,39 @@ class Config:
         return {key: getattr(getattr(self, section), key) for key, (section, _) in FIELDS.items()}
 
 
+_SECTION_TYPES: dict[str, type] = {name: type(section) for name, section in vars(Config()).items()}
+SECTIONS = tuple(_SECTION_TYPES)
+_TABLES = ", ".join(f"[{s}]" for s in SECTIONS)
+
+
 def _fields() -> dict[str, tuple[str, dataclasses.Field]]:
+    """Every key with its section and field; a key may appear in one section only."""
     table: dict[str, tuple[str, dataclasses.Field]] = {}
-    for section in dataclasses.fields(Config):
-        for f in dataclasses.fields(section.default_factory()):  # type: ignore[misc]
-            assert f.name not in table, f"config key {f.name} is not unique"
-            table[f.name] = (section.name, f)
+    for section, kind in _SECTION_TYPES.items():
+        for f in dataclasses.fields(kind):
+            if f.name in table:
+                raise TypeError(f"config key {f.name} is in both [{table[f.name][0]}] and [{section}]")
+            table[f.name] = (section, f)
     return table
 
 
 FIELDS = _fields()
-_TYPES = {
-    key: get_type_hints(type(getattr(Config(), section)))[key] for key, (section, _) in FIELDS.items()
-}
+
+
+def _kind(key: str) -> tuple[type, bool]:
+    """A key's value type (str, int, float, bool or tuple) and whether it may be None."""
+    section, _ = FIELDS[key]
+    hint = get_type_hints(_SECTION_TYPES[section])[key]
+    args = get_args(hint)
+    optional = type(None) in args
+    if optional:
+        hint = next(a for a in args if a is not type(None))
+    return get_origin(hint) or hint, optional
+
+
+_KINDS = {key: _kind(key) for key in FIELDS}
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
 
 
 @dataclass(frozen=True)
@@ -120,79 +144,102 @@ class Resolved:
     sources: dict[str, str]
 
 
-def _coerce(key: str, value: Any, origin: str) -> Any:
-    """Check one value against its key's type and rules; raise a one-line error naming the origin."""
-    _, f = FIELDS[key]
-    kind = _TYPES[key]
-    rules = f.metadata
-    where = f"{origin}: {key}"
-    if value is None or (isinstance(value, str) and value.lower() in ("", "none") and "None" in str(kind)):
-        if "None" in str(kind):
-            return None
-        raise LivecapError(f"{where} must be set (got nothing)")
-    try:
+def _allowed(key: str) -> str:
+    """What a key accepts, in words (for help and error messages)."""
+    kind, optional = _KINDS[key]
+    rules = FIELDS[key][1].metadata
+    if "choices" in rules:
+        words = ("a list of " if kind is tuple else "one of ") + ", ".join(rules["choices"])
+    elif kind is bool:
+        words = "true or false"
+    elif kind in (int, float):
+        words = ("a whole number" if kind is int else "a number") + f" from {rules['min']} to {rules['max']}"
+    else:
+        words = "text"
+    return words + (" (empty: none)" if optional else "")
+
+
+def _parse(kind: type, value: Any, text: bool) -> Any:
+    """`value` as `kind`; strings are parsed only from text sources (environment, command line)."""
+    if text and isinstance(value, str) and kind in (bool, int, float):
+        word = value.strip().lower()
         if kind is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                    raise ValueError
-                value = value.lower() in ("1", "true", "yes", "on")
-            elif not isinstance(value, bool):
-                raise ValueError
-        elif kind is int:
-            if isinstance(value, bool) or isinstance(value, float):
-                raise ValueError
-            value = int(value)
-        elif kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            value = float(value)
-        elif "tuple" in str(kind):
-            items = value.split(",") if isinstance(value, str) else value
-            if not isinstance(items, (list, tuple)):
-                raise ValueError
-            value = tuple(str(item).strip().lower() for item in items if str(item).strip())
-        elif not isinstance(value, str):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise LivecapError(f"{where} must be {_describe(kind)} (got {value!r})") from None
-    choices = rules.get("choices")
-    for item in value if isinstance(value, tuple) else (value,):
-        if choices and item not in choices:
-            raise LivecapError(f"{where} must be one of {', '.join(choices)} (got {item!r})")
-    if "min" in rules and value < rules["min"] or "max" in rules and value > rules["max"]:
-        raise LivecapError(f"{where} must be between {rules['min']} and {rules['max']} (got {value!r})")
-    return value
+            if word not in _TRUE + _FALSE:
+                raise ValueError(value)
+            return word in _TRUE
+        value = kind(word)
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if kind is str and isinstance(value, str) and value.strip():
+        return value
+    if kind is tuple:
+        items = value.split(",") if text and isinstance(value, str) else value
+        if isinstance(items, (list, tuple)) and all(isinstance(item, str) for item in items):
+            parsed = tuple(dict.fromkeys(item.strip().lower() for item in items if item.strip()))
+            if parsed:
+                return parsed
+    raise ValueError(value)
 
 
-def _describe(kind: Any) -> str:
-    text = str(kind)
-    for name, words in (("tuple", "a comma list"), ("bool", "true or false"), ("int", "a whole number"),
-                        ("float", "a number"), ("str", "text")):
-        if name in text:
-            return words
-    return text
+def _coerce(key: str, value: Any, origin: str, *, text: bool = False) -> Any:
+    """Check one value against its key's type and rules; raise a one-line error naming `origin`.
+
+    `text`: the value comes from text (environment, command line), so "3" may mean 3.
+    """
+    kind, optional = _KINDS[key]
+    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))):
+        return None
+    rules = FIELDS[key][1].metadata
+    try:
+        parsed = _parse(kind, value, text)
+    except (TypeError, ValueError, OverflowError):
+        valid = False
+    else:
+        items = parsed if isinstance(parsed, tuple) else (parsed,)
+        valid = (
+            all(item in rules.get("choices", (item,)) for item in items)
+            and rules.get("min", parsed) <= parsed <= rules.get("max", parsed)
+        )
+    if not valid:
+        raise LivecapError(f"{origin}: {key} must be {_allowed(key)} (got {value!r})")
+    return parsed
+
+
+def _unknown(key: str, section: str | None, in_file: bool = True) -> str:
+    """Why `key` is not allowed in `section` (None: at the top level), with what is."""
+    if section is not None and key in FIELDS:
+        return f"{key} belongs in [{FIELDS[key][0]}], not [{section}]"
+    keys = [k for k, (s, _) in FIELDS.items() if section in (None, s)]
+    guess = get_close_matches(key, keys, n=1)
+    hint = f" (did you mean {guess[0]}?)" if guess else ""
+    where = f" in [{section}]" if section else ""
+    tables = f"tables {_TABLES} or keys " if in_file and section is None else ""
+    return f"unknown key {key!r}{where}{hint}; allowed: {tables}{', '.join(keys)}"
 
 
 def _layer_from_mapping(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
-    """Validate a profile or config file: sections ([asr], [vad], ...) or flat keys."""
+    """Validate a profile or config file: tables ([asr], [vad], ...) of keys, or keys at the top."""
     values: dict[str, Any] = {}
     for name, value in data.items():
-        if isinstance(value, Mapping):
-            for key, inner in value.items():
-                if key not in FIELDS or FIELDS[key][0] != name:
-                    raise LivecapError(f"{origin}: unknown key [{name}] {key}; allowed: {_allowed(name)}")
-                values[key] = _coerce(key, inner, origin)
-        elif name in FIELDS:
-            values[name] = _coerce(name, value, origin)
-        elif name not in ("description",):
-            raise LivecapError(f"{origin}: unknown key {name}; allowed: {_allowed(None)}")
+        if name in SECTIONS:
+            if not isinstance(value, Mapping):
+                raise LivecapError(f"{origin}: {name} must be a table ([{name}] followed by its keys)")
+            pairs: list[tuple[str, Any, str | None]] = [(key, inner, name) for key, inner in value.items()]
+        elif isinstance(value, Mapping):
+            raise LivecapError(f"{origin}: unknown table [{name}]; allowed: {_TABLES}")
+        else:
+            pairs = [(name, value, None)]
+        for key, inner, section in pairs:
+            if key not in FIELDS or section not in (None, FIELDS[key][0]):
+                raise LivecapError(f"{origin}: {_unknown(key, section)}")
+            if key in values:
+                raise LivecapError(f"{origin}: {key} is set twice")
+            values[key] = _coerce(key, inner, origin)
     return values
-
-
-def _allowed(section: str | None) -> str:
-    if section is not None and any(s == section for s, _ in FIELDS.values()):
-        return ", ".join(k for k, (s, _) in FIELDS.items() if s == section)
-    return ", ".join(FIELDS)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -219,17 +266,25 @@ def list_profiles() -> dict[str, Path]:
     return {path.stem: path for path in sorted(profiles_dir().glob("*.toml"))}
 
 
+def profile_description(path: Path) -> str:
+    """What a profile is for: its first comment line."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+    return ""
+
+
 def profile_path(name_or_path: str) -> Path:
     """A profile by shipped name or by path to a TOML file."""
     shipped = list_profiles()
     if name_or_path in shipped:
         return shipped[name_or_path]
     path = Path(name_or_path).expanduser()
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise LivecapError(f"profile {name_or_path}: no such file")
+    if path.is_file():
         return path
-    raise LivecapError(f"unknown profile {name_or_path!r}; shipped profiles: {', '.join(shipped)}")
+    if path.suffix == ".toml" or path.exists():
+        raise LivecapError(f"profile {name_or_path}: {'not a file' if path.exists() else 'no such file'}")
+    raise LivecapError(f"unknown profile {name_or_path!r}; shipped profiles: {', '.join(shipped)}, or a .toml path")
 
 
 def user_config_path(env: Mapping[str, str]) -> Path:
@@ -238,7 +293,7 @@ def user_config_path(env: Mapping[str, str]) -> Path:
         return Path(env[f"{ENV_PREFIX}CONFIG"]).expanduser()
     from platformdirs import user_config_dir
 
-    return Path(user_config_dir("livecap")) / "config.toml"
+    return Path(user_config_dir("livecap", appauthor=False)) / "config.toml"
 
 
 def resolve(
@@ -246,36 +301,45 @@ def resolve(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Resolved:
-    """Resolve the configuration from all layers; `flags` holds only options given on the command line."""
+    """Resolve the configuration from all layers; `flags` holds only options given on the command line.
+
+    The profile is `profile`, else `LIVECAP_PROFILE`, else `default`.
+    """
     env = os.environ if env is None else env
-    layers: list[tuple[str, dict[str, Any]]] = []
-    profile = profile or env.get(f"{ENV_PREFIX}PROFILE") or "default"
-    path = profile_path(profile)
-    layers.append((f"profile {path.stem}" if path.parent == profiles_dir() else f"profile {path}", read_toml(path)))
+    path = profile_path(profile or env.get(f"{ENV_PREFIX}PROFILE") or "default")
+    label = f"profile {path.stem}" if path.parent == profiles_dir() else f"profile {path}"
+    layers: list[dict[str, tuple[Any, str]]] = [{k: (v, label) for k, v in read_toml(path).items()}]
     user_path = user_config_path(env)
-    if user_path.is_file():
-        layers.append((f"user config {user_path}", read_toml(user_path)))
-    env_values = {
-        key: _coerce(key, env[f"{ENV_PREFIX}{key.upper()}"], f"environment {ENV_PREFIX}{key.upper()}")
-        for key in FIELDS
-        if f"{ENV_PREFIX}{key.upper()}" in env
-    }
-    layers.append(("environment", env_values))
-    layers.append(("command line", {k: _coerce(k, v, f"--{k.replace('_', '-')}") for k, v in (flags or {}).items()}))
+    if env.get(f"{ENV_PREFIX}CONFIG") and not user_path.exists():
+        raise LivecapError(f"{ENV_PREFIX}CONFIG: {user_path}: no such file")
+    if user_path.exists():
+        layers.append({k: (v, f"user config {user_path}") for k, v in read_toml(user_path).items()})
+    variables = {key: f"{ENV_PREFIX}{key.upper()}" for key in FIELDS}
+    layers.append({
+        key: (_coerce(key, env[var], f"environment {var}", text=True), f"environment {var}")
+        for key, var in variables.items()
+        if var in env
+    })
+    flags = flags or {}
+    for key in flags:
+        if key not in FIELDS:
+            raise LivecapError(f"command line: {_unknown(key, None, in_file=False)}")
+    layers.append({
+        key: (_coerce(key, value, f"--{key.replace('_', '-')}", text=True), "command line")
+        for key, value in flags.items()
+    })
 
     values = Config().flat()
     sources = dict.fromkeys(values, "default")
-    for origin, layer in layers:
-        for key, value in layer.items():
+    for layer in layers:
+        for key, (value, origin) in layer.items():
             values[key] = value
             sources[key] = origin
     if values["vad_neg_threshold"] > values["vad_threshold"]:
-        raise LivecapError(
-            f"{sources['vad_neg_threshold']}: vad_neg_threshold must not exceed vad_threshold "
-            f"({values['vad_neg_threshold']} > {values['vad_threshold']})"
-        )
+        neg, pos = (f"{values[k]} ({sources[k]})" for k in ("vad_neg_threshold", "vad_threshold"))
+        raise LivecapError(f"vad_neg_threshold {neg} must not exceed vad_threshold {pos}")
     sections = {
-        f.name: f.default_factory(**{k: values[k] for k, (s, _) in FIELDS.items() if s == f.name})  # type: ignore[misc]
-        for f in dataclasses.fields(Config)
+        name: kind(**{k: values[k] for k, (s, _) in FIELDS.items() if s == name})
+        for name, kind in _SECTION_TYPES.items()
     }
     return Resolved(Config(**sections), sources)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -32,7 +32,7 @@ from livecap.messages import (
 )
 from livecap.packing import Packer
 from livecap.reorder import Reorderer
-from livecap.scheduler import AsrJob, AsrPool
+from livecap.scheduler import AsrJob, AsrPool, Cancelled
 from livecap.stabilize import LocalAgreement
 from livecap.stats import StatsSnapshot, StreamStats
 from livecap.translators.base import TranslationRequest, Translator
@@ -42,7 +42,7 @@ _END = object()
 
 
 class Stream:
-    """One audio stream being captioned. `events()` yields what to show, in order."""
+    """One audio stream being captioned. `next_event()` gives what to show, in order."""
 
     def __init__(
         self,
@@ -100,23 +100,26 @@ class Stream:
         self.source.start(self.capture)
 
     def stop(self, reason: str | None = None) -> None:
-        """Stop taking audio; what was heard is still transcribed and delivered before the end."""
+        """Stop taking audio. Live: what was heard is still transcribed before the end. A file
+        (offline) stops sooner: finals not yet started are dropped, the running ones finish."""
         if self._end_reason is None:
             self._end_reason = reason
         self._stop.set()
         self.source.stop()
+        if not self.live:
+            self.pool.cancel_finals(self.stream_id)
 
-    def events(self, timeout: float = 0.1) -> Iterator[Event | None]:
-        """Yield events until the end; yields None every `timeout` seconds without one (for redraws)."""
-        while True:
-            try:
-                event = self._events.get(timeout=timeout)
-            except queue.Empty:
-                yield None
-                continue
-            yield event
-            if isinstance(event, StreamEnd):
-                return
+    def next_event(self, timeout: float = 0.1) -> Event | None:
+        """The next event, or None after `timeout` seconds without one (time to redraw)."""
+        try:
+            return self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    @property
+    def _discarding(self) -> bool:
+        """A stopped file stream drops audio it has not yet cut into utterances."""
+        return self._stop.is_set() and not self.live
 
     def snapshot(self) -> StatsSnapshot:
         finals, interims = self.pool.depth()
@@ -149,9 +152,12 @@ class Stream:
                 now = time.monotonic()
                 if isinstance(item, EndOfAudio):
                     error = item.error
-                    for utterance in self.segmenter.flush(now):
-                        self._submit_final(utterance)
+                    if not self._discarding:
+                        for utterance in self.segmenter.flush(now):
+                            self._submit_final(utterance)
                     break
+                if self._discarding:
+                    continue
                 samples = self._convert(item.samples)
                 chunk = AudioChunk(samples, self.position, item.t_capture)
                 self.position = chunk.end
@@ -164,7 +170,7 @@ class Stream:
                         last_interim = now
         except Exception as failure:  # keep what was heard: flush and end cleanly
             error = f"VAD stage failed: {failure}"
-        if self._packer is not None:
+        if self._packer is not None and not self._discarding:
             for utterance in self._packer.flush():
                 self._dispatch(utterance)
         if error:
@@ -233,6 +239,8 @@ class Stream:
         """Turn one in-order ASR result into captions (delivery lock held)."""
         u = job.utterance
         self.transcribed = u.end
+        if isinstance(error, Cancelled):
+            return
         if error is not None or result is None:
             self._put(StreamError(f"ASR failed on {u.start:.1f}-{u.end:.1f} s: {error}"))
             return

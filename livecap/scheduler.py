@@ -20,6 +20,10 @@ from livecap.messages import Utterance
 Done = Callable[["AsrJob", AsrResult | None, BaseException | None], None]
 
 
+class Cancelled(Exception):
+    """The job was withdrawn before it ran."""
+
+
 @dataclass
 class AsrJob:
     utterance: Utterance
@@ -61,6 +65,14 @@ class AsrPool:
             self._interims[stream] = job
             self._pump()
             return True
+
+    def cancel_finals(self, stream_id: str) -> None:
+        """Withdraw a stream's queued finals; each is reported done with `Cancelled`."""
+        with self._lock:
+            cancelled = [job for job in self._finals if job.utterance.stream_id == stream_id]
+            self._finals = deque(job for job in self._finals if job.utterance.stream_id != stream_id)
+        for job in cancelled:
+            job.on_done(job, None, Cancelled())
 
     def drop_interim(self, stream_id: str) -> None:
         """Forget a queued interim (its utterance just ended)."""

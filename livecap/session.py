@@ -35,13 +35,14 @@ def run_session(
     """Drive `stream` until it ends. The first Ctrl-C stops capture and finishes pending finals;
     a second one stops waiting. Either way the captions produced so far are returned."""
     result = SessionResult()
-    interrupts = 0
+    interrupts = _Interrupts()
+    stopping = False
     t_start = time.monotonic()
     last_tick = 0.0
-    previous = _install_sigterm()
+    interrupts.install()
     display.start()
     stream.start()
-    events = stream.events(timeout=TICK_S)
+
     def handle(event: object) -> bool:
         """Show one event; True when the stream has ended."""
         nonlocal last_tick, duration
@@ -75,17 +76,12 @@ def run_session(
         return False
 
     try:
-        while True:
-            try:
-                if handle(next(events)):
-                    break
-            except KeyboardInterrupt:
-                interrupts += 1
+        while not handle(stream.next_event(timeout=TICK_S)):
+            if interrupts.count and not stopping:
+                stopping = True
+                result.end_reason = "interrupted"
                 stream.stop("interrupted")
-                if interrupts >= 2:
-                    result.end_reason = "interrupted"
-                    break
-            except StopIteration:
+            if interrupts.count >= 2:
                 break
     finally:
         stream.stop()
@@ -94,21 +90,25 @@ def run_session(
         display.stop()
         if journal is not None:
             journal.close()
-        _restore_sigterm(previous)
+        interrupts.restore()
     return result
 
 
-def _install_sigterm():  # noqa: ANN202
-    """Treat SIGTERM like Ctrl-C so that a killed session still writes its captions."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
+class _Interrupts:
+    """Counts Ctrl-C and SIGTERM instead of raising, so that no event is half-handled."""
 
-    def handler(signum, frame):  # noqa: ANN001, ARG001
-        raise KeyboardInterrupt
+    def __init__(self) -> None:
+        self.count = 0
+        self._previous: dict[int, object] = {}
 
-    return signal.signal(signal.SIGTERM, handler)
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
 
+    def _handle(self, signum: int, frame: object) -> None:  # noqa: ARG002
+        self.count += 1
 
-def _restore_sigterm(previous) -> None:  # noqa: ANN001
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,30 @@ Hace buen tiempo y brilla el sol.
 """
 
 _D_MODEL = 16
+
+
+def isolate_argos(root: Path) -> None:
+    """Import argostranslate with all its data dirs under ``root``, never the user's home.
+
+    argostranslate reads its settings (and creates its dirs) once, at import, so
+    this must run before anything imports ``argostranslate.settings``; the
+    environment is restored afterwards.
+    """
+    if "argostranslate.settings" in sys.modules:
+        raise RuntimeError("argostranslate was imported before its data dirs could be redirected")
+    saved = dict(os.environ)
+    try:
+        for key in [k for k in os.environ if k.startswith("ARGOS_")]:
+            del os.environ[key]
+        for key in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
+            os.environ[key] = str(root / key.lower())
+        os.environ["ARGOS_PACKAGES_DIR"] = str(root / "packages")
+        os.environ["ARGOS_PACKAGE_INDEX"] = "http://127.0.0.1:9/"  # never the public index
+        from argostranslate import settings
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert settings.package_data_dir == root / "packages"
 
 
 def build_argos_package(tmp_dir: Path, from_code: str = "de", to_code: str = "en") -> Path:
@@ -111,7 +137,7 @@ def _save_ctranslate2_model(model_dir: Path, vocab: list[str], output_piece: str
             layer.gamma, layer.beta = np.ones(d, dtype=np.float32), zeros(d)
         elif isinstance(layer, attention_spec.MultiHeadAttentionSpec):
             fused = [3 * d, d] if len(layer.linear) == 2 else [d, 2 * d, d]  # self vs. cross attention
-            for linear, rows in zip(layer.linear, fused):
+            for linear, rows in zip(layer.linear, fused, strict=True):
                 linear.weight = zeros(rows, d)
             fill(layer.layer_norm)
         elif isinstance(layer, transformer_spec.FeedForwardSpec):
@@ -142,4 +168,3 @@ def _save_ctranslate2_model(model_dir: Path, vocab: list[str], output_piece: str
     spec.optimize()
     model_dir.mkdir()
     spec.save(str(model_dir))
-

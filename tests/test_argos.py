@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ import pytest
 
 pytest.importorskip("argostranslate")  # its __init__ is empty: no settings are read yet
 
-from argos_fixture import GREETINGS, build_argos_package  # noqa: E402
+from argos_fixture import GREETINGS, build_argos_package, isolate_argos  # noqa: E402
 
 from livecap.errors import LivecapError  # noqa: E402
 from livecap.translators.argos import (  # noqa: E402
@@ -29,21 +27,9 @@ from livecap.translators.base import TranslationRequest  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
-def argos_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Import argostranslate with every data dir in a temp dir (it reads its settings at import)."""
-    if "argostranslate.settings" in sys.modules:
-        pytest.fail("argostranslate was imported before its data dirs could be pointed at a temp dir")
-    root = tmp_path_factory.mktemp("argos-home")
-    with pytest.MonkeyPatch.context() as env:
-        for key in [k for k in os.environ if k.startswith("ARGOS_")]:
-            env.delenv(key)
-        for key in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
-            env.setenv(key, str(root / key.lower()))
-        env.setenv("ARGOS_PACKAGES_DIR", str(root / "packages"))
-        env.setenv("ARGOS_PACKAGE_INDEX", "http://127.0.0.1:9/")  # never the public index
-        from argostranslate import settings
-    assert settings.package_data_dir == root / "packages"
-    return root
+def argos_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """All argostranslate data for this module lives in a temp dir."""
+    isolate_argos(tmp_path_factory.mktemp("argos-home"))
 
 
 @pytest.fixture(scope="module")

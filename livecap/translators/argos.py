@@ -179,7 +179,10 @@ def install_from_index(from_code: str, to_code: str, index_url: str | None = Non
     ]
     if not candidates:
         raise LivecapError(f"the Argos package index {url} has no {from_code} → {to_code} package")
-    best = max(candidates, key=lambda entry: Version(entry.get("package_version") or "0"))
+    try:
+        best = max(candidates, key=lambda entry: Version(str(entry.get("package_version") or "0")))
+    except ValueError as exc:
+        raise LivecapError(f"the Argos package index {url} has an invalid package_version: {exc}") from exc
     errors = []
     with tempfile.TemporaryDirectory(prefix="livecap-argos-") as tmp:
         path = Path(tmp) / f"{from_code}_{to_code}.argosmodel"

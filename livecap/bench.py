@@ -1,0 +1,228 @@
+"""`livecap bench`: real-time factor, latency and accuracy, side by side with plain faster-whisper.
+
+Every configuration (a combination of the comma lists given to --model, --compute-type, --workers,
+--beam-size and --device) runs `--repeat` times; each run loads its model in a fresh process, so
+load time and peak RSS belong to that run alone. A run measures, on the same audio:
+
+- offline (file mode, as `livecap file`): the whole pipeline's wall time, and each stage alone:
+  decoding (`decode_blocks`), VAD (a fresh `Segmenter` on the decoded audio), ASR busy time (summed
+  over workers during the real pipeline run, so it can exceed the wall time with several workers)
+  and translation busy time. RTF = seconds / audio seconds. WER (livecap.wer.normalize, then jiwer
+  over all files at once) where references exist.
+- non-speech: words emitted on a generated 12 s clip with no speech in it (2 s digital silence,
+  4 s white noise, 4 s brown noise, 2 s silence): every word there is a hallucination.
+- live (as `livecap file --realtime`): files replayed at 1x through the live pipeline, at most
+  `--live-limit` seconds of audio in all per run (it takes that long in real time). Final-caption
+  latency (last speech sample captured -> caption shown), split into end-of-speech wait and
+  processing; interim latency; dropped audio; the deepest queues seen (sampled every 0.25 s).
+- baseline: `WhisperModel(...).transcribe(file, beam_size, vad_filter=True)` with the same model,
+  device, compute type, threads and beam size, one file after the other, in its own process.
+
+JSON (`--json FILE`): {"machine": {...}, "command": str, "inputs": [{"path", "duration_s",
+"reference"}], "repeat": int, "live_limit_s": float, "configurations": [config]}. A config has
+"label", "settings" (model, device, compute_type, workers, beam_size, cpu_threads, language,
+translate_to), "runs" (each repeat's raw figures: {"livecap": {...}, "baseline": {...}}),
+"summary" ({figure: {"median", "min", "max"}}) and "ratio" (livecap / baseline, of the medians:
+"wall_s", "wer"). Figures in "summary" (seconds unless named otherwise; null when not measured):
+  load_s, first_caption_s (session start -> first caption, first file, offline), audio_s, wall_s,
+  rtf, decode_s, vad_s, asr_s, translate_s, rtf_decode, rtf_vad, rtf_asr, rtf_translate, wer,
+  insertions (words, from the WER alignment), nonspeech_words, peak_rss_mb,
+  live_audio_s, final_p50, final_p95, final_max, eos_wait_p50, eos_wait_p95, processing_p50,
+  processing_p95, processing_max, interim_p50, dropped_s, max_pending_finals, max_capture_s,
+  max_behind_s, live_first_caption_s,
+  baseline_load_s, baseline_wall_s, baseline_rtf, baseline_wer, baseline_insertions,
+  baseline_nonspeech_words, baseline_peak_rss_mb.
+Each run's raw record also keeps per-file texts ("files": [{"path", "audio_s", "wall_s", ...,
+"text", "reference"}]) and, in live mode, every final caption's latency breakdown ("latencies").
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from livecap import cli_options as opt
+from livecap.config import Config, resolve
+from livecap.errors import LivecapError
+
+SAMPLE = Path(__file__).parent / "data" / "sample.flac"
+LIVE_LIMIT_S = 60.0
+NONSPEECH_S = (2.0, 4.0, 4.0, 2.0)  # silence, white noise, brown noise, silence
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+def load_inputs(args: list[Path]) -> list[Item]:
+    """Files (references from `<file>.txt` beside them), a manifest.tsv, or the bundled sample."""
+    from livecap.bench_run import Item
+    from livecap.capture import probe_duration
+
+    if not args:
+        args = [SAMPLE]
+    pairs: list[tuple[Path, str | None]] = []
+    for arg in args:
+        if arg.suffix == ".tsv":
+            pairs += _read_manifest(arg)
+        else:
+            reference = arg.with_name(arg.name + ".txt")
+            pairs.append((arg, reference.read_text(encoding="utf-8").strip() if reference.is_file() else None))
+    return [Item(path, ref, probe_duration(path) or 0.0) for path, ref in pairs]
+
+
+def _read_manifest(path: Path) -> list[tuple[Path, str | None]]:
+    """Rows of a manifest in the format of shared/audio/manifest.tsv: file, ..., reference_text."""
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+    except OSError as error:
+        raise LivecapError(f"{path}: cannot read ({error.strerror or error})") from None
+    if not rows or "file" not in rows[0]:
+        raise LivecapError(f"{path}: not a manifest (a tab-separated table with a 'file' column)")
+    return [(path.parent / row["file"], (row.get("reference_text") or "").strip() or None) for row in rows]
+
+
+def configurations(profile: str | None, sweeps: dict[str, str | None], fixed: dict[str, Any]) -> list[Config]:
+    """One resolved Config per combination of the comma lists in `sweeps`."""
+    axes = {key: [v.strip() for v in value.split(",") if v.strip()] for key, value in sweeps.items() if value}
+    combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] or [{}]
+    return [resolve(profile, {**fixed, **combo}).config for combo in combos]
+
+
+SETTINGS = {"model": "{}", "device": "{}", "compute_type": "{}", "workers": "w{}", "beam_size": "beam {}"}
+
+
+def varying(configs: list[Config]) -> list[str]:
+    """The settings that differ between configurations (the model is always named)."""
+    return [key for key in SETTINGS if key == "model" or len({getattr(c.asr, key) for c in configs}) > 1]
+
+
+def label(config: Config, keys: list[str]) -> str:
+    """A configuration's name in tables: the model and the settings that vary."""
+    return " ".join(SETTINGS[key].format(getattr(config.asr, key)) for key in keys)
+
+
+def write_nonspeech(path: Path) -> Path:
+    """The non-speech clip: silence, white noise, brown noise, silence (seeded, so always the same)."""
+    import wave
+
+    import numpy as np
+
+    from livecap.messages import SAMPLE_RATE
+
+    rng = np.random.default_rng(0)
+    quiet, white, brown, tail = (int(s * SAMPLE_RATE) for s in NONSPEECH_S)
+    brown_noise = np.cumsum(rng.standard_normal(brown))
+    brown_noise -= np.linspace(brown_noise[0], brown_noise[-1], brown)  # no drift
+    parts = [
+        np.zeros(quiet),
+        0.03 * rng.standard_normal(white),
+        0.05 * brown_noise / (np.std(brown_noise) or 1.0),
+        np.zeros(tail),
+    ]
+    samples = (np.clip(np.concatenate(parts), -1, 1) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+# -- command ------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    import psutil
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def bench_command(
+    inputs: Annotated[
+        Optional[list[Path]],
+        typer.Argument(help="audio files or a manifest.tsv (default: the bundled sample)", show_default=False),
+    ] = None,
+    profile: opt.Profile = None,
+    model: Annotated[Optional[str], typer.Option(help="comma list of models")] = None,
+    compute_type: Annotated[Optional[str], typer.Option(help="comma list of compute types")] = None,
+    workers: Annotated[Optional[str], typer.Option(help="comma list of worker counts")] = None,
+    beam_size: Annotated[Optional[str], typer.Option(help="comma list of beam sizes")] = None,
+    device: Annotated[Optional[str], typer.Option(help="comma list of cpu, cuda, auto")] = None,
+    language: opt.Language = None,
+    translate_to: opt.TranslateTo = None,
+    translator: opt.Translator = None,
+    repeat: Annotated[int, typer.Option(min=1, max=50, help="runs per configuration (median, min-max)")] = 1,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="also replay at 1x through the live pipeline")] = True,
+    live_limit: Annotated[
+        float, typer.Option(min=0, help="seconds of audio replayed live per run (takes that long)")
+    ] = LIVE_LIMIT_S,
+    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run plain faster-whisper")] = True,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="write every figure to this JSON file")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="draw latency and RTF per configuration into a PNG")] = None,
+) -> None:
+    """Measure RTF, latency, WER and memory per configuration, against plain faster-whisper."""
+    from livecap import bench_report as report
+    from livecap.bench_run import Job, run_job, steps
+
+    if plot is not None:
+        report.check_plot(plot)
+    for target in (json_path, plot):
+        if target is not None and not target.parent.is_dir():
+            raise LivecapError(f"{target}: its folder does not exist")
+    items = load_inputs(list(inputs or []))
+    sweeps = {"model": model, "compute_type": compute_type, "workers": workers, "beam_size": beam_size,
+              "device": device}
+    fixed = {k: v for k, v in {"language": language, "translate_to": translate_to, "translator": translator}.items()
+             if v is not None}
+    configs = configurations(profile, sweeps, fixed)
+    keys = varying(configs)
+    limit = live_limit if live else 0.0
+    results = []
+    with tempfile.TemporaryDirectory(prefix="livecap-bench-") as tmp:
+        nonspeech = write_nonspeech(Path(tmp) / "nonspeech.wav")
+        jobs = [
+            [Job(kind, config, tuple(items), nonspeech, limit) for kind in ("livecap", "baseline")[: 1 + baseline]]
+            for config in configs
+        ]
+        with report.progress() as bar:
+            task = bar.add_task("bench", total=sum(steps(j) for runs in jobs for j in runs) * repeat)
+            for config, runs in zip(configs, jobs):
+                raws = []
+                for index in range(repeat):
+                    raw = {}
+                    for job in runs:
+                        name = f"{label(config, keys)} #{index + 1}"
+                        raw[job.kind] = run_job(
+                            job, lambda text, name=name: bar.update(task, advance=1, description=f"{name}: {text}")
+                        )
+                    raws.append(raw)
+                results.append(report.configuration(label(config, keys), config, raws))
+    document = {
+        "machine": machine(),
+        "command": "livecap " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "livecap bench",
+        "inputs": [{"path": str(i.path), "duration_s": i.duration, "reference": i.reference} for i in items],
+        "repeat": repeat,
+        "live_limit_s": limit,
+        "configurations": results,
+    }
+    report.show(document)
+    if json_path is not None:
+        report.write_json(document, json_path)
+    if plot is not None:
+        report.draw(document, plot)
+

@@ -1,0 +1,284 @@
+"""Figures, tables, JSON and plots for `livecap bench` (the keys are listed in livecap.bench)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from livecap.config import Config
+from livecap.errors import LivecapError
+from livecap.stats import percentile
+from livecap.wer import normalize
+
+PLOT_HINT = "--plot needs matplotlib: pip install 'livecap[plot]'"
+
+
+def progress() -> Progress:
+    """The bar shown while the bench runs (on stderr, so stdout keeps only the tables)."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    )
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def corpus_wer(files: list[dict[str, Any]]) -> tuple[float | None, int | None]:
+    """WER and inserted words over all files with a reference, after livecap.wer.normalize."""
+    import jiwer
+
+    pairs = [(normalize(f["reference"]), normalize(f["text"])) for f in files if f.get("reference")]
+    pairs = [(ref, hyp) for ref, hyp in pairs if ref]
+    if not pairs:
+        return None, None
+    words = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
+    return float(words.wer), int(words.insertions)
+
+
+def _share(seconds: float | None, audio: float) -> float | None:
+    return seconds / audio if seconds is not None and audio else None
+
+
+def _total(files: list[dict[str, Any]], key: str) -> float | None:
+    values = [f[key] for f in files]
+    return None if any(v is None for v in values) else sum(values)
+
+
+def figures(raw: dict[str, Any]) -> dict[str, float | None]:
+    """The flat figures of one run (livecap, live mode and baseline)."""
+    ours = raw["livecap"]
+    files = ours["files"]
+    audio = sum(f["audio_s"] for f in files)
+    wall = sum(f["wall_s"] for f in files)
+    out: dict[str, float | None] = {
+        "load_s": ours["load_s"],
+        "first_caption_s": files[0]["first_caption_s"],
+        "audio_s": audio,
+        "wall_s": wall,
+        "rtf": _share(wall, audio),
+    }
+    for stage in ("decode", "vad", "asr", "translate"):
+        out[f"{stage}_s"] = _total(files, f"{stage}_s")
+        out[f"rtf_{stage}"] = _share(out[f"{stage}_s"], audio)
+    out["wer"], out["insertions"] = corpus_wer(files)
+    out["nonspeech_words"] = len(normalize(ours["nonspeech_text"]).split())
+    out["peak_rss_mb"] = ours["peak_rss_mb"]
+    out.update(_live_figures(ours["live"]))
+    theirs = raw.get("baseline")
+    if theirs is not None:
+        wall = sum(f["wall_s"] for f in theirs["files"])
+        out["baseline_load_s"] = theirs["load_s"]
+        out["baseline_wall_s"] = wall
+        out["baseline_rtf"] = _share(wall, audio)
+        out["baseline_wer"], out["baseline_insertions"] = corpus_wer(theirs["files"])
+        out["baseline_nonspeech_words"] = len(normalize(theirs["nonspeech_text"]).split())
+        out["baseline_peak_rss_mb"] = theirs["peak_rss_mb"]
+    return out
+
+
+def _live_figures(live: dict[str, Any] | None) -> dict[str, float | None]:
+    if live is None:
+        return {}
+    out: dict[str, float | None] = {"live_audio_s": live["audio_s"]}
+    for key in ("latency", "eos_wait", "processing"):
+        values = [entry[key] for entry in live["latencies"]]
+        name = "final" if key == "latency" else key
+        out[f"{name}_p50"] = percentile(values, 50)
+        out[f"{name}_p95"] = percentile(values, 95)
+        out[f"{name}_max"] = max(values, default=None)
+    out["interim_p50"] = percentile(live["interims"], 50)
+    out["dropped_s"] = live["dropped_s"]
+    out["max_pending_finals"] = live["max_pending_finals"]
+    out["max_capture_s"] = live["max_capture_s"]
+    out["max_behind_s"] = live["max_behind_s"]
+    out["live_first_caption_s"] = live["first_caption_s"]
+    return out
+
+
+def spread(values: list[float | None]) -> dict[str, float] | None:
+    """Median and min-max of one figure over repeats."""
+    clean = [v for v in values if v is not None]
+    if not clean:
+        return None
+    return {"median": statistics.median(clean), "min": min(clean), "max": max(clean)}
+
+
+def configuration(label: str, config: Config, raws: list[dict[str, Any]]) -> dict[str, Any]:
+    """One configuration's record: settings, raw runs, summary over repeats, ratios to the baseline."""
+    per_run = [figures(raw) for raw in raws]
+    keys = dict.fromkeys(key for run in per_run for key in run)
+    summary = {key: spread([run.get(key) for run in per_run]) for key in keys}
+
+    def ratio(ours: str, theirs: str) -> float | None:
+        a, b = summary.get(ours), summary.get(theirs)
+        return a["median"] / b["median"] if a and b and b["median"] else None
+
+    asr = config.asr
+    return {
+        "label": label,
+        "settings": {
+            "model": asr.model, "device": asr.device, "compute_type": asr.compute_type, "workers": asr.workers,
+            "beam_size": asr.beam_size, "cpu_threads": asr.cpu_threads, "language": asr.language,
+            "translate_to": config.translate.translate_to,
+            "compute_type_used": raws[0]["livecap"]["compute_type"],
+        },
+        "runs": raws,
+        "summary": summary,
+        "ratio": {"wall_s": ratio("wall_s", "baseline_wall_s"), "wer": ratio("wer", "baseline_wer")},
+    }
+
+
+# -- terminal -----------------------------------------------------------------------------------
+
+
+def cell(summary: dict[str, Any], key: str, fmt: str = "{:.2f}", percent: bool = False) -> str:
+    """A figure's median, with its min-max when repeats differ."""
+    figure = summary.get(key)
+    if figure is None:
+        return "–"
+    scale = 100 if percent else 1
+    text = fmt.format(figure["median"] * scale)
+    if figure["min"] != figure["max"]:
+        text += f" ({fmt.format(figure['min'] * scale)}–{fmt.format(figure['max'] * scale)})"
+    return text
+
+
+def _ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in columns:
+        first = name == "configuration"
+        table.add_column(name, justify="left" if first else "right", no_wrap=first)
+    return table
+
+
+def common_settings(document: dict[str, Any]) -> str:
+    """The settings every configuration shares, for the line above the tables."""
+    settings = [c["settings"] for c in document["configurations"]]
+    shared = {k: v for k, v in settings[0].items() if all(s[k] == v for s in settings) and v not in (None, 0)}
+    if "compute_type_used" in shared:
+        shared["compute_type"] = shared.pop("compute_type_used")
+    return ", ".join(f"{key} {value}" for key, value in shared.items())
+
+
+def show(document: dict[str, Any], console: Console | None = None) -> None:
+    """Three tables, a row per configuration: offline, offline against the baseline, live."""
+    console = console or Console(width=None if Console().is_terminal else 160)
+    configs = document["configurations"]
+    audio = sum(i["duration_s"] for i in document["inputs"])
+    console.print(f"{len(document['inputs'])} file(s), {audio:.1f} s of audio; {common_settings(document)}; "
+                  f"{document['repeat']} run(s) each", highlight=False)
+    offline = _table("offline (file mode)", ("configuration", "load s", "first caption s", "wall s", "RTF",
+                                             "decode RTF", "VAD RTF", "ASR RTF", "translate RTF", "WER %",
+                                             "peak RSS MB"))
+    versus = _table("against plain faster-whisper (vad_filter=True, same model, threads, beam)",
+                    ("configuration", "fw load s", "fw wall s", "fw RTF", "fw WER %", "fw peak RSS MB",
+                     "non-speech words (livecap / fw)", "wall ×", "WER ×"))
+    live = _table("live (1x replay): final-caption latency = end-of-speech wait + processing",
+                  ("configuration", "audio s", "final p50", "p95", "max", "wait p50", "processing p50", "p95",
+                   "interim p50", "dropped s", "max finals queued", "max behind s"))
+    for c in configs:
+        s = c["summary"]
+        offline.add_row(
+            c["label"], cell(s, "load_s"), cell(s, "first_caption_s"), cell(s, "wall_s"), cell(s, "rtf", "{:.3f}"),
+            *(cell(s, f"rtf_{stage}", "{:.3f}") for stage in ("decode", "vad", "asr", "translate")),
+            cell(s, "wer", "{:.1f}", percent=True), cell(s, "peak_rss_mb", "{:.0f}"),
+        )
+        if s.get("baseline_wall_s"):
+            versus.add_row(
+                c["label"], cell(s, "baseline_load_s"), cell(s, "baseline_wall_s"), cell(s, "baseline_rtf", "{:.3f}"),
+                cell(s, "baseline_wer", "{:.1f}", percent=True), cell(s, "baseline_peak_rss_mb", "{:.0f}"),
+                f"{cell(s, 'nonspeech_words', '{:.0f}')} / {cell(s, 'baseline_nonspeech_words', '{:.0f}')}",
+                _ratio(c["ratio"]["wall_s"]), _ratio(c["ratio"]["wer"]),
+            )
+        if s.get("live_audio_s"):
+            live.add_row(
+                c["label"], cell(s, "live_audio_s", "{:.0f}"), cell(s, "final_p50"), cell(s, "final_p95"),
+                cell(s, "final_max"), cell(s, "eos_wait_p50"), cell(s, "processing_p50"), cell(s, "processing_p95"),
+                cell(s, "interim_p50"), cell(s, "dropped_s", "{:.1f}"), cell(s, "max_pending_finals", "{:.0f}"),
+                cell(s, "max_behind_s", "{:.1f}"),
+            )
+    for table in (offline, versus, live):
+        if table.row_count:
+            console.print(table)
+    console.print(
+        "[dim]RTF = seconds / audio seconds; ASR RTF is busy time summed over workers. Non-speech words: words "
+        "emitted on 12 s of silence and noise. ×: livecap / faster-whisper. Each run loads its model in a "
+        "fresh process; figures are medians (min–max) over runs.[/]"
+    )
+
+
+def write_json(document: dict[str, Any], path: Path) -> None:
+    try:
+        path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise LivecapError(f"{path}: cannot write ({error.strerror or error})") from None
+
+
+# -- plot ---------------------------------------------------------------------------------------
+
+
+def check_plot(path: Path) -> None:
+    """Fail before measuring: matplotlib missing, or not a .png target."""
+    if path.suffix.lower() != ".png":
+        raise LivecapError(f"--plot {path}: give a .png file name")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise LivecapError(PLOT_HINT) from None
+
+
+def draw(document: dict[str, Any], path: Path) -> None:
+    """Left: final-caption latency distribution per configuration (live). Right: RTF vs the baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = document["configurations"]
+    labels = [c["label"] for c in configs]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 1.5 + 0.6 * len(configs) + 2), constrained_layout=True)
+    latencies = [
+        [entry["latency"] for run in c["runs"] if run["livecap"]["live"] for entry in run["livecap"]["live"]["latencies"]]
+        for c in configs
+    ]
+    if any(latencies):
+        left.boxplot([values or [float("nan")] for values in latencies], vert=False, tick_labels=labels, whis=(5, 95))
+        for row, values in enumerate(latencies, start=1):
+            left.plot(values, [row] * len(values), "|", color="tab:blue", alpha=0.6, markersize=14)
+        left.set_xlabel("final-caption latency, s (box: p25–p75, whiskers: p5–p95, ticks: captions)")
+    else:
+        left.text(0.5, 0.5, "live mode not run", ha="center", va="center", transform=left.transAxes)
+        left.set_yticks([])
+    left.invert_yaxis()
+    left.set_title("live latency")
+    rows = range(len(configs))
+    height = 0.38
+    for offset, key, name in ((-height / 2, "rtf", "livecap"), (height / 2, "baseline_rtf", "faster-whisper")):
+        stats = [c["summary"].get(key) for c in configs]
+        if not any(stats):
+            continue
+        medians = [s["median"] if s else 0.0 for s in stats]
+        errors = [[s["median"] - s["min"] if s else 0 for s in stats], [s["max"] - s["median"] if s else 0 for s in stats]]
+        right.barh([r + offset for r in rows], medians, height, xerr=errors, label=name)
+    right.set_yticks(list(rows), labels)
+    right.invert_yaxis()
+    right.set_xlabel("RTF offline (wall time / audio time; lower is faster)")
+    right.set_title("offline RTF")
+    right.legend(loc="best", fontsize="small")
+    try:
+        figure.savefig(path, dpi=100)
+    except OSError as error:
+        raise LivecapError(f"{path}: cannot write ({error.strerror or error})") from None
+    finally:
+        plt.close(figure)

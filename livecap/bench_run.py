@@ -1,0 +1,276 @@
+"""The measuring half of `livecap bench`: one run of livecap or of plain faster-whisper, each in a
+fresh process so that load time and peak RSS belong to that run alone (see livecap.bench)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from livecap.config import Config
+from livecap.errors import LivecapError
+from livecap.messages import SAMPLE_RATE
+
+Step = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input file and its reference text, when known."""
+
+    path: Path
+    reference: str | None
+    duration: float
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measured run, done in a child process."""
+
+    kind: str  # "livecap" or "baseline"
+    config: Config
+    items: tuple[Item, ...]
+    nonspeech: Path
+    live_limit: float
+
+
+# -- measuring (in the child) --------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        import psutil
+
+        return psutil.Process().memory_info().peak_wset / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+class _QuietView:
+    """A display that shows nothing and remembers the deepest queues it was told about."""
+
+    def __init__(self) -> None:
+        self.max_pending_finals = 0
+        self.max_capture_s = 0.0
+        self.max_behind_s = 0.0
+
+    def start(self) -> None:
+        pass
+
+    def final(self, caption: object, latency: dict[str, float]) -> None:
+        pass
+
+    def interim(self, event: object) -> None:
+        pass
+
+    def error(self, message: str) -> None:
+        pass
+
+    def tick(self, stats: Any) -> None:
+        self.max_pending_finals = max(self.max_pending_finals, stats.pending_finals)
+        self.max_capture_s = max(self.max_capture_s, stats.capture_depth_s)
+        self.max_behind_s = max(self.max_behind_s, stats.behind_seconds)
+
+    def stop(self) -> None:
+        pass
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - started
+
+
+def _stage_times(path: Path, config: Config) -> tuple[float, float, float]:
+    """Audio seconds, decoding seconds and VAD seconds, each stage timed alone."""
+    from livecap.capture import decode_blocks
+    from livecap.messages import AudioChunk
+    from livecap.vad import Segmenter
+
+    blocks, decode_s = _timed(lambda: list(decode_blocks(path, 0.5)))  # FileSource's offline blocks
+    segmenter = Segmenter(config.vad)
+
+    def vad() -> None:
+        position = 0.0
+        for samples in blocks:
+            chunk = AudioChunk(samples, position, time.monotonic())
+            position = chunk.end
+            segmenter.push(chunk, time.monotonic())
+        segmenter.flush(time.monotonic())
+
+    _, vad_s = _timed(vad)
+    return sum(len(b) for b in blocks) / SAMPLE_RATE, decode_s, vad_s
+
+
+def _offline(engine: Any, item: Item) -> dict[str, Any]:
+    from livecap.api import transcribe
+
+    audio_s, decode_s, vad_s = _stage_times(item.path, engine.config)
+    result, wall_s = _timed(lambda: transcribe(item.path, engine=engine, display=_QuietView()))
+    translate = [c.timings["translate_end"] - c.timings["translate_start"] for c in result.captions
+                 if "translate_end" in c.timings]
+    return {
+        "path": str(item.path),
+        "audio_s": audio_s,
+        "wall_s": wall_s,
+        "decode_s": decode_s,
+        "vad_s": vad_s,
+        "asr_s": result.stats.asr_seconds if result.stats else None,
+        "translate_s": sum(translate) if engine.config.translate.translate_to else None,
+        "first_caption_s": result.t_first_caption,
+        "text": " ".join(c.text for c in result.captions),
+        "reference": item.reference,
+        "errors": result.errors,
+    }
+
+
+def _live(engine: Any, items: tuple[Item, ...], limit: float, step: Step) -> dict[str, Any]:
+    """Replay files at 1x until `limit` seconds of audio were heard."""
+    from livecap.capture import FileSource
+    from livecap.session import run_session
+
+    latencies: list[dict[str, float]] = []
+    interims: list[float] = []
+    view = _QuietView()
+    heard = dropped = 0.0
+    first: float | None = None
+    for item in items:
+        left = limit - heard
+        if left < 0.5:
+            break
+        step(f"live {item.path.name}")
+        stream = engine.stream(FileSource(item.path, realtime=True), live=True)
+        result = run_session(stream, view, duration=left if item.duration > left else None)
+        heard += min(item.duration, left)
+        latencies += result.latencies
+        interims += list(stream.stats.interim)
+        dropped += result.stats.dropped_seconds if result.stats else 0.0
+        if first is None:
+            first = result.t_first_caption
+    return {
+        "audio_s": heard,
+        "latencies": latencies,
+        "interims": interims,
+        "dropped_s": dropped,
+        "max_pending_finals": view.max_pending_finals,
+        "max_capture_s": view.max_capture_s,
+        "max_behind_s": view.max_behind_s,
+        "first_caption_s": first,
+    }
+
+
+def measure_livecap(job: Job, step: Step) -> dict[str, Any]:
+    from livecap.api import Engine, transcribe
+    from livecap.models import resolve_model
+
+    resolve_model(job.config.asr.model)  # a one-off join of the base model is not load time
+    step("load livecap")
+    engine, load_s = _timed(lambda: Engine(job.config))
+    used = {"device": engine.backend.device, "compute_type": engine.backend.compute_type}
+    with engine:
+        files = []
+        for item in job.items:
+            step(f"offline {item.path.name}")
+            files.append(_offline(engine, item))
+        step("non-speech clip")
+        nonspeech = transcribe(job.nonspeech, engine=engine, display=_QuietView())
+        live = _live(engine, job.items, job.live_limit, step) if job.live_limit > 0 else None
+    return {
+        **used,
+        "load_s": load_s,
+        "files": files,
+        "nonspeech_text": " ".join(c.text for c in nonspeech.captions),
+        "live": live,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def measure_baseline(job: Job, step: Step) -> dict[str, Any]:
+    from livecap.asr import WhisperBackend, pick_device
+    from livecap.models import resolve_model
+
+    resolve_model(job.config.asr.model)
+    step("load faster-whisper")
+    backend, load_s = _timed(lambda: WhisperBackend(job.config.asr, device=pick_device(job.config.asr.device)))
+    options = backend.options
+    language = options.language if backend.multilingual else "en"
+
+    def run(path: Path) -> str:
+        segments, _ = backend.model.transcribe(
+            str(path), beam_size=options.beam_size, vad_filter=True, language=language, task=options.task
+        )
+        return " ".join(s.text.strip() for s in segments)
+
+    files = []
+    for item in job.items:
+        step(f"baseline {item.path.name}")
+        text, wall_s = _timed(lambda: run(item.path))
+        files.append({"path": str(item.path), "audio_s": item.duration, "wall_s": wall_s, "text": text,
+                      "reference": item.reference})
+    step("baseline non-speech clip")
+    return {"load_s": load_s, "files": files, "nonspeech_text": run(job.nonspeech), "peak_rss_mb": peak_rss_mb()}
+
+
+def steps(job: Job) -> int:
+    """How many progress steps a job reports."""
+    if job.kind == "baseline":
+        return len(job.items) + 2
+    live, heard = 0, 0.0
+    for item in job.items:
+        if job.live_limit <= 0 or job.live_limit - heard < 0.5:
+            break
+        live += 1
+        heard += item.duration
+    return len(job.items) + 2 + live
+
+
+def _child(job: Job, messages: Any) -> None:
+    """Child process entry: report steps, then the figures or a one-line error."""
+    try:
+        measure = measure_livecap if job.kind == "livecap" else measure_baseline
+        messages.put(("done", measure(job, lambda text: messages.put(("step", text)))))
+    except LivecapError as error:
+        messages.put(("error", str(error)))
+    except KeyboardInterrupt:
+        pass
+    except Exception as error:  # reported as one line by the parent
+        messages.put(("error", f"{job.kind} run failed: {type(error).__name__}: {error}"))
+
+
+def run_job(job: Job, on_step: Step) -> dict[str, Any]:
+    """Run one job in a fresh process (its own load time and peak RSS)."""
+    context = multiprocessing.get_context("spawn")
+    messages = context.Queue()
+    process = context.Process(target=_child, args=(job, messages), daemon=True)
+    process.start()
+    try:
+        while True:
+            try:
+                kind, payload = messages.get(timeout=0.5)
+            except queue.Empty:
+                if process.is_alive():
+                    continue
+                try:
+                    kind, payload = messages.get(timeout=1.0)
+                except queue.Empty:
+                    raise LivecapError(f"the {job.kind} run ended unexpectedly (exit code {process.exitcode})") from None
+            if kind == "step":
+                on_step(payload)
+            elif kind == "error":
+                raise LivecapError(payload)
+            else:
+                return payload
+    finally:
+        if process.is_alive():
+            process.join(timeout=10)
+        if process.is_alive():
+            process.terminate()
+            process.join()

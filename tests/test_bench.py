@@ -1,0 +1,118 @@
+"""`livecap bench` end to end: one real run (tiny.en, real speech, live replay, baseline), checked several ways."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+
+from conftest import SHARED_AUDIO, run_cli
+from livecap.bench import SAMPLE, load_inputs
+from livecap.wer import normalize
+
+JFK = SHARED_AUDIO / "misc" / "jfk.flac"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
+    clip = JFK if JFK.with_name(JFK.name + ".txt").is_file() else SAMPLE
+    out = tmp_path_factory.mktemp("bench")
+    done = run_cli("bench", str(clip), "--model", "tiny.en", "--json", str(out / "b.json"), "--plot", str(out / "b.png"))
+    assert done.returncode == 0, done.stderr
+    return json.loads((out / "b.json").read_text(encoding="utf-8")), out / "b.png", done.stdout
+
+
+def only_config(document: dict) -> dict:
+    assert len(document["configurations"]) == 1
+    return document["configurations"][0]
+
+
+def test_rtf_is_wall_time_over_audio_time(bench: tuple[dict, Path, str]) -> None:
+    document, _, _ = bench
+    config = only_config(document)
+    run = config["runs"][0]["livecap"]
+    audio = sum(f["audio_s"] for f in run["files"])
+    assert audio == pytest.approx(document["inputs"][0]["duration_s"], abs=0.1)
+    s = config["summary"]
+    assert s["rtf"]["median"] == pytest.approx(sum(f["wall_s"] for f in run["files"]) / audio, rel=1e-6)
+    assert s["rtf_asr"]["median"] == pytest.approx(s["asr_s"]["median"] / audio, rel=1e-6)
+    assert 0 < s["decode_s"]["median"] and 0 < s["vad_s"]["median"] and 0 < s["asr_s"]["median"]
+    assert s["rtf_translate"] is None  # no translation asked for
+    assert s["load_s"]["median"] > 0 and s["peak_rss_mb"]["median"] > 50
+
+
+def test_live_latency_figures_are_consistent(bench: tuple[dict, Path, str]) -> None:
+    document, _, _ = bench
+    config = only_config(document)
+    s = config["summary"]
+    live = config["runs"][0]["livecap"]["live"]
+    assert live["audio_s"] == pytest.approx(document["inputs"][0]["duration_s"], abs=0.1)  # under the 60 s cap
+    latencies = [entry["latency"] for entry in live["latencies"]]
+    assert latencies, "live mode delivered no final caption"
+    for entry in live["latencies"]:
+        assert entry["eos_wait"] + entry["processing"] == pytest.approx(entry["latency"], abs=2e-3)
+    assert s["final_p50"]["median"] <= s["final_p95"]["median"] <= s["final_max"]["median"]
+    assert s["final_p50"]["median"] == pytest.approx(float(np.percentile(latencies, 50)))
+    assert s["final_max"]["median"] == max(latencies)
+    assert s["dropped_s"]["median"] >= 0 and s["max_pending_finals"]["median"] >= 0
+
+
+def test_wer_equals_jiwer_on_normalised_texts(bench: tuple[dict, Path, str]) -> None:
+    document, _, _ = bench
+    config = only_config(document)
+    for side, key in (("livecap", "wer"), ("baseline", "baseline_wer")):
+        files = config["runs"][0][side]["files"]
+        expected = jiwer.wer([normalize(f["reference"]) for f in files], [normalize(f["text"]) for f in files])
+        assert config["summary"][key]["median"] == pytest.approx(expected)
+        assert expected < 0.3, f"{side} transcribed the clip badly: {files[0]['text']!r}"
+
+
+def test_baseline_is_measured_with_ratio(bench: tuple[dict, Path, str]) -> None:
+    document, _, stdout = bench
+    config = only_config(document)
+    s = config["summary"]
+    assert s["baseline_wall_s"]["median"] > 0 and s["baseline_load_s"]["median"] > 0
+    assert config["ratio"]["wall_s"] == pytest.approx(s["wall_s"]["median"] / s["baseline_wall_s"]["median"])
+    assert s["nonspeech_words"]["median"] >= 0 and s["baseline_nonspeech_words"]["median"] >= 0
+    assert config["settings"]["model"] == "tiny.en" and config["settings"]["compute_type_used"] == "int8"
+    assert "faster-whisper" in stdout and config["label"] in stdout and "final p50" in stdout
+
+
+def test_plot_is_a_png(bench: tuple[dict, Path, str]) -> None:
+    _, png, _ = bench
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(png) as image:
+        assert image.width > 400 and image.height > 200
+
+
+def test_bundled_sample_has_its_reference() -> None:
+    (item,) = load_inputs([])
+    assert item.path == SAMPLE and item.reference and 10 < item.duration < 30
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/no/such/file.wav"], "no such file"),
+        (["--plot", "out.jpg"], "give a .png file name"),
+        (["--workers", "1,x"], "workers must be a whole number"),
+        (["--json", "/no/such/dir/b.json"], "folder does not exist"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(args: list[str], message: str) -> None:
+    done = run_cli("bench", *args, "--no-live", "--no-baseline")
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_manifest_without_file_column(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("path\treference_text\na.wav\thello\n", encoding="utf-8")
+    done = run_cli("bench", str(manifest))
+    assert done.returncode == 2 and "not a manifest" in done.stderr
