@@ -17,7 +17,7 @@ import numpy as np
 
 from livecap.config import AsrConfig
 from livecap.errors import LivecapError
-from livecap.models import is_multilingual, offline_hint, resolve_model
+from livecap.models import offline_hint, resolve_model
 
 # Guard thresholds (OpenAI Whisper's defaults, also used by faster-whisper's fallback).
 NO_SPEECH_PROB = 0.6
@@ -104,11 +104,6 @@ class WhisperBackend:
             options.compute_type if options.compute_type != "default" else ("float16" if device == "cuda" else "int8")
         )
         path = resolve_model(options.model)
-        self.multilingual = is_multilingual(path)
-        if options.language and not self.multilingual and options.language != "en":
-            raise LivecapError(f"model {options.model} is English-only; use --model base for --language {options.language}")
-        if options.task == "translate" and not self.multilingual:
-            raise LivecapError(f"model {options.model} is English-only and cannot translate; use --model base")
         threads = options.cpu_threads or max(1, (os.cpu_count() or 1) // options.workers)
         try:
             self.model = WhisperModel(
@@ -119,10 +114,13 @@ class WhisperBackend:
                 num_workers=options.workers + extra_workers,
                 local_files_only=_offline(),
             )
-        except (ValueError, RuntimeError, OSError) as error:
+        except Exception as error:  # CTranslate2 and huggingface_hub raise many types for a bad model
             raise LivecapError(_load_error(options.model, path, error)) from None
-        except Exception as error:  # huggingface_hub raises its own types for offline/unknown models
-            raise LivecapError(_load_error(options.model, path, error)) from None
+        self.multilingual = self.model.model.is_multilingual
+        if options.language and not self.multilingual and options.language != "en":
+            raise LivecapError(f"model {options.model} is English-only; use --model base for --language {options.language}")
+        if options.task == "translate" and not self.multilingual:
+            raise LivecapError(f"model {options.model} is English-only and cannot translate; use --model base")
 
     def transcribe(
         self, samples: np.ndarray, *, final: bool, task: str | None = None, language: str | None = None

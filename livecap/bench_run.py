@@ -148,8 +148,8 @@ def _live(engine: Any, items: tuple[Item, ...], limit: float, step: Step) -> dic
             break
         step(f"live {item.path.name}")
         stream = engine.stream(FileSource(item.path, realtime=True), live=True)
-        result = run_session(stream, view, duration=left if item.duration > left else None)
-        heard += min(item.duration, left)
+        result = run_session(stream, view, duration=None if 0 < item.duration <= left else left)
+        heard += result.stats.audio_seconds if result.stats else left
         latencies += result.latencies
         interims += list(stream.stats.interim)
         dropped += result.stats.dropped_seconds if result.stats else 0.0

