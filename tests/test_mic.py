@@ -3,27 +3,31 @@ from its monitor by PortAudio (ALSA `pulse` device), transcribed by the real mod
 
 from __future__ import annotations
 
+import importlib.abc
 import io
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from conftest import Clip, run_cli
 from pulse import PulseServer, pulse_server
 
+from livecap.errors import LivecapError
 from livecap.wer import wer
 
 
 def _server(folder: Path) -> Iterator[PulseServer]:
-    try:
-        with pulse_server(folder) as server:
-            yield server
-    except RuntimeError as error:
-        pytest.skip(f"PulseAudio cannot start here: {error}")
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(pulse_server(folder))
+        except RuntimeError as error:
+            pytest.skip(f"PulseAudio cannot start here: {error}")
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +153,18 @@ def test_mic_gpu_without_cuda_is_a_one_line_error(pulse: PulseServer) -> None:
     assert result.returncode == 2
     assert "error: --gpu: CTranslate2 sees no CUDA device" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_missing_portaudio_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sounddevice raises OSError at import when the PortAudio library is absent."""
+    from livecap.mic import list_input_devices
+
+    class NoPortAudio(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: object, target: object = None) -> None:
+            if name == "sounddevice":
+                raise OSError("PortAudio library not found")
+
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
+    with pytest.raises(LivecapError, match=r"apt-get install libportaudio2.*pip install 'livecap\[mic\]'"):
+        list_input_devices()
