@@ -19,6 +19,7 @@ from livecap.config import Config, Resolved, resolve
 from livecap.errors import LivecapError
 
 if TYPE_CHECKING:
+    from livecap.api import Engine
     from livecap.session import SessionResult
 
 app = typer.Typer(
@@ -41,7 +42,7 @@ def load_config(profile: str | None, **given: object) -> Resolved:
     return resolve(profile, opt.flags(**given))
 
 
-def choose_view(config: Config, *, plain: bool, jsonl: bool, live: bool, label: str, duration: float | None):  # noqa: ANN201
+def choose_view(engine: Engine, *, plain: bool, jsonl: bool, live: bool, label: str, duration: float | None):  # noqa: ANN201
     """The display for this run: rich when stdout is a terminal, plain lines otherwise."""
     from livecap.view import FileProgressView, JsonlView, LiveView, PlainView
 
@@ -50,7 +51,8 @@ def choose_view(config: Config, *, plain: bool, jsonl: bool, live: bool, label: 
     if plain or not console.is_terminal:
         return PlainView()
     if live:
-        return LiveView(console, config.asr.model, config.asr.device, config.asr.compute_type)
+        backend = engine.backend  # the device and compute type in use (--gpu auto may fall back to the CPU)
+        return LiveView(console, backend.name, backend.device, backend.compute_type)
     return FileProgressView(console, label, duration)
 
 
@@ -134,7 +136,7 @@ def file_command(
         for source in sources:
             stem = Path(source.name).stem
             journal = Journal(out_dir / f"{stem}.journal.jsonl") if realtime else None
-            view = choose_view(config, plain=plain, jsonl=jsonl, live=realtime, label=stem, duration=source.duration)
+            view = choose_view(engine, plain=plain, jsonl=jsonl, live=realtime, label=stem, duration=source.duration)
             result = run_session(engine.stream(source, live=realtime), view, journal)
             if not save_session(result, config, out_dir, stem, source.name, source.duration):
                 failed += 1

@@ -64,7 +64,7 @@ def mic_command(
     stem = f"mic-{datetime.now():%Y%m%d-%H%M%S}"
     with Engine(config) as engine:
         journal = Journal(out_dir / f"{stem}.journal.jsonl")
-        view = choose_view(config, plain=plain, jsonl=jsonl, live=True, label=stem, duration=None)
+        view = choose_view(engine, plain=plain, jsonl=jsonl, live=True, label=stem, duration=None)
         errors.print(
             f"[dim]listening on {escape(source.device.name)} ({source.rate} Hz), journal {journal.path}; "
             "Ctrl-C stops[/]",

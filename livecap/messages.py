@@ -55,31 +55,6 @@ class Utterance:
 
 
 @dataclass(frozen=True)
-class Segment:
-    """One timed piece of recognised text, in stream seconds."""
-
-    start: float
-    end: float
-    text: str
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """What the ASR made of one utterance."""
-
-    utterance: Utterance
-    segments: tuple[Segment, ...]
-    language: str | None
-    language_probability: float
-    t_asr_start: float
-    t_asr_end: float
-
-    @property
-    def text(self) -> str:
-        return " ".join(s.text for s in self.segments).strip()
-
-
-@dataclass(frozen=True)
 class Caption:
     """A caption as shown and written: original text, optional translation, and its timings."""
 
@@ -92,7 +67,6 @@ class Caption:
     language: str | None = None
     translation: str | None = None
     translation_failed: bool = False
-    segments: tuple[Segment, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)  # monotonic times of each stage
     audio: np.ndarray | None = field(default=None, repr=False, compare=False)  # for speech translation
 

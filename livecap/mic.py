@@ -95,7 +95,6 @@ class MicSource:
         self.device = find_device(device)
         self.name = f"mic:{self.device.name}"
         self.rate = self._pick_rate((rate,) if rate else (SAMPLE_RATE, int(self.device.default_rate)))
-        self.error: str | None = None  # why the device stopped, if it did
         self._sink: CaptureQueue | None = None
         self._ended = threading.Event()
         self._end_lock = threading.Lock()
@@ -171,6 +170,5 @@ class MicSource:
             if self._ended.is_set():
                 return
             self._ended.set()
-        self.error = error
         if self._sink is not None:
             self._sink.end(error)

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 import srt
 import webvtt
 from conftest import Clip, manifest, run_cli, speak
+from live_audio import join_clips, write_wav
 
 from livecap.capture import decode_blocks
 from livecap.messages import SAMPLE_RATE
@@ -25,24 +25,8 @@ def _json(out_dir: Path, stem: str) -> dict:
     return json.loads((out_dir / f"{stem}.json").read_text(encoding="utf-8"))
 
 
-def write_wav(path: Path, samples: np.ndarray) -> Path:
-    """16 kHz mono 16-bit WAV with the standard library."""
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
-
-
 def decode(path: Path) -> np.ndarray:
     return np.concatenate(list(decode_blocks(path)))
-
-
-def join_with_pauses(paths: list[Path], target: Path, pause_s: float = 1.5) -> Path:
-    pause = np.zeros(int(pause_s * SAMPLE_RATE), dtype=np.float32)
-    parts = [part for path in paths for part in (decode(path), pause)]
-    return write_wav(target, np.concatenate(parts))
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +79,7 @@ def test_order_and_text_do_not_depend_on_workers(en_clips: list[Clip], tmp_path:
     """Utterances of very different lengths, over several Whisper windows, with 1-3 workers."""
     by_length = sorted(en_clips, key=lambda c: c.duration)
     interleaved = [c.path for pair in zip(by_length[::-1], by_length) for c in pair][: len(by_length)]
-    joined = join_with_pauses(interleaved, tmp_path / "mixed.wav", pause_s=1.0)
+    joined = join_clips(interleaved, tmp_path / "mixed.wav", pause_s=1.0)
     texts = []
     for workers in (1, 2, 3):
         out = tmp_path / f"w{workers}"

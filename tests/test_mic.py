@@ -7,6 +7,7 @@ import importlib.abc
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -126,6 +127,20 @@ def test_mic_device_lost_keeps_what_was_heard(own_pulse: PulseServer, en_clips: 
     assert mic.returncode == 1
     assert "audio device stopped" in err
     assert wer(clip.reference, first.split("] ", 1)[1] + out) < 0.35
+    written = list(tmp_path.glob("mic-*.txt"))
+    assert len(written) == 1 and wer(clip.reference, written[0].read_text()) < 0.35
+
+
+def test_mic_ctrl_c_finishes_what_was_heard(pulse: PulseServer, en_clips: list[Clip], tmp_path: Path) -> None:
+    """Ctrl-C right after the speech: its final is still transcribed, journaled and written; exit 130."""
+    clip = _clip(en_clips, "61-70968-0000")
+    mic = _start_mic(pulse, "--plain", "--output-dir", str(tmp_path))
+    pulse.play(clip.path).wait(timeout=60)
+    mic.send_signal(signal.SIGINT)
+    out, err = _finish(mic, timeout=60)
+    assert mic.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert wer(clip.reference, out.split("] ", 1)[-1]) < 0.35
     written = list(tmp_path.glob("mic-*.txt"))
     assert len(written) == 1 and wer(clip.reference, written[0].read_text()) < 0.35
 
