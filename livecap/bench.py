@@ -11,8 +11,9 @@ load time and peak RSS belong to that run alone. A run measures, on the same aud
   over all files at once) where references exist.
 - non-speech: words emitted on a generated 12 s clip with no speech in it (2 s digital silence,
   4 s white noise, 4 s brown noise, 2 s silence): every word there is a hallucination.
-- live (as `livecap file --realtime`): files replayed at 1x through the live pipeline, at most
-  `--live-limit` seconds of audio in all per run (it takes that long in real time). Final-caption
+- live (as `livecap file --realtime`; on by default, `--no-live` skips it): files replayed at 1x
+  through the live pipeline, at most `--live-limit` (60) seconds of audio in all per run, since it
+  takes that long in real time; the last file replayed may be cut at the limit. Final-caption
   latency (last speech sample captured -> caption shown), split into end-of-speech wait and
   processing; interim latency; dropped audio; the deepest queues seen (sampled every 0.25 s).
 - baseline: `WhisperModel(...).transcribe(file, beam_size, vad_filter=True)` with the same model,
@@ -21,15 +22,16 @@ load time and peak RSS belong to that run alone. A run measures, on the same aud
 JSON (`--json FILE`): {"machine": {...}, "command": str, "inputs": [{"path", "duration_s",
 "reference"}], "repeat": int, "live_limit_s": float, "configurations": [config]}. A config has
 "label", "settings" (model, device, compute_type, workers, beam_size, cpu_threads, language,
-translate_to), "runs" (each repeat's raw figures: {"livecap": {...}, "baseline": {...}}),
-"summary" ({figure: {"median", "min", "max"}}) and "ratio" (livecap / baseline, of the medians:
-"wall_s", "wer"). Figures in "summary" (seconds unless named otherwise; null when not measured):
+translate_to, compute_type_used), "runs" (each repeat's raw figures: {"livecap": {...},
+"baseline": {...}}), "summary" ({figure: {"median", "min", "max"}}) and "ratio" (livecap /
+baseline of the medians: "wall_s", "wer"; null when the baseline's is 0). Figures in "summary"
+(seconds unless named otherwise; null when not measured):
   load_s, first_caption_s (session start -> first caption, first file, offline), audio_s, wall_s,
   rtf, decode_s, vad_s, asr_s, translate_s, rtf_decode, rtf_vad, rtf_asr, rtf_translate, wer,
   insertions (words, from the WER alignment), nonspeech_words, peak_rss_mb,
-  live_audio_s, final_p50, final_p95, final_max, eos_wait_p50, eos_wait_p95, processing_p50,
-  processing_p95, processing_max, interim_p50, dropped_s, max_pending_finals, max_capture_s,
-  max_behind_s, live_first_caption_s,
+  live_audio_s, final_p50, final_p95, final_max, eos_wait_p50, eos_wait_p95, eos_wait_max,
+  processing_p50, processing_p95, processing_max, interim_p50, dropped_s, max_pending_finals,
+  max_capture_s, max_behind_s (age of the oldest unfinished speech), live_first_caption_s,
   baseline_load_s, baseline_wall_s, baseline_rtf, baseline_wer, baseline_insertions,
   baseline_nonspeech_words, baseline_peak_rss_mb.
 Each run's raw record also keeps per-file texts ("files": [{"path", "audio_s", "wall_s", ...,

@@ -249,7 +249,7 @@ def draw(document: dict[str, Any], path: Path) -> None:
     labels = [c["label"] for c in configs]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 1.5 + 0.6 * len(configs) + 2), constrained_layout=True)
     latencies = [
-        [entry["latency"] for run in c["runs"] if run["livecap"]["live"] for entry in run["livecap"]["live"]["latencies"]]
+        [entry["latency"] for run in c["runs"] for entry in (run["livecap"]["live"] or {}).get("latencies", [])]
         for c in configs
     ]
     if any(latencies):
@@ -269,8 +269,9 @@ def draw(document: dict[str, Any], path: Path) -> None:
         if not any(stats):
             continue
         medians = [s["median"] if s else 0.0 for s in stats]
-        errors = [[s["median"] - s["min"] if s else 0 for s in stats], [s["max"] - s["median"] if s else 0 for s in stats]]
-        right.barh([r + offset for r in rows], medians, height, xerr=errors, label=name)
+        below = [s["median"] - s["min"] if s else 0 for s in stats]
+        above = [s["max"] - s["median"] if s else 0 for s in stats]
+        right.barh([r + offset for r in rows], medians, height, xerr=[below, above], label=name)
     right.set_yticks(list(rows), labels)
     right.invert_yaxis()
     right.set_xlabel("RTF offline (wall time / audio time; lower is faster)")

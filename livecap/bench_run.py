@@ -261,7 +261,8 @@ def run_job(job: Job, on_step: Step) -> dict[str, Any]:
                 try:
                     kind, payload = messages.get(timeout=1.0)
                 except queue.Empty:
-                    raise LivecapError(f"the {job.kind} run ended unexpectedly (exit code {process.exitcode})") from None
+                    ended = f"the {job.kind} run ended unexpectedly (exit code {process.exitcode})"
+                    raise LivecapError(ended) from None
             if kind == "step":
                 on_step(payload)
             elif kind == "error":
