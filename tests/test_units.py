@@ -1,0 +1,109 @@
+"""Unit tests of the small pieces: guards, reordering, interim stabilisation, packing, VAD segmentation."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import Clip
+
+from livecap.asr import collapse_repeats, is_hallucination
+from livecap.capture import decode_blocks
+from livecap.config import VadConfig
+from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
+from livecap.packing import Packer
+from livecap.reorder import Reorderer
+from livecap.stabilize import LocalAgreement
+from livecap.vad import Segmenter
+
+
+def test_repetition_loops_collapse() -> None:
+    assert collapse_repeats("thank you thank you thank you thank you so much") == "thank you so much"
+    assert collapse_repeats("no no no no no") == "no"
+    assert collapse_repeats("a b a b c") == "a b a b c"  # two repeats are speech, not a loop
+
+
+def test_hallucination_guard() -> None:
+    assert is_hallucination("...", 0.1, -0.2)
+    assert is_hallucination("Thanks for watching!", 0.9, -1.5)  # likely silence, low confidence
+    assert not is_hallucination("Thanks for watching!", 0.9, -0.3)  # confident speech
+    assert is_hallucination("the the the " * 30, 0.0, -0.1)  # compresses too well: a loop
+    assert not is_hallucination("ask not what your country can do for you", 0.01, -0.3)
+
+
+def test_reorderer_releases_in_sequence() -> None:
+    order = list(range(50))
+    random.Random(3).shuffle(order)
+    reorder: Reorderer[int] = Reorderer()
+    released = [item for seq in order for item in reorder.push(seq, seq * 10)]
+    assert released == [seq * 10 for seq in range(50)] and reorder.waiting == 0
+    with pytest.raises(ValueError):
+        reorder.push(3, 0)
+
+
+def test_local_agreement_commits_only_what_two_hypotheses_share() -> None:
+    agreement = LocalAgreement()
+    first = agreement.update("ask not what")
+    assert first.committed == "" and first.tail == "ask not what"
+    second = agreement.update("Ask not, what your")
+    assert second.committed == "Ask not, what" and second.tail == "your"
+    third = agreement.update("ask now")  # the committed words never change
+    assert third.committed == "Ask not, what" and third.tail == ""
+
+
+def _utterance(start: float, seconds: float, seq: int) -> Utterance:
+    samples = np.full(int(seconds * SAMPLE_RATE), seq, dtype=np.float32)
+    return Utterance("s", seq, start, start + seconds, samples, True, 0.0, 0.0)
+
+
+def test_packer_joins_utterances_and_maps_time_back() -> None:
+    packer = Packer(max_seconds=10)
+    assert packer.push(_utterance(0.0, 4.0, 0)) == []
+    assert packer.push(_utterance(20.0, 3.0, 1)) == []
+    (packed,) = packer.push(_utterance(40.0, 5.0, 2))  # would overflow: the first two leave together
+    assert packed.duration == pytest.approx(7.0) and packed.start == 0.0 and packed.end == 23.0
+    assert packed.to_stream_time(1.0) == pytest.approx(1.0)
+    assert packed.to_stream_time(5.0) == pytest.approx(21.0)  # 1 s into the second utterance
+    assert packed.to_stream_time(99.0) == pytest.approx(23.0)
+    assert np.all(Packer.slice(packed, 4.0, 7.0) == 1)
+    (last,) = packer.flush()
+    assert last.start == 40.0 and last.pieces == ()
+
+
+def _segment(samples: np.ndarray, options: VadConfig) -> list[Utterance]:
+    segmenter = Segmenter(options)
+    block = SAMPLE_RATE // 10
+    finals: list[Utterance] = []
+    for i in range(0, len(samples), block):
+        chunk = AudioChunk(samples[i : i + block], i / SAMPLE_RATE, 100.0 + (i + block) / SAMPLE_RATE)
+        finals += segmenter.push(chunk, now=0.0)
+    return finals + segmenter.flush(now=0.0)
+
+
+def test_vad_cuts_real_speech_at_pauses(en_clips: list[Clip]) -> None:
+    clips = sorted(en_clips, key=lambda c: c.duration)[:3]
+    pause = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    parts, spans, position = [pause], [], 1.0
+    for clip in clips:
+        audio = np.concatenate(list(decode_blocks(Path(clip.path))))
+        parts += [audio, pause]
+        spans.append((position, position + len(audio) / SAMPLE_RATE))
+        position += len(audio) / SAMPLE_RATE + 1.0
+    finals = _segment(np.concatenate(parts), VadConfig(min_silence_ms=500))
+    assert [u.seq for u in finals] == list(range(len(clips)))
+    for utterance, (start, end) in zip(finals, spans):
+        assert start - 0.25 <= utterance.start and utterance.end <= end + 0.25
+        assert utterance.t_speech_end == pytest.approx(100.0 + utterance.end, abs=0.3)  # capture clock
+    silence = _segment(np.zeros(3 * SAMPLE_RATE, dtype=np.float32), VadConfig())
+    assert silence == []
+
+
+def test_vad_cuts_long_speech_at_its_quietest_point(en_clips: list[Clip]) -> None:
+    longest = max(en_clips, key=lambda c: c.duration)
+    audio = np.concatenate(list(decode_blocks(Path(longest.path))))
+    finals = _segment(audio, VadConfig(max_utterance_s=3.0, min_silence_ms=2000))
+    assert len(finals) >= 2
+    assert all(u.duration <= 3.0 + 0.3 for u in finals)
+    assert all(a.end <= b.start + 1e-6 for a, b in zip(finals, finals[1:]))  # no audio is used twice
