@@ -32,9 +32,14 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a one-line error on stderr; return the exit to raise."""
+def report_error(message: str) -> None:
+    """One line on stderr: `error: ...`."""
     errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Report an error; return the exit to raise."""
+    report_error(message)
     return typer.Exit(code)
 
 
@@ -65,7 +70,7 @@ def save_session(
 
     problem = result.end_reason
     if not result.captions and problem is None:
-        errors.print(f"[bold red]error:[/] {escape(name)}: no speech found", highlight=False, soft_wrap=True)
+        report_error(f"{name}: no speech found")
         return False
     written = write_outputs(
         result.captions, out_dir, stem, config.output.output_format, source=name,
@@ -127,7 +132,7 @@ def file_command(
         try:
             sources.append(FileSource(path, realtime=realtime))
         except LivecapError as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            report_error(str(error))
             failed += 1
     if not sources:
         raise typer.Exit(1)
