@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 import zipfile
-from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -83,26 +79,6 @@ def test_install_package_file_rejects_bad_files(tmp_path: Path) -> None:
         archive.writestr("translate-xx_yy/README.md", "no metadata.json")
     with pytest.raises(LivecapError, match="not a valid"):
         install_package_file(no_metadata)
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-
-@pytest.fixture
-def loopback_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
-    """An HTTP server on 127.0.0.1 (random port) serving a temp dir; yields (base URL, dir)."""
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(tmp_path)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def test_install_from_index(built: dict[tuple[str, str], Path], loopback_server: tuple[str, Path]) -> None:

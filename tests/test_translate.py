@@ -12,10 +12,7 @@ import sys
 import threading
 import time
 import wave
-from collections.abc import Iterator
 from dataclasses import replace
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -168,23 +165,8 @@ def argos_env(root: Path) -> dict[str, str]:
     return {**env, "ARGOS_PACKAGES_DIR": str(root / "packages"), "ARGOS_PACKAGE_INDEX": "http://127.0.0.1:9/"}
 
 
-@pytest.fixture
-def index_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """An HTTP server on 127.0.0.1 serving a temp dir; yields (base URL, dir)."""
-    served = tmp_path / "served"
-    served.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(served)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", served
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_argos_install_list_and_translate_through_the_cli(
-    en_clips: list[Clip], tmp_path: Path, index_server: tuple[str, Path]
+    en_clips: list[Clip], tmp_path: Path, loopback_server: tuple[str, Path]
 ) -> None:
     """Install from a file and from a loopback index, list the pairs, then caption with argos."""
     pytest.importorskip("argostranslate")
@@ -196,7 +178,7 @@ def test_argos_install_list_and_translate_through_the_cli(
     assert installed.returncode == 0, installed.stderr
     assert "installed translation en → de" in installed.stdout
 
-    url, served = index_server
+    url, served = loopback_server
     build_argos_package(served, "es", "en")
     entry = {"from_code": "es", "to_code": "en", "package_version": "1.0", "links": [f"{url}/es_en.argosmodel"]}
     (served / "index.json").write_text(json.dumps([entry]))
