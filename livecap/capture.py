@@ -85,6 +85,7 @@ class AudioSource(Protocol):
     name: str
     rate: int  # sample rate of the blocks it delivers
     duration: float | None  # seconds, when known (files)
+    block_s: float  # seconds of audio per block it delivers
 
     def start(self, sink: CaptureQueue) -> None: ...
 

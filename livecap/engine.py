@@ -63,8 +63,7 @@ class Stream:
         self.stream_id = stream_id
         self.stats = StreamStats()
         self._convert = converter or (lambda samples: samples)
-        block_s = 0.1
-        self.capture = CaptureQueue(max_blocks=max(4, int(config.live.capture_queue_s / block_s)))
+        self.capture = CaptureQueue(max_blocks=max(4, int(config.live.capture_queue_s / source.block_s)))
         self.segmenter = Segmenter(config.vad, stream_id)
         self._packer = None if live else Packer()
         self._agreement = LocalAgreement()
@@ -126,7 +125,7 @@ class Stream:
         now = time.monotonic()
         with self._lock:
             oldest = min(self._pending.values(), default=None)
-        capture_s = self.capture.depth() * 0.1
+        capture_s = self.capture.depth() * self.source.block_s
         behind = max(capture_s, now - oldest if oldest is not None else 0.0)
         return self.stats.snapshot(
             dropped_seconds=self.capture.dropped_samples / self.source.rate,

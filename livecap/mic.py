@@ -89,6 +89,7 @@ class MicSource:
     """A microphone: opens the device at `rate`, by default 16 kHz when it can, else at its default rate."""
 
     duration = None
+    block_s = BLOCK_S
 
     def __init__(self, device: str | None = None, rate: int | None = None) -> None:
         self._sd = _sounddevice()

@@ -108,7 +108,7 @@ class SlowBackend:
 class FastSource:
     """A live source that delivers audio ten times faster than real time, never waiting."""
 
-    name, rate, duration = "fast", SAMPLE_RATE, None
+    name, rate, duration, block_s = "fast", SAMPLE_RATE, None, 0.1
 
     def __init__(self, samples: np.ndarray) -> None:
         self._blocks = np.array_split(samples, max(1, len(samples) // (SAMPLE_RATE // 10)))
