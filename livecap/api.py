@@ -27,7 +27,7 @@ class Engine:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.backend = WhisperBackend(
-            config.asr, device=pick_device(config.asr.device), extra_workers=whisper_callers(config.translate)
+            config.asr, device=pick_device(config.asr.device), extra_workers=whisper_callers(config.translate, config.asr.workers)
         )
         self.pool = AsrPool(self.backend, config.asr.workers)
         self.translator = open_translator(config.translate, self.backend)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -280,22 +282,44 @@ class Stream:
     # -- translation stage ---------------------------------------------------------------------
 
     def _translate_loop(self) -> None:
-        assert self._translate_queue is not None and self.translator is not None
-        target = self.config.translate.translate_to or "en"
-        while True:
-            item = self._translate_queue.get()
-            if not isinstance(item, Caption):
-                self._put(item)
+        """Translate with as many threads as ASR workers; captions leave in the order they came."""
+        assert self._translate_queue is not None
+        workers = self.config.asr.workers
+        in_flight: deque[Future[object]] = deque()
+        order = threading.Lock()
+        room = threading.Semaphore(2 * workers)  # bounded: at most this many captions in the stage
+
+        def emit_ready(_: Future[object] | None = None) -> None:
+            with order:
+                while in_flight and in_flight[0].done():
+                    self._put(in_flight.popleft().result())
+                    room.release()
+
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"translate-{self.stream_id}") as executor:
+            while True:
+                item = self._translate_queue.get()
+                room.acquire()
+                if isinstance(item, Caption):
+                    future = executor.submit(self._translate, item)
+                else:  # a marker keeps its place behind the captions before it
+                    future = Future()
+                    future.set_result(item)
+                with order:
+                    in_flight.append(future)
+                future.add_done_callback(emit_ready)
                 if item is _END:
                     return
-                continue
-            started = time.monotonic()
-            try:
-                translation = self.translator.translate(
-                    TranslationRequest(item.text, item.language, target, item.audio)
-                )
-                failed = False
-            except Exception:  # show the original, marked, and go on
-                translation, failed = item.text, True
-            timings = {**item.timings, "translate_start": started, "translate_end": time.monotonic()}
-            self._put(replace(item, translation=translation, translation_failed=failed, timings=timings))
+
+    def _translate(self, caption: Caption) -> Caption:
+        assert self.translator is not None
+        started = time.monotonic()
+        target = self.config.translate.translate_to or "en"
+        try:
+            translation = self.translator.translate(
+                TranslationRequest(caption.text, caption.language, target, caption.audio)
+            )
+            failed = False
+        except Exception:  # show the original, marked, and go on
+            translation, failed = caption.text, True
+        timings = {**caption.timings, "translate_start": started, "translate_end": time.monotonic()}
+        return replace(caption, translation=translation, translation_failed=failed, timings=timings)

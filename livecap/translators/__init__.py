@@ -23,9 +23,10 @@ def backend_name(options: TranslateConfig) -> str | None:
     return "whisper" if options.translate_to == WHISPER_TARGET else "argos"
 
 
-def whisper_callers(options: TranslateConfig) -> int:
-    """Callers of the Whisper model beyond the ASR pool: 1 when Whisper translates."""
-    return 1 if backend_name(options) == "whisper" else 0
+def whisper_callers(options: TranslateConfig, workers: int) -> int:
+    """Callers of the Whisper model beyond the ASR pool: the translation stage's threads (one per
+    ASR worker) when Whisper translates."""
+    return workers if backend_name(options) == "whisper" else 0
 
 
 def open_translator(options: TranslateConfig, backend: AsrBackend) -> Translator | None:

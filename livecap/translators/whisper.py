@@ -1,8 +1,8 @@
 """Whisper's own speech translation: the caption's audio, decoded again with `task="translate"`.
 
 Uses the multilingual model the ASR already loaded, so it costs no extra model; Whisper translates
-speech in any of its languages into English only. The translation thread is one more concurrent
-caller of the model (`WhisperBackend(extra_workers=...)`, see `whisper_callers`).
+speech in any of its languages into English only. The translation stage's threads are more concurrent
+callers of the model (`WhisperBackend(extra_workers=...)`, see `whisper_callers`).
 """
 
 from __future__ import annotations
