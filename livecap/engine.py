@@ -84,20 +84,15 @@ class Stream:
         self._translate_queue: queue.Queue[object] | None = (
             queue.Queue(maxsize=config.live.max_pending_finals) if translator else None
         )
-        self._threads: list[threading.Thread] = []
         self.position = 0.0  # stream seconds through the VAD
         self.transcribed = 0.0  # stream seconds up to which all captions are delivered
 
     # -- control -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._threads.append(threading.Thread(target=self._vad_loop, name=f"vad-{self.stream_id}", daemon=True))
+        threading.Thread(target=self._vad_loop, name=f"vad-{self.stream_id}", daemon=True).start()
         if self._translate_queue is not None:
-            self._threads.append(
-                threading.Thread(target=self._translate_loop, name=f"translate-{self.stream_id}", daemon=True)
-            )
-        for thread in self._threads:
-            thread.start()
+            threading.Thread(target=self._translate_loop, name=f"translate-{self.stream_id}", daemon=True).start()
         self.source.start(self.capture)
 
     def stop(self, reason: str | None = None) -> None:
@@ -260,7 +255,7 @@ class Stream:
                     "asr_start": job.t_started,
                     "asr_end": job.t_finished,
                 },
-                audio=Packer.slice(u, segment.start, segment.end) if self.translator else None,
+                audio=u.audio_between(segment.start, segment.end) if self.translator else None,
             )
             self._captions += 1
             self._forward(caption)

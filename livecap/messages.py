@@ -45,6 +45,10 @@ class Utterance:
     def duration(self) -> float:
         return len(self.samples) / SAMPLE_RATE
 
+    def audio_between(self, start: float, end: float) -> np.ndarray:
+        """The samples between two times inside `samples` (as the ASR reports them)."""
+        return self.samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+
     def to_stream_time(self, t: float) -> float:
         """Map a time inside `samples` back to stream seconds (packing removes silences)."""
         if not self.pieces:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from livecap.messages import SAMPLE_RATE, Utterance
+from livecap.messages import Utterance
 
 WHISPER_WINDOW_S = 30.0
 
@@ -54,8 +54,3 @@ class Packer:
                 pieces=tuple(pieces),
             )
         ]
-
-    @staticmethod
-    def slice(utterance: Utterance, start: float, end: float) -> np.ndarray:
-        """Audio of `utterance` between two of its own (packed) times."""
-        return utterance.samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]

@@ -67,7 +67,7 @@ def test_packer_joins_utterances_and_maps_time_back() -> None:
     assert packed.to_stream_time(1.0) == pytest.approx(1.0)
     assert packed.to_stream_time(5.0) == pytest.approx(21.0)  # 1 s into the second utterance
     assert packed.to_stream_time(99.0) == pytest.approx(23.0)
-    assert np.all(Packer.slice(packed, 4.0, 7.0) == 1)
+    assert np.all(packed.audio_between(4.0, 7.0) == 1)
     (last,) = packer.flush()
     assert last.start == 40.0 and last.pieces == ()
 
