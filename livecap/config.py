@@ -48,6 +48,9 @@ class AsrConfig:
     beam_size: int = _opt(1, "beam size (1 = greedy)", min=1, max=16)
     language: str | None = _opt(None, "spoken language code (none: detect)")
     task: str = _opt("transcribe", "Whisper task", choices=("transcribe", "translate"))
+    initial_prompt: str | None = _opt(None, "text that primes each decode: names, spelling, style")
+    hotwords: str | None = _opt(None, "words to favour (names, jargon), as a space-separated list")
+    word_timestamps: bool = _opt(True, "time each word of the final captions")
 
 
 @dataclass(frozen=True)

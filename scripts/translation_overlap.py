@@ -14,7 +14,6 @@ fast (offline) run of the whole clip (wall time).
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import tempfile
 import time
@@ -23,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from livecap.api import Engine
-from livecap.asr import AsrBackend, AsrResult
-from livecap.capture import FileSource
+from livecap.engine import Engine
+from livecap.asr.base import AsrBackend, AsrRequest, AsrResult
+from livecap.sources.file import FileSource
 from livecap.config import resolve
-from livecap.engine import Stream
+from livecap.pipeline.stream import Stream
 from livecap.messages import SAMPLE_RATE
-from livecap.session import run_session
+from livecap.pipeline.session import run_session
 from livecap.translators.base import TranslationRequest, Translator
-from livecap.view import PlainView
 
 DEFAULT_CLIP = Path(__file__).resolve().parent.parent.parent / "shared/audio/long/aeneas_es_alarcon_capitan_veneno_dedication.mp3"
 
@@ -45,9 +43,10 @@ class InlineTranslation:
             backend.name, backend.device, backend.compute_type, backend.multilingual,
         )
 
-    def transcribe(self, samples: np.ndarray, *, final: bool, task: str | None = None, language: str | None = None) -> AsrResult:
-        result = self.backend.transcribe(samples, final=final, task=task, language=language)
-        if final:
+    def transcribe(self, request: AsrRequest) -> AsrResult:
+        result = self.backend.transcribe(request)
+        samples = request.samples
+        if request.final:
             for s in result.segments:
                 piece = samples[int(s.start * SAMPLE_RATE) : int(s.end * SAMPLE_RATE)]
                 self.translator.translate(TranslationRequest(s.text, result.language, "en", piece))
@@ -75,11 +74,12 @@ def run(engine: Engine, mode: str, path: Path, realtime: bool) -> tuple[list[flo
         engine.pool.backend = InlineTranslation(original, engine.translator)
     try:
         stream = Stream(
-            FileSource(path, realtime=realtime), engine.pool, engine.config, live=realtime,
+            FileSource(path, realtime=realtime), engine.pool, engine.config, stream_id=mode, live=realtime,
             translator=engine.translator if mode == "overlapped" else None,
+            translation_pool=engine.translation_pool,
         )
         started = time.monotonic()
-        result = run_session(stream, PlainView(io.StringIO()))
+        result = run_session(stream)
         wall = time.monotonic() - started
     finally:
         engine.pool.backend = original

@@ -10,7 +10,7 @@ import numpy as np
 
 from conftest import Clip
 
-from livecap.capture import decode_blocks
+from livecap.sources.file import decode_blocks
 from livecap.messages import SAMPLE_RATE
 
 SESSION_CLIPS = ("61-70968-0000", "6930-75918-0000", "mr_quilter")  # 4.9 + 3.5 + 5.9 s of read English

@@ -21,6 +21,8 @@ from livecap.translators.argos import (  # noqa: E402
 )
 from livecap.translators.base import TranslationRequest  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module", autouse=True)
 def argos_home(tmp_path_factory: pytest.TempPathFactory) -> None:

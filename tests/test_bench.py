@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_AUDIO, run_cli
-from livecap.bench import SAMPLE, load_inputs
-from livecap.wer import normalize
+from livecap.bench.plan import SAMPLE, load_inputs
+from livecap.bench.wer import normalize
+
+pytestmark = pytest.mark.slow
 
 JFK = SHARED_AUDIO / "misc" / "jfk.flac"
 

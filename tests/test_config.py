@@ -293,6 +293,7 @@ def german_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return speak(text, tmp_path_factory.mktemp("de") / "de.wav", voice="de", rate=140)
 
 
+@pytest.mark.slow
 def test_profile_changes_what_runs(german_clip: Path, tmp_path: Path, no_user_config: dict[str, str]) -> None:
     """A profile choosing base, Whisper's translate task and json only: each is visible in the run's output."""
     profile = tmp_path / "run.toml"

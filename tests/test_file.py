@@ -16,9 +16,11 @@ import webvtt
 from conftest import Clip, manifest, run_cli, speak
 from live_audio import join_clips, write_wav
 
-from livecap.capture import decode_blocks
+from livecap.sources.file import decode_blocks
 from livecap.messages import SAMPLE_RATE
-from livecap.wer import normalize, wer
+from livecap.bench.wer import normalize, wer
+
+pytestmark = pytest.mark.slow
 
 
 def _json(out_dir: Path, stem: str) -> dict:

@@ -15,13 +15,16 @@ import pytest
 from conftest import Clip, run_cli
 from live_audio import join_clips, session_clips, write_wav
 
-from livecap.asr import AsrResult, AsrSegment
-from livecap.capture import CaptureQueue, RawBlock, decode_blocks
+from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
+from livecap.sources.file import decode_blocks
+from livecap.sources.queue import CaptureQueue, RawBlock
 from livecap.config import Config
-from livecap.engine import Stream
+from livecap.pipeline.stream import Stream
 from livecap.messages import SAMPLE_RATE, Caption, StreamEnd
-from livecap.scheduler import AsrPool
-from livecap.wer import wer
+from livecap.asr.pool import AsrPool
+from livecap.bench.wer import wer
+
+pytestmark = pytest.mark.slow
 
 PAUSE_S = 1.5
 
@@ -95,7 +98,8 @@ class SlowBackend:
         self._lock = threading.Lock()
         self._random = random.Random(0)
 
-    def transcribe(self, samples: np.ndarray, *, final: bool, task: str | None = None) -> AsrResult:
+    def transcribe(self, request: AsrRequest) -> AsrResult:
+        samples, final = request.samples, request.final
         with self._lock:
             text = str(len(self.finals)) if final else "interim words"
             if final:
@@ -134,7 +138,7 @@ def test_overload_keeps_queues_bounded_and_finals_whole_and_ordered(session: tup
     config = replace(base, live=replace(base.live, capture_queue_s=1.0, max_pending_finals=2, interim_interval_ms=100))
     backend = SlowBackend()
     pool = AsrPool(backend, workers=2)
-    stream = Stream(FastSource(np.concatenate([audio, audio])), pool, config, live=True)
+    stream = Stream(FastSource(np.concatenate([audio, audio])), pool, config, stream_id="s1", live=True)
     captions: list[Caption] = []
     depths, pending, behind = [], [], []
     stream.start()

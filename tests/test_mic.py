@@ -4,7 +4,6 @@ from its monitor by PortAudio (ALSA `pulse` device), transcribed by the real mod
 from __future__ import annotations
 
 import importlib.abc
-import io
 import json
 import os
 import signal
@@ -19,7 +18,9 @@ from conftest import Clip, run_cli
 from pulse import PulseServer, pulse_server
 
 from livecap.errors import LivecapError
-from livecap.wer import wer
+from livecap.bench.wer import wer
+
+pytestmark = pytest.mark.slow
 
 
 def _server(folder: Path) -> Iterator[PulseServer]:
@@ -91,11 +92,10 @@ def test_mic_captions_speech_from_the_device(pulse: PulseServer, en_clips: list[
 
 def test_mic_device_at_its_own_rate_is_resampled(pulse: PulseServer, en_clips: list[Clip]) -> None:
     """A device opened at 44.1 kHz: the soxr converter brings it to 16 kHz for the VAD and model."""
-    from livecap.api import Engine
+    from livecap.engine import Engine
     from livecap.config import Config
-    from livecap.mic import MicSource
-    from livecap.session import run_session
-    from livecap.view import PlainView
+    from livecap.sources.mic import MicSource
+    from livecap.pipeline.session import run_session
 
     clip = _clip(en_clips, "61-70968-0000")
     os.environ["PULSE_SERVER"] = pulse.env["PULSE_SERVER"]  # read by the ALSA pulse plugin in this process
@@ -108,7 +108,7 @@ def test_mic_device_at_its_own_rate_is_resampled(pulse: PulseServer, en_clips: l
         with Engine(Config()) as engine:
             stream = engine.stream(source, live=True, converter=source.converter())
             pulse.play(clip.path)
-            result = run_session(stream, PlainView(io.StringIO()), duration=clip.duration + 4)
+            result = run_session(stream, duration=clip.duration + 4)
     finally:
         del os.environ["PULSE_SERVER"]
     assert result.end_reason is None and not result.errors
@@ -172,7 +172,7 @@ def test_mic_gpu_without_cuda_is_a_one_line_error(pulse: PulseServer) -> None:
 
 def test_missing_portaudio_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """sounddevice raises OSError at import when the PortAudio library is absent."""
-    from livecap.mic import list_input_devices
+    from livecap.sources.mic import list_input_devices
 
     class NoPortAudio(importlib.abc.MetaPathFinder):
         def find_spec(self, name: str, path: object, target: object = None) -> None:

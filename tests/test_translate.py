@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,13 +20,15 @@ import numpy as np
 import pytest
 from conftest import Clip, run_cli
 
-from livecap.asr import AsrResult, AsrSegment
-from livecap.capture import FileSource
+from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
+from livecap.sources.file import FileSource
 from livecap.config import Config
-from livecap.engine import Stream
+from livecap.pipeline.stream import Stream
 from livecap.messages import SAMPLE_RATE, Caption, StreamEnd, StreamError
-from livecap.scheduler import AsrPool
+from livecap.asr.pool import AsrPool
 from livecap.translators.base import TranslationRequest
+
+pytestmark = pytest.mark.slow
 
 # Content words an English translation of each shared clip should contain (at least two each).
 # de: "Der hinter diesem Portal liegenden Raum wurde als Leichenhalle genutzt."
@@ -76,7 +79,8 @@ class FakeBackend:
         self._lock = threading.Lock()
         self.calls = 0
 
-    def transcribe(self, samples: np.ndarray, *, final: bool, task: str | None = None, language: str | None = None) -> AsrResult:
+    def transcribe(self, request: AsrRequest) -> AsrResult:
+        samples = request.samples
         time.sleep(random.uniform(0, 0.03))
         with self._lock:
             self.calls += 1
@@ -123,7 +127,11 @@ def test_translation_keeps_order_and_survives_a_failure(en_clips: list[Clip], tm
     config = replace(base, live=replace(base.live, interim=False), translate=replace(base.translate, translate_to="en"))
     translator = FakeTranslator()
     pool = AsrPool(FakeBackend(), workers=3)
-    stream = Stream(FileSource(path), pool, config, live=True, translator=translator)
+    translation_pool = ThreadPoolExecutor(3)
+    stream = Stream(
+        FileSource(path), pool, config, stream_id="s1", live=True, translator=translator,
+        translation_pool=translation_pool,
+    )
     stream.start()
     events: list[object] = []
     while not events or not isinstance(events[-1], StreamEnd):
@@ -131,6 +139,7 @@ def test_translation_keeps_order_and_survives_a_failure(en_clips: list[Clip], tm
         if event is not None:
             events.append(event)
     pool.shutdown()
+    translation_pool.shutdown()
     assert isinstance(events[-1], StreamEnd) and events[-1].reason is None
     assert not [e for e in events if isinstance(e, StreamError)]
     captions = [e for e in events if isinstance(e, Caption)]

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from conftest import Clip
 
-from livecap.asr import collapse_repeats, is_hallucination
-from livecap.capture import decode_blocks
+from livecap.asr.whisper import collapse_repeats, is_hallucination
+from livecap.sources.file import decode_blocks
 from livecap.config import VadConfig
 from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
-from livecap.packing import Packer
-from livecap.reorder import Reorderer
-from livecap.stabilize import LocalAgreement
-from livecap.vad import Segmenter
+from livecap.pipeline.packing import Packer
+from livecap.pipeline.reorder import Reorderer
+from livecap.pipeline.stabilize import LocalAgreement
+from livecap.pipeline.vad import Segmenter
 
 
 def test_repetition_loops_collapse() -> None:

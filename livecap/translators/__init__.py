@@ -6,7 +6,7 @@ loaded multilingual model; any other target uses Argos Translate (optional extra
 
 from __future__ import annotations
 
-from livecap.asr import AsrBackend
+from livecap.asr.base import AsrBackend
 from livecap.config import TranslateConfig
 from livecap.errors import LivecapError
 from livecap.translators.base import Translator

@@ -7,7 +7,7 @@ callers of the model (`WhisperBackend(extra_workers=...)`, see `whisper_callers`
 
 from __future__ import annotations
 
-from livecap.asr import AsrBackend
+from livecap.asr.base import AsrBackend, AsrRequest, DecodeOptions
 from livecap.errors import LivecapError
 from livecap.translators.base import TranslationRequest
 
@@ -34,9 +34,8 @@ class WhisperTranslator:
             return request.text
         if request.samples is None or not len(request.samples):
             raise LivecapError("Whisper translation needs the caption's audio")
-        result = self.backend.transcribe(
-            request.samples, final=True, task="translate", language=request.source_language
-        )
+        options = DecodeOptions(language=request.source_language, task="translate")
+        result = self.backend.transcribe(AsrRequest(request.samples, final=True, options=options))
         text = " ".join(segment.text for segment in result.segments).strip()
         if not text:
             raise LivecapError("Whisper gave no translation for this audio")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from livecap.asr import AsrBackend, AsrResult
+from livecap.asr.base import AsrBackend, AsrRequest, AsrResult
 from livecap.messages import Utterance
 
 Done = Callable[["AsrJob", AsrResult | None, BaseException | None], None]
@@ -26,7 +26,10 @@ class Cancelled(Exception):
 
 @dataclass
 class AsrJob:
+    """A request and where its result goes; the utterance says which stream and which seq it is."""
+
     utterance: Utterance
+    request: AsrRequest
     on_done: Done
     t_submitted: float = field(default_factory=time.monotonic)
     t_started: float = 0.0
@@ -106,7 +109,7 @@ class AsrPool:
         result: AsrResult | None = None
         error: BaseException | None = None
         try:
-            result = self.backend.transcribe(job.utterance.samples, final=job.utterance.final)
+            result = self.backend.transcribe(job.request)
         except Exception as failure:  # a crash in one job must not take the stream down
             error = failure
         job.t_finished = time.monotonic()

@@ -10,6 +10,7 @@ from typing import IO
 
 from livecap.errors import LivecapError
 from livecap.messages import Caption
+from livecap.output.records import final_record
 
 
 def _clock(seconds: float, separator: str) -> str:
@@ -110,9 +111,7 @@ class Journal:
             raise LivecapError(f"cannot open journal {path}: {error.strerror or error}") from None
 
     def append(self, caption: Caption, latency: dict[str, float] | None = None) -> None:
-        record = caption.to_dict()
-        if latency:
-            record["latency"] = latency
+        record = final_record(caption, latency)
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()
 

@@ -5,12 +5,9 @@ A display receives events from one thread (the session loop) and never blocks th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
-import time
 from collections import deque
-from typing import Protocol
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -19,21 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from livecap.messages import Caption, InterimCaption
-from livecap.stats import StatsSnapshot
-
-
-class Display(Protocol):
-    def start(self) -> None: ...
-
-    def final(self, caption: Caption, latency: dict[str, float]) -> None: ...
-
-    def interim(self, event: InterimCaption) -> None: ...
-
-    def error(self, message: str) -> None: ...
-
-    def tick(self, stats: StatsSnapshot) -> None: ...
-
-    def stop(self) -> None: ...
+from livecap.output.records import error_record, final_record, interim_record, stats_record
+from livecap.pipeline.stats import StatsSnapshot
 
 
 def _clock(seconds: float) -> str:
@@ -166,34 +150,34 @@ class PlainView:
 
 
 class JsonlView(PlainView):
-    """Machine-readable events, one JSON object a line: final, interim, error, and stats at the end.
-    An interim's `latency`: seconds from the end of the audio it was computed on to its output."""
+    """Machine-readable events, one JSON object a line (see `livecap.output.records`): final,
+    interim, error, and stats at the end; each names its `source`."""
 
-    def __init__(self, stream=None) -> None:  # noqa: ANN001 - a text stream
+    def __init__(self, stream=None, source: str | None = None) -> None:  # noqa: ANN001 - a text stream
         super().__init__(stream)
+        self._source = source
         self._stats: StatsSnapshot | None = None
 
     def _emit(self, record: dict) -> None:
+        if self._source is not None:
+            record = {**record, "source": self._source}
         print(json.dumps(record, ensure_ascii=False), file=self._out, flush=True)
 
     def final(self, caption: Caption, latency: dict[str, float]) -> None:
-        self._emit({"type": "final", **caption.to_dict(), "latency": latency})
+        self._emit(final_record(caption, latency))
 
     def interim(self, event: InterimCaption) -> None:
-        latency = round(time.monotonic() - event.t_audio_end, 4)
-        self._emit(
-            {"type": "interim", "seq": event.seq, "committed": event.committed, "tail": event.tail, "latency": latency}
-        )
+        self._emit(interim_record(event))
 
     def error(self, message: str) -> None:
-        self._emit({"type": "error", "message": message})
+        self._emit(error_record(message))
 
     def tick(self, stats: StatsSnapshot) -> None:
         self._stats = stats
 
     def stop(self) -> None:
         if self._stats is not None:
-            self._emit({"type": "stats", **dataclasses.asdict(self._stats), "rtf": self._stats.rtf})
+            self._emit(stats_record(self._stats))
 
 
 class FileProgressView:

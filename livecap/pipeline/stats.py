@@ -1,8 +1,18 @@
-"""Latency, real-time factor and load figures, measured from the timestamps messages carry."""
+"""Latency, real-time factor and load figures, measured from the timestamps messages carry.
+
+The one place these figures are defined:
+- final latency: capture time of the last speech sample of a caption -> the caption handed to the
+  consumer (`Stream.next_event`), split into end-of-speech wait and processing;
+- interim latency: capture time of the end of the audio an interim was decoded from -> handed out,
+  for interims that add words;
+- RTF: all compute spent on the stream (ASR worker-seconds for finals and interims, plus translation)
+  per second of audio; `cpu_per_audio_s`: the process's CPU seconds per second of audio.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -17,9 +27,10 @@ def percentile(values: list[float] | deque[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values), q)) if len(values) else None
 
 
-def latency_breakdown(caption: Caption, t_shown: float) -> dict[str, float]:
+def latency_breakdown(caption: Caption) -> dict[str, float]:
     """Seconds from the last speech sample to the screen, split by stage."""
     t = caption.timings
+    t_shown = t["shown"]
     out = {
         "latency": t_shown - t["speech_end"],
         "eos_wait": t["emitted"] - t["speech_end"],
@@ -35,7 +46,10 @@ def latency_breakdown(caption: Caption, t_shown: float) -> dict[str, float]:
 @dataclass(frozen=True)
 class StatsSnapshot:
     audio_seconds: float
-    asr_seconds: float
+    asr_seconds: float  # worker-seconds on finals
+    interim_asr_seconds: float  # worker-seconds on interims
+    translate_seconds: float  # busy seconds translating
+    cpu_seconds: float  # process CPU seconds since the stream started (all threads; process-wide)
     final_p50: float | None
     final_p95: float | None
     eos_wait_p50: float | None
@@ -54,8 +68,17 @@ class StatsSnapshot:
     transcribed_seconds: float  # stream position up to which every final is delivered
 
     @property
+    def compute_seconds(self) -> float:
+        return self.asr_seconds + self.interim_asr_seconds + self.translate_seconds
+
+    @property
     def rtf(self) -> float | None:
-        return self.asr_seconds / self.audio_seconds if self.audio_seconds else None
+        """All compute per audio second: finals, interims and translation."""
+        return self.compute_seconds / self.audio_seconds if self.audio_seconds else None
+
+    @property
+    def cpu_per_audio_s(self) -> float | None:
+        return self.cpu_seconds / self.audio_seconds if self.audio_seconds else None
 
 
 class StreamStats:
@@ -71,6 +94,9 @@ class StreamStats:
         self.finals = 0
         self.audio_seconds = 0.0
         self.asr_seconds = 0.0
+        self.interim_asr_seconds = 0.0
+        self.translate_seconds = 0.0
+        self._cpu_start = time.process_time()
 
     def record_final(self, breakdown: dict[str, float]) -> None:
         with self._lock:
@@ -80,6 +106,7 @@ class StreamStats:
             self.processing.append(breakdown["processing"])
             if "translate" in breakdown:
                 self.translate.append(breakdown["translate"])
+                self.translate_seconds += breakdown["translate"]
 
     def record_interim(self, latency: float) -> None:
         with self._lock:
@@ -89,9 +116,12 @@ class StreamStats:
         with self._lock:
             self.audio_seconds += seconds
 
-    def add_asr(self, seconds: float) -> None:
+    def add_asr(self, seconds: float, *, final: bool) -> None:
         with self._lock:
-            self.asr_seconds += seconds
+            if final:
+                self.asr_seconds += seconds
+            else:
+                self.interim_asr_seconds += seconds
 
     def snapshot(self, **load: float) -> StatsSnapshot:
         with self._lock:
@@ -100,6 +130,9 @@ class StreamStats:
             return StatsSnapshot(
                 audio_seconds=self.audio_seconds,
                 asr_seconds=self.asr_seconds,
+                interim_asr_seconds=self.interim_asr_seconds,
+                translate_seconds=self.translate_seconds,
+                cpu_seconds=time.process_time() - self._cpu_start,
                 final_p50=final_p50,
                 final_p95=percentile(self.final, 95),
                 eos_wait_p50=percentile(self.eos_wait, 50),

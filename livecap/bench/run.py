@@ -1,5 +1,5 @@
 """The measuring half of `livecap bench`: one run of livecap or of plain faster-whisper, each in a
-fresh process so that load time and peak RSS belong to that run alone (see livecap.bench)."""
+fresh process so that load time and peak RSS belong to that run alone (see livecap.bench.plan)."""
 
 from __future__ import annotations
 
@@ -91,9 +91,9 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def _stage_times(path: Path, config: Config) -> tuple[float, float, float]:
     """Audio seconds, decoding seconds and VAD seconds, each stage timed alone."""
-    from livecap.capture import decode_blocks
+    from livecap.sources.file import decode_blocks
     from livecap.messages import AudioChunk
-    from livecap.vad import Segmenter
+    from livecap.pipeline.vad import Segmenter
 
     blocks, decode_s = _timed(lambda: list(decode_blocks(path, 0.5)))  # FileSource's offline blocks
     segmenter = Segmenter(config.vad)
@@ -134,8 +134,8 @@ def _offline(engine: Any, item: Item) -> dict[str, Any]:
 
 def _live(engine: Any, items: tuple[Item, ...], limit: float, step: Step) -> dict[str, Any]:
     """Replay files at 1x until `limit` seconds of audio were heard."""
-    from livecap.capture import FileSource
-    from livecap.session import run_session
+    from livecap.sources.file import FileSource
+    from livecap.pipeline.session import run_session
 
     latencies: list[dict[str, float]] = []
     interims: list[float] = []
@@ -168,8 +168,9 @@ def _live(engine: Any, items: tuple[Item, ...], limit: float, step: Step) -> dic
 
 
 def measure_livecap(job: Job, step: Step) -> dict[str, Any]:
-    from livecap.api import Engine, transcribe
-    from livecap.models import resolve_model
+    from livecap.api import transcribe
+    from livecap.engine import Engine
+    from livecap.asr.models import resolve_model
 
     resolve_model(job.config.asr.model)  # a one-off join of the base model is not load time
     step("load livecap")
@@ -194,8 +195,8 @@ def measure_livecap(job: Job, step: Step) -> dict[str, Any]:
 
 
 def measure_baseline(job: Job, step: Step) -> dict[str, Any]:
-    from livecap.asr import WhisperBackend, pick_device
-    from livecap.models import resolve_model
+    from livecap.asr.whisper import WhisperBackend, pick_device
+    from livecap.asr.models import resolve_model
 
     resolve_model(job.config.asr.model)
     step("load faster-whisper")

@@ -1,4 +1,4 @@
-"""Figures, tables, JSON and plots for `livecap bench` (the keys are listed in livecap.bench)."""
+"""Figures, tables, JSON and plots for `livecap bench` (the keys are listed in livecap.bench.plan)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from rich.table import Table
 
 from livecap.config import Config
 from livecap.errors import LivecapError
-from livecap.stats import percentile
-from livecap.wer import normalize
+from livecap.pipeline.stats import percentile
+from livecap.bench.wer import normalize
 
 PLOT_HINT = "--plot needs matplotlib: pip install 'livecap[plot]'"
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from livecap import cli_options as opt
+from livecap.cli import options as opt
 from livecap.config import ENV_PREFIX, FIELDS, SECTIONS, list_profiles, profile_description, resolve, user_config_path
 from livecap.errors import LivecapError
 

@@ -15,7 +15,7 @@ from types import ModuleType
 
 import numpy as np
 
-from livecap.capture import CaptureQueue, RawBlock
+from livecap.sources.queue import CaptureQueue, RawBlock
 from livecap.errors import LivecapError
 from livecap.messages import SAMPLE_RATE
 

@@ -6,7 +6,10 @@ lower configuration layers (profile, user config, environment).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any, Optional, get_type_hints
 
 import typer
 
@@ -28,6 +31,11 @@ Translator = Annotated[Optional[str], typer.Option(help="auto, whisper or argos"
 MinSilenceMs = Annotated[Optional[int], typer.Option(help="silence that ends an utterance (ms)")]
 MaxUtteranceS = Annotated[Optional[float], typer.Option(help="longest utterance before a cut (s)")]
 Interim = Annotated[Optional[bool], typer.Option("--interim/--no-interim", help="show interim captions")]
+InitialPrompt = Annotated[Optional[str], typer.Option(help="text that primes each decode: names, spelling, style")]
+Hotwords = Annotated[Optional[str], typer.Option(help="words to favour (names, jargon), space-separated")]
+WordTimestamps = Annotated[
+    Optional[bool], typer.Option("--word-timestamps/--no-word-timestamps", help="time each word of the finals")
+]
 Plain = Annotated[bool, typer.Option(help="one line per final caption, no live view")]
 Jsonl = Annotated[bool, typer.Option(help="machine-readable events, one JSON object a line")]
 
@@ -64,3 +72,57 @@ def flags(**given: Any) -> dict[str, Any]:
             raise LivecapError(f"--gpu takes auto, on or off (got {gpu!r})")
         out["device"] = GPU_VALUES[gpu]
     return out
+
+
+def _pipeline_options(
+    profile: Profile = None,
+    model: Model = None,
+    language: Language = None,
+    task: Task = None,
+    beam_size: BeamSize = None,
+    compute_type: ComputeType = None,
+    workers: Workers = None,
+    gpu: Gpu = None,
+    initial_prompt: InitialPrompt = None,
+    hotwords: Hotwords = None,
+    word_timestamps: WordTimestamps = None,
+    output_dir: OutputDir = None,
+    output_format: OutputFormat = None,
+    subtitle_text: SubtitleText = None,
+    translate_to: TranslateTo = None,
+    translator: Translator = None,
+    min_silence_ms: MinSilenceMs = None,
+    max_utterance_s: MaxUtteranceS = None,
+    interim: Interim = None,
+    plain: Plain = False,
+    jsonl: Jsonl = False,
+) -> None:
+    """The options of every command that runs the pipeline (declared once, see `pipeline_command`)."""
+
+
+PIPELINE_OPTIONS = inspect.signature(_pipeline_options).parameters
+
+
+def pipeline_command(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the pipeline options: typer sees them in its signature, and the command gets
+    them as one dict in its `options` parameter (so the list is written once, not per command)."""
+    own = inspect.signature(command).parameters
+    hints = {**get_type_hints(_pipeline_options, include_extras=True), **get_type_hints(command, include_extras=True)}
+    parameters = [p.replace(annotation=hints[name]) for name, p in own.items() if name != "options"]
+    parameters += [p.replace(annotation=hints[name]) for name, p in PIPELINE_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def wrapper(**given: Any) -> None:
+        options = {name: given.pop(name) for name in PIPELINE_OPTIONS}
+        command(**given, options=options)
+
+    wrapper.__signature__ = inspect.Signature(parameters, return_annotation=None)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    del wrapper.__wrapped__  # typer must read the new signature, not the command's
+    return wrapper
+
+
+def config_flags(options: dict[str, Any], **extra: Any) -> tuple[str | None, dict[str, Any]]:
+    """The profile and the configuration flags from a command's pipeline options."""
+    given = {k: v for k, v in options.items() if k not in ("profile", "plain", "jsonl")}
+    return options["profile"], flags(**given, **extra)

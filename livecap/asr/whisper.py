@@ -10,49 +10,17 @@ from __future__ import annotations
 import os
 import re
 import zlib
-from dataclasses import dataclass
-from typing import Protocol
 
-import numpy as np
-
+from livecap.asr.base import AsrRequest, AsrResult, AsrSegment, AsrWord
+from livecap.asr.models import offline_hint, resolve_model
 from livecap.config import AsrConfig
 from livecap.errors import LivecapError
-from livecap.models import offline_hint, resolve_model
 
 # Guard thresholds (OpenAI Whisper's defaults, also used by faster-whisper's fallback).
 NO_SPEECH_PROB = 0.6
 LOG_PROB = -1.0
 COMPRESSION_RATIO = 2.4
 REPEAT_RUN = 4  # a word or phrase said this many times in a row is a loop
-
-
-@dataclass(frozen=True)
-class AsrSegment:
-    """A recognised segment; times are seconds within the audio that was transcribed."""
-
-    start: float
-    end: float
-    text: str
-
-
-@dataclass(frozen=True)
-class AsrResult:
-    segments: tuple[AsrSegment, ...]
-    language: str | None
-    language_probability: float
-
-
-class AsrBackend(Protocol):
-    """Speech to text. Must be safe to call from several threads at once."""
-
-    name: str
-    device: str
-    compute_type: str
-    multilingual: bool
-
-    def transcribe(
-        self, samples: np.ndarray, *, final: bool, task: str | None = None, language: str | None = None
-    ) -> AsrResult: ...
 
 
 def compression_ratio(text: str) -> float:
@@ -122,19 +90,20 @@ class WhisperBackend:
         if options.task == "translate" and not self.multilingual:
             raise LivecapError(f"model {options.model} is English-only and cannot translate; use --model base")
 
-    def transcribe(
-        self, samples: np.ndarray, *, final: bool, task: str | None = None, language: str | None = None
-    ) -> AsrResult:
-        options = self.options
+    def transcribe(self, request: AsrRequest) -> AsrResult:
+        options, wanted, final = self.options, request.options, request.final
         segments, info = self.model.transcribe(
-            samples,
-            language=(language or options.language) if self.multilingual else "en",
-            task=task or options.task,
+            request.samples,
+            language=(wanted.language or options.language) if self.multilingual else "en",
+            task=wanted.task or options.task,
             beam_size=options.beam_size if final else 1,
             best_of=options.beam_size if final else 1,
             temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if final else 0.0,
             condition_on_previous_text=False,  # no context carried across windows: no loops across them
+            initial_prompt=wanted.initial_prompt or options.initial_prompt,
+            hotwords=wanted.hotwords or options.hotwords,
             without_timestamps=not final,
+            word_timestamps=request.word_timestamps,
             vad_filter=False,  # the VAD stage already cut speech
             no_speech_threshold=NO_SPEECH_PROB,
             log_prob_threshold=LOG_PROB,
@@ -144,7 +113,10 @@ class WhisperBackend:
         for segment in segments:
             text = collapse_repeats(segment.text.strip())
             if not is_hallucination(text, segment.no_speech_prob, segment.avg_logprob):
-                kept.append(AsrSegment(segment.start, segment.end, text))
+                words = tuple(
+                    AsrWord(w.start, w.end, w.word.strip(), w.probability) for w in (segment.words or ())
+                )
+                kept.append(AsrSegment(segment.start, segment.end, text, words))
         return AsrResult(tuple(kept), info.language, info.language_probability)
 
 

@@ -1,95 +1,17 @@
-"""Audio sources and the bounded capture queue between a source and the VAD stage."""
+"""Media files as a source: decoding any format FFmpeg reads into 16 kHz mono blocks."""
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from livecap.errors import LivecapError
 from livecap.messages import SAMPLE_RATE
-
-
-@dataclass(frozen=True)
-class RawBlock:
-    """Audio as the source delivered it (any rate); converted to 16 kHz off the capture thread."""
-
-    samples: np.ndarray
-    t_capture: float  # when the block's last sample was captured
-
-
-class EndOfAudio:
-    """Marks the end of a source's audio; `error` says why it ended early."""
-
-    def __init__(self, error: str | None = None) -> None:
-        self.error = error
-
-
-class CaptureQueue:
-    """A bounded queue of audio blocks. Live sources never wait on it: a full queue drops and counts."""
-
-    def __init__(self, max_blocks: int) -> None:
-        self._queue: queue.Queue[RawBlock | EndOfAudio] = queue.Queue(maxsize=max_blocks)
-        self.dropped_samples = 0
-        self.dropped_blocks = 0
-
-    def offer(self, block: RawBlock) -> None:
-        """Non-blocking put for audio callbacks; overflow is counted as dropped audio."""
-        try:
-            self._queue.put_nowait(block)
-        except queue.Full:
-            self.dropped_blocks += 1
-            self.dropped_samples += len(block.samples)
-
-    def put(self, block: RawBlock, stop: threading.Event) -> bool:
-        """Blocking put for sources that may wait (file decoding); False once `stop` is set."""
-        while not stop.is_set():
-            try:
-                self._queue.put(block, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def end(self, error: str | None = None) -> None:
-        """Signal the end of audio; always delivered, even on a full queue."""
-        while True:
-            try:
-                self._queue.put(EndOfAudio(error), timeout=0.1)
-                return
-            except queue.Full:
-                try:  # make room: the reader is gone or stalled, and the end must get through
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    pass
-
-    def get(self, timeout: float) -> RawBlock | EndOfAudio | None:
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def depth(self) -> int:
-        return self._queue.qsize()
-
-
-class AudioSource(Protocol):
-    """Delivers audio into a capture queue from its own thread or callback."""
-
-    name: str
-    rate: int  # sample rate of the blocks it delivers
-    duration: float | None  # seconds, when known (files)
-    block_s: float  # seconds of audio per block it delivers
-
-    def start(self, sink: CaptureQueue) -> None: ...
-
-    def stop(self) -> None: ...
+from livecap.sources.queue import CaptureQueue, RawBlock
 
 
 def _open_container(path: Path):  # noqa: ANN202 - av types are optional to name

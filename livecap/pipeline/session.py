@@ -1,19 +1,62 @@
-"""Run a stream to its end: show events, journal finals, survive Ctrl-C without losing captions."""
+"""Run a stream to its end: hand events to a display, journal finals, stop when asked, lose nothing.
+
+The loop knows nothing of terminals or signals: the caller passes a `Display` (a terminal view, a
+network connection, or nothing) and a `stop_requests` counter (the CLI counts Ctrl-C and SIGTERM
+in it; a server counts shutdown requests).
+"""
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from livecap.engine import Stream
 from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError
-from livecap.stats import StatsSnapshot, latency_breakdown
-from livecap.view import Display
-from livecap.writers import Journal
+from livecap.pipeline.stats import StatsSnapshot, latency_breakdown
+from livecap.pipeline.stream import Stream
 
 TICK_S = 0.25
+
+
+class Display(Protocol):
+    """Receives a stream's events, from one thread; must not block the pipeline for long."""
+
+    def start(self) -> None: ...
+
+    def final(self, caption: Caption, latency: dict[str, float]) -> None: ...
+
+    def interim(self, event: InterimCaption) -> None: ...
+
+    def error(self, message: str) -> None: ...
+
+    def tick(self, stats: StatsSnapshot) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class NoDisplay:
+    """Shows nothing: for library callers that only want the result."""
+
+    def start(self) -> None: ...
+
+    def final(self, caption: Caption, latency: dict[str, float]) -> None: ...
+
+    def interim(self, event: InterimCaption) -> None: ...
+
+    def error(self, message: str) -> None: ...
+
+    def tick(self, stats: StatsSnapshot) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class CaptionSink(Protocol):
+    """Where finals are kept as they come (a journal), so that a crash loses none of them."""
+
+    def append(self, caption: Caption, latency: dict[str, float] | None = None) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -28,18 +71,19 @@ class SessionResult:
 
 def run_session(
     stream: Stream,
-    display: Display,
-    journal: Journal | None = None,
+    display: Display | None = None,
+    journal: CaptionSink | None = None,
     duration: float | None = None,
+    stop_requests: Callable[[], int] = lambda: 0,
 ) -> SessionResult:
-    """Drive `stream` until it ends. The first Ctrl-C stops capture and finishes pending finals;
-    a second one stops waiting. Either way the captions produced so far are returned."""
+    """Drive `stream` until it ends. The first stop request stops capture and finishes pending
+    finals (a file stream drops the finals not yet started); a second one stops waiting. Either way
+    the captions produced so far are returned."""
+    display = display or NoDisplay()
     result = SessionResult()
-    interrupts = _Interrupts()
     stopping = False
     t_start = time.monotonic()
     last_tick = 0.0
-    interrupts.install()
     display.start()
     stream.start()
 
@@ -48,8 +92,7 @@ def run_session(
         nonlocal last_tick, duration
         now = time.monotonic()
         if isinstance(event, Caption):
-            latency = latency_breakdown(event, now)
-            stream.stats.record_final(latency)
+            latency = latency_breakdown(event)
             result.captions.append(event)
             result.latencies.append(latency)
             if result.t_first_caption is None:
@@ -58,8 +101,6 @@ def run_session(
                 journal.append(event, latency)
             display.final(event, latency)
         elif isinstance(event, InterimCaption):
-            if event.new_words:
-                stream.stats.record_interim(now - event.t_audio_end)
             display.interim(event)
         elif isinstance(event, StreamError):
             result.errors.append(event.message)
@@ -77,11 +118,12 @@ def run_session(
 
     try:
         while not handle(stream.next_event(timeout=TICK_S)):
-            if interrupts.count and not stopping:
+            requests = stop_requests()
+            if requests and not stopping:
                 stopping = True
                 result.end_reason = "interrupted"
                 stream.stop("interrupted")
-            if interrupts.count >= 2:
+            if requests >= 2:
                 break
     finally:
         stream.stop()
@@ -90,25 +132,4 @@ def run_session(
         display.stop()
         if journal is not None:
             journal.close()
-        interrupts.restore()
     return result
-
-
-class _Interrupts:
-    """Counts Ctrl-C and SIGTERM instead of raising, so that no event is half-handled."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._previous: dict[int, object] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:  # noqa: ARG002
-        self.count += 1
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]

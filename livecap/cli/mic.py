@@ -1,7 +1,4 @@
-"""The live commands: `livecap mic` (captions from a microphone) and `livecap devices`.
-
-Imports from `livecap.cli` happen inside the commands: cli.py registers these functions.
-"""
+"""The live commands: `livecap mic` (captions from a microphone) and `livecap devices`."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from livecap import cli_options as opt
+from livecap.cli import options as opt
 
 Device = Annotated[
     Optional[str], typer.Option(help="input device: index or name substring (see `livecap devices`)")
@@ -21,48 +18,31 @@ Duration = Annotated[
 ]
 
 
+@opt.pipeline_command
 def mic_command(
-    profile: opt.Profile = None,
-    model: opt.Model = None,
-    language: opt.Language = None,
-    task: opt.Task = None,
-    beam_size: opt.BeamSize = None,
-    compute_type: opt.ComputeType = None,
-    workers: opt.Workers = None,
-    gpu: opt.Gpu = None,
-    output_dir: opt.OutputDir = None,
-    output_format: opt.OutputFormat = None,
-    subtitle_text: opt.SubtitleText = None,
-    translate_to: opt.TranslateTo = None,
-    translator: opt.Translator = None,
-    min_silence_ms: opt.MinSilenceMs = None,
-    max_utterance_s: opt.MaxUtteranceS = None,
-    interim: opt.Interim = None,
     device: Device = None,
     duration: Duration = None,
-    plain: opt.Plain = False,
-    jsonl: opt.Jsonl = False,
+    options: dict | None = None,
 ) -> None:
     """Live captions from a microphone. Ctrl-C stops; finals are journaled as they come, files written at the end."""
     from rich.markup import escape
 
-    from livecap.api import Engine
-    from livecap.cli import choose_view, errors, load_config, save_session
-    from livecap.mic import MicSource
-    from livecap.session import run_session
-    from livecap.writers import Journal, check_output_dir
+    from livecap.cli.common import choose_view, errors, save_session
+    from livecap.cli.signals import counting_stop_signals
+    from livecap.config import resolve
+    from livecap.engine import Engine
+    from livecap.output.writers import Journal, check_output_dir
+    from livecap.pipeline.session import run_session
+    from livecap.sources.mic import MicSource
 
-    config = load_config(
-        profile, model=model, language=language, task=task, beam_size=beam_size, compute_type=compute_type,
-        workers=workers, gpu=gpu, output_dir=output_dir, output_format=output_format, subtitle_text=subtitle_text,
-        translate_to=translate_to, translator=translator, min_silence_ms=min_silence_ms,
-        max_utterance_s=max_utterance_s, interim=interim, input_device=device,
-    ).config
+    assert options is not None
+    config = resolve(*opt.config_flags(options, input_device=device)).config
+    plain, jsonl = options["plain"], options["jsonl"]
     out_dir = Path(config.output.output_dir)
     check_output_dir(out_dir)
     source = MicSource(config.live.input_device)
     stem = f"mic-{datetime.now():%Y%m%d-%H%M%S}"
-    with Engine(config) as engine:
+    with Engine(config) as engine, counting_stop_signals() as stop_requests:
         journal = Journal(out_dir / f"{stem}.journal.jsonl")
         view = choose_view(engine, plain=plain, jsonl=jsonl, live=True, label=stem, duration=None)
         errors.print(
@@ -72,11 +52,11 @@ def mic_command(
             soft_wrap=True,
         )
         stream = engine.stream(source, live=True, converter=source.converter())
-        result = run_session(stream, view, journal, duration=duration)
+        result = run_session(stream, view, journal, duration=duration, stop_requests=stop_requests)
     recorded = result.stats.audio_seconds if result.stats else None
     saved = save_session(result, config, out_dir, stem, source.name, recorded)
-    if result.end_reason == "interrupted":
-        raise typer.Exit(130)
+    if stop_requests.count:
+        raise typer.Exit(stop_requests.exit_code)
     if not saved:
         raise typer.Exit(1)
 
@@ -85,9 +65,9 @@ def devices_command() -> None:
     """List the audio input devices (for `livecap mic --device`)."""
     from rich.table import Table
 
-    from livecap.cli import console
+    from livecap.cli.common import console
     from livecap.errors import LivecapError
-    from livecap.mic import list_input_devices
+    from livecap.sources.mic import list_input_devices
 
     devices = list_input_devices()
     if not devices:

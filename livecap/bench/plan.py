@@ -1,4 +1,4 @@
-"""`livecap bench`: real-time factor, latency and accuracy, side by side with plain faster-whisper.
+"""What `livecap bench` measures, and its inputs and configurations. `livecap bench`: real-time factor, latency and accuracy, side by side with plain faster-whisper.
 
 Every configuration (a combination of the comma lists given to --model, --compute-type, --workers,
 --beam-size and --device) runs `--repeat` times; each run loads its model in a fresh process, so
@@ -44,18 +44,14 @@ import csv
 import itertools
 import os
 import platform
-import sys
-import tempfile
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
-import typer
-
-from livecap import cli_options as opt
+from livecap.bench.run import Item
 from livecap.config import Config, resolve
 from livecap.errors import LivecapError
 
-SAMPLE = Path(__file__).parent / "data" / "sample.flac"
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.flac"
 LIVE_LIMIT_S = 60.0
 NONSPEECH_S = (2.0, 4.0, 4.0, 2.0)  # silence, white noise, brown noise, silence
 
@@ -64,8 +60,7 @@ NONSPEECH_S = (2.0, 4.0, 4.0, 2.0)  # silence, white noise, brown noise, silence
 
 def load_inputs(args: list[Path]) -> list[Item]:
     """Files (references from `<file>.txt` beside them), a manifest.tsv, or the bundled sample."""
-    from livecap.bench_run import Item
-    from livecap.capture import probe_duration
+    from livecap.sources.file import probe_duration
 
     if not args:
         args = [SAMPLE]
@@ -138,9 +133,6 @@ def write_nonspeech(path: Path) -> Path:
     return path
 
 
-# -- command ------------------------------------------------------------------------------------
-
-
 def machine() -> dict[str, Any]:
     import psutil
 
@@ -152,79 +144,3 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
-
-
-def bench_command(
-    inputs: Annotated[
-        Optional[list[Path]],
-        typer.Argument(help="audio files or a manifest.tsv (default: the bundled sample)", show_default=False),
-    ] = None,
-    profile: opt.Profile = None,
-    model: Annotated[Optional[str], typer.Option(help="comma list of models")] = None,
-    compute_type: Annotated[Optional[str], typer.Option(help="comma list of compute types")] = None,
-    workers: Annotated[Optional[str], typer.Option(help="comma list of worker counts")] = None,
-    beam_size: Annotated[Optional[str], typer.Option(help="comma list of beam sizes")] = None,
-    device: Annotated[Optional[str], typer.Option(help="comma list of cpu, cuda, auto")] = None,
-    language: opt.Language = None,
-    translate_to: opt.TranslateTo = None,
-    translator: opt.Translator = None,
-    repeat: Annotated[int, typer.Option(min=1, max=50, help="runs per configuration (median, min-max)")] = 1,
-    live: Annotated[bool, typer.Option("--live/--no-live", help="also replay at 1x through the live pipeline")] = True,
-    live_limit: Annotated[
-        float, typer.Option(min=0, help="seconds of audio replayed live per run (takes that long)")
-    ] = LIVE_LIMIT_S,
-    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run plain faster-whisper")] = True,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="write every figure to this JSON file")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="draw latency and RTF per configuration into a PNG")] = None,
-) -> None:
-    """Measure RTF, latency, WER and memory per configuration, against plain faster-whisper."""
-    from livecap import bench_report as report
-    from livecap.bench_run import Job, run_job, steps
-
-    if plot is not None:
-        report.check_plot(plot)
-    for target in (json_path, plot):
-        if target is not None and not target.parent.is_dir():
-            raise LivecapError(f"{target}: its folder does not exist")
-    items = load_inputs(list(inputs or []))
-    sweeps = {"model": model, "compute_type": compute_type, "workers": workers, "beam_size": beam_size,
-              "device": device}
-    fixed = {k: v for k, v in {"language": language, "translate_to": translate_to, "translator": translator}.items()
-             if v is not None}
-    configs = configurations(profile, sweeps, fixed)
-    keys = varying(configs)
-    limit = live_limit if live else 0.0
-    results = []
-    with tempfile.TemporaryDirectory(prefix="livecap-bench-") as tmp:
-        nonspeech = write_nonspeech(Path(tmp) / "nonspeech.wav")
-        jobs = [
-            [Job(kind, config, tuple(items), nonspeech, limit) for kind in ("livecap", "baseline")[: 1 + baseline]]
-            for config in configs
-        ]
-        with report.progress() as bar:
-            task = bar.add_task("bench", total=sum(steps(j) for runs in jobs for j in runs) * repeat)
-            for config, runs in zip(configs, jobs):
-                raws = []
-                for index in range(repeat):
-                    raw = {}
-                    for job in runs:
-                        name = f"{label(config, keys)} #{index + 1}"
-                        raw[job.kind] = run_job(
-                            job, lambda text, name=name: bar.update(task, advance=1, description=f"{name}: {text}")
-                        )
-                    raws.append(raw)
-                results.append(report.configuration(label(config, keys), config, raws))
-    document = {
-        "machine": machine(),
-        "command": "livecap " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "livecap bench",
-        "inputs": [{"path": str(i.path), "duration_s": i.duration, "reference": i.reference} for i in items],
-        "repeat": repeat,
-        "live_limit_s": limit,
-        "configurations": results,
-    }
-    report.show(document)
-    if json_path is not None:
-        report.write_json(document, json_path)
-    if plot is not None:
-        report.draw(document, plot)
-

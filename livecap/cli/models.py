@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from livecap import cli_options as opt
+from livecap.cli import options as opt
 from livecap.config import resolve
 from livecap.errors import LivecapError
 
@@ -22,7 +22,7 @@ def list_command(ctx: typer.Context) -> None:
     """List the models available offline, where they live, and the installed translation pairs."""
     if ctx.invoked_subcommand is not None:
         return
-    from livecap.models import cache_dir, local_models
+    from livecap.asr.models import cache_dir, local_models
 
     table = Table("model", "multilingual", "status", "location", "from")
     for entry in local_models():

@@ -1,0 +1,68 @@
+"""What every ASR backend takes and gives: a request with its own decoding options, a result with
+segments (and word timings when asked), and the small protocol a backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Per-stream decoding options; None means the engine's configured default."""
+
+    language: str | None = None
+    task: str | None = None
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+
+
+@dataclass(frozen=True)
+class AsrRequest:
+    """One piece of audio to transcribe. `final` asks for the full-quality decode (beam, fallback,
+    timestamps); an interim is a quick greedy look at audio still being spoken."""
+
+    samples: np.ndarray
+    final: bool
+    options: DecodeOptions = DecodeOptions()
+    word_timestamps: bool = False
+
+
+@dataclass(frozen=True)
+class AsrWord:
+    """A word; times are seconds within the audio that was transcribed."""
+
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class AsrSegment:
+    """A recognised segment; times are seconds within the audio that was transcribed."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[AsrWord, ...] = ()
+
+
+@dataclass(frozen=True)
+class AsrResult:
+    segments: tuple[AsrSegment, ...]
+    language: str | None
+    language_probability: float
+
+
+class AsrBackend(Protocol):
+    """Speech to text. Must be safe to call from several threads at once."""
+
+    name: str
+    device: str
+    compute_type: str
+    multilingual: bool
+
+    def transcribe(self, request: AsrRequest) -> AsrResult: ...

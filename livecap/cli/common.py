@@ -1,0 +1,78 @@
+"""What every command shares: the consoles, one-line errors, configuration from options, the
+choice of display, and writing a finished session's files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from livecap.cli import options as opt
+from livecap.config import Config, Resolved, resolve
+
+if TYPE_CHECKING:
+    from livecap.engine import Engine
+    from livecap.pipeline.session import Display, SessionResult
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def report_error(message: str) -> None:
+    """One line on stderr: `error: ...`."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Report an error; return the exit to raise."""
+    report_error(message)
+    return typer.Exit(code)
+
+
+def load_config(profile: str | None, **given: object) -> Resolved:
+    return resolve(profile, opt.flags(**given))
+
+
+def choose_view(engine: Engine, *, plain: bool, jsonl: bool, live: bool, label: str, duration: float | None) -> Display:
+    """The display for this run: rich when stdout is a terminal, plain lines otherwise."""
+    from livecap.cli.view import FileProgressView, JsonlView, LiveView, PlainView
+
+    if jsonl:
+        return JsonlView(source=label)
+    if plain or not console.is_terminal:
+        return PlainView()
+    if live:
+        backend = engine.backend  # the device and compute type in use (--gpu auto may fall back to the CPU)
+        return LiveView(console, backend.name, backend.device, backend.compute_type)
+    return FileProgressView(console, label, duration)
+
+
+def save_session(
+    result: SessionResult, config: Config, out_dir: Path, stem: str, name: str, duration: float | None
+) -> bool:
+    """Write a finished session's captions (also an interrupted or failed one's) and say so on stderr.
+    False when the session found no speech, failed or was interrupted."""
+    from livecap.output.writers import write_outputs
+
+    problem = result.end_reason
+    if not result.captions and problem is None:
+        report_error(f"{name}: no speech found")
+        return False
+    written = write_outputs(
+        result.captions, out_dir, stem, config.output.output_format, source=name,
+        duration=duration, subtitle=config.output.subtitle_text,
+    )
+    if problem is None and not result.errors:
+        errors.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/]", highlight=False, soft_wrap=True)
+        return True
+    note = "interrupted" if problem == "interrupted" else f"incomplete ({problem or result.errors[0]})"
+    errors.print(
+        f"[yellow]{escape(name)}: {escape(note)}; wrote {len(result.captions)} captions transcribed so far "
+        f"to {', '.join(str(p) for p in written)}[/]",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return False

@@ -1,0 +1,45 @@
+"""Ctrl-C, SIGTERM and SIGHUP are counted instead of raising, so that no event is half-handled and
+the captions so far are always written. Signals belong to the command line, not the library."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class StopRequests:
+    """Counts stop signals; `last` is the most recent one (its exit code is 128 + its number)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: int | None = None
+
+    def __call__(self) -> int:
+        return self.count
+
+    def _handle(self, signum: int, frame: object) -> None:  # noqa: ARG002
+        self.count += 1
+        self.last = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.last or signal.SIGINT)
+
+
+@contextmanager
+def counting_stop_signals() -> Iterator[StopRequests]:
+    """Count stop signals while the block runs (main thread only), then restore the handlers."""
+    requests = StopRequests()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, requests._handle)
+    try:
+        yield requests
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

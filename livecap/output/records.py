@@ -1,0 +1,36 @@
+"""One event, one JSON form: the same records go to the journal, `--jsonl` and network clients."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from livecap.messages import Caption, InterimCaption
+from livecap.pipeline.stats import StatsSnapshot
+
+
+def final_record(caption: Caption, latency: dict[str, float] | None = None) -> dict[str, Any]:
+    record: dict[str, Any] = {"type": "final", **caption.to_dict()}
+    if latency:
+        record["latency"] = latency
+    return record
+
+
+def interim_record(event: InterimCaption) -> dict[str, Any]:
+    """`latency`: seconds from the capture of the end of the audio it was computed on until now."""
+    return {"type": "interim", **event.to_dict(), "latency": round(time.monotonic() - event.t_audio_end, 4)}
+
+
+def error_record(message: str) -> dict[str, Any]:
+    return {"type": "error", "message": message}
+
+
+def stats_record(stats: StatsSnapshot) -> dict[str, Any]:
+    return {
+        "type": "stats",
+        **dataclasses.asdict(stats),
+        "rtf": stats.rtf,
+        "compute_seconds": stats.compute_seconds,
+        "cpu_per_audio_s": stats.cpu_per_audio_s,
+    }
