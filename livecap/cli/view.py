@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import deque
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -27,7 +28,8 @@ def _clock(seconds: float) -> str:
 
 def caption_text(caption: Caption) -> Text:
     """One final caption: its time, the text, and the translation beneath when there is one."""
-    text = Text(f"[{_clock(caption.start)}] ", style="dim")
+    text = Text()
+    text.append(f"[{_clock(caption.start)}] ", style="dim")  # a style given to Text() would dim it all
     text.append(caption.text)
     if caption.translation is not None:
         marker = " (translation failed)" if caption.translation_failed else ""
@@ -39,7 +41,8 @@ def interim_text(event: InterimCaption | None) -> Text:
     """The open utterance: committed words plain, the unstable tail dimmed."""
     if event is None:
         return Text("")
-    text = Text("  … ", style="dim")
+    text = Text()
+    text.append("  … ", style="dim")
     text.append(event.committed)
     if event.tail:
         text.append((" " if event.committed else "") + event.tail, style="dim italic")
@@ -181,26 +184,37 @@ class JsonlView(PlainView):
 
 
 class FileProgressView:
-    """File mode on a terminal: captions print as they complete, above a progress bar."""
+    """File mode on a terminal: captions print as they complete, above a progress bar.
+
+    The bar follows the captions shown (the end of the last one), not the audio decoded or sent to
+    ASR: with translation a caption appears only once translated, and a bar that ran ahead would
+    promise what is not there. Speed and ETA come from that position over the time elapsed; before
+    the first caption there is no measured speed, so no ETA is guessed."""
 
     def __init__(self, console: Console, label: str, duration: float | None) -> None:
         self.console = console
+        self.total = duration or None
+        self.shown = 0.0  # stream seconds up to which captions have been shown
+        self._started = time.monotonic()
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             TextColumn("{task.fields[done]}"),
             TextColumn("{task.fields[speed]}"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=console,
             transient=True,
         )
-        self._task = self._progress.add_task(label, total=duration or None, done="", speed="")
+        self._task = self._progress.add_task(label, total=self.total, done="", speed="", eta="")
 
     def start(self) -> None:
+        self._started = time.monotonic()
         self._progress.start()
 
     def final(self, caption: Caption, latency: dict[str, float]) -> None:
         self.console.print(caption_text(caption))
+        self.shown = max(self.shown, min(caption.end, self.total or caption.end))
+        self._update()
 
     def interim(self, event: InterimCaption) -> None:
         pass
@@ -209,11 +223,25 @@ class FileProgressView:
         self.console.print(Text(f"error: {message}", style="red"))
 
     def tick(self, stats: StatsSnapshot) -> None:
+        self._update()
+
+    def eta(self) -> float | None:
+        """Seconds left at the speed measured so far; None before the first caption."""
+        elapsed = time.monotonic() - self._started
+        if not self.shown or not self.total or elapsed <= 0:
+            return None
+        return (self.total - self.shown) / (self.shown / elapsed)
+
+    def _update(self) -> None:
+        elapsed = max(time.monotonic() - self._started, 1e-3)
+        eta = self.eta()
+        total = f"/{_clock(self.total)}" if self.total else ""
         self._progress.update(
             self._task,
-            completed=stats.transcribed_seconds,
-            done=_clock(stats.transcribed_seconds),
-            speed=f"{stats.transcribed_seconds / max(self._progress.tasks[0].elapsed or 0.0, 1e-3):.1f}x",
+            completed=self.shown,
+            done=f"{_clock(self.shown)}{total}",
+            speed=f"{self.shown / elapsed:.1f}x" if self.shown else "",
+            eta="ETA –" if eta is None else f"ETA {_clock(eta)}",
         )
 
     def stop(self) -> None:
