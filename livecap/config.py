@@ -26,7 +26,7 @@ else:  # pragma: no cover
 from livecap.errors import LivecapError
 
 ENV_PREFIX = "LIVECAP_"
-FORMATS = ("txt", "srt", "vtt", "json")
+FORMATS = ("txt", "srt", "vtt", "json", "tsv", "verbose_json")  # `all` in output_format means every one
 
 
 def _opt(default: Any, help: str, **rules: Any) -> Any:
@@ -87,8 +87,14 @@ class TranslateConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     output_dir: str = _opt(".", "where caption files are written")
-    output_format: tuple[str, ...] = _opt(("txt", "srt", "vtt", "json"), "formats to write", choices=FORMATS)
-    subtitle_text: str = _opt("original", "text in srt/vtt", choices=("original", "translation", "both"))
+    output_format: tuple[str, ...] = _opt(("txt", "srt", "vtt", "json"), "formats to write", choices=(*FORMATS, "all"))
+    subtitle_text: str = _opt(
+        "both",
+        "with a translation, the text files to write: <stem>.<ext> (original), <stem>.<lang>.<ext> (translation) or both",
+        choices=("original", "translation", "both"),
+    )
+    max_line_width: int = _opt(42, "longest srt/vtt line (characters)", min=10, max=200)
+    max_line_count: int = _opt(2, "most lines in one srt/vtt cue; longer captions become more cues", min=1, max=10)
 
 
 @dataclass(frozen=True)

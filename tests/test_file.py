@@ -56,8 +56,9 @@ def test_outputs_parse_back(english_run: tuple[Path, list[Clip]]) -> None:
         assert segments and all(s["start"] <= s["end"] for s in segments)
         subtitles = list(srt.parse((out / f"{clip.path.stem}.srt").read_text(encoding="utf-8")))
         cues = webvtt.read(str(out / f"{clip.path.stem}.vtt"))
-        assert [s.content for s in subtitles] == [s["text"] for s in segments]
-        assert [c.text for c in cues] == [s["text"] for s in segments]
+        words = " ".join(s["text"] for s in segments).split()  # long captions are split into more cues
+        assert " ".join(s.content for s in subtitles).split() == words
+        assert " ".join(c.text for c in cues).split() == words
         assert subtitles[0].start.total_seconds() == pytest.approx(segments[0]["start"], abs=0.001)
         hours, minutes, seconds = cues[-1].end.split(":")
         assert int(hours) * 3600 + int(minutes) * 60 + float(seconds) == pytest.approx(segments[-1]["end"], abs=0.002)

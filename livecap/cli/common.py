@@ -55,7 +55,7 @@ def save_session(
 ) -> bool:
     """Write a finished session's captions (also an interrupted or failed one's) and say so on stderr.
     False when the session found no speech, failed or was interrupted."""
-    from livecap.output.writers import write_outputs
+    from livecap.output.writers import OutputOptions, write_outputs
 
     problem = result.end_reason
     if not result.captions and problem is None:
@@ -63,7 +63,7 @@ def save_session(
         return False
     written = write_outputs(
         result.captions, out_dir, stem, config.output.output_format, source=name,
-        duration=duration, subtitle=config.output.subtitle_text,
+        duration=duration, options=OutputOptions.from_config(config),
     )
     if problem is None and not result.errors:
         errors.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/]", highlight=False, soft_wrap=True)

@@ -24,8 +24,14 @@ Gpu = Annotated[
     Optional[str], typer.Option(help="run ASR on CUDA: --gpu, or --gpu auto to fall back to the CPU", metavar="[auto]")
 ]
 OutputDir = Annotated[Optional[str], typer.Option(help="where caption files are written")]
-OutputFormat = Annotated[Optional[str], typer.Option(help="comma list of txt, srt, vtt, json")]
-SubtitleText = Annotated[Optional[str], typer.Option(help="srt/vtt text: original, translation or both")]
+OutputFormat = Annotated[
+    Optional[str], typer.Option(help="comma list of txt, srt, vtt, json, tsv, verbose_json, or all")
+]
+SubtitleText = Annotated[
+    Optional[str], typer.Option(help="with a translation, text files of: original, translation or both")
+]
+MaxLineWidth = Annotated[Optional[int], typer.Option(help="longest srt/vtt line in characters (42)")]
+MaxLineCount = Annotated[Optional[int], typer.Option(help="most lines per srt/vtt cue (2)")]
 TranslateTo = Annotated[Optional[str], typer.Option(help="translate captions into this language")]
 Translator = Annotated[Optional[str], typer.Option(help="auto, whisper or argos")]
 MinSilenceMs = Annotated[Optional[int], typer.Option(help="silence that ends an utterance (ms)")]
@@ -89,6 +95,8 @@ def _pipeline_options(
     output_dir: OutputDir = None,
     output_format: OutputFormat = None,
     subtitle_text: SubtitleText = None,
+    max_line_width: MaxLineWidth = None,
+    max_line_count: MaxLineCount = None,
     translate_to: TranslateTo = None,
     translator: Translator = None,
     min_silence_ms: MinSilenceMs = None,

@@ -1,16 +1,19 @@
-"""Caption files: txt, srt, vtt, json, and the append-as-you-go JSONL journal."""
+"""Caption files: txt, srt, vtt, tsv, json, verbose_json, and the append-as-you-go JSONL journal."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from livecap.config import FORMATS, Config
 from livecap.errors import LivecapError
 from livecap.messages import Caption
 from livecap.output.records import final_record
+from livecap.output.subtitles import Cue, Layout, split_caption
 
 
 def _clock(seconds: float, separator: str) -> str:
@@ -21,44 +24,150 @@ def _clock(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def subtitle_text(caption: Caption, which: str) -> str:
-    """The text a subtitle shows: original, translation, or both on two lines."""
-    translation = caption.translation if caption.translation is not None else caption.text
-    if which == "translation":
-        return translation
-    if which == "both" and caption.translation is not None:
-        return f"{caption.text}\n{translation}"
+@dataclass(frozen=True)
+class OutputOptions:
+    """How captions become files. With a translation, `tracks` says which text files to write:
+    the original as `<stem>.<ext>`, the translation as `<stem>.<lang>.<ext>` (the name media players
+    pick up as a subtitle track in that language), or both."""
+
+    tracks: str = "both"  # original | translation | both
+    translate_to: str | None = None
+    task: str = "transcribe"  # Whisper's `translate` task writes English whatever was spoken
+    layout: Layout = Layout()
+
+    @classmethod
+    def from_config(cls, config: Config) -> OutputOptions:
+        out = config.output
+        return cls(out.subtitle_text, config.translate.translate_to, config.asr.task,
+                   Layout(out.max_line_width, out.max_line_count))
+
+
+def track_text(caption: Caption, track: str) -> str:
+    """A caption's text in a track; a failed translation shows the original (marked in json)."""
+    if track == "translation" and caption.translation is not None:
+        return caption.translation
     return caption.text
 
 
-def render_txt(captions: Sequence[Caption], which: str = "original") -> str:
-    return "".join(subtitle_text(c, which) + "\n" for c in captions)
+def cues(captions: Sequence[Caption], track: str, layout: Layout) -> list[Cue]:
+    """Subtitle cues of a track; the original is split at its word times, a translation by characters."""
+    return [
+        cue
+        for c in captions
+        for cue in split_caption(track_text(c, track), c.start, c.end, layout, c.words if track == "original" else ())
+    ]
 
 
-def render_srt(captions: Sequence[Caption], which: str = "original") -> str:
+def render_txt(captions: Sequence[Caption], track: str = "original") -> str:
+    return "".join(track_text(c, track) + "\n" for c in captions)
+
+
+def render_srt(captions: Sequence[Caption], track: str = "original", layout: Layout = Layout()) -> str:
     return "\n".join(
-        f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{subtitle_text(c, which)}\n"
-        for i, c in enumerate(captions, start=1)
+        f"{i}\n{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}\n{cue.text}\n"
+        for i, cue in enumerate(cues(captions, track, layout), start=1)
     )
 
 
-def render_vtt(captions: Sequence[Caption], which: str = "original") -> str:
-    cues = "\n".join(
-        f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n{subtitle_text(c, which)}\n" for c in captions
+def render_vtt(captions: Sequence[Caption], track: str = "original", layout: Layout = Layout()) -> str:
+    body = "\n".join(
+        f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}\n{cue.text}\n" for cue in cues(captions, track, layout)
     )
-    return "WEBVTT\n\n" + cues
+    return "WEBVTT\n\n" + body
 
 
-def render_json(captions: Sequence[Caption], source: str, duration: float | None) -> str:
+def render_tsv(captions: Sequence[Caption], track: str = "original") -> str:
+    """openai-whisper's tsv: start and end in integer milliseconds, one caption a row."""
+    rows = (
+        f"{round(c.start * 1000)}\t{round(c.end * 1000)}\t{' '.join(track_text(c, track).split())}\n"
+        for c in captions
+    )
+    return "start\tend\ttext\n" + "".join(rows)
+
+
+def _language(captions: Sequence[Caption], task: str) -> str | None:
+    """The language of the text: English for Whisper's translate task, else the one most detected."""
     languages = Counter(c.language for c in captions if c.language)
+    spoken = languages.most_common(1)[0][0] if languages else None
+    return "en" if task == "translate" else spoken
+
+
+def render_json(
+    captions: Sequence[Caption], source: str, duration: float | None, options: OutputOptions = OutputOptions()
+) -> str:
+    """Everything in one file: segments with words, language and translation. Under `--task
+    translate` the text is English; each segment keeps the language spoken as `spoken_language`."""
+    segments = [c.to_dict() for c in captions]
+    if options.task == "translate":
+        for segment in segments:
+            segment["spoken_language"], segment["language"] = segment["language"], "en"
     document = {
         "source": source,
         "duration": duration,
-        "language": languages.most_common(1)[0][0] if languages else None,
+        "task": options.task,
+        "language": _language(captions, options.task),
         "text": " ".join(c.text for c in captions),
-        "segments": [c.to_dict() for c in captions],
+        "segments": segments,
+    }
+    if any(c.translation is not None for c in captions):
+        document["translation_language"] = options.translate_to
+        document["translation"] = " ".join(track_text(c, "translation") for c in captions)
+    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def render_verbose_json(captions: Sequence[Caption], duration: float | None, task: str = "transcribe") -> str:
+    """The shape of OpenAI's `verbose_json` transcription, with the fields livecap has (no seek,
+    tokens or log-probabilities): task, language, duration, text, segments, words."""
+    document = {
+        "task": task,
+        "language": _language(captions, task),
+        "duration": duration,
+        "text": " ".join(c.text for c in captions),
+        "segments": [
+            {"id": i, "start": round(c.start, 3), "end": round(c.end, 3), "text": c.text}
+            for i, c in enumerate(captions)
+        ],
+        "words": [
+            {"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3)}
+            for c in captions
+            for w in c.words
+        ],
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def render_files(
+    captions: Sequence[Caption],
+    stem: str,
+    formats: Sequence[str],
+    *,
+    source: str,
+    duration: float | None,
+    options: OutputOptions = OutputOptions(),
+) -> dict[str, str]:
+    """Every file to write, name -> content. Text formats get one file per track; `all` means every format."""
+    formats = FORMATS if "all" in formats else formats
+    translated = any(c.translation is not None for c in captions)
+    tracks = {"original": stem}
+    if translated:
+        tagged = f"{stem}.{options.translate_to or 'translation'}"
+        named = {"original": stem, "translation": tagged}
+        tracks = {track: name for track, name in named.items() if options.tracks in (track, "both")}
+    text_renderers = {
+        "txt": lambda track: render_txt(captions, track),
+        "srt": lambda track: render_srt(captions, track, options.layout),
+        "vtt": lambda track: render_vtt(captions, track, options.layout),
+        "tsv": lambda track: render_tsv(captions, track),
+    }
+    files: dict[str, str] = {}
+    for fmt in formats:
+        if fmt == "json":
+            files[f"{stem}.json"] = render_json(captions, source, duration, options)
+        elif fmt == "verbose_json":
+            files[f"{stem}.verbose.json"] = render_verbose_json(captions, duration, options.task)
+        else:
+            files.update({f"{name}.{fmt}": text_renderers[fmt](track) for track, name in tracks.items()})
+    return files
 
 
 def write_outputs(
@@ -69,20 +178,15 @@ def write_outputs(
     *,
     source: str,
     duration: float | None,
-    subtitle: str = "original",
+    options: OutputOptions = OutputOptions(),
 ) -> list[Path]:
-    """Write every requested format as `output_dir/stem.ext`; returns the paths written."""
-    renderers = {
-        "txt": lambda: render_txt(captions, subtitle),
-        "srt": lambda: render_srt(captions, subtitle),
-        "vtt": lambda: render_vtt(captions, subtitle),
-        "json": lambda: render_json(captions, source, duration),
-    }
+    """Write every requested format (see `render_files`) into `output_dir`; returns the paths written."""
+    files = render_files(captions, stem, formats, source=source, duration=duration, options=options)
     written = []
-    for fmt in formats:
-        path = output_dir / f"{stem}.{fmt}"
+    for name, content in files.items():
+        path = output_dir / name
         try:
-            path.write_text(renderers[fmt](), encoding="utf-8")
+            path.write_text(content, encoding="utf-8")
         except OSError as error:
             raise LivecapError(f"cannot write {path}: {error.strerror or error}") from None
         written.append(path)
