@@ -24,8 +24,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from livecap.errors import LivecapError
+from livecap.languages import language_code
 
 ENV_PREFIX = "LIVECAP_"
+OTHER_VARIABLES = ("CONFIG", "PROFILE", "CACHE_DIR", "SHARED_AUDIO")  # LIVECAP_ names that are not keys
 FORMATS = ("txt", "srt", "vtt", "json", "tsv", "verbose_json")  # `all` in output_format means every one
 
 
@@ -151,6 +153,7 @@ class Resolved:
 
     config: Config
     sources: dict[str, str]
+    warnings: tuple[str, ...] = ()  # not fatal: a misspelt LIVECAP_ variable
 
 
 def _allowed(key: str) -> str:
@@ -215,6 +218,11 @@ def _coerce(key: str, value: Any, origin: str, *, text: bool = False) -> Any:
         )
     if not valid:
         raise LivecapError(f"{origin}: {key} must be {_allowed(key)} (got {value!r})")
+    if key == "language" and parsed is not None:
+        try:
+            return language_code(parsed)
+        except LivecapError as error:
+            raise LivecapError(f"{origin}: {error}") from None
     return parsed
 
 
@@ -315,7 +323,13 @@ def resolve(
     The profile is `profile`, else `LIVECAP_PROFILE`, else `default`.
     """
     env = os.environ if env is None else env
-    path = profile_path(profile or env.get(f"{ENV_PREFIX}PROFILE") or "default")
+    if profile is None and env.get(f"{ENV_PREFIX}PROFILE"):
+        try:
+            path = profile_path(env[f"{ENV_PREFIX}PROFILE"])
+        except LivecapError as error:
+            raise LivecapError(f"environment {ENV_PREFIX}PROFILE: {error}") from None
+    else:
+        path = profile_path(profile or "default")
     label = f"profile {path.stem}" if path.parent == profiles_dir() else f"profile {path}"
     layers: list[dict[str, tuple[Any, str]]] = [{k: (v, label) for k, v in read_toml(path).items()}]
     user_path = user_config_path(env)
@@ -351,4 +365,14 @@ def resolve(
         name: kind(**{k: values[k] for k, (s, _) in FIELDS.items() if s == name})
         for name, kind in _SECTION_TYPES.items()
     }
-    return Resolved(Config(**sections), sources)
+    return Resolved(Config(**sections), sources, _misspelt_variables(env, variables.values()))
+
+
+def _misspelt_variables(env: Mapping[str, str], known: Any) -> tuple[str, ...]:
+    """A warning for each LIVECAP_ variable that livecap does not read, with the nearest it does."""
+    names = [*known, *(ENV_PREFIX + name for name in OTHER_VARIABLES)]
+    out = []
+    for var in sorted(v for v in env if v.startswith(ENV_PREFIX) and v not in names):
+        guess = get_close_matches(var, names, n=1)
+        out.append(f"environment {var} is not a livecap setting, ignored" + (f" (did you mean {guess[0]}?)" if guess else ""))
+    return tuple(out)

@@ -3,15 +3,16 @@ choice of display, and writing a finished session's files."""
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from livecap.cli import options as opt
-from livecap.config import Config, Resolved, resolve
+from livecap.config import Config, resolve
 
 if TYPE_CHECKING:
     from livecap.engine import Engine
@@ -32,8 +33,18 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def load_config(profile: str | None, **given: object) -> Resolved:
-    return resolve(profile, opt.flags(**given))
+def warn(message: str) -> None:
+    """One line on stderr: `warning: ...`; the run goes on."""
+    errors.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def pipeline_config(options: dict[str, Any], **extra: Any) -> Config:
+    """The configuration for a command's pipeline options; its warnings (a misspelt LIVECAP_
+    variable) are shown, not fatal."""
+    resolved = resolve(*opt.config_flags(options, **extra))
+    for warning in resolved.warnings:
+        warn(warning)
+    return resolved.config
 
 
 def choose_view(engine: Engine, *, plain: bool, jsonl: bool, live: bool, label: str, duration: float | None) -> Display:
@@ -51,27 +62,41 @@ def choose_view(engine: Engine, *, plain: bool, jsonl: bool, live: bool, label: 
 
 
 def save_session(
-    result: SessionResult, config: Config, out_dir: Path, stem: str, name: str, duration: float | None
+    result: SessionResult,
+    config: Config,
+    out_dir: Path,
+    stem: str,
+    name: str,
+    duration: float | None,
+    notes: dict[str, Any] | None = None,
 ) -> bool:
-    """Write a finished session's captions (also an interrupted or failed one's) and say so on stderr.
-    False when the session found no speech, failed or was interrupted."""
+    """Write a finished session's captions (also an interrupted or failed one's) and say so on stderr,
+    naming files of an earlier run that were replaced. `notes` go into the json (warnings, partial).
+    False when the session found no speech, failed or was interrupted; a session that failed before
+    any caption writes nothing (its error was shown already)."""
     from livecap.output.writers import OutputOptions, write_outputs
 
     problem = result.end_reason
     if not result.captions and problem is None:
         report_error(f"{name}: no speech found")
         return False
+    if not result.captions and problem != "interrupted":
+        return False
+    before = {path.name for path in out_dir.glob(f"{glob.escape(stem)}.*")}
     written = write_outputs(
         result.captions, out_dir, stem, config.output.output_format, source=name,
-        duration=duration, options=OutputOptions.from_config(config),
+        duration=duration, options=OutputOptions.from_config(config), notes=notes,
     )
+    files = ", ".join(str(p) for p in written)
+    replaced = [p.name for p in written if p.name in before]
+    files += f" (replacing {len(replaced)} existing: {', '.join(replaced)})" if replaced else ""
     if problem is None and not result.errors:
-        errors.print(f"[dim]wrote {', '.join(str(p) for p in written)}[/]", highlight=False, soft_wrap=True)
+        errors.print(f"[dim]wrote {escape(files)}[/]", highlight=False, soft_wrap=True)
         return True
     note = "interrupted" if problem == "interrupted" else f"incomplete ({problem or result.errors[0]})"
     errors.print(
         f"[yellow]{escape(name)}: {escape(note)}; wrote {len(result.captions)} captions transcribed so far "
-        f"to {', '.join(str(p) for p in written)}[/]",
+        f"to {escape(files)}[/]",
         highlight=False,
         soft_wrap=True,
     )

@@ -31,7 +31,8 @@ def mic_command(
     from livecap.cli.signals import counting_stop_signals
     from livecap.config import resolve
     from livecap.engine import Engine
-    from livecap.output.writers import Journal, check_output_dir
+    from livecap.output.atomic import check_writable
+    from livecap.output.writers import Journal
     from livecap.pipeline.session import run_session
     from livecap.sources.mic import MicSource
 
@@ -39,7 +40,7 @@ def mic_command(
     config = resolve(*opt.config_flags(options, input_device=device)).config
     plain, jsonl = options["plain"], options["jsonl"]
     out_dir = Path(config.output.output_dir)
-    check_output_dir(out_dir)
+    check_writable(out_dir)
     source = MicSource(config.live.input_device)
     stem = f"mic-{datetime.now():%Y%m%d-%H%M%S}"
     with Engine(config) as engine, counting_stop_signals() as stop_requests:

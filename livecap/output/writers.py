@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from livecap.config import FORMATS, Config
 from livecap.errors import LivecapError
-from livecap.messages import Caption
+from livecap.messages import Caption, Word
+from livecap.output.atomic import write_atomic
 from livecap.output.records import final_record
 from livecap.output.subtitles import Cue, Layout, split_caption
 
@@ -179,38 +180,31 @@ def write_outputs(
     source: str,
     duration: float | None,
     options: OutputOptions = OutputOptions(),
+    notes: Mapping[str, Any] | None = None,
 ) -> list[Path]:
-    """Write every requested format (see `render_files`) into `output_dir`; returns the paths written."""
+    """Write every requested format (see `render_files`) into `output_dir`, each atomically (a
+    temporary file renamed over the old one); returns the paths written. `notes` (what went wrong:
+    damage skipped, a partial run) are added to the json document."""
     files = render_files(captions, stem, formats, source=source, duration=duration, options=options)
+    if notes and f"{stem}.json" in files:
+        document = {**json.loads(files[f"{stem}.json"]), **notes}
+        files[f"{stem}.json"] = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
     written = []
     for name, content in files.items():
-        path = output_dir / name
-        try:
-            path.write_text(content, encoding="utf-8")
-        except OSError as error:
-            raise LivecapError(f"cannot write {path}: {error.strerror or error}") from None
-        written.append(path)
+        write_atomic(output_dir / name, content)
+        written.append(output_dir / name)
     return written
 
 
-def check_output_dir(output_dir: Path) -> None:
-    """Fail early, before any work, when outputs could not be written."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".livecap-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise LivecapError(f"cannot write to output directory {output_dir}: {error.strerror or error}") from None
-
-
 class Journal:
-    """Appends each final caption as one JSON line the moment it is produced, flushed to disk."""
+    """Writes each final caption as one JSON line the moment it is produced, flushed to disk, so a
+    killed run leaves its captions behind (`read_journal` gets them back). Each run starts a new
+    journal: one journal, one session."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._file: IO[str] = path.open("a", encoding="utf-8")
+            self._file: IO[str] = path.open("w", encoding="utf-8")
         except OSError as error:
             raise LivecapError(f"cannot open journal {path}: {error.strerror or error}") from None
 
@@ -221,3 +215,28 @@ class Journal:
 
     def close(self) -> None:
         self._file.close()
+
+
+def read_journal(path: Path) -> list[Caption]:
+    """The final captions a journal holds, in order; a last line cut short by a kill is ignored."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise LivecapError(f"{path}: cannot read ({error.strerror or error})") from None
+    captions = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break  # the write the kill interrupted
+            raise LivecapError(f"{path}: line {number} is not JSON: not a livecap journal") from None
+        if not isinstance(record, dict) or record.get("type") != "final":
+            raise LivecapError(f"{path}: line {number} is not a final caption: not a livecap journal")
+        words = tuple(Word(w["start"], w["end"], w["word"], w["probability"]) for w in record.get("words", ()))
+        captions.append(Caption(
+            "recovered", record["seq"], record["start"], record["end"], record["text"], True,
+            record.get("language"), record.get("translation"), record.get("translation_failed", False),
+            words=words, utterance=record.get("utterance", 0),
+        ))
+    return captions

@@ -1,11 +1,24 @@
-"""Media files as a source: decoding any format FFmpeg reads into 16 kHz mono blocks."""
+"""Media files as a source: decoding any format FFmpeg reads into 16 kHz mono blocks.
+
+Decoding tolerates damage: packets are demuxed and decoded one at a time, so a damaged packet is
+skipped (and counted, and replaced by its length of silence so that later timestamps stay true)
+instead of ending the file there. What was lost is reported in a `DecodeReport`, never hidden: a
+file shorter than its header says is reported as truncated. Plain functions, no terminal: a server
+decoding uploads reuses them.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -13,90 +26,235 @@ from livecap.errors import LivecapError
 from livecap.messages import SAMPLE_RATE
 from livecap.sources.queue import CaptureQueue, RawBlock
 
+GAP_S = 0.1  # a jump in packet timestamps beyond this is audio the demuxer skipped
+SHORT_S = 0.5  # decoding this much (and 2 %) less than the header announces means truncated
 
-def _open_container(path: Path):  # noqa: ANN202 - av types are optional to name
-    import av
 
+@dataclass
+class DecodeReport:
+    """What decoding a file found. `duration_s` counts the silence put in for damaged audio, so it is
+    the length the captions' timestamps span; `skipped_s` is the audio lost to damage."""
+
+    header_s: float | None = None
+    duration_s: float = 0.0
+    audio_s: float = 0.0  # audio really decoded (no filler)
+    damaged_packets: int = 0
+    skipped_s: float = 0.0
+    stopped: str | None = None  # why decoding ended before the end of the file
+    tracks: int = 1
+    finished: bool = False
+
+    @property
+    def missing_s(self) -> float:
+        """Seconds the header announces beyond what was decoded."""
+        return max(0.0, (self.header_s or 0.0) - self.duration_s) if self.finished else 0.0
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.damaged_packets or self.skipped_s or self.stopped)
+
+    @property
+    def truncated(self) -> bool:
+        """Ended cleanly but well short of the header's duration: the end of the file is missing."""
+        header = self.header_s or 0.0
+        return not self.damaged and self.missing_s > max(SHORT_S, 0.02 * header)
+
+    def lost_s(self) -> float:
+        """Audio lost to damage: skipped packets and gaps, or what the header promised beyond (a
+        demuxer resyncing past garbage drops audio without a failed packet), the larger."""
+        return max(self.skipped_s, self.missing_s) if self.damaged else 0.0
+
+    def warnings(self, name: str) -> list[str]:
+        """One line per problem, for people."""
+        out = []
+        if self.truncated:
+            out.append(
+                f"{name}: truncated: decoded {self.duration_s:.1f} s of the {self.header_s:.1f} s its header announces"
+            )
+        elif self.damaged:
+            what = f"skipped {self.damaged_packets} damaged packet{'s' * (self.damaged_packets != 1)}"
+            out.append(f"{name}: damaged: {what}, {self.lost_s():.1f} s of audio lost"
+                       + (f"; decoding stopped early ({self.stopped})" if self.stopped else ""))
+        if self.tracks > 1:
+            out.append(f"{name}: has {self.tracks} audio tracks; this is one of them (--audio-track N picks, from 0)")
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        """The json "warnings"/"skipped_s"/"truncated" fields."""
+        return {"skipped_s": round(self.lost_s(), 3), "damaged_packets": self.damaged_packets,
+                "truncated": self.truncated, "missing_s": round(self.missing_s, 3) if self.truncated else 0.0}
+
+
+def _check_path(path: Path) -> None:
     if not path.exists():
         raise LivecapError(f"{path}: no such file")
     if path.is_dir():
         raise LivecapError(f"{path}: is a directory, not an audio or video file")
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        raise LivecapError(f"{path}: is a pipe or device, not a file; read it with `livecap file -` (standard input)")
     if path.stat().st_size == 0:
         raise LivecapError(f"{path}: empty file")
+
+
+def _open_container(path: Path, track: int):  # noqa: ANN202 - av types are optional to name
+    """The container and its chosen audio stream, or a one-line error."""
+    import av
+
+    _check_path(path)
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as error:
         raise LivecapError(f"{path}: not a readable audio or video file ({_reason(error)})") from None
-    if not container.streams.audio:
+    except OSError as error:
+        raise LivecapError(f"{path}: cannot read ({error.strerror or error})") from None
+    audio = container.streams.audio
+    if not audio:
         container.close()
         raise LivecapError(f"{path}: has no audio track")
-    return container
+    if not 0 <= track < len(audio):
+        container.close()
+        raise LivecapError(f"{path}: has {len(audio)} audio track(s); --audio-track takes 0 to {len(audio) - 1}")
+    return container, audio[track]
 
 
 def _reason(error: Exception) -> str:
     return getattr(error, "strerror", None) or str(error).split(":")[0] or type(error).__name__
 
 
-def decode_blocks(path: Path, block_s: float = 0.5) -> Iterator[np.ndarray]:
-    """Decode any format FFmpeg reads (audio, or the audio track of a video) into 16 kHz mono blocks."""
+def _header_seconds(container, stream) -> float | None:  # noqa: ANN001
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1_000_000 if container.duration else None
+
+
+def _decoded(path: Path, track: int, report: DecodeReport) -> Iterator[np.ndarray]:
+    """16 kHz mono int16 pieces, in file order, damage skipped and silenced; fills `report`."""
     import av
 
-    container = _open_container(path)
+    container, stream = _open_container(path, track)
+    report.header_s = _header_seconds(container, stream)
+    report.tracks = len(container.streams.audio)
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    produced = real = 0  # samples handed out: all, and those not put in for damage
+    end_s: float | None = None  # where the previous packet ended, in stream seconds
+    try:
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as error:  # the demuxer itself gave up: keep what came before
+                report.stopped = _reason(error)
+                break
+            start = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
+            length = float(packet.duration * packet.time_base) if packet.duration and packet.time_base else 0.0
+            if start is not None and end_s is not None and start - end_s > GAP_S:
+                gap = start - end_s
+                if report.header_s is None or start <= report.header_s + GAP_S:  # not a wild timestamp
+                    report.skipped_s += gap
+                    silence = np.zeros(round(gap * SAMPLE_RATE), np.int16)
+                    produced += len(silence)
+                    yield silence
+            if start is not None:
+                end_s = max(end_s or start, start + length)
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                report.damaged_packets += 1
+                report.skipped_s += length
+                silence = np.zeros(round(length * SAMPLE_RATE), np.int16)
+                produced += len(silence)
+                yield silence
+                continue
+            for frame in frames:
+                for out in resampler.resample(frame):
+                    samples = out.to_ndarray().reshape(-1)
+                    produced, real = produced + len(samples), real + len(samples)
+                    yield samples
+        for out in resampler.resample(None):
+            samples = out.to_ndarray().reshape(-1)
+            produced, real = produced + len(samples), real + len(samples)
+            yield samples
+        report.finished = True
+    finally:
+        container.close()
+        report.duration_s, report.audio_s = produced / SAMPLE_RATE, real / SAMPLE_RATE
+
+
+def decode_blocks(
+    path: Path, block_s: float = 0.5, *, report: DecodeReport | None = None, track: int = 0
+) -> Iterator[np.ndarray]:
+    """Decode any format FFmpeg reads (audio, or an audio track of a video) into 16 kHz mono float
+    blocks of `block_s` seconds (the last one shorter). Damage is skipped and counted in `report`."""
+    report = report if report is not None else DecodeReport()
     block = int(block_s * SAMPLE_RATE)
     pending: list[np.ndarray] = []
     pending_len = 0
-    decoded_any = False
-    try:
-        stream = container.streams.audio[0]
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                pending.append(out.to_ndarray().reshape(-1))
-                pending_len += out.samples
-            while pending_len >= block:
-                joined = np.concatenate(pending)
-                decoded_any = True
-                yield joined[:block].astype(np.float32) / 32768.0
-                pending, pending_len = [joined[block:]], pending_len - block
-        for out in resampler.resample(None):
-            pending.append(out.to_ndarray().reshape(-1))
-        tail = np.concatenate(pending) if pending else np.zeros(0, np.int16)
-        if len(tail):
-            decoded_any = True
-            yield tail.astype(np.float32) / 32768.0
-    except av.error.FFmpegError as error:
-        if not decoded_any:
-            raise LivecapError(f"{path}: not a readable audio or video file ({_reason(error)})") from None
-        raise LivecapError(f"{path}: decoding stopped early, the file is damaged ({_reason(error)})") from None
-    finally:
-        container.close()
-    if not decoded_any:
+    for piece in _decoded(path, track, report):
+        pending.append(piece)
+        pending_len += len(piece)
+        while pending_len >= block:
+            joined = np.concatenate(pending)
+            yield joined[:block].astype(np.float32) / 32768.0
+            pending, pending_len = [joined[block:]], pending_len - block
+    tail = np.concatenate(pending) if pending else np.zeros(0, np.int16)
+    if len(tail):
+        yield tail.astype(np.float32) / 32768.0
+    if report.audio_s == 0:
+        if report.damaged:
+            raise LivecapError(f"{path}: not a readable audio or video file (no packet decodes)")
         raise LivecapError(f"{path}: contains no audio samples")
 
 
-def probe_duration(path: Path) -> float | None:
-    """Duration in seconds from the container, checking that the file opens as media."""
-    container = _open_container(path)
+def probe_duration(path: Path, track: int = 0) -> float | None:
+    """Duration in seconds from the container header, checking that the file opens as media and
+    that audio decodes from it (a header with no samples behind it fails here, before any work)."""
+    import av
+
+    container, stream = _open_container(path, track)
     try:
-        stream = container.streams.audio[0]
-        if stream.duration is not None and stream.time_base is not None:
-            return float(stream.duration * stream.time_base)
-        return container.duration / 1_000_000 if container.duration else None
+        for packet in container.demux(stream):
+            try:
+                if any(frame.samples for frame in packet.decode()):
+                    return _header_seconds(container, stream)
+            except av.error.FFmpegError:
+                continue  # damage at the start: decoding will skip it
+    except av.error.FFmpegError as error:
+        raise LivecapError(f"{path}: not a readable audio or video file ({_reason(error)})") from None
     finally:
         container.close()
+    raise LivecapError(f"{path}: contains no audio samples")
+
+
+def spool(stream: IO[bytes], folder: Path | None = None) -> Path:
+    """Copy a stream (standard input, a pipe, an upload) into a temporary file, so that it can be
+    probed and decoded like any file; the caller deletes it."""
+    handle, name = tempfile.mkstemp(prefix="livecap-input-", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            shutil.copyfileobj(stream, out, length=1 << 20)
+    except OSError as error:
+        Path(name).unlink(missing_ok=True)
+        raise LivecapError(f"cannot store the input in {name}: {error.strerror or error}") from None
+    return Path(name)
 
 
 class FileSource:
-    """A media file as a source: as fast as the pipeline takes it, or paced at 1x (`realtime`)."""
+    """A media file as a source: as fast as the pipeline takes it, or paced at 1x (`realtime`).
+    After the end, `report` says what decoding found (damage, truncation, the real duration)."""
 
     rate = SAMPLE_RATE
 
-    def __init__(self, path: Path, realtime: bool = False, block_s: float = 0.1) -> None:
+    def __init__(self, path: Path, realtime: bool = False, block_s: float = 0.1, track: int = 0) -> None:
         self.path = path
         self.name = str(path)
         self.realtime = realtime
+        self.track = track
         self.block_s = block_s if realtime else 0.5
-        self.duration = probe_duration(path)
+        self.duration = probe_duration(path, track)
+        self.report = DecodeReport(header_s=self.duration)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -112,7 +270,7 @@ class FileSource:
         t0 = time.monotonic()
         position = 0
         try:
-            for samples in decode_blocks(self.path, self.block_s):
+            for samples in decode_blocks(self.path, self.block_s, report=self.report, track=self.track):
                 position += len(samples)
                 if self.realtime:  # a live source: deliver each block when it would have been captured
                     due = t0 + position / SAMPLE_RATE

@@ -1,0 +1,55 @@
+"""Safe writing: a file is either its old content or its complete new content, never half written,
+and names chosen for a run's outputs never collide. Plain functions, shared by the CLI and a server."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from livecap.errors import LivecapError
+
+
+def write_atomic(path: Path, content: str) -> None:
+    """Write `content` to a temporary file in the same folder, then rename it over `path`: a crash,
+    a full disk or a kill leaves the old file (or none), never a truncated one."""
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name[:50]}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise LivecapError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except OSError as error:
+        Path(temp).unlink(missing_ok=True)
+        raise LivecapError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` if needed and prove a file can be made in it. The probe has a unique name,
+    so runs writing into the same folder at the same time do not trip over each other's."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".livecap-write-test-"):
+            pass
+    except OSError as error:
+        raise LivecapError(f"cannot write to output directory {folder}: {error.strerror or error}") from None
+
+
+def unique_stems(names: Iterable[str], in_use: Callable[[str], bool] = lambda stem: False) -> list[str]:
+    """One output stem per input, never the same twice in a run, and none that `in_use` claims
+    (files an earlier run wrote): `clip`, `clip-2`, `clip-3`..."""
+    taken: set[str] = set()
+    stems = []
+    for name in names:
+        stem, n = name, 1
+        while stem in taken or in_use(stem):
+            n += 1
+            stem = f"{name}-{n}"
+        taken.add(stem)
+        stems.append(stem)
+    return stems
