@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg espeak-ng sox pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins alsa-utils)
+APT_PACKAGES=(ffmpeg espeak-ng sox pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins alsa-utils chromium)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for package in "${APT_PACKAGES[@]}"; do
@@ -22,5 +22,5 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # argostranslate pulls torch through stanza: pin the CPU build first, or pip takes gigabytes of CUDA.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test,mic,argos,plot]"
+.venv/bin/python -m pip install -q -e ".[test,mic,argos,plot,server]"
 .venv/bin/livecap models

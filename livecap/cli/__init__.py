@@ -13,6 +13,7 @@ from livecap.cli.bench import bench_command
 from livecap.cli.common import errors, fail
 from livecap.cli.file import file_command
 from livecap.cli.mic import devices_command, mic_command
+from livecap.cli.serve import serve_command
 from livecap.errors import LivecapError
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.add_typer(cli_profiles.app, name="profiles")
 app.command("bench")(bench_command)
 app.command("mic")(mic_command)
 app.command("devices")(devices_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

@@ -1,0 +1,144 @@
+"""The application: `create_app(config, settings)` builds a FastAPI app with no global state; the
+engine is loaded when it starts (or passed in, shared, and then left open)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import FastAPI, Request, WebSocket
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from livecap.asr.models import local_models
+from livecap.config import Config
+from livecap.engine import Engine
+from livecap.server.hub import Hub
+from livecap.server.live import close_with, serve_stream
+from livecap.server.requests import RequestError
+from livecap.server.settings import ServerSettings
+from livecap.server.uploads import transcription
+
+log = logging.getLogger("livecap.server")
+OPEN_PATHS = ("/health",)
+
+
+def authorized(api_key: str | None, authorization: str | None, query_key: str | None) -> bool:
+    """True without a key, or when the request carries it (Bearer header, or `?api_key=` for browsers,
+    which cannot set headers on a WebSocket)."""
+    if api_key is None:
+        return True
+    given = query_key or ""
+    if authorization and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    return hmac.compare_digest(given.encode(), api_key.encode())
+
+
+def page() -> str:
+    """The browser page, its script, style and audio worklet inlined: one authorized request loads it."""
+    static = resources.files("livecap.server") / "static"
+    html = (static / "index.html").read_text(encoding="utf-8")
+    for name in ("style.css", "app.js", "worklet.js"):
+        html = html.replace("{{" + name + "}}", (static / name).read_text(encoding="utf-8"))
+    return html
+
+
+def create_app(config: Config, settings: ServerSettings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """The server for `config`; `engine`, when given, is shared and not closed here."""
+    settings = settings or ServerSettings()
+    html = page()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        used = engine or await asyncio.to_thread(Engine, config)
+        app.state.hub = Hub(used, settings)
+        try:
+            yield
+        finally:
+            await app.state.hub.drain()
+            if engine is None:
+                await asyncio.to_thread(used.close)
+
+    app = FastAPI(title="livecap", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    def hub_of(request: Request | WebSocket) -> Hub:
+        return request.app.state.hub
+
+    @app.middleware("http")
+    async def require_key(request: Request, call_next):  # noqa: ANN001, ANN202 - starlette's middleware signature
+        if request.url.path not in OPEN_PATHS and not authorized(
+            settings.api_key, request.headers.get("authorization"), request.query_params.get("api_key")
+        ):
+            return JSONResponse(
+                RequestError("missing or wrong API key (Authorization: Bearer KEY)", 401, code="invalid_api_key").body(),
+                status_code=401, headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await call_next(request)
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, error: RequestError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse(RequestError(str(error.detail), error.status_code).body(), status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, error: Exception) -> JSONResponse:
+        log.exception("request failed: %s %s", request.method, request.url.path)
+        return JSONResponse(RequestError("internal server error", 500, "server_error").body(), status_code=500)
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        hub = hub_of(request)
+        draining = hub.draining.is_set()
+        return JSONResponse({"status": "draining" if draining else "ok", "model": hub.model},
+                            status_code=503 if draining else 200)
+
+    @app.get("/status")
+    async def status(request: Request) -> dict:
+        return hub_of(request).status()
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(hub_of(request).registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict:
+        loaded = hub_of(request).model
+        listed = [
+            {"id": m.name, "object": "model", "created": 0, "owned_by": "livecap", "loaded": m.name == loaded,
+             "available_offline": m.path is not None, "multilingual": m.multilingual}
+            for m in await asyncio.to_thread(local_models)
+        ]
+        if loaded not in [m["id"] for m in listed]:  # a directory or hub id: named, its path not shown
+            listed.append({"id": loaded, "object": "model", "created": 0, "owned_by": "livecap", "loaded": True,
+                           "available_offline": True, "multilingual": hub_of(request).engine.backend.multilingual})
+        return {"object": "list", "data": listed}
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> Response:
+        return await transcription(request, hub_of(request), "transcribe")
+
+    @app.post("/v1/audio/translations")
+    async def translations(request: Request) -> Response:
+        return await transcription(request, hub_of(request), "translate")
+
+    @app.websocket("/v1/stream")
+    async def stream(websocket: WebSocket) -> None:
+        if not authorized(settings.api_key, websocket.headers.get("authorization"), websocket.query_params.get("api_key")):
+            await websocket.accept()
+            await close_with(websocket, 1008, "missing or wrong API key (?api_key=KEY or Authorization: Bearer KEY)")
+            return
+        await serve_stream(websocket, hub_of(websocket))
+
+    @app.get("/")
+    async def index() -> HTMLResponse:
+        return HTMLResponse(html)
+
+    return app

@@ -1,0 +1,336 @@
+"""One live stream per WebSocket (`/v1/stream`).
+
+Protocol: the client sends a JSON start message, then binary audio frames, then `{"type": "end"}`;
+the server answers `ready`, then `interim`, `final`, `stats` and `error` events (the same records
+as the journal and `--jsonl`), and closes with a code that says why:
+
+    1000 the stream ended (client's end)     1001 the server is shutting down
+    1003 unsupported audio format            1007 malformed message or audio
+    1008 unauthorized, idle or too long,     1009 frame over the size limit
+         or the client reads too slowly      1013 at capacity: try again later
+
+The model never runs on the event loop: the stream's stages are threads, and a pump thread per
+connection moves its events onto the loop. What waits to be sent is bounded: a newer interim (or
+stats) replaces an unsent one, finals are never dropped, and a client that leaves too many unsent
+is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from starlette.websockets import WebSocket, WebSocketState
+
+from livecap.asr.base import DecodeOptions
+from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError
+from livecap.output.records import error_record, final_record, interim_record, stats_record
+from livecap.pipeline.stats import latency_breakdown
+from livecap.pipeline.stream import Stream
+from livecap.server.hub import Hub
+from livecap.server.requests import RequestError, decode_options
+from livecap.sources.push import PushSource
+
+log = logging.getLogger("livecap.server")
+
+SAMPLE_FORMATS: dict[str, tuple[type[np.number], float]] = {"s16le": (np.int16, 32768.0), "f32le": (np.float32, 1.0)}
+MIN_RATE, MAX_RATE = 8_000, 192_000
+MAX_TEXT_BYTES = 64 * 1024
+MAX_F32 = 8.0  # f32le samples beyond this are not audio
+STATS_EVERY_S = 2.0
+SEND_CLOSE_WAIT_S = 5.0  # a client that does not read its last events is cut off after this
+
+
+class Closing(Exception):
+    """Ends a connection with a WebSocket close code and a reason the client can read. `graceful`:
+    the finals of what was heard are still sent first. Code 1006 (never sent) means the client left."""
+
+    def __init__(self, code: int, reason: str, graceful: bool = False) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.graceful = graceful
+
+
+@dataclass(frozen=True)
+class Start:
+    """The client's start message, checked."""
+
+    sample_rate: int
+    sample_format: str
+    decode: DecodeOptions
+
+
+def parse_start(text: str, multilingual: bool, model: str) -> Start:
+    """The start message, or `Closing` with the reason it cannot be used."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise Closing(1007, "the start message is not JSON") from None
+    if not isinstance(message, dict) or message.get("type") != "start":
+        raise Closing(1007, 'the first message must be a JSON object with "type": "start"')
+    rate = message.get("sample_rate", 16_000)
+    if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
+        raise Closing(1003, f"sample_rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz")
+    fmt = message.get("sample_format", "s16le")
+    if fmt not in SAMPLE_FORMATS:
+        raise Closing(1003, 'sample_format must be "s16le" or "f32le" (mono PCM)')
+    try:
+        decode = decode_options(message, multilingual=multilingual, model=model)
+    except RequestError as error:
+        raise Closing(1007, str(error)) from None
+    return Start(rate, fmt, decode)
+
+
+def decode_frame(data: bytes, sample_format: str) -> np.ndarray:
+    """PCM bytes as float32 samples, or `Closing` for bytes that cannot be audio in that format."""
+    dtype, scale = SAMPLE_FORMATS[sample_format]
+    width = np.dtype(dtype).itemsize
+    if len(data) % width:
+        raise Closing(1007, f"an audio frame of {len(data)} bytes is not whole {sample_format} samples")
+    samples = np.frombuffer(data, dtype=dtype).astype(np.float32) / scale
+    if dtype is np.float32 and not (np.isfinite(samples).all() and np.abs(samples).max(initial=0) <= MAX_F32):
+        raise Closing(1007, "f32le samples must be finite and within [-1, 1]")
+    return samples
+
+
+class Outbox:
+    """Records waiting to be sent to one client (event loop only). A newer interim or stats record
+    replaces an unsent one of its kind; finals, errors and the close are kept, up to `max_kept`."""
+
+    REPLACEABLE = ("interim", "stats")
+
+    def __init__(self, max_kept: int) -> None:
+        self._items: deque[dict[str, Any] | Closing] = deque()
+        self._kept = 0
+        self._max_kept = max_kept
+        self._ready = asyncio.Event()
+        self.replaced = 0
+
+    def put(self, item: dict[str, Any] | Closing) -> None:
+        if isinstance(item, dict) and item["type"] in self.REPLACEABLE:
+            stale = next((i for i in self._items if isinstance(i, dict) and i["type"] == item["type"]), None)
+            if stale is not None:
+                self._items.remove(stale)
+                self.replaced += 1
+        else:
+            if self._kept >= self._max_kept:
+                raise Closing(1008, f"the client reads too slowly: {self._kept} events unsent")
+            self._kept += 1
+        self._items.append(item)
+        self._ready.set()
+
+    async def get(self) -> dict[str, Any] | Closing:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.popleft()
+        if not (isinstance(item, dict) and item["type"] in self.REPLACEABLE):
+            self._kept -= 1
+        return item
+
+
+async def close_with(websocket: WebSocket, code: int, reason: str) -> None:
+    """Say why in an error event and in the close frame (reasons are cut to the 123 bytes allowed)."""
+    try:
+        await websocket.send_json(error_record(reason))
+        await websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
+    except Exception:  # the client is already gone: nothing to tell
+        pass
+
+
+class LiveSession:
+    """One admitted connection: its stream, its pump thread and its sender."""
+
+    def __init__(self, websocket: WebSocket, hub: Hub) -> None:
+        self.ws = websocket
+        self.hub = hub
+        self.settings = hub.settings
+        self.loop = asyncio.get_running_loop()
+        self.outbox = Outbox(self.settings.max_unsent_finals)
+        self.pump_done = asyncio.Event()
+        self.source: PushSource | None = None
+        self.stream: Stream | None = None
+        self.overflow: Closing | None = None
+
+    async def run(self) -> None:
+        try:
+            start = parse_start(await self._receive_text_first(), self.hub.engine.backend.multilingual, self.hub.model)
+        except Closing as closing:
+            await close_with(self.ws, closing.code, closing.reason)
+            return
+        self.source = PushSource(start.sample_rate, name=f"ws:{self.ws.client.host if self.ws.client else '?'}")
+        self.stream = self.hub.engine.stream(self.source, live=True, decode=start.decode, converter=self.source.converter())
+        await self.ws.send_json({"type": "ready", "stream_id": self.stream.stream_id, "model": self.hub.model,
+                                 "sample_rate": start.sample_rate, "sample_format": start.sample_format,
+                                 "max_frame_bytes": self.settings.max_frame_bytes})
+        self.stream.start()
+        threading.Thread(target=self._pump, name=f"pump-{self.stream.stream_id}", daemon=True).start()
+        sender = asyncio.create_task(self._send_loop())
+        try:
+            ending = await self._receive_audio(start.sample_format)
+        except Closing as closing:
+            ending = closing
+        if not ending.graceful:
+            self.stream.pool.cancel_finals(self.stream.stream_id)  # nobody will read them
+        self.source.end()
+        try:
+            await asyncio.wait_for(self.pump_done.wait(), self.settings.drain_s if ending.code == 1001 else None)
+        except asyncio.TimeoutError:
+            self.stream.pool.cancel_finals(self.stream.stream_id)
+        if ending.code == 1006:
+            sender.cancel()
+        else:
+            if ending.code != 1000:
+                self._post(error_record(ending.reason))
+            self._post(ending)
+            try:
+                await asyncio.wait_for(sender, SEND_CLOSE_WAIT_S)
+            except Exception:  # the client left or stopped reading: it is closed anyway
+                sender.cancel()
+        await self.pump_done.wait()  # the stream has ended: its figures are final
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.stream.snapshot().audio_seconds if self.stream is not None else 0.0
+
+    # -- receiving (event loop) ----------------------------------------------------------------
+
+    async def _receive(self, timeout: float) -> dict[str, Any]:
+        try:
+            message = await asyncio.wait_for(self.ws.receive(), timeout)
+        except asyncio.TimeoutError:
+            raise Closing(1008, f"idle: nothing received for {self.settings.idle_timeout_s:g} s", graceful=True) from None
+        if message["type"] == "websocket.disconnect":
+            raise Closing(1006, "client disconnected")
+        return message
+
+    async def _receive_text_first(self) -> str:
+        message = await self._receive(self.settings.idle_timeout_s)
+        if message.get("text") is None:
+            raise Closing(1003, "the first message must be the JSON start message, not audio")
+        if len(message["text"]) > MAX_TEXT_BYTES:
+            raise Closing(1009, f"a text message is limited to {MAX_TEXT_BYTES} bytes")
+        return message["text"]
+
+    async def _receive_audio(self, sample_format: str) -> Closing:
+        """Take audio until the client ends, leaves, breaks a rule or the server shuts down; what
+        ended it comes back (or is raised) as the close to send."""
+        assert self.source is not None
+        deadline = time.monotonic() + self.settings.max_stream_s
+        draining = asyncio.create_task(self.hub.draining.wait())
+        try:
+            while True:
+                if self.overflow is not None:
+                    return self.overflow
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return Closing(1008, f"the stream reached its limit of {self.settings.max_stream_s:g} s", graceful=True)
+                receiving = asyncio.create_task(self._receive(min(self.settings.idle_timeout_s, left)))
+                await asyncio.wait({receiving, draining}, return_when=asyncio.FIRST_COMPLETED)
+                if draining.done():
+                    receiving.cancel()
+                    return Closing(1001, "server shutting down", graceful=True)
+                message = receiving.result()
+                data = message.get("bytes")
+                if data is not None:
+                    if len(data) > self.settings.max_frame_bytes:
+                        raise Closing(1009, f"frame of {len(data)} bytes: the limit is {self.settings.max_frame_bytes}")
+                    self.source.push(decode_frame(data, sample_format))
+                elif _is_end(message.get("text") or ""):
+                    return Closing(1000, "end of stream", graceful=True)
+                else:
+                    raise Closing(1007, 'text after the start message must be {"type": "end"}')
+        finally:
+            draining.cancel()
+
+    # -- the pump (its own thread) and the sender (event loop) -----------------------------------
+
+    def _pump(self) -> None:
+        """Move the stream's events onto the loop as records, with stats now and then; never waits
+        on the client."""
+        assert self.stream is not None
+        last_stats = time.monotonic()
+        while True:
+            event = self.stream.next_event(timeout=0.25)
+            if isinstance(event, Caption):
+                latency = latency_breakdown(event)
+                self.hub.record_final(latency["latency"])
+                self._post_threadsafe(final_record(event, latency))
+            elif isinstance(event, InterimCaption):
+                self._post_threadsafe(interim_record(event))
+            elif isinstance(event, StreamError):
+                self._post_threadsafe(error_record(event.message))
+            elif isinstance(event, StreamEnd):
+                break
+            if time.monotonic() - last_stats >= STATS_EVERY_S:
+                last_stats = time.monotonic()
+                self._post_threadsafe(self._stats())
+        self._post_threadsafe(self._stats())
+        self._call_soon(self.pump_done.set)
+
+    def _stats(self) -> dict[str, Any]:
+        assert self.stream is not None
+        return {**stats_record(self.stream.snapshot()), "interims_unsent": self.outbox.replaced}
+
+    def _call_soon(self, callback: Any, *args: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop is closed: the server is gone
+            pass
+
+    def _post_threadsafe(self, record: dict[str, Any]) -> None:
+        self._call_soon(self._post, record)
+
+    def _post(self, item: dict[str, Any] | Closing) -> None:
+        try:
+            self.outbox.put(item)
+        except Closing as closing:  # too many unsent finals: the receiver ends the connection
+            self.overflow = self.overflow or closing
+
+    async def _send_loop(self) -> None:
+        while True:
+            item = await self.outbox.get()
+            if isinstance(item, Closing):
+                if self.ws.application_state == WebSocketState.CONNECTED:
+                    await self.ws.close(item.code, item.reason.encode()[:123].decode(errors="ignore"))
+                return
+            await self.ws.send_json(item)
+
+
+def _is_end(text: str) -> bool:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "end"
+
+
+async def serve_stream(websocket: WebSocket, hub: Hub) -> None:
+    """Admit a connection (or close it with the reason) and run its session."""
+    await websocket.accept()
+    if hub.draining.is_set():
+        await close_with(websocket, 1001, "server shutting down")
+        return
+    if not hub.admit_stream():
+        await close_with(websocket, 1013, f"server at capacity ({hub.max_streams} streams): try again later")
+        return
+    session = LiveSession(websocket, hub)
+    task = asyncio.current_task()
+    assert task is not None
+    hub.sessions.add(task)
+    try:
+        await session.run()
+    except Exception:  # a bug here must not leak a traceback to the client, nor a slot
+        log.exception("live stream failed")
+        await close_with(websocket, 1011, "internal server error")
+    finally:
+        hub.sessions.discard(task)
+        hub.release_stream(session.audio_seconds)

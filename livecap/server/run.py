@@ -1,0 +1,48 @@
+"""Running the app under uvicorn, with a shutdown that drains live streams first.
+
+uvicorn's own shutdown closes open WebSockets at once (1012); on SIGTERM or Ctrl-C this server
+first stops accepting, lets open streams send the finals of what they heard (bounded by
+`drain_s`) and closes them with 1001, then lets uvicorn finish.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+from livecap.config import Config
+from livecap.server.app import create_app
+from livecap.server.live import MAX_TEXT_BYTES
+from livecap.server.settings import ServerSettings
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server whose shutdown drains the app's live streams before closing connections."""
+
+    def __init__(self, app: FastAPI, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:  # stop accepting first
+            server.close()
+        hub = getattr(self.app.state, "hub", None)
+        if hub is not None:
+            await hub.drain()
+        await super().shutdown(sockets)
+
+
+def make_server(app: FastAPI, settings: ServerSettings, log_level: str = "info") -> DrainingServer:
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on",
+        ws_max_size=max(settings.max_frame_bytes, MAX_TEXT_BYTES) + 1024,
+        timeout_graceful_shutdown=settings.drain_s + 10,
+    )
+    return DrainingServer(app, config)
+
+
+def serve(config: Config, settings: ServerSettings) -> None:
+    """Load the model, serve until SIGTERM or Ctrl-C, drain, exit (the `livecap serve` command)."""
+    make_server(create_app(config, settings), settings).run()

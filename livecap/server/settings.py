@@ -1,0 +1,29 @@
+"""What a server allows: its address, its key and its limits (one frozen object, no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def default_max_streams(workers: int) -> int:
+    """Two live streams per ASR worker. A live stream needs a worker for its finals (tiny.en on a
+    CPU: about 0.1 s of work per second of speech) and for interims, which the pool sheds under
+    load; two per worker keeps final latency near a single stream's, measured with
+    scripts/serve_capacity.py. A faster machine or model can take more: set --max-streams."""
+    return 2 * workers
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None  # None: no authentication (the default address is loopback only)
+    max_streams: int | None = None  # None: default_max_streams(workers)
+    max_uploads: int | None = None  # concurrent uploads being transcribed; None: the number of workers
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_frame_bytes: int = 256 * 1024  # one WebSocket message (about 8 s of 16 kHz s16le)
+    idle_timeout_s: float = 30.0  # a stream that sends nothing for this long is ended
+    max_stream_s: float = 4 * 3600.0  # a stream is ended after this long
+    send_queue: int = 64  # events waiting to be sent to one client before interims are dropped
+    max_unsent_finals: int = 1000  # a client this far behind is disconnected (finals are never dropped)
+    drain_s: float = 10.0  # on shutdown, how long open streams may take to send their last finals
