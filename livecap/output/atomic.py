@@ -40,12 +40,21 @@ def check_writable(folder: Path) -> None:
         raise LivecapError(f"cannot write to output directory {folder}: {error.strerror or error}") from None
 
 
+STEM_BYTES = 200  # file names are at most 255 bytes: room for `-2`, `.journal.jsonl`, `.de.verbose.json`
+
+
+def _fit(name: str) -> str:
+    """`name` cut to STEM_BYTES of UTF-8 (a whole character at a time)."""
+    return name.encode("utf-8")[:STEM_BYTES].decode("utf-8", errors="ignore")
+
+
 def unique_stems(names: Iterable[str], in_use: Callable[[str], bool] = lambda stem: False) -> list[str]:
     """One output stem per input, never the same twice in a run, and none that `in_use` claims
-    (files an earlier run wrote): `clip`, `clip-2`, `clip-3`..."""
+    (files an earlier run wrote): `clip`, `clip-2`, `clip-3`... A name too long for the file
+    system once a suffix is added is shortened."""
     taken: set[str] = set()
     stems = []
-    for name in names:
+    for name in map(_fit, names):
         stem, n = name, 1
         while stem in taken or in_use(stem):
             n += 1

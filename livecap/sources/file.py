@@ -86,11 +86,14 @@ class DecodeReport:
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise LivecapError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise LivecapError(f"{path}: no such file") from None
+    except OSError as error:  # a name too long, a folder without permission, ...
+        raise LivecapError(f"{path}: cannot read ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
         raise LivecapError(f"{path}: is a directory, not an audio or video file")
-    mode = path.stat().st_mode
     if not stat.S_ISREG(mode):
         raise LivecapError(f"{path}: is a pipe or device, not a file; read it with `livecap file -` (standard input)")
     if path.stat().st_size == 0:
