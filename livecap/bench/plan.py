@@ -20,7 +20,7 @@ load time and peak RSS belong to that run alone. A run measures, on the same aud
   device, compute type, threads and beam size, one file after the other, in its own process.
 
 JSON (`--json FILE`): {"machine": {...}, "command": str, "inputs": [{"path", "duration_s",
-"reference"}], "repeat": int, "live_limit_s": float, "configurations": [config]}. A config has
+"reference", "language" (from a manifest)}], "repeat": int, "live_limit_s": float, "configurations": [config]}. A config has
 "label", "settings" (model, device, compute_type, workers, beam_size, cpu_threads, language,
 translate_to, compute_type_used), "runs" (each repeat's raw figures: {"livecap": {...},
 "baseline": {...}}), "summary" ({figure: {"median", "min", "max"}}) and "ratio" (livecap /
@@ -28,6 +28,7 @@ baseline of the medians: "wall_s", "wer"; null when the baseline's is 0). Figure
 (seconds unless named otherwise; null when not measured):
   load_s, first_caption_s (session start -> first caption, first file, offline), audio_s, wall_s,
   rtf, decode_s, vad_s, asr_s, translate_s, rtf_decode, rtf_vad, rtf_asr, rtf_translate, wer,
+  wer_<lang> and baseline_wer_<lang> (pooled over the inputs of each known language),
   insertions (words, from the WER alignment), nonspeech_words, peak_rss_mb,
   live_audio_s, final_p50, final_p95, final_max, eos_wait_p50, eos_wait_p95, eos_wait_max,
   processing_p50, processing_p95, processing_max, interim_p50, dropped_s, max_pending_finals,
@@ -64,18 +65,18 @@ def load_inputs(args: list[Path]) -> list[Item]:
 
     if not args:
         args = [SAMPLE]
-    pairs: list[tuple[Path, str | None]] = []
+    rows: list[tuple[Path, str | None, str | None]] = []
     for arg in args:
         if arg.suffix == ".tsv":
-            pairs += _read_manifest(arg)
+            rows += _read_manifest(arg)
         else:
             reference = arg.with_name(arg.name + ".txt")
-            pairs.append((arg, reference.read_text(encoding="utf-8").strip() if reference.is_file() else None))
-    return [Item(path, ref, probe_duration(path) or 0.0) for path, ref in pairs]
+            rows.append((arg, reference.read_text(encoding="utf-8").strip() if reference.is_file() else None, None))
+    return [Item(path, ref, probe_duration(path) or 0.0, language) for path, ref, language in rows]
 
 
-def _read_manifest(path: Path) -> list[tuple[Path, str | None]]:
-    """Rows of a manifest in the format of shared/audio/manifest.tsv: file, ..., reference_text."""
+def _read_manifest(path: Path) -> list[tuple[Path, str | None, str | None]]:
+    """Rows of a manifest in the format of shared/audio/manifest.tsv: file, language, ..., reference_text."""
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             rows = list(csv.DictReader(handle, delimiter="\t"))
@@ -83,7 +84,10 @@ def _read_manifest(path: Path) -> list[tuple[Path, str | None]]:
         raise LivecapError(f"{path}: cannot read ({error.strerror or error})") from None
     if not rows or "file" not in rows[0]:
         raise LivecapError(f"{path}: not a manifest (a tab-separated table with a 'file' column)")
-    return [(path.parent / row["file"], (row.get("reference_text") or "").strip() or None) for row in rows]
+    return [
+        (path.parent / row["file"], (row.get("reference_text") or "").strip() or None, row.get("language") or None)
+        for row in rows
+    ]
 
 
 def configurations(profile: str | None, sweeps: dict[str, str | None], fixed: dict[str, Any]) -> list[Config]:

@@ -42,6 +42,13 @@ def corpus_wer(files: list[dict[str, Any]]) -> tuple[float | None, int | None]:
     return float(words.wer), int(words.insertions)
 
 
+def wer_by_language(files: list[dict[str, Any]], prefix: str) -> dict[str, float | None]:
+    """WER pooled over the files of each known language (a mean of per-file WERs would weigh a
+    three-word clip like a long one): `<prefix><lang>`."""
+    languages = sorted({f["language"] for f in files if f.get("language")})
+    return {f"{prefix}{lang}": corpus_wer([f for f in files if f.get("language") == lang])[0] for lang in languages}
+
+
 def _share(seconds: float | None, audio: float) -> float | None:
     return seconds / audio if seconds is not None and audio else None
 
@@ -68,6 +75,7 @@ def figures(raw: dict[str, Any]) -> dict[str, float | None]:
         out[f"{stage}_s"] = _total(files, f"{stage}_s")
         out[f"rtf_{stage}"] = _share(out[f"{stage}_s"], audio)
     out["wer"], out["insertions"] = corpus_wer(files)
+    out.update(wer_by_language(files, "wer_"))
     out["nonspeech_words"] = len(normalize(ours["nonspeech_text"]).split())
     out["peak_rss_mb"] = ours["peak_rss_mb"]
     out.update(_live_figures(ours["live"]))
@@ -78,6 +86,7 @@ def figures(raw: dict[str, Any]) -> dict[str, float | None]:
         out["baseline_wall_s"] = wall
         out["baseline_rtf"] = _share(wall, audio)
         out["baseline_wer"], out["baseline_insertions"] = corpus_wer(theirs["files"])
+        out.update(wer_by_language(theirs["files"], "baseline_wer_"))
         out["baseline_nonspeech_words"] = len(normalize(theirs["nonspeech_text"]).split())
         out["baseline_peak_rss_mb"] = theirs["peak_rss_mb"]
     return out
@@ -137,16 +146,53 @@ def configuration(label: str, config: Config, raws: list[dict[str, Any]]) -> dic
 
 # -- terminal -----------------------------------------------------------------------------------
 
+# Rows of the three tables: (figure with its unit, summary key, format, as percent). A row per
+# configuration would not fit 80 columns; a column per configuration does, and wide runs are split.
+OFFLINE_ROWS = (
+    ("model load (s)", "load_s", "{:.2f}", False),
+    ("first caption (s)", "first_caption_s", "{:.2f}", False),
+    ("wall time (s)", "wall_s", "{:.2f}", False),
+    ("RTF, whole pipeline", "rtf", "{:.3f}", False),
+    ("RTF, decoding", "rtf_decode", "{:.3f}", False),
+    ("RTF, VAD", "rtf_vad", "{:.3f}", False),
+    ("RTF, ASR (busy, summed)", "rtf_asr", "{:.3f}", False),
+    ("RTF, translation", "rtf_translate", "{:.3f}", False),
+    ("WER, all (%)", "wer", "{:.1f}", True),
+    ("peak RSS (MB)", "peak_rss_mb", "{:.0f}", False),
+    ("non-speech words", "nonspeech_words", "{:.0f}", False),
+)
+BASELINE_ROWS = (
+    ("model load (s)", "baseline_load_s", "{:.2f}", False),
+    ("wall time (s)", "baseline_wall_s", "{:.2f}", False),
+    ("RTF", "baseline_rtf", "{:.3f}", False),
+    ("WER, all (%)", "baseline_wer", "{:.1f}", True),
+    ("peak RSS (MB)", "baseline_peak_rss_mb", "{:.0f}", False),
+    ("non-speech words", "baseline_nonspeech_words", "{:.0f}", False),
+)
+LIVE_ROWS = (
+    ("audio replayed (s)", "live_audio_s", "{:.0f}", False),
+    ("final latency p50 (s)", "final_p50", "{:.2f}", False),
+    ("final latency p95 (s)", "final_p95", "{:.2f}", False),
+    ("final latency max (s)", "final_max", "{:.2f}", False),
+    ("  end-of-speech wait p50 (s)", "eos_wait_p50", "{:.2f}", False),
+    ("  processing p50 (s)", "processing_p50", "{:.2f}", False),
+    ("  processing p95 (s)", "processing_p95", "{:.2f}", False),
+    ("interim latency p50 (s)", "interim_p50", "{:.2f}", False),
+    ("dropped audio (s)", "dropped_s", "{:.1f}", False),
+    ("most finals queued", "max_pending_finals", "{:.0f}", False),
+    ("most behind (s)", "max_behind_s", "{:.1f}", False),
+)
+
 
 def cell(summary: dict[str, Any], key: str, fmt: str = "{:.2f}", percent: bool = False) -> str:
-    """A figure's median, with its min-max when repeats differ."""
+    """A figure's median, with its min-max beneath when repeats differ."""
     figure = summary.get(key)
     if figure is None:
         return "–"
     scale = 100 if percent else 1
     text = fmt.format(figure["median"] * scale)
     if figure["min"] != figure["max"]:
-        text += f" ({fmt.format(figure['min'] * scale)}–{fmt.format(figure['max'] * scale)})"
+        text += f"\n{fmt.format(figure['min'] * scale)}–{fmt.format(figure['max'] * scale)}"
     return text
 
 
@@ -154,12 +200,39 @@ def _ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
-def _table(title: str, columns: tuple[str, ...]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for name in columns:
-        first = name == "configuration"
-        table.add_column(name, justify="left" if first else "right", no_wrap=first)
-    return table
+def _language_rows(configs: list[dict[str, Any]], prefix: str) -> tuple[tuple[str, str, str, bool], ...]:
+    """A WER row per language found in the summaries (only when there is more than one)."""
+    keys = sorted({k for c in configs for k in c["summary"] if k.startswith(prefix)})
+    if len(keys) < 2:
+        return ()
+    return tuple((f"WER, {k[len(prefix):]} (%)", k, "{:.1f}", True) for k in keys)
+
+
+def _tables(title: str, configs: list[dict[str, Any]], rows: list[tuple[str, list[str]]], width: int) -> list[Table]:
+    """One table (more when the configurations do not fit `width`): a row per figure, a column per
+    configuration; numbers never wrap or get cut, labels may wrap."""
+    name_width = max(len(name) for name, _ in rows)
+    widths = [max(len(line) for _, cells in rows for line in cells[i].split("\n")) for i in range(len(configs))]
+    groups: list[list[int]] = [[]]
+    used = name_width + 4  # borders and padding
+    for i, cell_width in enumerate(widths):
+        need = max(cell_width, 8) + 3
+        if groups[-1] and used + need > width:
+            groups.append([])
+            used = name_width + 4
+        groups[-1].append(i)
+        used += need
+    tables = []
+    for group in groups:
+        table = Table(title=title, title_justify="left")
+        table.add_column("figure", no_wrap=True)
+        for i in group:
+            table.add_column(configs[i]["label"], justify="right", no_wrap=False, min_width=max(widths[i], 8),
+                             overflow="fold")
+        for name, cells in rows:
+            table.add_row(name, *(cells[i] for i in group))
+        tables.append(table)
+    return tables
 
 
 def common_settings(document: dict[str, Any]) -> str:
@@ -171,50 +244,60 @@ def common_settings(document: dict[str, Any]) -> str:
     return ", ".join(f"{key} {value}" for key, value in shared.items())
 
 
+def input_languages(document: dict[str, Any]) -> dict[str, int]:
+    """Inputs per spoken language, where known (manifest, or --language)."""
+    fallback = document["configurations"][0]["settings"].get("language") if document["configurations"] else None
+    languages: dict[str, int] = {}
+    for item in document["inputs"]:
+        language = item.get("language") or fallback
+        if language:
+            languages[language] = languages.get(language, 0) + 1
+    return languages
+
+
+def warnings(document: dict[str, Any]) -> list[str]:
+    """What makes a figure misleading: an English-only model scored on other languages."""
+    other = {lang: n for lang, n in input_languages(document).items() if lang != "en"}
+    if not other:
+        return []
+    named = ", ".join(f"{n} {lang}" for lang, n in sorted(other.items()))
+    return [
+        f"warning: {c['settings']['model']} is English-only, but {named} input(s) are not English: "
+        "its WER on them measures the wrong model"
+        for c in document["configurations"]
+        if str(c["settings"]["model"]).endswith(".en")
+    ]
+
+
 def show(document: dict[str, Any], console: Console | None = None) -> None:
-    """Three tables, a row per configuration: offline, offline against the baseline, live."""
-    console = console or Console(width=None if Console().is_terminal else 160)
+    """Three tables: offline, plain faster-whisper on the same audio, live; a column per configuration."""
+    console = console or Console()
     configs = document["configurations"]
     audio = sum(i["duration_s"] for i in document["inputs"])
     console.print(f"{len(document['inputs'])} file(s), {audio:.1f} s of audio; {common_settings(document)}; "
                   f"{document['repeat']} run(s) each", highlight=False)
-    offline = _table("offline (file mode)", ("configuration", "load s", "first caption s", "wall s", "RTF",
-                                             "decode RTF", "VAD RTF", "ASR RTF", "translate RTF", "WER %",
-                                             "peak RSS MB"))
-    versus = _table("against plain faster-whisper (vad_filter=True, same model, threads, beam)",
-                    ("configuration", "fw load s", "fw wall s", "fw RTF", "fw WER %", "fw peak RSS MB",
-                     "non-speech words (livecap / fw)", "wall ×", "WER ×"))
-    live = _table("live (1x replay): final-caption latency = end-of-speech wait + processing",
-                  ("configuration", "audio s", "final p50", "p95", "max", "wait p50", "processing p50", "p95",
-                   "interim p50", "dropped s", "max finals queued", "max behind s"))
-    for c in configs:
-        s = c["summary"]
-        offline.add_row(
-            c["label"], cell(s, "load_s"), cell(s, "first_caption_s"), cell(s, "wall_s"), cell(s, "rtf", "{:.3f}"),
-            *(cell(s, f"rtf_{stage}", "{:.3f}") for stage in ("decode", "vad", "asr", "translate")),
-            cell(s, "wer", "{:.1f}", percent=True), cell(s, "peak_rss_mb", "{:.0f}"),
-        )
-        if s.get("baseline_wall_s"):
-            versus.add_row(
-                c["label"], cell(s, "baseline_load_s"), cell(s, "baseline_wall_s"), cell(s, "baseline_rtf", "{:.3f}"),
-                cell(s, "baseline_wer", "{:.1f}", percent=True), cell(s, "baseline_peak_rss_mb", "{:.0f}"),
-                f"{cell(s, 'nonspeech_words', '{:.0f}')} / {cell(s, 'baseline_nonspeech_words', '{:.0f}')}",
-                _ratio(c["ratio"]["wall_s"]), _ratio(c["ratio"]["wer"]),
-            )
-        if s.get("live_audio_s"):
-            live.add_row(
-                c["label"], cell(s, "live_audio_s", "{:.0f}"), cell(s, "final_p50"), cell(s, "final_p95"),
-                cell(s, "final_max"), cell(s, "eos_wait_p50"), cell(s, "processing_p50"), cell(s, "processing_p95"),
-                cell(s, "interim_p50"), cell(s, "dropped_s", "{:.1f}"), cell(s, "max_pending_finals", "{:.0f}"),
-                cell(s, "max_behind_s", "{:.1f}"),
-            )
-    for table in (offline, versus, live):
-        if table.row_count:
-            console.print(table)
+    for line in warnings(document):
+        console.print(f"[bold yellow]{line}[/]", highlight=False)
+
+    def rows(spec: tuple[tuple[str, str, str, bool], ...]) -> list[tuple[str, list[str]]]:
+        return [(name, [cell(c["summary"], key, fmt, percent) for c in configs]) for name, key, fmt, percent in spec]
+
+    offline = rows(OFFLINE_ROWS + _language_rows(configs, "wer_"))
+    versus = rows(BASELINE_ROWS + _language_rows(configs, "baseline_wer_"))
+    versus += [("wall time, livecap / fw", [_ratio(c["ratio"]["wall_s"]) for c in configs]),
+               ("WER, livecap / fw", [_ratio(c["ratio"]["wer"]) for c in configs])]
+    live = rows(LIVE_ROWS)
+    sections = [("offline (file mode)", offline, "wall_s"),
+                ("plain faster-whisper (vad_filter=True, same model, threads, beam)", versus, "baseline_wall_s"),
+                ("live (1x replay): final latency = end-of-speech wait + processing", live, "live_audio_s")]
+    for title, table_rows, needed in sections:
+        if any(c["summary"].get(needed) for c in configs):
+            for table in _tables(title, configs, table_rows, console.width):
+                console.print(table)
     console.print(
-        "[dim]RTF = seconds / audio seconds; ASR RTF is busy time summed over workers. Non-speech words: words "
-        "emitted on 12 s of silence and noise. ×: livecap / faster-whisper. Each run loads its model in a "
-        "fresh process; figures are medians (min–max) over runs.[/]"
+        "[dim]RTF = seconds / audio seconds; the ASR RTF is busy time summed over workers. Non-speech words: "
+        "words emitted on 12 s of silence and noise. fw: faster-whisper. Each run loads its model in a fresh "
+        "process; figures are medians, with min–max beneath when runs differ.[/]"
     )
 
 
@@ -238,25 +321,48 @@ def check_plot(path: Path) -> None:
         raise LivecapError(PLOT_HINT) from None
 
 
+def plot_title(document: dict[str, Any]) -> str:
+    """What was measured, where: the inputs, the machine and each configuration's WER."""
+    inputs = document["inputs"]
+    audio = sum(i["duration_s"] for i in inputs)
+    named = Path(inputs[0]["path"]).name if len(inputs) == 1 else f"{len(inputs)} files"
+    machine = document.get("machine", {})
+    where = f"{machine.get('processor') or 'unknown CPU'}, {machine.get('cpus') or '?'} cores"
+    wers = "; ".join(
+        f"{c['label']} WER {cell(c['summary'], 'wer', '{:.1f}', percent=True).split(chr(10))[0]}%"
+        for c in document["configurations"] if c["summary"].get("wer")
+    )
+    return f"{named} ({audio:.0f} s) on {where}" + (f"\n{wers}" if wers else "")
+
+
 def draw(document: dict[str, Any], path: Path) -> None:
-    """Left: final-caption latency distribution per configuration (live). Right: RTF vs the baseline."""
+    """Left: every final caption's latency per configuration (live), with a box once there are
+    enough to summarise. Right: RTF against the baseline. Titled with the inputs, machine and WER."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     configs = document["configurations"]
     labels = [c["label"] for c in configs]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 1.5 + 0.6 * len(configs) + 2), constrained_layout=True)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 2.5 + 0.6 * len(configs) + 2), constrained_layout=True)
+    figure.suptitle(plot_title(document))
     latencies = [
         [entry["latency"] for run in c["runs"] for entry in (run["livecap"]["live"] or {}).get("latencies", [])]
         for c in configs
     ]
     if any(latencies):
-        left.boxplot([values or [float("nan")] for values in latencies], vert=False, tick_labels=labels, whis=(5, 95))
+        boxed = [values if len(values) >= 5 else [float("nan")] for values in latencies]
+        left.boxplot(boxed, orientation="horizontal", tick_labels=labels, whis=(5, 95), showfliers=False)
+        jitter = np.random.default_rng(0)
         for row, values in enumerate(latencies, start=1):
-            left.plot(values, [row] * len(values), "|", color="tab:blue", alpha=0.6, markersize=14)
-        left.set_xlabel("final-caption latency, s (box: p25–p75, whiskers: p5–p95, ticks: captions)")
+            left.scatter(values, row + jitter.uniform(-0.15, 0.15, len(values)), s=18, alpha=0.7, color="tab:blue")
+            if values:
+                left.plot([np.median(values)] * 2, [row - 0.3, row + 0.3], color="tab:orange", linewidth=2)
+        left.set_yticks(range(1, len(labels) + 1), labels)
+        left.set_xlabel("final-caption latency (s): dots captions, line median; box p25–p75, whiskers p5–p95")
+        left.set_xlim(left=0)
     else:
         left.text(0.5, 0.5, "live mode not run", ha="center", va="center", transform=left.transAxes)
         left.set_yticks([])

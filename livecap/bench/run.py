@@ -21,11 +21,12 @@ Step = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Item:
-    """One input file and its reference text, when known."""
+    """One input file, its reference text and spoken language, when known."""
 
     path: Path
     reference: str | None
     duration: float
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ def _offline(engine: Any, item: Item) -> dict[str, Any]:
         "first_caption_s": result.t_first_caption,
         "text": " ".join(c.text for c in result.captions),
         "reference": item.reference,
+        "language": item.language,
         "errors": result.errors,
     }
 
@@ -215,7 +217,7 @@ def measure_baseline(job: Job, step: Step) -> dict[str, Any]:
         step(f"baseline {item.path.name}")
         text, wall_s = _timed(lambda: run(item.path))
         files.append({"path": str(item.path), "audio_s": item.duration, "wall_s": wall_s, "text": text,
-                      "reference": item.reference})
+                      "reference": item.reference, "language": item.language})
     step("baseline non-speech clip")
     return {"load_s": load_s, "files": files, "nonspeech_text": run(job.nonspeech), "peak_rss_mb": peak_rss_mb()}
 

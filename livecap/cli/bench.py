@@ -77,7 +77,10 @@ def bench_command(
     document = {
         "machine": machine(),
         "command": "livecap " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "livecap bench",
-        "inputs": [{"path": str(i.path), "duration_s": i.duration, "reference": i.reference} for i in items],
+        "inputs": [
+            {"path": str(i.path), "duration_s": i.duration, "reference": i.reference, "language": i.language}
+            for i in items
+        ],
         "repeat": repeat,
         "live_limit_s": limit,
         "configurations": results,
