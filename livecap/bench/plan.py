@@ -97,6 +97,28 @@ def configurations(profile: str | None, sweeps: dict[str, str | None], fixed: di
     return [resolve(profile, {**fixed, **combo}).config for combo in combos]
 
 
+def check_configurations(configs: list[Config]) -> None:
+    """Fail before measuring anything when a configuration cannot run: every model must resolve (a
+    shipped model, a model directory, a faster-whisper name; offline, only what is on disk), and a
+    CUDA device must be there when one is asked for."""
+    from faster_whisper import available_models
+
+    from livecap.asr.models import offline_hint, resolve_model
+    from livecap.asr.whisper import pick_device
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    for name in dict.fromkeys(c.asr.model for c in configs):
+        if resolve_model(name) != name or Path(name).expanduser().is_dir():
+            continue  # on disk
+        if offline:
+            raise LivecapError(offline_hint(name))
+        if "/" not in name and name not in available_models():
+            raise LivecapError(f"unknown model {name!r}: not a model directory, a hub id (owner/name) or a "
+                               f"faster-whisper name ({', '.join(available_models())})")
+    for device in dict.fromkeys(c.asr.device for c in configs):
+        pick_device(device)
+
+
 SETTINGS = {"model": "{}", "device": "{}", "compute_type": "{}", "workers": "w{}", "beam_size": "beam {}"}
 
 

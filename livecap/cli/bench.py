@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -9,7 +10,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from livecap.bench.plan import LIVE_LIMIT_S, configurations, label, load_inputs, machine, varying, write_nonspeech
+from livecap.bench.plan import (
+    LIVE_LIMIT_S,
+    check_configurations,
+    configurations,
+    label,
+    load_inputs,
+    machine,
+    varying,
+    write_nonspeech,
+)
 from livecap.cli import options as opt
 from livecap.errors import LivecapError
 
@@ -44,17 +54,19 @@ def bench_command(
     if plot is not None:
         report.check_plot(plot)
     for target in (json_path, plot):
-        if target is not None and not target.parent.is_dir():
-            raise LivecapError(f"{target}: its folder does not exist")
+        if target is not None:
+            check_target(target)
     items = load_inputs(list(inputs or []))
     sweeps = {"model": model, "compute_type": compute_type, "workers": workers, "beam_size": beam_size,
               "device": device}
     fixed = {k: v for k, v in {"language": language, "translate_to": translate_to, "translator": translator}.items()
              if v is not None}
     configs = configurations(profile, sweeps, fixed)
+    check_configurations(configs)
     keys = varying(configs)
     limit = live_limit if live else 0.0
-    results = []
+    results: list[dict] = []
+    failure: LivecapError | None = None
     with tempfile.TemporaryDirectory(prefix="livecap-bench-") as tmp:
         nonspeech = write_nonspeech(Path(tmp) / "nonspeech.wav")
         jobs = [
@@ -63,17 +75,22 @@ def bench_command(
         ]
         with report.progress() as bar:
             task = bar.add_task("bench", total=sum(steps(j) for runs in jobs for j in runs) * repeat)
-            for config, runs in zip(configs, jobs):
-                raws = []
-                for index in range(repeat):
-                    raw = {}
-                    for job in runs:
-                        name = f"{label(config, keys)} #{index + 1}"
-                        raw[job.kind] = run_job(
-                            job, lambda text, name=name: bar.update(task, advance=1, description=f"{name}: {text}")
-                        )
-                    raws.append(raw)
-                results.append(report.configuration(label(config, keys), config, raws))
+            try:
+                for config, runs in zip(configs, jobs):
+                    raws = []
+                    for index in range(repeat):
+                        raw = {}
+                        for job in runs:
+                            name = f"{label(config, keys)} #{index + 1}"
+                            raw[job.kind] = run_job(
+                                job, lambda text, name=name: bar.update(task, advance=1, description=f"{name}: {text}")
+                            )
+                        raws.append(raw)
+                    results.append(report.configuration(label(config, keys), config, raws))
+            except LivecapError as error:  # keep and show what was measured before the failure
+                failure = LivecapError(f"{label(config, keys)}: {error}" + (
+                    f" (the {len(results)} configuration(s) measured before it are shown above)" if results else ""
+                ))
     document = {
         "machine": machine(),
         "command": "livecap " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "livecap bench",
@@ -85,9 +102,22 @@ def bench_command(
         "live_limit_s": limit,
         "configurations": results,
     }
-    report.show(document)
-    if json_path is not None:
-        report.write_json(document, json_path)
-    if plot is not None:
-        report.draw(document, plot)
+    if results:
+        report.show(document)
+        if json_path is not None:
+            report.write_json(document, json_path)
+        if plot is not None:
+            report.draw(document, plot)
+    if failure is not None:
+        raise failure
+
+
+def check_target(target: Path) -> None:
+    """An output file of the bench must be writable before hours of measuring, not after."""
+    if target.is_dir():
+        raise LivecapError(f"{target}: is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise LivecapError(f"{target}: its folder does not exist")
+    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise LivecapError(f"{target}: not writable")
 

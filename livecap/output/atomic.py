@@ -24,9 +24,11 @@ def write_atomic(path: Path, content: str) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, path)
-    except OSError as error:
+    except BaseException as error:  # any failure, even an interrupt, leaves no temporary file behind
         Path(temp).unlink(missing_ok=True)
-        raise LivecapError(f"cannot write {path}: {error.strerror or error}") from None
+        if isinstance(error, OSError):
+            raise LivecapError(f"cannot write {path}: {error.strerror or error}") from None
+        raise
 
 
 def check_writable(folder: Path) -> None:
