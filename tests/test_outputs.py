@@ -307,3 +307,14 @@ def test_bench_plot_names_input_machine_and_wer_with_few_captions(tmp_path: Path
     assert title.startswith("2 files (11 s) on x86_64, 2 cores") and "tiny.en w1 WER 15872.9%" in title
     draw(document, tmp_path / "b.png")
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cue_text_is_the_caption_text_when_whisper_splits_a_word(tmp_path: Path) -> None:
+    """Whisper timed "old-sposed" as "old" + "-sposed": the cue keeps the text's word, with their times."""
+    text = "He was not an old-sposed young man."
+    spoken = ["He", "was", "not", "an", "old", "-sposed", "young", "man."]
+    words = tuple(Word(1.0 + i, 1.5 + i, w, 0.9) for i, w in enumerate(spoken))
+    caption = Caption("s", 0, 1.0, 8.5, text, True, words=words)
+    cues = parsed_cues(render_srt([caption], "original", Layout(14, 1)), "srt", tmp_path)
+    assert [c[2] for c in cues] == ["He was not an", "old-sposed", "young man."]
+    assert [c[0] for c in cues] == [1.0, 5.0, 7.0]

@@ -215,7 +215,8 @@ def test_argos_install_list_and_translate_through_the_cli(
     assert captioned.returncode == 0, captioned.stderr
     segments = json.loads((out / f"{en_clips[0].path.stem}.json").read_text(encoding="utf-8"))["segments"]
     assert segments and all(s["language"] == "en" and s["translation"] == GREETINGS["de"] for s in segments)
-    vtt = (out / f"{en_clips[0].path.stem}.vtt").read_text(encoding="utf-8")
+    assert not (out / f"{en_clips[0].path.stem}.vtt").exists()  # --subtitle-text translation: only <stem>.de.vtt
+    vtt = (out / f"{en_clips[0].path.stem}.de.vtt").read_text(encoding="utf-8")
     assert vtt.count(f"\n{GREETINGS['de']}\n") == len(segments) and segments[0]["text"] not in vtt
 
     no_pair = run_cli("file", str(en_clips[0].path), "--translate-to", "fr", "--output-dir", str(out), env=env)

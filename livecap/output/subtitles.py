@@ -44,21 +44,35 @@ def _chunks(word: str, width: int) -> list[str]:
     return [word[i : i + width] for i in range(0, len(word), width)] or [word]
 
 
-def _tokens(text: str, start: float, end: float, words: Sequence[Word], width: int) -> list[_Token]:
-    """The words to lay out, each with the time it is spoken: from `words` when there are any,
-    otherwise spread over [start, end] by their position in the text. A word cut into pieces
-    shares its time span between them."""
-    timed = [(w.word.strip(), w.start, w.end) for w in words if w.word.strip()]
-    if not timed:
-        pieces = text.split()
-        total = sum(len(p) + 1 for p in pieces) or 1
-        offset = 0
+def _timed_words(text: str, start: float, end: float, words: Sequence[Word]) -> list[tuple[str, float, float]]:
+    """The words of `text` with the time each is spoken. The text decides the words (Whisper's word
+    list may split one, as "old" + "-sposed"); the word timestamps give the times when their letters
+    spell the same text, and otherwise each word gets its share of [start, end] by characters."""
+    pieces = text.split()
+    letters = "".join(pieces)
+    timed_letters = ["".join(w.word.split()) for w in words]
+    if words and "".join(timed_letters) == letters:
+        owner = [i for i, spelled in enumerate(timed_letters) for _ in spelled]  # the word each letter is in
+        out, position = [], 0
         for piece in pieces:
-            at = start + (end - start) * offset / total
-            offset += len(piece) + 1
-            timed.append((piece, at, start + (end - start) * offset / total))
+            first, last = words[owner[position]], words[owner[position + len(piece) - 1]]
+            out.append((piece, first.start, last.end))
+            position += len(piece)
+        return out
+    total = sum(len(p) + 1 for p in pieces) or 1
+    out, offset = [], 0
+    for piece in pieces:
+        at = start + (end - start) * offset / total
+        offset += len(piece) + 1
+        out.append((piece, at, start + (end - start) * offset / total))
+    return out
+
+
+def _tokens(text: str, start: float, end: float, words: Sequence[Word], width: int) -> list[_Token]:
+    """The pieces to lay out: words, with a word longer than a line cut in line-sized pieces that
+    share its time span."""
     tokens = []
-    for word, word_start, word_end in timed:
+    for word, word_start, word_end in _timed_words(text, start, end, words):
         chunks = _chunks(word, width)
         step = max(word_end - word_start, 0.0) / len(chunks)
         tokens += [_Token(chunk, word_start + i * step) for i, chunk in enumerate(chunks)]
