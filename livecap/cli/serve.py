@@ -42,14 +42,18 @@ def serve_command(
 ) -> None:
     """Serve live captions (WebSocket /v1/stream, a browser page at /) and OpenAI-compatible
     transcription (/v1/audio/transcriptions). SIGTERM or Ctrl-C drains open streams, then exits."""
+    from livecap.cli.common import warn
     from livecap.config import resolve
     from livecap.errors import LivecapError
 
-    config = resolve(profile, opt.flags(
+    resolved = resolve(profile, opt.flags(
         model=model, language=language, beam_size=beam_size, compute_type=compute_type, workers=workers, gpu=gpu,
         initial_prompt=initial_prompt, hotwords=hotwords, word_timestamps=word_timestamps,
         min_silence_ms=min_silence_ms, max_utterance_s=max_utterance_s, interim=interim,
-    )).config
+    ))
+    for warning in resolved.warnings:
+        if "LIVECAP_API_KEY " not in warning:  # read by this command, not by the configuration
+            warn(warning)
     try:
         settings_module = importlib.import_module("livecap.server.settings")
         run_module = importlib.import_module("livecap.server.run")
@@ -60,4 +64,4 @@ def serve_command(
         max_upload_bytes=int(max_upload_mb * MIB), max_frame_bytes=int(max_frame_kb * 1024),
         idle_timeout_s=idle_timeout_s, max_stream_s=max_stream_s, drain_s=drain_s,
     )
-    run_module.serve(config, settings)
+    run_module.serve(resolved.config, settings)

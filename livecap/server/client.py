@@ -55,27 +55,33 @@ async def stream_file(
     result = StreamResult()
     frames = pcm_frames(path)
     t0 = time.monotonic()
-    async with websockets.connect(url, max_size=None) as ws:
-        await ws.send(json.dumps({"type": "start", "sample_rate": 16_000, "sample_format": "s16le", **(start or {})}))
+    ws = await websockets.connect(url, max_size=None)
 
-        async def receive() -> None:
-            try:
-                async for message in ws:
-                    result.events.append(json.loads(message))
-            except websockets.ConnectionClosed:
-                pass
-
-        receiver = asyncio.create_task(receive())
+    async def receive() -> None:
         try:
-            for index, frame in enumerate(frames):
-                if speed:
-                    await asyncio.sleep(max(0.0, t0 + index * FRAME_S / speed - time.monotonic()))
-                await ws.send(frame)
-                result.sent_seconds += len(frame) / 32_000
-            await ws.send(json.dumps({"type": "end"}))
-        except websockets.ConnectionClosed:  # the server closed first: its events say why
+            async for message in ws:
+                result.events.append(json.loads(message))
+        except websockets.ConnectionClosed:
             pass
+
+    receiver = asyncio.create_task(receive())
+    try:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16_000, "sample_format": "s16le", **(start or {})}))
+        for index, frame in enumerate(frames):
+            if speed:
+                await asyncio.sleep(max(0.0, t0 + index * FRAME_S / speed - time.monotonic()))
+            await ws.send(frame)
+            result.sent_seconds += len(frame) / 32_000
+        await ws.send(json.dumps({"type": "end"}))
+    except websockets.ConnectionClosed:  # the server closed first: its events say why
+        pass
+    try:
         await asyncio.wait_for(receiver, timeout)
-        result.close_code, result.close_reason = ws.close_code, ws.close_reason or ""
+    finally:
+        try:
+            await ws.close()
+        except websockets.ConnectionClosed:  # websockets reports a non-1000 close here too
+            pass
+    result.close_code, result.close_reason = ws.close_code, ws.close_reason or ""
     result.wall_seconds = time.monotonic() - t0
     return result

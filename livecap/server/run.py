@@ -37,7 +37,7 @@ class DrainingServer(uvicorn.Server):
 def make_server(app: FastAPI, settings: ServerSettings, log_level: str = "info") -> DrainingServer:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on",
-        ws_max_size=max(settings.max_frame_bytes, MAX_TEXT_BYTES) + 1024,
+        ws_max_size=2 * max(settings.max_frame_bytes, MAX_TEXT_BYTES),  # past our own limit: a reason, not a cut
         timeout_graceful_shutdown=settings.drain_s + 10,
     )
     return DrainingServer(app, config)

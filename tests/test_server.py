@@ -1,0 +1,422 @@
+"""`livecap serve`: a real server on loopback (uvicorn, real tiny.en, real speech) driven by real
+clients: WebSocket streams, the official openai client, plain HTTP; limits, auth, capacity, a
+client that vanishes, and SIGTERM draining a server process. The protocol pieces that need no
+server (start message, frames, the send queue, PushSource) are tested without one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+
+from livecap.bench.wer import wer
+from livecap.config import Config
+from livecap.engine import Engine
+from livecap.server.app import create_app
+from livecap.server.client import pcm_frames, stream_file
+from livecap.server.live import Closing, Outbox, decode_frame, parse_start
+from livecap.server.run import make_server
+from livecap.server.settings import ServerSettings
+from livecap.sources.push import PushSource
+from livecap.sources.queue import CaptureQueue, EndOfAudio
+
+from conftest import REPO, Clip
+
+slow = pytest.mark.slow
+
+
+# -- without a server -----------------------------------------------------------------------------
+
+
+def test_start_message_is_checked() -> None:
+    start = parse_start('{"type": "start", "sample_rate": 48000, "sample_format": "f32le", "language": "EN"}', False, "tiny.en")
+    assert (start.sample_rate, start.sample_format, start.decode.language) == (48000, "f32le", "en")
+    cases = {
+        "not json": 1007,
+        '["start"]': 1007,
+        '{"type": "begin"}': 1007,
+        '{"type": "start", "sample_format": "s24le"}': 1003,
+        '{"type": "start", "sample_rate": 100}': 1003,
+        '{"type": "start", "sample_rate": "16000"}': 1003,
+        '{"type": "start", "language": "xx"}': 1007,
+        '{"type": "start", "language": "de"}': 1007,  # tiny.en is English-only
+        '{"type": "start", "task": "translate"}': 1007,
+        '{"type": "start", "prompt": 5}': 1007,
+    }
+    for text, code in cases.items():
+        with pytest.raises(Closing) as raised:
+            parse_start(text, False, "tiny.en")
+        assert raised.value.code == code and raised.value.reason, text
+
+
+def test_frames_are_checked() -> None:
+    assert np.allclose(decode_frame(np.array([16384, -32768], "<i2").tobytes(), "s16le"), [0.5, -1.0])
+    assert np.allclose(decode_frame(np.array([0.25], "<f4").tobytes(), "f32le"), [0.25])
+    for data, fmt in ((b"\x00\x01\x02", "s16le"), (b"\x00" * 6, "f32le"), (np.array([np.nan], "<f4").tobytes(), "f32le"),
+                      (np.array([1e30], "<f4").tobytes(), "f32le")):
+        with pytest.raises(Closing) as raised:
+            decode_frame(data, fmt)
+        assert raised.value.code == 1007
+
+
+def test_outbox_sheds_interims_never_finals() -> None:
+    async def fill() -> list[dict]:
+        box = Outbox(max_kept=3)
+        for i in range(100):
+            box.put({"type": "interim", "n": i})
+        box.put({"type": "final", "n": 0})
+        box.put({"type": "interim", "n": 100})
+        box.put({"type": "final", "n": 1})
+        box.put({"type": "stats", "n": 0})
+        box.put({"type": "final", "n": 2})
+        with pytest.raises(Closing) as raised:
+            box.put({"type": "final", "n": 3})
+        assert raised.value.code == 1008
+        assert box.replaced == 100
+        return [await box.get() for _ in range(5)]
+
+    sent = asyncio.run(fill())
+    assert sent == [{"type": "final", "n": 0}, {"type": "interim", "n": 100}, {"type": "final", "n": 1},
+                    {"type": "stats", "n": 0}, {"type": "final", "n": 2}]
+
+
+def test_push_source_cuts_blocks_and_flushes_the_rest() -> None:
+    source = PushSource(8000)
+    sink = CaptureQueue(max_blocks=100)
+    source.start(sink)
+    source.push(np.ones(1000, np.float32))  # 1.25 blocks of 100 ms at 8 kHz
+    source.push(np.ones(1000, np.float32))
+    source.end()
+    source.push(np.ones(800, np.float32))  # after the end: ignored
+    sizes = []
+    while not isinstance(item := sink.get(0.1), EndOfAudio):
+        sizes.append(len(item.samples))
+    assert sizes == [800, 800, 400] and sink.captured_samples == 2000
+    assert source.converter() is not None and PushSource(16000).converter() is None
+
+
+# -- a real server in this process ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    with Engine(Config()) as shared:
+        yield shared
+
+
+@contextmanager
+def running(engine: Engine, **limits: object) -> Iterator[str]:
+    """A server on a free loopback port sharing `engine`; yields its http:// base URL."""
+    settings = ServerSettings(port=0, **limits)  # type: ignore[arg-type]
+    server = make_server(create_app(engine.config, settings, engine=engine), settings, log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+async def collect(ws: websockets.ClientConnection) -> list[dict]:
+    """Every event until the server closes, whatever the close code."""
+    events = []
+    try:
+        async for message in ws:
+            events.append(json.loads(message))
+    except websockets.ConnectionClosed:
+        pass
+    return events
+
+
+def ws_url(base: str, query: str = "") -> str:
+    return base.replace("http://", "ws://") + "/v1/stream" + query
+
+
+def streams_active_settles(base: str) -> int:
+    """Active streams once the server has finished with closed ones (a slot is freed just after the close)."""
+    for _ in range(100):
+        active = httpx.get(base + "/status").json()["streams_active"]
+        if active == 0:
+            break
+        time.sleep(0.1)
+    return active
+
+
+def by_length(clips: list[Clip], count: int) -> list[Clip]:
+    """`count` clips of 3-8 s: enough words to score, short enough to stream at 1x."""
+    return sorted((c for c in clips if 3 <= c.duration <= 8), key=lambda c: c.duration)[-count:]
+
+
+@slow
+def test_concurrent_streams_at_1x_get_their_own_transcripts(engine: Engine, en_clips: list[Clip]) -> None:
+    chosen = by_length(en_clips, 3)
+    with running(engine) as base:
+        results = asyncio.run(_gather(*(stream_file(ws_url(base), c.path, speed=1.0) for c in chosen)))
+        status = httpx.get(base + "/status").json()
+    stream_ids = set()
+    for clip, result in zip(chosen, results):
+        assert result.close_code == 1000, result.close_reason
+        assert result.events[0]["type"] == "ready" and result.events[-1]["type"] == "stats"
+        stream_ids.add(result.events[0]["stream_id"])
+        assert [f["seq"] for f in result.finals] == list(range(len(result.finals)))
+        assert not [e for e in result.events if e["type"] == "error"]
+        assert wer(clip.reference, result.text) < 0.35, (clip.path.name, result.text)
+        # fairness: every stream got its finals promptly, none waited behind the others
+        assert result.stats["final_p95"] < 5.0, result.stats
+        assert result.stats["dropped_seconds"] == 0
+    assert len(stream_ids) == 3
+    assert status["streams_total"] == 3 and status["streams_active"] == 0 and status["final_latency_p50"] > 0
+
+
+async def _gather(*jobs):  # noqa: ANN002, ANN202 - any awaitables
+    return await asyncio.gather(*jobs)
+
+
+@slow
+def test_interims_show_committed_words_and_a_tail(engine: Engine, en_clips: list[Clip]) -> None:
+    clip = by_length(en_clips, 1)[0]
+    with running(engine) as base:
+        result = asyncio.run(stream_file(ws_url(base), clip.path, speed=1.0))
+    interims = [e for e in result.events if e["type"] == "interim"]
+    assert interims and all({"committed", "tail", "latency", "utterance"} <= e.keys() for e in interims)
+    final = result.finals[0]
+    assert final["words"] and "latency" in final and final["end"] > final["start"]
+
+
+@slow
+def test_openai_client_unchanged(engine: Engine, en_clips: list[Clip]) -> None:
+    import openai
+
+    clip = by_length(en_clips, 1)[0]
+    with running(engine) as base:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+        with clip.path.open("rb") as audio:
+            plain = client.audio.transcriptions.create(model="whisper-1", file=audio)
+        assert wer(clip.reference, plain.text) < 0.35
+        with clip.path.open("rb") as audio:
+            verbose = client.audio.transcriptions.create(
+                model="tiny.en", file=audio, response_format="verbose_json", language="en", prompt="Quilter",
+                timestamp_granularities=["word", "segment"],
+            )
+        assert verbose.segments and verbose.words and verbose.duration > 0
+        assert verbose.words[0].start < verbose.words[-1].end <= verbose.duration + 0.5
+        with clip.path.open("rb") as audio:
+            srt = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="srt")
+        assert srt.startswith("1\n00:00:") and "-->" in srt
+        with clip.path.open("rb") as audio:
+            vtt = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="vtt")
+        assert vtt.startswith("WEBVTT")
+        assert "tiny.en" in [m.id for m in client.models.list()]
+        with clip.path.open("rb") as audio, pytest.raises(openai.BadRequestError, match="English-only"):
+            client.audio.translations.create(model="whisper-1", file=audio)
+        with pytest.raises(openai.BadRequestError, match="not a readable audio"):
+            client.audio.transcriptions.create(model="whisper-1", file=("talk.mp3", b"this is not audio" * 50))
+        with clip.path.open("rb") as audio, pytest.raises(openai.NotFoundError, match="not loaded"):
+            client.audio.transcriptions.create(model="large-v3", file=audio)
+
+
+@slow
+def test_api_key_guards_everything_but_health(engine: Engine, en_clips: list[Clip]) -> None:
+    import openai
+
+    clip = by_length(en_clips, 1)[0]
+    with running(engine, api_key="s3cret") as base:
+        assert httpx.get(base + "/health").status_code == 200
+        for path in ("/status", "/metrics", "/v1/models", "/"):
+            refused = httpx.get(base + path)
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key", path
+            assert httpx.get(base + path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert httpx.get(base + path, headers={"Authorization": "Bearer s3cret"}).status_code == 200, path
+        assert httpx.get(base + "/?api_key=s3cret").status_code == 200
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0).models.list()
+        denied = asyncio.run(stream_file(ws_url(base), clip.path, speed=0))
+        assert denied.close_code == 1008 and "API key" in denied.close_reason
+        allowed = asyncio.run(stream_file(ws_url(base, "?api_key=s3cret"), clip.path, speed=0))
+        assert allowed.close_code == 1000 and wer(clip.reference, allowed.text) < 0.35
+
+
+@slow
+def test_upload_errors_are_json_with_their_status(engine: Engine, en_clips: list[Clip]) -> None:
+    clip = by_length(en_clips, 1)[0]
+    with running(engine, max_upload_bytes=20_000) as base:
+        url = base + "/v1/audio/transcriptions"
+        cases = [
+            (httpx.post(url, files={"file": ("a.wav", b"\0" * 200_000)}, data={"model": "whisper-1"}), 413, "limit"),
+            (httpx.post(url, content=b"\0" * 200_000, headers={"content-type": "multipart/form-data; boundary=x"}), 413, "limit"),
+            (httpx.post(url, json={"file": "x"}), 400, "multipart"),
+            (httpx.post(url, data={"model": "whisper-1"}, files={"other": ("a", b"1")}), 400, "`file`"),
+            (httpx.post(url, files={"file": ("a.wav", b"junk" * 100)}, data={"response_format": "xml"}), 400, "response_format"),
+            (httpx.post(url, files={"file": ("../../etc/passwd", b"junk" * 100)}), 400, "the uploaded file"),
+            (httpx.post(url, files={"file": ("a.wav", b"junk")}, data={"language": "klingon"}), 400, "language"),
+            (httpx.get(base + "/nowhere"), 404, "Not Found"),
+        ]
+        for response, status, words in cases:
+            assert response.status_code == status, response.text
+            error = response.json()["error"]
+            assert words in error["message"] and error["type"], error
+        small = httpx.post(url, files={"file": ("c.flac", clip.path.read_bytes()[:20_000])})
+        assert small.status_code in (200, 400)  # a cut file within the limit: transcribed or refused, never a crash
+
+
+@slow
+def test_bad_stream_input_closes_with_a_reason(engine: Engine) -> None:
+    start = json.dumps({"type": "start", "sample_rate": 16000, "sample_format": "s16le"})
+    cases = [
+        ([b"\0" * 3200], 1003, "start message"),
+        (["{nope"], 1007, "JSON"),
+        ([json.dumps({"type": "start", "sample_format": "mp3"})], 1003, "sample_format"),
+        ([start, b"\0" * 70_000], 1009, "limit"),
+        ([start, b"\0\0\0"], 1007, "s16le"),
+        ([start, "hello"], 1007, '"end"'),
+        ([json.dumps({"type": "start", "sample_format": "f32le"}), np.full(100, np.inf, "<f4").tobytes()], 1007, "finite"),
+    ]
+
+    async def send(url: str, messages: list[str | bytes]) -> tuple[int, str, list[dict]]:
+        async with websockets.connect(url) as ws:
+            for message in messages:
+                await ws.send(message)
+            events = await collect(ws)
+            return ws.close_code, ws.close_reason, events
+
+    with running(engine, max_frame_bytes=64_000) as base:
+        for messages, code, words in cases:
+            got_code, reason, events = asyncio.run(send(ws_url(base), messages))
+            assert got_code == code and words in reason, (messages[-1][:20], got_code, reason)
+            assert events[-1] == {"type": "error", "message": reason}
+        assert streams_active_settles(base) == 0
+
+
+@slow
+def test_idle_stream_is_ended_after_its_finals(engine: Engine, en_clips: list[Clip]) -> None:
+    clip = by_length(en_clips, 1)[0]
+
+    async def go_quiet(url: str) -> tuple[int, str, list[dict]]:
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"type": "start"}))
+            for frame in pcm_frames(clip.path):
+                await ws.send(frame)
+            events = await collect(ws)  # sends nothing more: idle
+            return ws.close_code, ws.close_reason, events
+
+    with running(engine, idle_timeout_s=2.0) as base:
+        code, reason, events = asyncio.run(go_quiet(ws_url(base)))
+    assert code == 1008 and reason.startswith("idle"), reason
+    finals = " ".join(e["text"] for e in events if e["type"] == "final")
+    assert wer(clip.reference, finals) < 0.35
+    assert [e["type"] for e in events[-2:]] == ["error", "stats"] or events[-1]["type"] == "error"
+
+
+@slow
+def test_vanished_client_frees_its_slot_and_capacity_refuses_with_1013(engine: Engine, en_clips: list[Clip]) -> None:
+    frames = pcm_frames(by_length(en_clips, 1)[0].path)
+
+    async def scenario(base: str) -> tuple[int, str, int]:
+        first = await websockets.connect(ws_url(base))
+        await first.send(json.dumps({"type": "start"}))
+        assert json.loads(await first.recv())["type"] == "ready"
+        for frame in frames[:20]:
+            await first.send(frame)
+        async with websockets.connect(ws_url(base)) as second:  # over capacity
+            await second.send(json.dumps({"type": "start"}))
+            events = await collect(second)
+            refused = (second.close_code, second.close_reason)
+        assert events == [{"type": "error", "message": refused[1]}]
+        first.transport.abort()  # vanishes mid-stream: no close frame
+        return *refused, await asyncio.to_thread(streams_active_settles, base)
+
+    with running(engine, max_streams=1) as base:
+        code, reason, active = asyncio.run(scenario(base))
+        status = httpx.get(base + "/status").json()
+    assert code == 1013 and "capacity" in reason
+    assert active == 0 and status["streams_refused"] == 1 and status["streams_max"] == 1
+
+
+@slow
+def test_status_metrics_health_models_page(engine: Engine) -> None:
+    with running(engine) as base:
+        status = httpx.get(base + "/status").json()
+        assert status["workers"] == engine.pool.workers and status["streams_max"] == 2 * engine.pool.workers
+        assert {"busy_seconds", "queued_finals", "queued_interims", "streams_refused", "final_latency_p95",
+                "compute_per_audio_s", "uptime_s"} <= status.keys()
+        metrics = httpx.get(base + "/metrics").text
+        assert "livecap_streams_active 0.0" in metrics and "livecap_final_latency_seconds_bucket" in metrics
+        assert httpx.get(base + "/health").json() == {"status": "ok", "model": "tiny.en"}
+        models = httpx.get(base + "/v1/models").json()["data"]
+        assert [m["id"] for m in models if m["loaded"]] == ["tiny.en"]
+        page = httpx.get(base + "/").text
+        assert "<title>livecap</title>" in page and "registerProcessor" in page and "{{" not in page
+
+
+# -- a server process: SIGTERM drains ---------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@slow
+def test_sigterm_drains_open_streams_then_exits(en_clips: list[Clip]) -> None:
+    clip = max(by_length(en_clips, 3), key=lambda c: c.duration)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "livecap", "serve", "--port", str(port), "--drain-s", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the server did not start")
+
+        async def stream_then_term() -> tuple[int, str, list[dict]]:
+            async with websockets.connect(ws_url(base)) as ws:
+                await ws.send(json.dumps({"type": "start"}))
+                frames = pcm_frames(clip.path)
+                for frame in frames:  # the whole clip at 4x, then SIGTERM before the end message
+                    await ws.send(frame)
+                    await asyncio.sleep(0.025)
+                server.send_signal(signal.SIGTERM)
+                events = await collect(ws)
+                return ws.close_code, ws.close_reason, events
+
+        code, reason, events = asyncio.run(stream_then_term())
+        output, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert code == 1001 and "shutting down" in reason
+    finals = " ".join(e["text"] for e in events if e["type"] == "final")
+    assert wer(clip.reference, finals) < 0.35, finals
+    assert server.returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal once drained
+    assert "Traceback" not in output
+    with pytest.raises(httpx.TransportError):
+        httpx.get(base + "/health")
+
