@@ -9,12 +9,20 @@ function setState(text, isError = false) {
   $("state").className = isError ? "error" : "";
 }
 
+function textSpan(text) {
+  const span = document.createElement("span");
+  span.className = "text";
+  span.textContent = text.trim();
+  return span;
+}
+
 function addCaption(event) {
   const line = document.createElement("p");
+  line.dataset.start = event.start;
   const time = document.createElement("span");
   time.className = "time";
   time.textContent = `${event.start.toFixed(1)}s`;
-  line.append(time, document.createTextNode(event.text.trim()));
+  line.append(time, textSpan(event.text));
   if (event.latency) {
     const lat = document.createElement("span");
     lat.className = "meta";
@@ -35,6 +43,7 @@ function onEvent(event) {
   } else if (event.type === "interim") {
     $("committed").textContent = event.committed;
     $("tail").textContent = event.tail;
+    $("interim-latency").textContent = `interim ${event.latency.toFixed(2)} s`;
   } else if (event.type === "stats" && event.final_p50 != null) {
     $("latency").textContent = `final latency p50 ${event.final_p50.toFixed(2)} s, p95 ${event.final_p95.toFixed(2)} s`;
   } else if (event.type === "error") {
@@ -117,7 +126,7 @@ async function upload(event) {
     const time = document.createElement("span");
     time.className = "time";
     time.textContent = `${segment.start.toFixed(1)}-${segment.end.toFixed(1)}s`;
-    line.append(time, document.createTextNode(segment.text.trim()));
+    line.append(time, textSpan(segment.text));
     out.append(line);
   }
 }

@@ -1,0 +1,82 @@
+"""The page at `/` in real headless Chromium: its fake microphone plays real speech (then silence;
+Chromium loops the file) through getUserMedia and the AudioWorklet to the server, and the right
+words must appear on the page; the upload form must show a file's captions. Screenshots are kept
+in the test's temporary folder."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from livecap.bench.wer import wer
+from livecap.config import Config
+from livecap.engine import Engine
+
+from conftest import Clip
+from test_server import by_length, running
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def speech_then_silence(clip: Clip, out: Path, silence_s: float = 4.0) -> Path:
+    """The clip as 48 kHz 16-bit mono WAV (what Chromium's fake capture reads) followed by silence."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(clip.path), "-af", f"apad=pad_dur={silence_s}",
+         "-ar", "48000", "-ac", "1", "-c:a", "pcm_s16le", str(out)],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser_engine() -> Engine:
+    with Engine(Config()) as engine:
+        yield engine
+
+
+def test_microphone_page_and_upload_form(browser_engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+    if not CHROMIUM.is_file() or shutil.which("ffmpeg") is None:
+        pytest.skip("Debian's chromium and ffmpeg are needed (scripts/install.sh installs them)")
+    from playwright.sync_api import expect, sync_playwright
+
+    clip = by_length(en_clips, 1)[0]
+    wav = speech_then_silence(clip, tmp_path / "mic.wav")
+    with running(browser_engine, api_key="k3y") as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page()
+            page.goto(base + "/?api_key=k3y")
+            page.click("#start")
+            expect(page.locator("#state")).to_contain_text("listening", timeout=30_000)
+            expect(page.locator("#current")).not_to_have_text("", timeout=60_000)  # an interim: stable + dimmed tail
+            page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+            page.wait_for_timeout((clip.duration + 2) * 1000)  # the first pass of the looped file has been heard
+            page.click("#stop")
+            expect(page.locator("#state")).to_have_text("stopped", timeout=30_000)
+            first_pass = [
+                line.locator(".text").inner_text() for line in page.locator("#captions p").all()
+                if float(line.get_attribute("data-start")) < clip.duration
+            ]
+            assert wer(clip.reference, " ".join(first_pass)) < 0.35, first_pass
+            assert "latency" in page.locator("#latency").inner_text()
+
+            page.set_input_files("#file", str(clip.path))
+            page.click("#upload-form button")
+            expect(page.locator("#upload-result p").first).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(tmp_path / "upload.png"), full_page=True)
+            uploaded = " ".join(page.locator("#upload-result .text").all_inner_texts())
+            assert wer(clip.reference, uploaded) < 0.35, uploaded
+        finally:
+            browser.close()
