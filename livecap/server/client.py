@@ -52,8 +52,14 @@ async def stream_file(
 ) -> StreamResult:
     """Stream `path` at `speed` x real time (0: as fast as possible), send the end, and collect
     every event until the server closes."""
+    return await stream_frames(url, pcm_frames(path), speed=speed, start=start, timeout=timeout)
+
+
+async def stream_frames(
+    url: str, frames: list[bytes], *, speed: float = 1.0, start: dict[str, Any] | None = None, timeout: float = 120.0
+) -> StreamResult:
+    """Stream 100 ms frames of 16 kHz s16le (see `pcm_frames`) like `stream_file`."""
     result = StreamResult()
-    frames = pcm_frames(path)
     t0 = time.monotonic()
     ws = await websockets.connect(url, max_size=None)
 
