@@ -50,7 +50,7 @@ def _clip(en_clips: list[Clip], name: str) -> Clip:
 def _start_mic(server: PulseServer, *args: str) -> subprocess.Popen:
     """Start `livecap mic` and return once it listens (the model is loaded)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "livecap", "mic", "--device", "pulse", *args],
+        [sys.executable, "-m", "livecap", "mic", "--input-device", "pulse", *args],
         env={**server.env, "HF_HUB_OFFLINE": "1"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -146,7 +146,7 @@ def test_mic_ctrl_c_finishes_what_was_heard(pulse: PulseServer, en_clips: list[C
 
 
 def test_mic_missing_device_is_a_one_line_error(pulse: PulseServer) -> None:
-    result = run_cli("mic", "--device", "nosuchdevice", env=pulse.env, timeout=60)
+    result = run_cli("mic", "--input-device", "nosuchdevice", env=pulse.env, timeout=60)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert lines == ["error: no input device matches 'nosuchdevice'; `livecap devices` lists them"]
@@ -164,7 +164,7 @@ def test_mic_gpu_without_cuda_is_a_one_line_error(pulse: PulseServer) -> None:
 
     if ctranslate2.get_cuda_device_count() > 0:
         pytest.skip("a CUDA device is present")
-    result = run_cli("mic", "--device", "pulse", "--gpu", "--duration", "5", env=pulse.env, timeout=60)
+    result = run_cli("mic", "--input-device", "pulse", "--gpu", "--duration", "5", env=pulse.env, timeout=60)
     assert result.returncode == 2
     assert "error: --gpu: CTranslate2 sees no CUDA device" in result.stderr
     assert "Traceback" not in result.stderr

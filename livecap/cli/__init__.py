@@ -1,42 +1,29 @@
-"""The `livecap` command line: a thin layer over the library, one module per command."""
+"""The `livecap` command line: a thin layer over the library (the commands are in `livecap.cli.commands`).
+
+This module loads nothing heavy, so that Ctrl-C at any moment, even while the command line is
+still loading, ends with exit 130 and one word, never a traceback.
+"""
 
 from __future__ import annotations
 
 import sys
-
-import typer
-
-from livecap.cli import models as cli_models
-from livecap.cli import options as opt
-from livecap.cli import profiles as cli_profiles
-from livecap.cli.bench import bench_command
-from livecap.cli.common import errors, fail
-from livecap.cli.file import file_command
-from livecap.cli.mic import devices_command, mic_command
-from livecap.cli.serve import serve_command
-from livecap.errors import LivecapError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Real-time speech transcription and translation in the terminal.",
-)
-app.command("file")(file_command)
-app.add_typer(cli_models.app, name="models")
-app.add_typer(cli_profiles.app, name="profiles")
-app.command("bench")(bench_command)
-app.command("mic")(mic_command)
-app.command("devices")(devices_command)
-app.command("serve")(serve_command)
+from typing import Any
 
 
 def main() -> None:
     """Entry point: one-line errors for known failures, exit 130 on Ctrl-C."""
     try:
-        app(args=opt.gpu_argv(sys.argv[1:]), prog_name="livecap", standalone_mode=True)
-    except LivecapError as error:
-        raise SystemExit(fail(str(error)).exit_code) from None
+        from livecap.cli.commands import run
+
+        run()
     except KeyboardInterrupt:
-        errors.print("interrupted")
+        print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from livecap.cli.commands import app
+
+        return app
+    raise AttributeError(f"module 'livecap.cli' has no attribute {name!r}")

@@ -27,25 +27,26 @@ from livecap.errors import LivecapError
 def bench_command(
     inputs: Annotated[
         Optional[list[Path]],
-        typer.Argument(help="audio files or a manifest.tsv (default: the bundled sample)", show_default=False),
+        typer.Argument(help="audio files or a manifest.tsv (default: the bundled sample)", show_default=False,
+                       metavar="FILES..."),
     ] = None,
     profile: opt.Profile = None,
-    model: Annotated[Optional[str], typer.Option(help="comma list of models")] = None,
-    compute_type: Annotated[Optional[str], typer.Option(help="comma list of compute types")] = None,
-    workers: Annotated[Optional[str], typer.Option(help="comma list of worker counts")] = None,
-    beam_size: Annotated[Optional[str], typer.Option(help="comma list of beam sizes")] = None,
-    device: Annotated[Optional[str], typer.Option(help="comma list of cpu, cuda, auto")] = None,
+    model: Annotated[Optional[str], typer.Option(help="comma list of models [default: tiny.en]", metavar="LIST")] = None,
+    compute_type: Annotated[Optional[str], typer.Option(help="comma list of compute types", metavar="LIST")] = None,
+    workers: Annotated[Optional[str], typer.Option(help="comma list of worker counts [default: 2]", metavar="LIST")] = None,
+    beam_size: Annotated[Optional[str], typer.Option(help="comma list of beam sizes [default: 1]", metavar="LIST")] = None,
+    device: Annotated[Optional[str], typer.Option(help="compute devices: comma list of cpu, cuda, auto [default: cpu]", metavar="LIST")] = None,
     language: opt.Language = None,
     translate_to: opt.TranslateTo = None,
     translator: opt.Translator = None,
-    repeat: Annotated[int, typer.Option(min=1, max=50, help="runs per configuration (median, min-max)")] = 1,
+    repeat: Annotated[int, typer.Option(min=1, max=50, metavar="N", help="runs per configuration (median, min-max)")] = 1,
     live: Annotated[bool, typer.Option("--live/--no-live", help="also replay at 1x through the live pipeline")] = True,
     live_limit: Annotated[
-        float, typer.Option(min=0, help="seconds of audio replayed live per run (takes that long)")
+        float, typer.Option(min=0, metavar="S", help="seconds of audio replayed live per run (takes that long)")
     ] = LIVE_LIMIT_S,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run plain faster-whisper")] = True,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="write every figure to this JSON file")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="draw latency and RTF per configuration into a PNG")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="write every figure to this JSON file")] = None,
+    plot: Annotated[Optional[Path], typer.Option(metavar="FILE", help="draw latency and RTF per configuration into a PNG")] = None,
 ) -> None:
     """Measure RTF, latency, WER and memory per configuration, against plain faster-whisper."""
     from livecap.bench import report

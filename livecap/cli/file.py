@@ -102,7 +102,7 @@ def _transcribe_one(
     from livecap.pipeline.session import run_session
 
     journal = Journal(out_dir / f"{stem}{JOURNAL_SUFFIX}")
-    view = choose_view(engine, plain=options["plain"], jsonl=options["jsonl"], live=source.realtime, label=name,
+    view = choose_view(engine, plain=options["plain"], jsonl=options["jsonl"], live=source.realtime, label=stem,
                        duration=source.duration)
     result = run_session(engine.stream(source, live=source.realtime), view, journal, stop_requests=stop_requests)
     report = source.report
@@ -110,8 +110,8 @@ def _transcribe_one(
     for line in warnings:
         warn(line)
     partial = result.end_reason is not None or bool(result.errors)
-    stats = result.stats
-    duration = stats.transcribed_seconds if partial and stats else report.duration_s or source.duration
+    # a partial run covers the audio up to its last caption; a whole one, all the audio decoded
+    duration = max((c.end for c in result.captions), default=0.0) if partial else report.duration_s
     notes = {"partial": partial, "warnings": warnings, **report.to_dict()}
     saved = save_session(result, config, out_dir, stem, name, duration, notes)
     if saved and not source.realtime:
@@ -122,10 +122,11 @@ def _transcribe_one(
 @opt.pipeline_command
 def file_command(
     paths: Annotated[
-        list[str], typer.Argument(help="audio or video files; - reads standard input", show_default=False)
+        list[str], typer.Argument(help="audio or video files; - reads standard input", show_default=False,
+                                  metavar="FILES...")
     ],
     realtime: Annotated[bool, typer.Option(help="replay at 1x through the live pipeline")] = False,
-    audio_track: Annotated[int, typer.Option(min=0, help="which audio track of each file, from 0")] = 0,
+    audio_track: Annotated[int, typer.Option(min=0, metavar="N", help="which audio track of each file, from 0")] = 0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite/--no-overwrite", help="replace the files of an earlier run, or name new ones x-2")
     ] = True,

@@ -10,26 +10,27 @@ import typer
 
 from livecap.cli import options as opt
 
-Device = Annotated[
-    Optional[str], typer.Option(help="input device: index or name substring (see `livecap devices`)")
+InputDevice = Annotated[
+    Optional[str],
+    typer.Option(help="microphone: index or name substring (see `livecap devices`) [default: the system's]",
+                 metavar="DEVICE"),
 ]
 Duration = Annotated[
-    Optional[float], typer.Option(min=0.1, help="stop listening after this many seconds, then finish the captions")
+    Optional[float], typer.Option(min=0.1, metavar="S", help="stop listening after this many seconds, then finish the captions")
 ]
 
 
 @opt.pipeline_command
 def mic_command(
-    device: Device = None,
+    input_device: InputDevice = None,
     duration: Duration = None,
     options: dict | None = None,
 ) -> None:
     """Live captions from a microphone. Ctrl-C stops; finals are journaled as they come, files written at the end."""
     from rich.markup import escape
 
-    from livecap.cli.common import choose_view, errors, save_session
+    from livecap.cli.common import choose_view, errors, pipeline_config, save_session
     from livecap.cli.signals import counting_stop_signals
-    from livecap.config import resolve
     from livecap.engine import Engine
     from livecap.output.atomic import check_writable
     from livecap.output.writers import Journal
@@ -37,7 +38,7 @@ def mic_command(
     from livecap.sources.mic import MicSource
 
     assert options is not None
-    config = resolve(*opt.config_flags(options, input_device=device)).config
+    config = pipeline_config(options, input_device=input_device)
     plain, jsonl = options["plain"], options["jsonl"]
     out_dir = Path(config.output.output_dir)
     check_writable(out_dir)
@@ -63,7 +64,7 @@ def mic_command(
 
 
 def devices_command() -> None:
-    """List the audio input devices (for `livecap mic --device`)."""
+    """List the audio input devices (for `livecap mic --input-device`)."""
     from rich.table import Table
 
     from livecap.cli.common import console

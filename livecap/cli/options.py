@@ -13,34 +13,69 @@ from typing import Annotated, Any, Optional, get_type_hints
 
 import typer
 
-Profile = Annotated[Optional[str], typer.Option("--profile", "-p", help="profile name or TOML path")]
-Model = Annotated[Optional[str], typer.Option(help="tiny.en, base, a model directory or a hub id")]
-Language = Annotated[Optional[str], typer.Option(help="spoken language code (default: detect)")]
-Task = Annotated[Optional[str], typer.Option(help="transcribe or translate (speech to English)")]
-BeamSize = Annotated[Optional[int], typer.Option(help="beam size (1 = greedy)")]
-ComputeType = Annotated[Optional[str], typer.Option(help="int8, float16, ... (default: int8 on CPU)")]
-Workers = Annotated[Optional[int], typer.Option(help="parallel ASR workers")]
-Gpu = Annotated[
-    Optional[str], typer.Option(help="run ASR on CUDA: --gpu, or --gpu auto to fall back to the CPU", metavar="[auto]")
+def setting(key: str, help: str, *names: str, metavar: str | None = None) -> Any:
+    """An option for a configuration key: its help ends with the built-in default, and its metavar
+    shows the choices (or what kind of value), where typer would show `<str>`."""
+    from livecap.config import FIELDS, Config
+
+    rules = FIELDS[key][1].metadata
+    default = Config().flat()[key]
+    shown = ",".join(default) if isinstance(default, tuple) else default
+    choices = rules.get("choices")
+    return typer.Option(
+        *names,
+        help=f"{help} [default: {'none' if shown is None else shown}]",
+        metavar=metavar or ("[" + "|".join(choices) + "]" if choices else None),
+        show_default=False,
+    )
+
+
+Profile = Annotated[Optional[str], typer.Option("--profile", "-p", help="profile name or TOML path", metavar="NAME")]
+Model = Annotated[Optional[str], setting("model", "tiny.en, base, a model directory or a hub id", metavar="NAME")]
+Language = Annotated[
+    Optional[str], setting("language", "spoken language: code or English name (none: detect)", metavar="LANG")
 ]
-OutputDir = Annotated[Optional[str], typer.Option(help="where caption files are written")]
+Task = Annotated[Optional[str], setting("task", "transcribe, or translate (speech to English)")]
+BeamSize = Annotated[Optional[int], setting("beam_size", "beam size (1 = greedy)", metavar="N")]
+ComputeType = Annotated[
+    Optional[str], setting("compute_type", "CTranslate2 type (default: int8 on CPU, float16 on CUDA)", metavar="TYPE")
+]
+Workers = Annotated[Optional[int], setting("workers", "parallel ASR workers", metavar="N")]
+Device = Annotated[
+    Optional[str], setting("device", "where ASR runs: cpu, cuda (or fail), auto (CUDA when usable, else the CPU)")
+]
+Gpu = Annotated[
+    Optional[str],
+    typer.Option(help="the same as --device: --gpu is cuda, --gpu auto, --gpu off is cpu", metavar="[auto|off]"),
+]
+OutputDir = Annotated[Optional[str], setting("output_dir", "where caption files are written", "--output-dir", "-o",
+                                            metavar="DIR")]
 OutputFormat = Annotated[
-    Optional[str], typer.Option(help="comma list of txt, srt, vtt, json, tsv, verbose_json, or all")
+    Optional[str],
+    setting("output_format", "comma list of txt, srt, vtt, json, tsv, verbose_json, or all", "--output-format", "-f",
+            metavar="LIST"),
 ]
 SubtitleText = Annotated[
-    Optional[str], typer.Option(help="with a translation, text files of: original, translation or both")
+    Optional[str], setting("subtitle_text", "with a translation, text files of: original, translation or both")
 ]
-MaxLineWidth = Annotated[Optional[int], typer.Option(help="longest srt/vtt line in characters (42)")]
-MaxLineCount = Annotated[Optional[int], typer.Option(help="most lines per srt/vtt cue (2)")]
-TranslateTo = Annotated[Optional[str], typer.Option(help="translate captions into this language")]
-Translator = Annotated[Optional[str], typer.Option(help="auto, whisper or argos")]
-MinSilenceMs = Annotated[Optional[int], typer.Option(help="silence that ends an utterance (ms)")]
-MaxUtteranceS = Annotated[Optional[float], typer.Option(help="longest utterance before a cut (s)")]
-Interim = Annotated[Optional[bool], typer.Option("--interim/--no-interim", help="show interim captions")]
-InitialPrompt = Annotated[Optional[str], typer.Option(help="text that primes each decode: names, spelling, style")]
-Hotwords = Annotated[Optional[str], typer.Option(help="words to favour (names, jargon), space-separated")]
+MaxLineWidth = Annotated[Optional[int], setting("max_line_width", "longest srt/vtt line in characters", metavar="N")]
+MaxLineCount = Annotated[Optional[int], setting("max_line_count", "most lines per srt/vtt cue", metavar="N")]
+TranslateTo = Annotated[Optional[str], setting("translate_to", "translate captions into this language", metavar="LANG")]
+Translator = Annotated[Optional[str], setting("translator", "translation backend")]
+MinSilenceMs = Annotated[Optional[int], setting("min_silence_ms", "silence that ends an utterance (ms)", metavar="MS")]
+MaxUtteranceS = Annotated[
+    Optional[float], setting("max_utterance_s", "longest utterance before a cut (s)", metavar="S")
+]
+Interim = Annotated[Optional[bool], setting("interim", "show interim captions", "--interim/--no-interim")]
+InitialPrompt = Annotated[
+    Optional[str], setting("initial_prompt", "text that primes each decode: names, spelling, style", metavar="TEXT")
+]
+Hotwords = Annotated[
+    Optional[str], setting("hotwords", "words to favour (names, jargon), space-separated", metavar="TEXT")
+]
 WordTimestamps = Annotated[
-    Optional[bool], typer.Option("--word-timestamps/--no-word-timestamps", help="time each word of the finals")
+    Optional[bool],
+    setting("word_timestamps", "time each word of the finals", "--word-timestamps/--no-word-timestamps"),
 ]
 Plain = Annotated[bool, typer.Option(help="one line per final caption, no live view")]
 Jsonl = Annotated[bool, typer.Option(help="machine-readable events, one JSON object a line")]
@@ -68,14 +103,17 @@ def gpu_argv(argv: list[str]) -> list[str]:
 
 
 def flags(**given: Any) -> dict[str, Any]:
-    """Configuration flags from options; None means not given. `gpu` maps to the `device` key."""
+    """Configuration flags from options; None means not given. `--gpu` is another way to say
+    `--device` (kept for old command lines); the two must not disagree."""
+    from livecap.errors import LivecapError
+
     gpu = given.pop("gpu", None)
     out = {key: value for key, value in given.items() if value is not None}
     if gpu is not None:
         if gpu not in GPU_VALUES:
-            from livecap.errors import LivecapError
-
             raise LivecapError(f"--gpu takes auto, on or off (got {gpu!r})")
+        if out.get("device", GPU_VALUES[gpu]) != GPU_VALUES[gpu]:
+            raise LivecapError(f"--gpu {gpu} and --device {out['device']} disagree; give one of them")
         out["device"] = GPU_VALUES[gpu]
     return out
 
@@ -88,6 +126,7 @@ def _pipeline_options(
     beam_size: BeamSize = None,
     compute_type: ComputeType = None,
     workers: Workers = None,
+    device: Device = None,
     gpu: Gpu = None,
     initial_prompt: InitialPrompt = None,
     hotwords: Hotwords = None,

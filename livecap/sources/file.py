@@ -131,12 +131,20 @@ def _header_seconds(container, stream) -> float | None:  # noqa: ANN001
     return container.duration / 1_000_000 if container.duration else None
 
 
+def _own_seconds(container, stream) -> float | None:  # noqa: ANN001
+    """The duration announced for this audio track alone: the container's duration covers every
+    track (a longer video, another audio track), so it counts only when the track is alone."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return _header_seconds(container, stream) if len(container.streams) == 1 else None
+
+
 def _decoded(path: Path, track: int, report: DecodeReport) -> Iterator[np.ndarray]:
     """16 kHz mono int16 pieces, in file order, damage skipped and silenced; fills `report`."""
     import av
 
     container, stream = _open_container(path, track)
-    report.header_s = _header_seconds(container, stream)
+    report.header_s = _own_seconds(container, stream)
     report.tracks = len(container.streams.audio)
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     produced = real = 0  # samples handed out: all, and those not put in for damage
@@ -256,8 +264,8 @@ class FileSource:
         self.realtime = realtime
         self.track = track
         self.block_s = block_s if realtime else 0.5
-        self.duration = probe_duration(path, track)
-        self.report = DecodeReport(header_s=self.duration)
+        self.duration = probe_duration(path, track)  # for progress; the decoded length is in `report`
+        self.report = DecodeReport()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
