@@ -226,25 +226,44 @@ class RecordingProgress(FileProgressView):
         self.seen.append((self.shown, self.eta(), len(self.delivered)))
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not SONNET.is_file(), reason="the shared recordings are absent")
-def test_progress_follows_the_captions_shown_and_word_times_are_sane() -> None:
-    """53 s of speech with tiny.en: the bar is where the last shown caption ends, so it reaches its end
-    only with the last caption; the ETA comes once a caption gives a speed."""
-    from livecap import transcribe
+def progress_run(path: Path, **flags: str) -> list[Caption]:
+    """A real run of `path` shown by the file progress view; checks what it showed along the way."""
+    from livecap import resolve, transcribe
     from livecap.sources.file import probe_duration
 
-    duration = probe_duration(SONNET)
+    duration = probe_duration(path)
     view = RecordingProgress(duration)
-    result = transcribe(SONNET, display=view)
-    assert len(result.captions) >= 3 and view.delivered
+    result = transcribe(path, resolve(flags=flags).config, display=view)
+    assert result.captions and view.delivered
+    check_progress(view, result.captions, duration)
+    return result.captions
+
+
+def check_progress(view: RecordingProgress, captions: list[Caption], duration: float) -> None:
+    """The bar stands where the last shown caption ends: it reaches its end only with the last
+    caption; an ETA only once a caption has given a speed."""
     for position, eta, shown in view.seen:
         assert position == pytest.approx(min(max(view.delivered[:shown], default=0.0), duration))
         assert (eta is None) == (shown == 0)
         if shown < len(view.delivered):
             assert position < view.delivered[-1]
-    assert view.shown == pytest.approx(min(result.captions[-1].end, duration)) and view.eta() is not None
-    check_words([c.to_dict() for c in result.captions])
+    assert view.shown == pytest.approx(min(captions[-1].end, duration)) and view.eta() is not None
+
+
+@pytest.mark.slow
+def test_progress_with_translation_waits_for_the_translated_captions(non_en_clips: list[Clip]) -> None:
+    (clip,) = [c for c in non_en_clips if c.language == "de"]
+    captions = progress_run(clip.path, model="base", translate_to="en")
+    assert all(c.translation for c in captions)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SONNET.is_file(), reason="the shared recordings are absent")
+def test_progress_follows_the_captions_shown_and_word_times_are_sane() -> None:
+    """53 s of speech with tiny.en, packed into 30 s windows."""
+    captions = progress_run(SONNET)
+    assert len(captions) >= 3
+    check_words([c.to_dict() for c in captions])
 
 
 # -- bench table -----------------------------------------------------------------------------------
