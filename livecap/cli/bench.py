@@ -9,7 +9,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from livecap.bench.plan import LIVE_LIMIT_S, configurations, label, load_inputs, machine, varying, write_nonspeech
+from livecap.bench.plan import (
+    LIVE_LIMIT_S,
+    configurations,
+    label,
+    load_inputs,
+    machine,
+    session_item,
+    varying,
+    write_nonspeech,
+)
 from livecap.cli import options as opt
 from livecap.errors import LivecapError
 
@@ -34,6 +43,10 @@ def bench_command(
         float, typer.Option(min=0, help="seconds of audio replayed live per run (takes that long)")
     ] = LIVE_LIMIT_S,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run plain faster-whisper")] = True,
+    session: Annotated[
+        Optional[float],
+        typer.Option(min=0.5, max=180, help="build a long session of this many minutes from the inputs and measure it"),
+    ] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="write every figure to this JSON file")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="draw latency and RTF per configuration into a PNG")] = None,
 ) -> None:
@@ -56,6 +69,8 @@ def bench_command(
     limit = live_limit if live else 0.0
     results = []
     with tempfile.TemporaryDirectory(prefix="livecap-bench-") as tmp:
+        if session is not None:
+            items = [session_item(items, session, Path(tmp))]
         nonspeech = write_nonspeech(Path(tmp) / "nonspeech.wav")
         jobs = [
             [Job(kind, config, tuple(items), nonspeech, limit) for kind in ("livecap", "baseline")[: 1 + baseline]]
