@@ -70,7 +70,11 @@ class LiveConfig:
     input_device: str | None = _opt(None, "input device index or name substring (none: default)")
     interim: bool = _opt(True, "show interim captions while speech goes on")
     interim_interval_ms: int = _opt(
-        600, "least time between interim transcriptions of one utterance", min=100, max=10_000
+        300, "least time between interim transcriptions of one utterance", min=100, max=10_000
+    )
+    interim_share: float = _opt(
+        0.25, "most of one worker's time a stream's interims may take (the cadence slows to keep it)",
+        min=0.01, max=1.0,
     )
     max_pending_finals: int = _opt(6, "final utterances waiting for ASR before the VAD stage waits", min=1, max=256)
     capture_queue_s: float = _opt(30.0, "audio the capture queue holds before it drops (seconds)", min=1.0, max=600.0)

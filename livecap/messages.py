@@ -49,12 +49,23 @@ class Utterance:
         """The samples between two times inside `samples` (as the ASR reports them)."""
         return self.samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
 
+    def span_to_stream(self, start: float, end: float) -> tuple[float, float]:
+        """Map a span (a word) back to stream seconds, kept inside the piece it starts in, so that a
+        word never stretches over the silence that packing removed."""
+        if not self.pieces:
+            return self.start + start, self.start + end
+        piece_end = self.pieces[self._piece(start)][2]
+        first = self.to_stream_time(start)
+        return first, max(first, min(self.to_stream_time(end), piece_end))
+
+    def _piece(self, t: float) -> int:
+        return max(0, bisect.bisect_right([p[0] for p in self.pieces], t) - 1)
+
     def to_stream_time(self, t: float) -> float:
         """Map a time inside `samples` back to stream seconds (packing removes silences)."""
         if not self.pieces:
             return self.start + t
-        index = max(0, bisect.bisect_right([p[0] for p in self.pieces], t) - 1)
-        packed_start, start, end = self.pieces[index]
+        packed_start, start, end = self.pieces[self._piece(t)]
         return min(start + max(0.0, t - packed_start), end)
 
 

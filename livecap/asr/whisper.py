@@ -11,16 +11,24 @@ import os
 import re
 import zlib
 
+import numpy as np
+
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment, AsrWord
 from livecap.asr.models import offline_hint, resolve_model
 from livecap.config import AsrConfig
 from livecap.errors import LivecapError
+from livecap.messages import SAMPLE_RATE
 
 # Guard thresholds (OpenAI Whisper's defaults, also used by faster-whisper's fallback).
 NO_SPEECH_PROB = 0.6
 LOG_PROB = -1.0
 COMPRESSION_RATIO = 2.4
 REPEAT_RUN = 4  # a word or phrase said this many times in a row is a loop
+# Interims: the encoder sees the audio plus this much silence, and never less than the window
+INTERIM_PAD_S = 2.0
+INTERIM_WINDOW_S = 10.0
+INTERIM_TOKENS_PER_S = 8  # the most tokens an interim may decode per second of audio
+WHISPER_WINDOW_S = 30.0
 
 
 def compression_ratio(text: str) -> float:
@@ -91,6 +99,9 @@ class WhisperBackend:
             raise LivecapError(f"model {options.model} is English-only and cannot translate; use --model base")
 
     def transcribe(self, request: AsrRequest) -> AsrResult:
+        language = (request.options.language or self.options.language) if self.multilingual else "en"
+        if not request.final and language is not None:
+            return self._glance(request, language)
         options, wanted, final = self.options, request.options, request.final
         segments, info = self.model.transcribe(
             request.samples,
@@ -118,6 +129,46 @@ class WhisperBackend:
                 )
                 kept.append(AsrSegment(segment.start, segment.end, text, words))
         return AsrResult(tuple(kept), info.language, info.language_probability)
+
+
+    def _glance(self, request: AsrRequest, language: str) -> AsrResult:
+        """An interim: one greedy decode of an encoder input cut to the audio's length (at least
+        INTERIM_WINDOW_S), instead of Whisper's fixed 30 s. The encoder's cost falls with its input,
+        so interims cost a fraction of a final; accuracy on short windows is lower, which is fine
+        for words that the final decode will replace."""
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        samples = request.samples
+        seconds = len(samples) / SAMPLE_RATE
+        if seconds > WHISPER_WINDOW_S - INTERIM_PAD_S:
+            samples = samples[-int((WHISPER_WINDOW_S - INTERIM_PAD_S) * SAMPLE_RATE) :]
+        length = max(len(samples) + int(INTERIM_PAD_S * SAMPLE_RATE), int(INTERIM_WINDOW_S * SAMPLE_RATE))
+        padded = np.zeros(length, dtype=np.float32)
+        padded[: len(samples)] = samples
+        features = self.model.feature_extractor(padded, padding=0)
+        features = features[:, : features.shape[-1] - features.shape[-1] % 2]  # the encoder halves frames
+        task = request.options.task or self.options.task
+        tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task=task, language=language)
+        prompt = self.model.get_prompt(
+            tokenizer, [], without_timestamps=True, hotwords=request.options.hotwords or self.options.hotwords
+        )
+        result = self.model.model.generate(
+            self.model.encode(features),
+            [prompt],
+            beam_size=1,
+            max_length=int(INTERIM_TOKENS_PER_S * seconds) + 16,  # no runaway loops on a short window
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, (-1,)),
+        )[0]
+        tokens = result.sequences_ids[0]
+        text = collapse_repeats(tokenizer.decode(tokens).strip())
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if not text or is_hallucination(text, result.no_speech_prob, avg_logprob):
+            return AsrResult((), language, 1.0)
+        return AsrResult((AsrSegment(0.0, seconds, text),), language, 1.0)
 
 
 def pick_device(requested: str) -> str:

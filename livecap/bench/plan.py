@@ -33,8 +33,16 @@ baseline of the medians: "wall_s", "wer"; null when the baseline's is 0). Figure
   live_audio_s, final_p50, final_p95, final_max, eos_wait_p50, eos_wait_p95, eos_wait_max,
   processing_p50, processing_p95, processing_max, interim_p50, dropped_s, max_pending_finals,
   max_capture_s, max_behind_s (age of the oldest unfinished speech), live_first_caption_s,
-  baseline_load_s, baseline_wall_s, baseline_rtf, baseline_wer, baseline_insertions,
-  baseline_nonspeech_words, baseline_peak_rss_mb.
+  live_rtf, live_rtf_final, live_rtf_interim (all compute of the live replay per audio second: finals,
+  interims, translation), live_wer (files replayed whole), word_committed_p50/p95 and
+  word_final_p50/p95 (spoken -> first shown committed / shown final, against faster-whisper's word
+  times without VAD; see livecap.bench.latency), baseline_load_s, baseline_wall_s, baseline_rtf,
+  baseline_wer, baseline_insertions, baseline_novad_wer, baseline_novad_rtf (faster-whisper without
+  VAD, with word timestamps: the reference word times), baseline_nonspeech_words,
+  baseline_peak_rss_mb.
+With `--session MINUTES`, the inputs (files with references, or a manifest) are first built into one
+long session (livecap.bench.session: speakers loud, quiet, far, reverberant; pauses; silence, noise
+and buzz), which is measured as a single input; give `--live-limit` its length to replay it whole.
 Each run's raw record also keeps per-file texts ("files": [{"path", "audio_s", "wall_s", ...,
 "text", "reference"}]) and, in live mode, every final caption's latency breakdown ("latencies").
 """
@@ -73,6 +81,18 @@ def load_inputs(args: list[Path]) -> list[Item]:
             reference = arg.with_name(arg.name + ".txt")
             rows.append((arg, reference.read_text(encoding="utf-8").strip() if reference.is_file() else None, None))
     return [Item(path, ref, probe_duration(path) or 0.0, language) for path, ref, language in rows]
+
+
+def session_item(items: list[Item], minutes: float, folder: Path) -> Item:
+    """One long session built from the inputs that have references (see livecap.bench.session)."""
+    from livecap.bench.session import build_session
+
+    clips = [(i.path, i.reference) for i in items if i.reference]
+    languages = {i.language for i in items if i.reference}
+    path = folder / f"session-{minutes:g}min.wav"
+    sections = build_session(clips, path, minutes=minutes)
+    reference = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
+    return Item(path, reference, sections[-1].end, languages.pop() if len(languages) == 1 else None)
 
 
 def _read_manifest(path: Path) -> list[tuple[Path, str | None, str | None]]:

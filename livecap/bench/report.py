@@ -87,6 +87,10 @@ def figures(raw: dict[str, Any]) -> dict[str, float | None]:
         out["baseline_rtf"] = _share(wall, audio)
         out["baseline_wer"], out["baseline_insertions"] = corpus_wer(theirs["files"])
         out.update(wer_by_language(theirs["files"], "baseline_wer_"))
+        novad = [{**f, "text": f["text_novad"]} for f in theirs["files"]]
+        out["baseline_novad_wer"], _ = corpus_wer(novad)
+        out["baseline_novad_rtf"] = _share(sum(f["wall_novad_s"] for f in theirs["files"]), audio)
+        out.update(_word_latency(ours["live"], theirs["files"]))
         out["baseline_nonspeech_words"] = len(normalize(theirs["nonspeech_text"]).split())
         out["baseline_peak_rss_mb"] = theirs["peak_rss_mb"]
     return out
@@ -103,12 +107,42 @@ def _live_figures(live: dict[str, Any] | None) -> dict[str, float | None]:
         out[f"{name}_p95"] = percentile(values, 95)
         out[f"{name}_max"] = max(values, default=None)
     out["interim_p50"] = percentile(live["interims"], 50)
+    audio = live["audio_s"]
+    out["live_rtf_final"] = _share(live["asr_s"], audio)
+    out["live_rtf_interim"] = _share(live["interim_asr_s"], audio)
+    out["live_rtf"] = _share(live["asr_s"] + live["interim_asr_s"] + live["translate_s"], audio)
     out["dropped_s"] = live["dropped_s"]
     out["max_pending_finals"] = live["max_pending_finals"]
     out["max_capture_s"] = live["max_capture_s"]
     out["max_behind_s"] = live["max_behind_s"]
     out["live_first_caption_s"] = live["first_caption_s"]
     return out
+
+
+def _word_latency(live: dict[str, Any] | None, baseline_files: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Word latency of the live replay against faster-whisper's word times (see livecap.bench.latency)."""
+    from livecap.bench.latency import TimedWord, shown_words, word_latencies
+
+    if live is None:
+        return {}
+    reference = {f["path"]: [TimedWord(*w) for w in f["words"]] for f in baseline_files}
+    committed: list[float] = []
+    final: list[float] = []
+    for f in live["files"]:
+        words = reference.get(f["path"], [])
+        if not f["whole"]:  # replay cut at the limit: only the words spoken before it count
+            words = [w for w in words if w.end <= f["audio_s"]]
+        found = word_latencies(words, shown_words(f["events"]))
+        committed += found["committed"]
+        final += found["final"]
+    whole = [f for f in live["files"] if f["whole"]]
+    return {
+        "word_committed_p50": percentile(committed, 50),
+        "word_committed_p95": percentile(committed, 95),
+        "word_final_p50": percentile(final, 50),
+        "word_final_p95": percentile(final, 95),
+        "live_wer": corpus_wer(whole)[0] if whole else None,
+    }
 
 
 def spread(values: list[float | None]) -> dict[str, float] | None:

@@ -56,21 +56,27 @@ def peak_rss_mb() -> float:
 
 
 class _QuietView:
-    """A display that shows nothing and remembers the deepest queues it was told about."""
+    """A display that shows nothing, keeps the events' JSON records (for word latency) and
+    remembers the deepest queues it was told about."""
 
     def __init__(self) -> None:
         self.max_pending_finals = 0
         self.max_capture_s = 0.0
         self.max_behind_s = 0.0
+        self.events: list[dict[str, Any]] = []
 
     def start(self) -> None:
         pass
 
-    def final(self, caption: object, latency: dict[str, float]) -> None:
-        pass
+    def final(self, caption: Any, latency: dict[str, float]) -> None:
+        from livecap.output.records import final_record
 
-    def interim(self, event: object) -> None:
-        pass
+        self.events.append(final_record(caption, latency))
+
+    def interim(self, event: Any) -> None:
+        from livecap.output.records import interim_record
+
+        self.events.append(interim_record(event))
 
     def error(self, message: str) -> None:
         pass
@@ -142,23 +148,36 @@ def _live(engine: Any, items: tuple[Item, ...], limit: float, step: Step) -> dic
     latencies: list[dict[str, float]] = []
     interims: list[float] = []
     view = _QuietView()
-    heard = dropped = 0.0
+    heard = dropped = final_asr = interim_asr = translate = 0.0
     first: float | None = None
+    files = []
     for item in items:
         left = limit - heard
         if left < 0.5:
             break
         step(f"live {item.path.name}")
         stream = engine.stream(FileSource(item.path, realtime=True), live=True)
+        view.events = []
         result = run_session(stream, view, duration=None if 0 < item.duration <= left else left)
-        heard += result.stats.audio_seconds if result.stats else left
+        stats = result.stats
+        heard += stats.audio_seconds if stats else left
         latencies += result.latencies
         interims += list(stream.stats.interim)
-        dropped += result.stats.dropped_seconds if result.stats else 0.0
+        dropped += stats.dropped_seconds if stats else 0.0
+        if stats:
+            final_asr, interim_asr = final_asr + stats.asr_seconds, interim_asr + stats.interim_asr_seconds
+            translate += stats.translate_seconds
+        files.append({"path": str(item.path), "audio_s": stats.audio_seconds if stats else left,
+                      "whole": 0 < item.duration <= left, "text": " ".join(c.text for c in result.captions),
+                      "reference": item.reference, "events": view.events})
         if first is None:
             first = result.t_first_caption
     return {
         "audio_s": heard,
+        "files": files,
+        "asr_s": final_asr,
+        "interim_asr_s": interim_asr,
+        "translate_s": translate,
         "latencies": latencies,
         "interims": interims,
         "dropped_s": dropped,
@@ -206,26 +225,32 @@ def measure_baseline(job: Job, step: Step) -> dict[str, Any]:
     options = backend.options
     language = options.language if backend.multilingual else "en"
 
-    def run(path: Path) -> str:
+    def run(path: Path, vad: bool = True) -> tuple[str, list[list[Any]]]:
         segments, _ = backend.model.transcribe(
-            str(path), beam_size=options.beam_size, vad_filter=True, language=language, task=options.task
+            str(path), beam_size=options.beam_size, vad_filter=vad, language=language, task=options.task,
+            word_timestamps=not vad,
         )
-        return " ".join(s.text.strip() for s in segments)
+        segments = list(segments)
+        words = [[w.word, w.start, w.end] for s in segments for w in s.words or ()]
+        return " ".join(s.text.strip() for s in segments), words
 
     files = []
     for item in job.items:
         step(f"baseline {item.path.name}")
-        text, wall_s = _timed(lambda: run(item.path))
+        (text, _), wall_s = _timed(lambda: run(item.path))
+        step(f"baseline without VAD {item.path.name}")
+        (text_novad, words), wall_novad_s = _timed(lambda: run(item.path, vad=False))
         files.append({"path": str(item.path), "audio_s": item.duration, "wall_s": wall_s, "text": text,
-                      "reference": item.reference, "language": item.language})
+                      "reference": item.reference, "language": item.language, "wall_novad_s": wall_novad_s,
+                      "text_novad": text_novad, "words": words})
     step("baseline non-speech clip")
-    return {"load_s": load_s, "files": files, "nonspeech_text": run(job.nonspeech), "peak_rss_mb": peak_rss_mb()}
+    return {"load_s": load_s, "files": files, "nonspeech_text": run(job.nonspeech)[0], "peak_rss_mb": peak_rss_mb()}
 
 
 def steps(job: Job) -> int:
     """How many progress steps a job reports."""
     if job.kind == "baseline":
-        return len(job.items) + 2
+        return 2 * len(job.items) + 2
     live, heard = 0, 0.0
     for item in job.items:
         if job.live_limit <= 0 or job.live_limit - heard < 0.5:

@@ -17,6 +17,7 @@ from livecap.bench.plan import (
     label,
     load_inputs,
     machine,
+    session_item,
     varying,
     write_nonspeech,
 )
@@ -45,6 +46,10 @@ def bench_command(
         float, typer.Option(min=0, metavar="S", help="seconds of audio replayed live per run (takes that long)")
     ] = LIVE_LIMIT_S,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run plain faster-whisper")] = True,
+    session: Annotated[
+        Optional[float],
+        typer.Option(min=0.5, max=180, metavar="MINUTES", help="build a long session of this many minutes from the inputs and measure it"),
+    ] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="write every figure to this JSON file")] = None,
     plot: Annotated[Optional[Path], typer.Option(metavar="FILE", help="draw latency and RTF per configuration into a PNG")] = None,
 ) -> None:
@@ -69,6 +74,8 @@ def bench_command(
     results: list[dict] = []
     failure: LivecapError | None = None
     with tempfile.TemporaryDirectory(prefix="livecap-bench-") as tmp:
+        if session is not None:
+            items = [session_item(items, session, Path(tmp))]
         nonspeech = write_nonspeech(Path(tmp) / "nonspeech.wav")
         jobs = [
             [Job(kind, config, tuple(items), nonspeech, limit) for kind in ("livecap", "baseline")[: 1 + baseline]]

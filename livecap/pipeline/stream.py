@@ -90,6 +90,7 @@ class Stream:
         self._jobs_total: int | None = None
         self._captions = 0
         self._shown_words = 0
+        self._interim_cost = 0.0  # seconds the last interim took: sets the interim cadence
         self._end_reason: str | None = None
         self._stop = threading.Event()
         self.position = 0.0  # stream seconds through the VAD
@@ -162,7 +163,7 @@ class Stream:
     def _vad_loop(self) -> None:
         error = None
         last_interim = 0.0
-        interval = self.config.live.interim_interval_ms / 1000
+        live = self.config.live
         try:
             while True:
                 item = self.capture.get(timeout=0.1)
@@ -183,7 +184,8 @@ class Stream:
                 self.stats.add_audio(len(samples) / SAMPLE_RATE)
                 for utterance in self.segmenter.push(chunk, now):
                     self._submit_final(utterance)
-                if self.live and self.config.live.interim and now - last_interim >= interval:
+                interval = max(live.interim_interval_ms / 1000, self._interim_cost / live.interim_share)
+                if self.live and live.interim and now - last_interim >= interval:
                     snapshot = self.segmenter.snapshot(now)
                     if snapshot is not None and self.pool.submit_interim(
                         AsrJob(snapshot, AsrRequest(snapshot.samples, final=False, options=self.decode), self._on_interim)
@@ -229,7 +231,8 @@ class Stream:
     # -- ASR results (worker threads) ----------------------------------------------------------
 
     def _on_interim(self, job: AsrJob, result: AsrResult | None, error: BaseException | None) -> None:
-        self.stats.add_asr(job.t_finished - job.t_started, final=False)
+        self._interim_cost = job.t_finished - job.t_started
+        self.stats.add_asr(self._interim_cost, final=False)
         if error is not None or result is None:
             return
         text = " ".join(s.text for s in result.segments).strip()
@@ -282,10 +285,7 @@ class Stream:
                     "asr_start": job.t_started,
                     "asr_end": job.t_finished,
                 },
-                words=tuple(
-                    Word(u.to_stream_time(w.start), u.to_stream_time(w.end), w.word, w.probability)
-                    for w in segment.words
-                ),
+                words=tuple(Word(*u.span_to_stream(w.start, w.end), w.word, w.probability) for w in segment.words),
                 utterance=u.seq,
                 audio=u.audio_between(segment.start, segment.end) if self._translation else None,
             )

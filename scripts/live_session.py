@@ -1,0 +1,138 @@
+"""Issue 9's table on a long session built from ../shared/audio: live captions against offline
+faster-whisper on the same audio, with word latency measured from livecap's own output.
+
+    .venv/bin/python scripts/live_session.py [--minutes 4] [--model tiny.en] [--out DIR] [-- extra livecap flags]
+
+Rows: faster-whisper offline without VAD (beam 1, word timestamps: also the reference word times),
+faster-whisper offline with `vad_filter=True`, `livecap file` offline, `livecap file --realtime`
+(1x replay, takes the session's length). Columns: WER against the clips' references; committed and
+final word latency p50/p95 (spoken -> shown, see livecap.bench.latency); final latency after the end
+of speech p50/p95 (the stream's own figure); compute per audio second (finals + interims +
+translation) and process CPU per audio second; words emitted inside silence/noise/buzz sections;
+WER per degradation (clean, far, quiet, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import manifest  # noqa: E402
+
+from livecap.asr.models import resolve_model  # noqa: E402
+from livecap.bench.latency import TimedWord, shown_words, word_latencies  # noqa: E402
+from livecap.bench.session import Section, build_session, load_sections  # noqa: E402
+from livecap.bench.wer import wer  # noqa: E402
+
+
+def pct(values: list[float]) -> str:
+    return "–" if not values else f"{np.percentile(values, 50):.2f} / {np.percentile(values, 95):.2f}"
+
+
+def reference_text(sections: list[Section]) -> str:
+    return " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
+
+
+def faster_whisper(path: Path, model: str, vad: bool) -> tuple[str, list[TimedWord], float]:
+    from faster_whisper import WhisperModel
+
+    fw = WhisperModel(resolve_model(model), device="cpu", compute_type="int8", cpu_threads=2)
+    started = time.monotonic()
+    segments, _ = fw.transcribe(str(path), beam_size=1, vad_filter=vad, word_timestamps=True, language="en")
+    words: list[TimedWord] = []
+    texts = []
+    for segment in segments:
+        texts.append(segment.text.strip())
+        words += [TimedWord(w.word, w.start, w.end) for w in segment.words or ()]
+    return " ".join(texts), words, time.monotonic() - started
+
+
+def livecap_run(path: Path, out: Path, realtime: bool, extra: list[str]) -> list[dict]:
+    command = [sys.executable, "-m", "livecap", "file", str(path), "--jsonl", "--output-dir", str(out), *extra]
+    if realtime:
+        command.append("--realtime")
+    print("$", " ".join(command), file=sys.stderr, flush=True)
+    run = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    if run.returncode not in (0, 1):
+        raise SystemExit(f"livecap exited {run.returncode}: {run.stderr[-2000:]}")
+    return [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+
+
+def in_sections(finals: list[dict], sections: list[Section], kinds: tuple[str, ...], margin: float = 0.0) -> list[str]:
+    """Words of the finals whose middle lies inside a section of one of `kinds`."""
+    spans = [(s.start - margin, s.end + margin) for s in sections if s.kind in kinds]
+    return [
+        w["word"] for f in finals for w in f.get("words", [])
+        if any(a <= (w["start"] + w["end"]) / 2 <= b for a, b in spans)
+    ]
+
+
+def per_degradation(finals: list[dict], sections: list[Section]) -> dict[str, float]:
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for s in sections:
+        if s.kind != "speech" or not s.reference:
+            continue
+        words = [w["word"] for f in finals for w in f.get("words", []) if s.start - 0.3 <= (w["start"] + w["end"]) / 2 <= s.end + 0.3]
+        refs, hyps = out.setdefault(s.degradation or "clean", ([], []))
+        refs.append(s.reference)
+        hyps.append(" ".join(words))
+    return {k: wer(" ".join(r), " ".join(h)) for k, (r, h) in out.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=4.0)
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/livecap-session"))
+    parser.add_argument("--no-live", action="store_true", help="skip the 1x replay")
+    parser.add_argument("extra", nargs="*", help="more livecap flags (after --)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    session = args.out / f"session-{args.minutes:g}min.wav"
+    if not session.is_file():
+        clips = [(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()]
+        build_session(clips, session, minutes=args.minutes)
+    sections = load_sections(session)
+    truth = reference_text(sections)
+    audio_s = sections[-1].end
+    flags = ["--model", args.model, *args.extra]
+    rows = []
+    text, ref_words, wall = faster_whisper(session, args.model, vad=False)
+    rows.append(("faster-whisper offline, no VAD, beam 1", wer(truth, text), "offline", "offline", "offline", f"{wall / audio_s:.3f}", "", ""))
+    text, _, wall = faster_whisper(session, args.model, vad=True)
+    rows.append(("faster-whisper offline, vad_filter=True", wer(truth, text), "offline", "offline", "offline", f"{wall / audio_s:.3f}", "", ""))
+    runs = [("livecap file (offline)", False)] + ([] if args.no_live else [("livecap file --realtime", True)])
+    for name, realtime in runs:
+        events = livecap_run(session, args.out / ("live" if realtime else "offline"), realtime, flags)
+        finals = [e for e in events if e["type"] == "final"]
+        stats = next((e for e in events if e["type"] == "stats"), {})
+        hyp = " ".join(f["text"] for f in finals)
+        nonspeech = in_sections(finals, sections, ("white_noise", "brown_noise", "buzz", "silence"))
+        compute = f"{stats.get('rtf') or 0:.3f} ({stats.get('asr_seconds', 0) / audio_s:.3f} final + {stats.get('interim_asr_seconds', 0) / audio_s:.3f} interim), cpu {stats.get('cpu_per_audio_s') or 0:.3f}"
+        if realtime:
+            latency = word_latencies(ref_words, shown_words(events))
+            final_after = [f["latency"]["latency"] for f in finals if "latency" in f]
+            rows.append((name, wer(truth, hyp), pct(latency["committed"]), pct(latency["final"]), pct(final_after), compute, len(nonspeech), per_degradation(finals, sections)))
+        else:
+            rows.append((name, wer(truth, hyp), "offline", "offline", "offline", compute, len(nonspeech), per_degradation(finals, sections)))
+    print(f"\nsession: {session} ({audio_s / 60:.1f} min, {sum(1 for s in sections if s.kind == 'speech')} clips), model {args.model}, flags {' '.join(flags)}\n")
+    print("| system | WER | word committed after spoken p50 / p95 (s) | word final p50 / p95 (s) | final after end of speech p50 / p95 (s) | compute per audio s | words on non-speech | WER per degradation |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        name, score, *rest = row
+        degr = rest[-1]
+        degr_text = ", ".join(f"{k} {v:.1%}" for k, v in sorted(degr.items())) if isinstance(degr, dict) else ""
+        print(f"| {name} | {score:.1%} | " + " | ".join(str(x) for x in rest[:-1]) + f" | {degr_text} |")
+
+
+if __name__ == "__main__":
+    main()
