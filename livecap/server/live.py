@@ -168,9 +168,12 @@ class LiveSession:
             return
         self.source = PushSource(start.sample_rate, name=f"ws:{self.ws.client.host if self.ws.client else '?'}")
         self.stream = self.hub.engine.stream(self.source, live=True, decode=start.decode, converter=self.source.converter())
-        await self.ws.send_json({"type": "ready", "stream_id": self.stream.stream_id, "model": self.hub.model,
-                                 "sample_rate": start.sample_rate, "sample_format": start.sample_format,
-                                 "max_frame_bytes": self.settings.max_frame_bytes})
+        try:
+            await self.ws.send_json({"type": "ready", "stream_id": self.stream.stream_id, "model": self.hub.model,
+                                     "sample_rate": start.sample_rate, "sample_format": start.sample_format,
+                                     "max_frame_bytes": self.settings.max_frame_bytes})
+        except Exception:  # the client left before its stream started: nothing runs yet
+            return
         self.stream.start()
         threading.Thread(target=self._pump, name=f"pump-{self.stream.stream_id}", daemon=True).start()
         sender = asyncio.create_task(self._send_loop())
@@ -178,6 +181,9 @@ class LiveSession:
             ending = await self._receive_audio(start.sample_format)
         except Closing as closing:
             ending = closing
+        except Exception:  # a bug must not leave the stream running nor show a traceback to the client
+            log.exception("live stream %s failed", self.stream.stream_id)
+            ending = Closing(1011, "internal server error")
         if not ending.graceful:
             self.stream.pool.cancel_finals(self.stream.stream_id)  # nobody will read them
         self.source.end()
