@@ -380,9 +380,10 @@ def test_jsonl_events_name_their_file(en_clips: list[Clip], tmp_path: Path) -> N
 
 @slow
 def test_early_ctrl_c_prints_no_traceback(en_clips: list[Clip], tmp_path: Path) -> None:
-    for delay in (0.1, 0.3, 0.6):
+    for delay in (0.1, 0.3, 0.6, 0.9):
         process = _start(["file", str(_jfk(en_clips)), "--plain", "--output-dir", str(tmp_path)], cwd=REPO)
         threading.Event().wait(delay)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
-        assert process.returncode == 130 and "Traceback" not in stderr, (delay, stderr)
+        # 130, or killed by the signal itself (the shell shows 130 too) while the interpreter loads
+        assert process.returncode in (130, -signal.SIGINT) and "Traceback" not in stderr, (delay, stderr)

@@ -154,25 +154,30 @@ def file_command(
     sources: list[tuple[FileSource, str]] = []  # each source and the name the user gave it
     with tempfile.TemporaryDirectory(prefix="livecap-input-") as spool_dir:
         for arg in paths:
+            path = Path(arg)
             try:
-                path = _spool_input(arg, Path(spool_dir)) if _is_stream(arg) else Path(arg)
+                if _is_stream(arg):
+                    path = _spool_input(arg, Path(spool_dir))
                 sources.append((FileSource(path, realtime=realtime, track=audio_track), arg))
-            except LivecapError as error:
-                report_error(str(error))
+            except LivecapError as error:  # named as the user named it, not by its spool file
+                report_error(str(error).replace(str(path), "standard input" if arg == "-" else arg))
                 failed += 1
         if not sources:
             raise typer.Exit(1)
         stems = _stems(["stdin" if arg == "-" else Path(arg).stem for _, arg in sources], out_dir, overwrite)
-        with Engine(config) as engine, counting_stop_signals() as stop_requests:
+        # signals count from before the model loads: a stop then (even inside an extension's import)
+        # ends the run cleanly once the load is done, before any file starts
+        with counting_stop_signals() as stop_requests, Engine(config) as engine:
             for (source, name), stem in zip(sources, stems):
+                if stop_requests.count:
+                    warn(f"interrupted before {name} started; it was not transcribed")
+                    break
                 try:
                     ok = _transcribe_one(engine, config, source, name, stem, out_dir, options, stop_requests)
                 except LivecapError as error:  # this file's outputs could not be written: go on
                     report_error(str(error))
                     ok = False
                 failed += not ok
-                if stop_requests.count:
-                    break
     if stop_requests.count:
         raise typer.Exit(stop_requests.exit_code)
     if failed:
