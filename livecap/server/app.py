@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, WebSocket
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livecap.asr.models import local_models
 from livecap.config import Config
@@ -37,6 +38,26 @@ def authorized(api_key: str | None, authorization: str | None, query_key: str | 
     if authorization and authorization.lower().startswith("bearer "):
         given = authorization[7:].strip()
     return hmac.compare_digest(given.encode(), api_key.encode())
+
+
+class RequireKey:
+    """HTTP requests but /health need the key (a plain ASGI middleware: Starlette's BaseHTTPMiddleware
+    would hide a client's disconnect from the endpoint). WebSockets are checked by their route, which
+    can then say why in a close frame."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+        self.app = app
+        self.api_key = api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            request = Request(scope)
+            if not authorized(self.api_key, request.headers.get("authorization"), request.query_params.get("api_key")):
+                refusal = RequestError("missing or wrong API key (Authorization: Bearer KEY)", 401, code="invalid_api_key")
+                response = JSONResponse(refusal.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def page() -> str:
@@ -69,16 +90,7 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
     def hub_of(request: Request | WebSocket) -> Hub:
         return request.app.state.hub
 
-    @app.middleware("http")
-    async def require_key(request: Request, call_next):  # noqa: ANN001, ANN202 - starlette's middleware signature
-        if request.url.path not in OPEN_PATHS and not authorized(
-            settings.api_key, request.headers.get("authorization"), request.query_params.get("api_key")
-        ):
-            return JSONResponse(
-                RequestError("missing or wrong API key (Authorization: Bearer KEY)", 401, code="invalid_api_key").body(),
-                status_code=401, headers={"WWW-Authenticate": "Bearer"},
-            )
-        return await call_next(request)
+    app.add_middleware(RequireKey, api_key=settings.api_key)
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, error: RequestError) -> JSONResponse:

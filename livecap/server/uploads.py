@@ -26,6 +26,7 @@ from livecap.errors import LivecapError
 from livecap.messages import Caption
 from livecap.output.writers import render_srt, render_txt, render_vtt
 from livecap.pipeline.session import SessionResult, run_session
+from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
 from livecap.server.requests import RequestError, decode_options
 from livecap.sources.file import FileSource
@@ -33,6 +34,7 @@ from livecap.sources.file import FileSource
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 FORM_OVERHEAD = 64 * 1024  # multipart headers and the small fields around the file
 MODEL_ALIASES = ("whisper-1",)  # what OpenAI clients send by default: the loaded model
+DISCONNECT_POLL_S = 0.5
 
 
 async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
@@ -73,19 +75,29 @@ async def _read_form(request: Request, max_bytes: int) -> tuple[UploadFile, dict
     return upload, fields
 
 
-def _transcribe(engine: Engine, upload: UploadFile, decode: DecodeOptions) -> SessionResult:
-    """Copy the upload to a private file, transcribe it (not live) and remove it; runs in a thread."""
+def _open(engine: Engine, upload: UploadFile, folder: Path, decode: DecodeOptions) -> Stream:
+    """Copy the upload to a private file and open it as a (not live) stream; runs in a thread."""
+    path = folder / "audio"
+    with path.open("wb") as out:
+        upload.file.seek(0)
+        shutil.copyfileobj(upload.file, out, length=1 << 20)
+    try:
+        return engine.stream(FileSource(path), live=False, decode=decode)
+    except LivecapError as error:
+        raise RequestError(str(error).replace(str(path), "the uploaded file")) from None
+
+
+async def _transcribe(request: Request, engine: Engine, upload: UploadFile, decode: DecodeOptions) -> SessionResult:
+    """Transcribe off the event loop; a client that goes away stops its transcription (the pool is shared)."""
     with tempfile.TemporaryDirectory(prefix="livecap-upload-") as folder:
-        path = Path(folder) / "audio"
-        with path.open("wb") as out:
-            upload.file.seek(0)
-            shutil.copyfileobj(upload.file, out, length=1 << 20)
-        try:
-            source = FileSource(path)
-            return run_session(engine.stream(source, live=False, decode=decode))
-        except LivecapError as error:
-            reason = str(error).replace(str(path), "the uploaded file")
-            raise RequestError(reason) from None
+        stream = await asyncio.to_thread(_open, engine, upload, Path(folder), decode)
+        job = asyncio.ensure_future(asyncio.to_thread(run_session, stream))
+        while not job.done():
+            await asyncio.wait({job}, timeout=DISCONNECT_POLL_S)
+            if not job.done() and await request.is_disconnected():
+                stream.stop("the client went away")
+                break
+        return await job
 
 
 def _render(result: SessionResult, fmt: str, task: str, duration: float | None) -> Response:
@@ -133,7 +145,7 @@ async def transcription(request: Request, hub: Hub, task: str) -> Response:
                 fields, multilingual=hub.engine.backend.multilingual, model=hub.model,
                 task="translate" if task == "translate" else "transcribe",
             )
-            result = await asyncio.to_thread(_transcribe, hub.engine, upload, decode)
+            result = await _transcribe(request, hub.engine, upload, decode)
         finally:
             await upload.close()
         if result.end_reason is not None or result.errors:
