@@ -26,7 +26,7 @@ from livecap.bench.wer import wer
 from livecap.config import Config
 from livecap.engine import Engine
 from livecap.server.app import create_app
-from livecap.server.client import pcm_frames, stream_file
+from livecap.server.client import pcm_frames, stream_file, stream_frames
 from livecap.server.live import Closing, Outbox, decode_frame, parse_start
 from livecap.server.run import make_server
 from livecap.server.settings import ServerSettings
@@ -323,7 +323,31 @@ def test_idle_stream_is_ended_after_its_finals(engine: Engine, en_clips: list[Cl
     assert code == 1008 and reason.startswith("idle"), reason
     finals = " ".join(e["text"] for e in events if e["type"] == "final")
     assert wer(clip.reference, finals) < 0.35
-    assert [e["type"] for e in events[-2:]] == ["error", "stats"] or events[-1]["type"] == "error"
+    assert events[-2]["type"] == "stats" and events[-1] == {"type": "error", "message": reason}
+
+
+@slow
+def test_stream_over_its_time_limit_ends_after_its_finals(engine: Engine, en_clips: list[Clip]) -> None:
+    clip = by_length(en_clips, 1)[0]
+    with running(engine, max_stream_s=3.0) as base:
+        result = asyncio.run(stream_file(ws_url(base), clip.path, speed=1.0))
+    assert result.close_code == 1008 and "limit of 3 s" in result.close_reason
+    assert result.finals and result.sent_seconds < clip.duration  # what was heard, then the end
+    assert result.events[-2]["type"] == "stats" and result.events[-1] == {"type": "error", "message": result.close_reason}
+
+
+@slow
+def test_f32le_at_44_1_khz_is_resampled(engine: Engine, en_clips: list[Clip]) -> None:
+    import soxr
+
+    clip = by_length(en_clips, 1)[0]
+    audio = np.frombuffer(b"".join(pcm_frames(clip.path)), "<i2").astype(np.float32) / 32768
+    resampled = soxr.resample(audio, 16_000, 44_100).astype("<f4")
+    frames = [resampled[i : i + 4410].tobytes() for i in range(0, len(resampled), 4410)]
+    start = {"sample_rate": 44_100, "sample_format": "f32le"}
+    with running(engine) as base:
+        result = asyncio.run(stream_frames(ws_url(base), frames, speed=2.0, start=start))
+    assert result.close_code == 1000 and wer(clip.reference, result.text) < 0.35, result.text
 
 
 @slow

@@ -209,17 +209,21 @@ class LiveSession:
 
     # -- receiving (event loop) ----------------------------------------------------------------
 
-    async def _receive(self, timeout: float) -> dict[str, Any]:
+    async def _receive(self, deadline: float) -> dict[str, Any]:
+        """The next message; the close to send when the client is idle, past `deadline` or gone."""
+        idle = self.settings.idle_timeout_s
         try:
-            message = await asyncio.wait_for(self.ws.receive(), timeout)
+            message = await asyncio.wait_for(self.ws.receive(), min(idle, deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            raise Closing(1008, f"idle: nothing received for {self.settings.idle_timeout_s:g} s", graceful=True) from None
+            if time.monotonic() >= deadline:
+                raise Closing(1008, f"the stream reached its limit of {self.settings.max_stream_s:g} s", graceful=True) from None
+            raise Closing(1008, f"idle: nothing received for {idle:g} s", graceful=True) from None
         if message["type"] == "websocket.disconnect":
             raise Closing(1006, "client disconnected")
         return message
 
     async def _receive_text_first(self) -> str:
-        message = await self._receive(self.settings.idle_timeout_s)
+        message = await self._receive(time.monotonic() + self.settings.idle_timeout_s)
         if message.get("text") is None:
             raise Closing(1003, "the first message must be the JSON start message, not audio")
         if len(message["text"]) > MAX_TEXT_BYTES:
@@ -236,10 +240,7 @@ class LiveSession:
             while True:
                 if self.overflow is not None:
                     return self.overflow
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return Closing(1008, f"the stream reached its limit of {self.settings.max_stream_s:g} s", graceful=True)
-                receiving = asyncio.create_task(self._receive(min(self.settings.idle_timeout_s, left)))
+                receiving = asyncio.create_task(self._receive(deadline))
                 await asyncio.wait({receiving, draining}, return_when=asyncio.FIRST_COMPLETED)
                 if draining.done():
                     receiving.cancel()

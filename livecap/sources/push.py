@@ -58,11 +58,6 @@ class PushSource:
                 self._sink.offer(RawBlock(pending[offset : offset + self._block], now))
             self._pending = pending[whole:]
 
-    @property
-    def captured_seconds(self) -> float:
-        """Seconds of audio taken so far, dropped audio included."""
-        return self._sink.captured_samples / self.rate if self._sink is not None else 0.0
-
     def end(self, error: str | None = None) -> None:
         """Once: hand on the last partial block, then the end of audio (`error` says why it ended early)."""
         with self._lock:
