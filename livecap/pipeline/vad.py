@@ -19,6 +19,7 @@ from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
 
 WINDOW = 512  # samples per Silero window (32 ms at 16 kHz)
 CONTEXT = 64  # samples of the previous window the model sees
+TONAL_FLATNESS_LOG10 = -3.5  # below: a hum or buzz, not speech (see `tonal`)
 
 
 @functools.cache
@@ -28,14 +29,52 @@ def _session():  # noqa: ANN202 - onnxruntime.InferenceSession
     return get_vad_model().session
 
 
-class SileroVad:
-    """Silero VAD with its recurrent state kept between calls: one instance per stream."""
+def _zero_state() -> np.ndarray:
+    return np.zeros((2, 1, 1, 128), dtype=np.float32)
 
-    def __init__(self) -> None:
+
+class SileroVad:
+    """Silero VAD run statefully, one instance per stream, with its recurrent state put back to zeros
+    at safe points so that a loud past cannot suppress a quieter speaker.
+
+    Kept forever, the LSTM state learns the loud speaker's level: a quiet, far or reverberant voice
+    that follows gets probabilities far below a fresh detector's (in a 7-minute test stream, 0.13 of
+    the fresh detector's speech windows on the worst clip; silence does not clear the state: after 60 s
+    of it, 0.39 against 0.51). So the state is reset (1) after `quiet_ms` of probabilities below
+    `neg_threshold` once speech was seen since the last reset (the speaker stopped), and (2) every
+    `period_s` whatever the audio (loud noise followed by quiet speech; bounds what an hour can hold).
+    After a reset the last `warm_ms` of audio are replayed through the fresh state and their outputs
+    discarded, so a reset adds no delay; the replay must not reach back into the speech before the
+    pause (a longer replay re-learns the loud level). Measured on that stream: mean recall against a
+    fresh detector 0.764 -> 0.958, worst clip 0.13 -> 0.86, no false alarms on silence or noise, no
+    decay over 56 minutes, +11 % CPU (about 62 us per 32 ms window). Decisions are made window by
+    window, so results do not depend on the block size of the calls."""
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        neg_threshold: float = 0.35,
+        quiet_ms: float = 500.0,
+        warm_ms: float = 512.0,
+        period_s: float = 10.0,
+    ) -> None:
         self._session = _session()
-        self._state = np.zeros((2, 1, 1, 128), dtype=np.float32)
+        self.threshold, self.neg_threshold = threshold, neg_threshold
+        self._quiet_windows = max(1, round(quiet_ms * SAMPLE_RATE / 1000 / WINDOW))
+        self._warm_windows = min(round(warm_ms * SAMPLE_RATE / 1000 / WINDOW), self._quiet_windows)
+        self._period_windows = max(1, round(period_s * SAMPLE_RATE / WINDOW))
+        self.resets = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: a new stream, or a gap in the audio (dropped blocks)."""
+        self._state = _zero_state()
         self._context = np.zeros(CONTEXT, dtype=np.float32)
         self._rest = np.zeros(0, dtype=np.float32)
+        self._history: deque[np.ndarray] = deque(maxlen=self._warm_windows + 1)  # windows fed to the model
+        self._quiet = 0  # consecutive windows below neg_threshold
+        self._armed = False  # speech seen since the last reset
+        self._since = 0  # windows since the last reset
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Speech probability for each complete window; a partial window waits for the next call."""
@@ -45,13 +84,69 @@ class SileroVad:
         if count == 0:
             return np.zeros(0, dtype=np.float32)
         windows = audio[: count * WINDOW].reshape(count, WINDOW).astype(np.float32, copy=False)
-        contexts = np.concatenate([self._context[None, :], windows[:-1, -CONTEXT:]])
+        out = []
+        start = 0
+        while start < count:
+            probs, state = self._run(windows[start:], self._context, self._state)
+            cut = self._reset_point(probs)
+            taken = len(probs) if cut is None else cut + 1
+            out.append(probs[:taken])
+            self._history.extend(windows[start : start + taken])
+            self._context = windows[start + taken - 1, -CONTEXT:].copy()
+            if cut is None:
+                self._state = state
+            else:  # the windows after the reset point are run again from the fresh, warmed-up state
+                self._restart()
+            start += taken
+        return np.concatenate(out)
+
+    def _run(self, windows: np.ndarray, context: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        contexts = np.concatenate([context[None, :], windows[:-1, -CONTEXT:]])
         probs, h, c = self._session.run(
-            None, {"input": np.concatenate([contexts, windows], axis=1), "h": self._state[0], "c": self._state[1]}
+            None, {"input": np.concatenate([contexts, windows], axis=1), "h": state[0], "c": state[1]}
         )
-        self._state = np.stack([h, c])
-        self._context = windows[-1, -CONTEXT:].copy()
-        return np.asarray(probs, dtype=np.float32).reshape(-1)
+        return np.asarray(probs, dtype=np.float32).reshape(-1), np.stack([h, c])
+
+    def _reset_point(self, probs: np.ndarray) -> int | None:
+        """Count windows; the index of the window after which the state resets, or None."""
+        for index, prob in enumerate(probs):
+            self._since += 1
+            self._armed |= bool(prob >= self.threshold)
+            self._quiet = self._quiet + 1 if prob < self.neg_threshold else 0
+            if (self._armed and self._quiet >= self._quiet_windows) or self._since >= self._period_windows:
+                return index
+        return None
+
+    def _restart(self) -> None:
+        """Zero the state, then warm it up on the last windows (the oldest one only gives context)."""
+        state = _zero_state()
+        history = list(self._history)
+        if self._warm_windows and len(history) > 1:
+            _, state = self._run(np.stack(history[1:]), history[0][-CONTEXT:].copy(), state)
+        self._state = state
+        self._quiet, self._armed, self._since = 0, False, 0
+        self.resets += 1
+
+
+def tonal(samples: np.ndarray) -> bool:
+    """True for voice-like sound that is not speech: a hum, a buzz, a held tone. Silero passes such
+    sound (a synthetic 150 Hz buzz with syllable-rate modulation: 2-6 utterances a minute) and Whisper
+    writes words on it with scores inside the range of real speech. Speech has noise-like consonants and
+    broad formants; a buzz is a few harmonics: over 100-4000 Hz, the median spectral flatness of the
+    loud frames was -8.2 to -4.0 (log10) for buzz utterances and -2.8 to -1.2 for all 96 speech
+    utterances of the test stream (clean, far, quiet, reverberant, phone-band). Singing or whistling
+    may look tonal too."""
+    frame, hop = 512, 256
+    if len(samples) < frame:
+        return False
+    frames = np.lib.stride_tricks.sliding_window_view(samples, frame)[::hop] * np.hanning(frame)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-12
+    freqs = np.fft.rfftfreq(frame, 1 / SAMPLE_RATE)
+    band = power[:, (freqs >= 100) & (freqs <= 4000)]
+    energy = band.sum(axis=1)
+    loud = band[energy > energy.max() * 0.01]  # frames within 20 dB of the loudest
+    flatness = np.exp(np.mean(np.log(loud), axis=1)) / np.mean(loud, axis=1)
+    return float(np.log10(np.median(flatness) + 1e-12)) < TONAL_FLATNESS_LOG10
 
 
 @dataclass
@@ -70,7 +165,7 @@ class Segmenter:
     def __init__(self, options: VadConfig, stream_id: str = "0") -> None:
         self.options = options
         self.stream_id = stream_id
-        self.vad = SileroVad()
+        self.vad = SileroVad(options.vad_threshold, options.vad_neg_threshold)
         self._pad = int(options.speech_pad_ms * SAMPLE_RATE / 1000)
         self._min_silence = int(options.min_silence_ms * SAMPLE_RATE / 1000)
         self._min_speech = int(options.min_speech_ms * SAMPLE_RATE / 1000)
@@ -83,6 +178,7 @@ class Segmenter:
         self._captures: deque[tuple[int, float]] = deque(maxlen=512)  # (end sample, capture time) per chunk
         self._open: _Open | None = None
         self._last_end = 0  # end of the previous utterance: pre-roll never reaches before it
+        self.rejected_tonal = 0  # utterances dropped as a hum or buzz
         self.next_seq = 0
 
     @property
@@ -114,6 +210,8 @@ class Segmenter:
         if self._open is None or self._position - self._open.speech_start < self._min_speech:
             return None
         end = self._position
+        if self._tonal(self._open.start, end):
+            return None
         return self._utterance(self._open.start, end, end, now, final=False)
 
     def _step(self, prob: float, window_end: int, now: float, finished: list[Utterance]) -> None:
@@ -145,12 +243,14 @@ class Segmenter:
         half = len(probs) // 2
         quietest = half + int(np.argmin(probs[half:]))
         cut = first_window_end + quietest * WINDOW
-        utterance = self._utterance(current.start, cut, min(current.last_speech, cut), now, final=True)
+        kept = [] if self._tonal(current.start, cut) else [
+            self._utterance(current.start, cut, min(current.last_speech, cut), now, final=True)
+        ]
         self._probs = list(probs[quietest + 1 :])
         silence_since = current.silence_since if current.silence_since and current.silence_since >= cut else None
         self._open = _Open(cut, cut, max(current.last_speech, cut), silence_since)
         self._last_end = cut
-        return [utterance]
+        return kept
 
     def _close(self, speech_end: int, end: int, now: float) -> list[Utterance]:
         current = self._open
@@ -158,9 +258,16 @@ class Segmenter:
         self._open = None
         self._probs = []
         self._last_end = end
-        if speech_end - current.speech_start < self._min_speech:
+        if speech_end - current.speech_start < self._min_speech or self._tonal(current.start, end):
             return []
         return [self._utterance(current.start, end, speech_end, now, final=True)]
+
+    def _tonal(self, start: int, end: int) -> bool:
+        """A hum or buzz that Silero took for speech (see `tonal`); counted, never transcribed."""
+        if tonal(self._audio[start - self._audio_start : end - self._audio_start]):
+            self.rejected_tonal += 1
+            return True
+        return False
 
     def _utterance(self, start: int, end: int, speech_end: int, now: float, final: bool) -> Utterance:
         samples = self._audio[start - self._audio_start : end - self._audio_start].copy()
