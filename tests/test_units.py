@@ -109,3 +109,25 @@ def test_vad_cuts_long_speech_at_its_quietest_point(en_clips: list[Clip]) -> Non
     assert len(finals) >= 2
     assert all(u.duration <= 3.0 + 0.3 for u in finals)
     assert all(a.end <= b.start + 1e-6 for a, b in zip(finals, finals[1:]))  # no audio is used twice
+
+
+def test_footer_rtf_counts_interims_and_translation() -> None:
+    """The RTF shown is all compute per audio second, split so a user sees where it goes."""
+    from rich.console import Console
+
+    from livecap.cli.view import stats_footer
+    from livecap.pipeline.stats import StreamStats
+
+    stats = StreamStats()
+    stats.add_audio(10.0)
+    stats.add_asr(2.0, final=True)
+    stats.add_asr(3.0, final=False)
+    snapshot = stats.snapshot(
+        dropped_seconds=0.0, capture_depth_s=0.0, pending_finals=0, pending_interims=0, behind_seconds=0.0,
+        interims_skipped=0, transcribed_seconds=0.0,
+    )
+    assert snapshot.rtf == pytest.approx(0.5)
+    console = Console(width=200, record=True)
+    console.print(stats_footer(snapshot, "tiny.en", "cpu", "int8"))
+    text = console.export_text()
+    assert "RTF 0.50" in text and "finals 0.20 + interims 0.30" in text

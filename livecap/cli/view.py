@@ -57,11 +57,18 @@ def stats_footer(stats: StatsSnapshot, model: str, device: str, compute_type: st
     """Latency, RTF and load at a glance; turns red when the pipeline falls behind."""
     grid = Table.grid(padding=(0, 2))
     rtf = "–" if stats.rtf is None else f"{stats.rtf:.2f}"
+    audio = stats.audio_seconds or 1.0
+    compute = Text(
+        f"finals {stats.asr_seconds / audio:.2f} + interims {stats.interim_asr_seconds / audio:.2f}"
+        + (f" + translation {stats.translate_seconds / audio:.2f}" if stats.translate_seconds else "")
+        + (f", CPU {stats.cpu_per_audio_s:.2f}" if stats.cpu_per_audio_s is not None else ""),
+        style="dim",
+    )
     grid.add_row(
         Text(f"final p50 {_seconds(stats.final_p50)} p95 {_seconds(stats.final_p95)}"),
         Text(f"(wait {_seconds(stats.eos_wait_p50)} + work {_seconds(stats.processing_p50)})", style="dim"),
         Text(f"interim p50 {_seconds(stats.interim_p50)}"),
-        Text(f"RTF {rtf}"),
+        Text(f"RTF {rtf} (all compute per audio s)"),
     )
     behind = stats.behind_seconds > 2.0
     load = Text(
@@ -75,7 +82,7 @@ def stats_footer(stats: StatsSnapshot, model: str, device: str, compute_type: st
         else Text("")
     )
     grid.add_row(load, Text(f"behind {stats.behind_seconds:.1f}s", style="bold red" if behind else "dim"), translate, Text(""))
-    grid.add_row(Text(f"{model} · {device} · {compute_type}", style="dim"), Text(""), Text(""), Text(""))
+    grid.add_row(Text(f"{model} · {device} · {compute_type}", style="dim"), Text(""), Text(""), compute)
     return grid
 
 
