@@ -112,7 +112,7 @@ def _transcribe_one(
         warn(line)
     partial = result.end_reason is not None or bool(result.errors)
     # a partial run covers the audio up to its last caption; a whole one, all the audio decoded
-    duration = max((c.end for c in result.captions), default=0.0) if partial else report.duration_s
+    duration = round(max((c.end for c in result.captions), default=0.0) if partial else report.duration_s, 3)
     notes = {"partial": partial, "warnings": warnings, **report.to_dict()}
     saved = save_session(result, config, out_dir, stem, name, duration, notes)
     if saved and not source.realtime:
