@@ -91,16 +91,16 @@ class DecodeReport:
 
 def _check_path(path: Path) -> None:
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
     except FileNotFoundError:
         raise LivecapError(f"{path}: no such file") from None
     except OSError as error:  # a name too long, a folder without permission, ...
         raise LivecapError(f"{path}: cannot read ({error.strerror or error})") from None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(info.st_mode):
         raise LivecapError(f"{path}: is a directory, not an audio or video file")
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(info.st_mode):
         raise LivecapError(f"{path}: is a pipe or device, not a file; read it with `livecap file -` (standard input)")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise LivecapError(f"{path}: empty file")
 
 
