@@ -53,6 +53,10 @@ class AsrConfig:
     initial_prompt: str | None = _opt(None, "text that primes each decode: names, spelling, style")
     hotwords: str | None = _opt(None, "words to favour (names, jargon), as a space-separated list")
     word_timestamps: bool = _opt(True, "time each word of the final captions")
+    batch_size: int = _opt(
+        1, "finals decoded together in one call, across streams and file windows (0: by device)", min=0, max=64
+    )
+    batch_wait_ms: int = _opt(5, "longest a final is held for others to share its call (ms)", min=0, max=1000)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ class Engine:
         self.backend = WhisperBackend(
             config.asr, device=pick_device(config.asr.device), extra_workers=whisper_callers(config.translate, workers)
         )
-        self.pool = AsrPool(self.backend, workers)
+        self.pool = AsrPool(
+            self.backend, workers, batch_size=self.backend.batch_size, batch_wait_ms=config.asr.batch_wait_ms
+        )
         self.translator = open_translator(config.translate, self.backend)
         # as many translating threads as ASR workers, whatever the number of streams
         self.translation_pool = (

@@ -108,6 +108,31 @@ def test_truncated_file_reports_its_real_duration(truncated: Path, sonnet: tuple
     assert report.missing_s == pytest.approx(report.header_s - seconds)
 
 
+@pytest.mark.parametrize("suffix", ["flac", "ogg", "opus", "m4a", "mkv"])
+def test_other_formats_survive_damage_and_report_truncation(suffix: str, sonnet: tuple[Path, str],
+                                                             tmp_path: Path) -> None:
+    """Damage in the middle of each container: decoding goes on past it and says how much was lost;
+    a cut file says it is truncated where its header tells the length (not ogg/opus, mkv or mp4)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    media = tmp_path / f"s.{suffix}"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(sonnet[0]), "-t", "20", str(media)], check=True)
+    data = bytearray(media.read_bytes())
+    size = len(data) // 40
+    data[len(data) // 3 : len(data) // 3 + size] = np.random.default_rng(1).integers(0, 256, size, np.uint8).tobytes()
+    damaged = tmp_path / f"damaged.{suffix}"
+    damaged.write_bytes(bytes(data))
+    report = DecodeReport()
+    seconds = sum(len(b) for b in decode_blocks(damaged, report=report)) / SAMPLE_RATE
+    assert seconds > 18 and report.damaged and 0 < report.lost_s() < 4, report
+    if suffix == "flac":
+        cut = tmp_path / "cut.flac"
+        cut.write_bytes(media.read_bytes()[: len(data) // 2])
+        report = DecodeReport()
+        assert sum(len(b) for b in decode_blocks(cut, report=report)) / SAMPLE_RATE < 12
+        assert report.truncated and report.missing_s > 8
+
+
 @slow
 def test_damaged_mp3_is_transcribed_past_the_damage(damaged: Path, sonnet: tuple[Path, str], tmp_path: Path) -> None:
     result = run_cli("file", str(damaged), "--output-format", "json", "--output-dir", str(tmp_path))

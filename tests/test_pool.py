@@ -137,3 +137,144 @@ def test_a_failing_job_fails_only_itself() -> None:
         pool.shutdown()
     errors = {j.request.samples[0]: e for j, _, e in done}
     assert isinstance(errors[2.0], RuntimeError) and errors[1.0] is None and errors[3.0] is None
+
+
+# -- batching: several finals in one backend call -------------------------------------------------
+
+
+class BatchGate(GateBackend):
+    """A GateBackend that also takes batches, recording each call's labels; label 13 fails alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    def transcribe(self, request: AsrRequest) -> AsrResult:
+        self.calls.append([str(request.samples[0])])
+        return super().transcribe(request)
+
+    def transcribe_batch(self, requests: list[AsrRequest]) -> list[AsrResult | Exception]:
+        labels = [str(r.samples[0]) for r in requests]
+        with self._lock:
+            self.calls.append(labels)
+            self.started.extend(labels)
+        self.gate.wait(5)
+        return [
+            RuntimeError("bad item") if label == "13.0" else AsrResult((AsrSegment(0.0, 1.0, label),), "en", 1.0)
+            for label in labels
+        ]
+
+
+@pytest.fixture
+def batching() -> tuple[AsrPool, BatchGate]:
+    backend = BatchGate()
+    pool = AsrPool(backend, workers=1, batch_size=3, batch_wait_ms=20)
+    yield pool, backend
+    backend.gate.set()
+    pool.shutdown()
+
+
+def test_waiting_finals_run_as_one_call_oldest_first_across_streams(batching: tuple[AsrPool, BatchGate]) -> None:
+    pool, backend = batching
+    pool.submit_final(job("a", 1, final=True))  # held 20 ms, then runs alone: no other final came
+    wait_for(lambda: backend.started == ["1.0"])
+    for stream, label in (("b", 2), ("a", 3), ("c", 4), ("b", 5)):
+        pool.submit_final(job(stream, label, final=True))
+    backend.gate.set()
+    wait_for(lambda: len(backend.started) == 5)
+    assert backend.calls == [["1.0"], ["2.0", "3.0", "4.0"], ["5.0"]]
+    assert pool.batches == {1: 2, 3: 1}
+
+
+def test_a_lone_final_is_held_at_most_the_batch_wait(batching: tuple[AsrPool, BatchGate]) -> None:
+    pool, backend = batching
+    backend.gate.set()
+    done: list = []
+    pool.submit_final(job("a", 1, final=True, done=done))
+    wait_for(lambda: len(done) == 1)
+    held = done[0][0].t_started - done[0][0].t_submitted
+    assert 0.015 <= held < 0.5  # 20 ms by the pool's own clock; the margin is for a loaded machine
+
+
+def test_a_full_batch_is_not_held(batching: tuple[AsrPool, BatchGate]) -> None:
+    pool, backend = batching
+    pool.submit_final(job("a", 1, final=True))
+    wait_for(lambda: backend.started == ["1.0"])
+    jobs = [job("a", label, final=True) for label in (2, 3, 4)]
+    for queued in jobs:
+        pool.submit_final(queued)
+    backend.gate.set()
+    wait_for(lambda: len(backend.started) == 4)
+    assert backend.calls[1] == ["2.0", "3.0", "4.0"]
+    assert all(j.shared_by == 3 and j.cost == pytest.approx((j.t_finished - j.t_started) / 3) for j in jobs)
+
+
+def test_no_interim_starts_while_finals_are_held() -> None:
+    backend = BatchGate()
+    backend.gate.set()
+    pool = AsrPool(backend, workers=1, batch_size=4, batch_wait_ms=100)
+    try:
+        pool.submit_final(job("a", 1, final=True))
+        assert pool.submit_interim(job("b", 2, final=False))
+        wait_for(lambda: len(backend.started) == 2)
+        assert backend.calls == [["1.0"], ["2.0"]]  # the held final first, the interim alone after it
+    finally:
+        pool.shutdown()
+
+
+def test_interims_are_never_batched() -> None:
+    backend = BatchGate()
+    pool = AsrPool(backend, workers=1, batch_size=4, batch_wait_ms=0)
+    try:
+        pool.submit_final(job("x", 0, final=True))
+        wait_for(lambda: backend.started == ["0.0"])
+        for stream, label in (("a", 1), ("b", 2), ("c", 3)):
+            pool.submit_interim(job(stream, label, final=False))
+        backend.gate.set()
+        wait_for(lambda: len(backend.started) == 4)
+        assert backend.calls[1:] == [["1.0"], ["2.0"], ["3.0"]]
+    finally:
+        pool.shutdown()
+
+
+def test_a_failing_job_in_a_batch_fails_only_itself(batching: tuple[AsrPool, BatchGate]) -> None:
+    pool, backend = batching
+    done: list = []
+    pool.submit_final(job("a", 1, final=True, done=done))
+    wait_for(lambda: backend.started == ["1.0"])
+    for stream, label in (("a", 12), ("b", 13), ("c", 14)):
+        pool.submit_final(job(stream, label, final=True, done=done))
+    backend.gate.set()
+    wait_for(lambda: len(done) == 4)
+    outcome = {j.request.samples[0]: (r, e) for j, r, e in done}
+    assert isinstance(outcome[13.0][1], RuntimeError) and outcome[13.0][0] is None
+    assert [outcome[label][0].segments[0].text for label in (12.0, 14.0)] == ["12.0", "14.0"]
+    assert backend.calls[1] == ["12.0", "13.0", "14.0"]  # they did share the call
+
+
+def test_cancel_withdraws_held_finals_of_its_stream_only(batching: tuple[AsrPool, BatchGate]) -> None:
+    pool, backend = batching
+    done: list = []
+    pool.submit_final(job("a", 1, final=True, done=done))
+    wait_for(lambda: backend.started == ["1.0"])
+    for stream, label in (("s1", 2), ("s2", 3), ("s1", 4)):
+        pool.submit_final(job(stream, label, final=True, done=done))
+    pool.cancel_finals("s1")
+    backend.gate.set()
+    wait_for(lambda: len(done) == 4)
+    assert backend.calls == [["1.0"], ["3.0"]]
+
+
+def test_a_backend_without_batches_gets_one_job_a_call() -> None:
+    backend = GateBackend()
+    pool = AsrPool(backend, workers=1, batch_size=8)
+    try:
+        assert pool.batch_size == 1
+        backend.gate.set()
+        done: list = []
+        for label in (1, 2, 3):
+            pool.submit_final(job("a", label, final=True, done=done))
+        wait_for(lambda: len(done) == 3)
+        assert backend.started == ["1.0", "2.0", "3.0"]
+    finally:
+        pool.shutdown()

@@ -148,6 +148,22 @@ async def collect(ws: websockets.ClientConnection) -> list[dict]:
     return events
 
 
+async def exchange(url: str, messages: list[str | bytes]) -> tuple[int, str, list[dict]]:
+    """Send `messages`, then collect events until the server closes: (close code, reason, events)."""
+    ws = await websockets.connect(url)
+    try:
+        for message in messages:
+            await ws.send(message)
+    except websockets.ConnectionClosed:  # closed early: the events say why
+        pass
+    events = await collect(ws)
+    try:
+        await ws.close()
+    except websockets.ConnectionClosed:
+        pass
+    return ws.close_code, ws.close_reason, events
+
+
 def ws_url(base: str, query: str = "") -> str:
     return base.replace("http://", "ws://") + "/v1/stream" + query
 
@@ -287,13 +303,14 @@ def test_abandoned_upload_stops_its_transcription(engine: Engine, tmp_path: Path
     long = tmp_path / "long.flac"  # nine minutes: eighteen 30 s windows for the shared pool
     subprocess.run(["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar", "16000", str(long)], check=True)
     with running(engine) as base:
+        busy_before = httpx.get(base + "/status").json()["busy_seconds"]  # the engine is shared with other tests
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(base + "/v1/audio/transcriptions", files={"file": ("long.flac", long.read_bytes())}, timeout=2.0)
         gave_up = time.monotonic()
         while httpx.get(base + "/status").json()["uploads_active"]:
             time.sleep(0.1)
         stopped_after = time.monotonic() - gave_up
-        busy = httpx.get(base + "/status").json()["busy_seconds"]
+        busy = httpx.get(base + "/status").json()["busy_seconds"] - busy_before
     # whole, the file costs 25 worker-seconds or more here; stopped, only the windows already running finish
     assert stopped_after < 5.0 and busy < 15.0, (stopped_after, busy)
 
@@ -311,16 +328,9 @@ def test_bad_stream_input_closes_with_a_reason(engine: Engine) -> None:
         ([json.dumps({"type": "start", "sample_format": "f32le"}), np.full(100, np.inf, "<f4").tobytes()], 1007, "finite"),
     ]
 
-    async def send(url: str, messages: list[str | bytes]) -> tuple[int, str, list[dict]]:
-        async with websockets.connect(url) as ws:
-            for message in messages:
-                await ws.send(message)
-            events = await collect(ws)
-            return ws.close_code, ws.close_reason, events
-
     with running(engine, max_frame_bytes=64_000) as base:
         for messages, code, words in cases:
-            got_code, reason, events = asyncio.run(send(ws_url(base), messages))
+            got_code, reason, events = asyncio.run(exchange(ws_url(base), messages))
             assert got_code == code and words in reason, (messages[-1][:20], got_code, reason)
             assert events[-1] == {"type": "error", "message": reason}
         assert streams_active_settles(base) == 0
@@ -330,16 +340,9 @@ def test_bad_stream_input_closes_with_a_reason(engine: Engine) -> None:
 def test_idle_stream_is_ended_after_its_finals(engine: Engine, en_clips: list[Clip]) -> None:
     clip = by_length(en_clips, 1)[0]
 
-    async def go_quiet(url: str) -> tuple[int, str, list[dict]]:
-        async with websockets.connect(url) as ws:
-            await ws.send(json.dumps({"type": "start"}))
-            for frame in pcm_frames(clip.path):
-                await ws.send(frame)
-            events = await collect(ws)  # sends nothing more: idle
-            return ws.close_code, ws.close_reason, events
-
     with running(engine, idle_timeout_s=2.0) as base:
-        code, reason, events = asyncio.run(go_quiet(ws_url(base)))
+        # the clip, then nothing more: idle
+        code, reason, events = asyncio.run(exchange(ws_url(base), [json.dumps({"type": "start"}), *pcm_frames(clip.path)]))
     assert code == 1008 and reason.startswith("idle"), reason
     finals = " ".join(e["text"] for e in events if e["type"] == "final")
     assert wer(clip.reference, finals) < 0.35
@@ -380,13 +383,10 @@ def test_vanished_client_frees_its_slot_and_capacity_refuses_with_1013(engine: E
         assert json.loads(await first.recv())["type"] == "ready"
         for frame in frames[:20]:
             await first.send(frame)
-        async with websockets.connect(ws_url(base)) as second:  # over capacity
-            await second.send(json.dumps({"type": "start"}))
-            events = await collect(second)
-            refused = (second.close_code, second.close_reason)
-        assert events == [{"type": "error", "message": refused[1]}]
+        code, reason, events = await exchange(ws_url(base), [json.dumps({"type": "start"})])  # over capacity
+        assert events == [{"type": "error", "message": reason}]
         first.transport.abort()  # vanishes mid-stream: no close frame
-        return *refused, await asyncio.to_thread(streams_active_settles, base)
+        return code, reason, await asyncio.to_thread(streams_active_settles, base)
 
     with running(engine, max_streams=1) as base:
         code, reason, active = asyncio.run(scenario(base))

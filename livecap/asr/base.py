@@ -4,7 +4,8 @@ segments (and word timings when asked), and the small protocol a backend impleme
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -66,3 +67,11 @@ class AsrBackend(Protocol):
     multilingual: bool
 
     def transcribe(self, request: AsrRequest) -> AsrResult: ...
+
+
+@runtime_checkable
+class BatchAsrBackend(AsrBackend, Protocol):
+    """A backend that can run several requests in one call (one forward pass on many streams'
+    audio). Each request keeps its own options and gets its own result, or its own exception."""
+
+    def transcribe_batch(self, requests: Sequence[AsrRequest]) -> list[AsrResult | Exception]: ...

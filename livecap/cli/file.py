@@ -79,7 +79,7 @@ def _recover(journals: list[Path], config: Config, out_dir: Path) -> int:
                 raise LivecapError(f"{journal}: holds no captions")
             stem = journal.name.removesuffix(JOURNAL_SUFFIX)
             written = write_outputs(
-                captions, out_dir, stem, config.output.output_format, source=str(journal), duration=None,
+                captions, out_dir, stem, config.output.output_format, source=str(journal), duration=captions[-1].end,
                 options=OutputOptions.from_config(config), notes={"partial": True, "recovered_from": str(journal)},
             )
             journal.unlink()
@@ -95,8 +95,9 @@ def _transcribe_one(
     engine: Engine, config: Config, source: FileSource, name: str, stem: str, out_dir: Path,
     options: dict[str, Any], stop_requests: StopRequests,
 ) -> bool:
-    """Transcribe one file, journaling each final, and write its files; False when anything was
-    lost (damage warned about, truncation, no speech, an interruption). The journal goes once the
+    """Transcribe one file, journaling each final, and write its files. False when the captions do
+    not cover the file: truncated, no speech, an error, an interruption (skipped damage is warned
+    about and counted in the json, but the rest of the file is there). The journal goes once the
     files are written, and stays when they are not (or under --realtime, where it is a record)."""
     from livecap.output.writers import Journal
     from livecap.pipeline.session import run_session
@@ -111,7 +112,7 @@ def _transcribe_one(
         warn(line)
     partial = result.end_reason is not None or bool(result.errors)
     # a partial run covers the audio up to its last caption; a whole one, all the audio decoded
-    duration = max((c.end for c in result.captions), default=0.0) if partial else report.duration_s
+    duration = round(max((c.end for c in result.captions), default=0.0) if partial else report.duration_s, 3)
     notes = {"partial": partial, "warnings": warnings, **report.to_dict()}
     saved = save_session(result, config, out_dir, stem, name, duration, notes)
     if saved and not source.realtime:
@@ -131,7 +132,7 @@ def file_command(
         bool, typer.Option("--overwrite/--no-overwrite", help="replace the files of an earlier run, or name new ones x-2")
     ] = True,
     recover: Annotated[
-        bool, typer.Option(help="PATHS are journals a killed run left (*.journal.jsonl): write their caption files")
+        bool, typer.Option(help="the FILES are journals a killed run left (*.journal.jsonl): write their caption files")
     ] = False,
     options: dict | None = None,
 ) -> None:
@@ -170,7 +171,7 @@ def file_command(
         with counting_stop_signals() as stop_requests, Engine(config) as engine:
             for (source, name), stem in zip(sources, stems):
                 if stop_requests.count:
-                    warn(f"interrupted before {name} started; it was not transcribed")
+                    warn(f"interrupted before {name} started: it and any files after it were not transcribed")
                     break
                 try:
                     ok = _transcribe_one(engine, config, source, name, stem, out_dir, options, stop_requests)

@@ -82,7 +82,8 @@ class Stream:
         )
         self._events: queue.Queue[Event] = queue.Queue(maxsize=256)
         # bookkeeping
-        self._final_slots = threading.Semaphore(config.live.max_pending_finals)
+        # enough finals pending that a batch can fill while the workers' batches run
+        self._final_slots = threading.Semaphore(max(config.live.max_pending_finals, (pool.workers + 1) * pool.batch_size))
         self._pending: dict[int, float] = {}  # job seq -> capture time of its last speech
         self._lock = threading.Lock()  # state shared with the consumer thread
         self._deliver_lock = threading.Lock()  # keeps delivery in order; never taken by the consumer
@@ -231,7 +232,7 @@ class Stream:
     # -- ASR results (worker threads) ----------------------------------------------------------
 
     def _on_interim(self, job: AsrJob, result: AsrResult | None, error: BaseException | None) -> None:
-        self._interim_cost = job.t_finished - job.t_started
+        self._interim_cost = job.cost
         self.stats.add_asr(self._interim_cost, final=False)
         if error is not None or result is None:
             return
@@ -252,7 +253,7 @@ class Stream:
 
     def _on_final(self, seq: int, job: AsrJob, result: AsrResult | None, error: BaseException | None) -> None:
         self._final_slots.release()
-        self.stats.add_asr(job.t_finished - job.t_started, final=True)
+        self.stats.add_asr(job.cost, final=True)
         with self._deliver_lock:
             with self._lock:
                 self._pending.pop(seq, None)

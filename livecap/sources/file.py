@@ -41,6 +41,7 @@ class DecodeReport:
     damaged_packets: int = 0
     skipped_s: float = 0.0
     stopped: str | None = None  # why decoding ended before the end of the file
+    recovered: bool = False  # audio decoded after the first damage: the file goes on past it
     tracks: int = 1
     finished: bool = False
 
@@ -51,11 +52,13 @@ class DecodeReport:
 
     @property
     def damaged(self) -> bool:
-        return bool(self.damaged_packets or self.skipped_s or self.stopped)
+        """Damage inside the file, with audio after it (damage only at the very end is a cut, and
+        counts as truncation when the header promised more)."""
+        return bool(self.stopped) or (bool(self.damaged_packets or self.skipped_s) and self.recovered)
 
     @property
     def truncated(self) -> bool:
-        """Ended cleanly but well short of the header's duration: the end of the file is missing."""
+        """Ended well short of the header's duration, with no damage inside: the end is missing."""
         header = self.header_s or 0.0
         return not self.damaged and self.missing_s > max(SHORT_S, 0.02 * header)
 
@@ -72,8 +75,9 @@ class DecodeReport:
                 f"{name}: truncated: decoded {self.duration_s:.1f} s of the {self.header_s:.1f} s its header announces"
             )
         elif self.damaged:
-            what = f"skipped {self.damaged_packets} damaged packet{'s' * (self.damaged_packets != 1)}"
-            out.append(f"{name}: damaged: {what}, {self.lost_s():.1f} s of audio lost"
+            packets = self.damaged_packets
+            how = f"{packets} damaged packet{'s' * (packets != 1)} skipped" if packets else "a gap in its timestamps"
+            out.append(f"{name}: damaged: {self.lost_s():.1f} s of audio lost ({how})"
                        + (f"; decoding stopped early ({self.stopped})" if self.stopped else ""))
         if self.tracks > 1:
             out.append(f"{name}: has {self.tracks} audio tracks; this is one of them (--audio-track N picks, from 0)")
@@ -87,16 +91,16 @@ class DecodeReport:
 
 def _check_path(path: Path) -> None:
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
     except FileNotFoundError:
         raise LivecapError(f"{path}: no such file") from None
     except OSError as error:  # a name too long, a folder without permission, ...
         raise LivecapError(f"{path}: cannot read ({error.strerror or error})") from None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(info.st_mode):
         raise LivecapError(f"{path}: is a directory, not an audio or video file")
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(info.st_mode):
         raise LivecapError(f"{path}: is a pipe or device, not a file; read it with `livecap file -` (standard input)")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise LivecapError(f"{path}: empty file")
 
 
@@ -183,6 +187,7 @@ def _decoded(path: Path, track: int, report: DecodeReport) -> Iterator[np.ndarra
                 for out in resampler.resample(frame):
                     samples = out.to_ndarray().reshape(-1)
                     produced, real = produced + len(samples), real + len(samples)
+                    report.recovered = report.recovered or bool(report.damaged_packets or report.skipped_s)
                     yield samples
         for out in resampler.resample(None):
             samples = out.to_ndarray().reshape(-1)
