@@ -218,8 +218,13 @@ class Stream:
                 self._dispatch(packed)
 
     def _dispatch(self, utterance: Utterance) -> None:
-        """Hand a final to ASR; waits (bounded) while too many finals are pending."""
+        """Hand a final to ASR; waits (bounded) while too many finals are pending. A file stream
+        stopped meanwhile drops it: cancelling its queued finals frees slots, and the window waiting
+        here must not then be transcribed after the gap."""
         self._final_slots.acquire()
+        if self._discarding:
+            self._final_slots.release()
+            return
         with self._lock:
             seq = self._jobs
             self._jobs += 1

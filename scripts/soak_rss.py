@@ -1,0 +1,74 @@
+"""Memory over a long live session: the live pipeline (VAD, interims, finals, the stats window,
+the journal) on an hour of audio, fed as fast as it is taken instead of at 1x so that an hour takes
+minutes. Prints RSS every `--every` minutes of audio and the change from the first sample.
+
+    .venv/bin/python scripts/soak_rss.py [--minutes 60] [--every 5] [--model tiny.en]
+
+The session is built from ../shared/audio (livecap.bench.session), written once, and replayed as one
+file; captions go to a journal on disk and are not kept in memory (as `livecap mic` does)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import manifest  # noqa: E402
+
+from livecap.bench.session import build_session  # noqa: E402
+from livecap.config import resolve  # noqa: E402
+from livecap.engine import Engine  # noqa: E402
+from livecap.messages import Caption  # noqa: E402
+from livecap.output.writers import Journal  # noqa: E402
+from livecap.sources.file import FileSource  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--every", type=float, default=5.0)
+    parser.add_argument("--model", default="tiny.en")
+    args = parser.parse_args()
+    process = psutil.Process()
+    with tempfile.TemporaryDirectory() as tmp:
+        session = Path(tmp) / "session.wav"
+        clips = [(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()]
+        build_session(clips, session, minutes=args.minutes)
+        config = resolve(None, {"model": args.model}).config
+        with Engine(config) as engine:
+            stream = engine.stream(FileSource(session, realtime=False), live=True)
+            journal = Journal(Path(tmp) / "soak.journal.jsonl")
+            samples: list[tuple[float, float]] = []
+            finals = 0
+            next_mark = 0.0
+            started = time.monotonic()
+            stream.start()
+            while True:
+                event = stream.next_event(timeout=0.2)
+                if isinstance(event, Caption):
+                    journal.append(event)
+                    finals += 1
+                elif event is not None and type(event).__name__ == "StreamEnd":
+                    break
+                if stream.position >= next_mark:
+                    samples.append((stream.position / 60, process.memory_info().rss / 2**20))
+                    print(f"{samples[-1][0]:6.1f} min of audio  RSS {samples[-1][1]:7.1f} MB  finals {finals}", flush=True)
+                    next_mark += args.every * 60
+            journal.close()
+            samples.append((stream.position / 60, process.memory_info().rss / 2**20))
+    rss = np.array([r for _, r in samples[1:]])  # the first sample is before the first model run
+    print(f"\n{args.minutes:g} min of audio in {time.monotonic() - started:.0f} s, {finals} finals; RSS after the first "
+          f"{args.every:g} min {rss[0]:.1f} MB, at the end {rss[-1]:.1f} MB ({(rss[-1] / rss[0] - 1):+.1%}), "
+          f"range {rss.min():.1f}-{rss.max():.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
