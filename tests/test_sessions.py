@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -325,3 +329,42 @@ def test_key_guards_every_session_endpoint(engine: Engine, en_clips: list[Clip],
         assert asyncio.run(first_event(ws(base, f"/v1/sessions/{sid}/captions", "s3cret")))["type"] == "ready"
         assert httpx.delete(base + f"/v1/sessions/{sid}", headers=key).json()["state"] == "ended"
         assert httpx.delete(base + f"/v1/media/{media}", headers=key).status_code == 200
+
+
+@pytest_slow
+def test_terminal_publisher_and_watcher(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+    """`livecap mic --publish` from a real input device (a private PulseAudio) and `livecap watch`,
+    as processes, against a real server."""
+    from pulse import pulse_server
+
+    clip = by_length(en_clips, 1)[0]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with running(engine, data_dir=tmp_path / "data") as base, ExitStack() as stack:
+        try:
+            pulse = stack.enter_context(pulse_server(tmp_path / "pulse"))
+        except RuntimeError as error:
+            pytest.skip(f"PulseAudio cannot start here: {error}")
+        mic = subprocess.Popen(
+            [sys.executable, "-m", "livecap", "mic", "--input-device", "pulse", "--publish", base, "--plain",
+             "--duration", f"{clip.duration + 4:.1f}"],
+            env={**pulse.env, "HF_HUB_OFFLINE": "1"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        assert mic.stderr is not None
+        announced = mic.stderr.readline()
+        assert "publishing" in announced, announced + mic.stderr.read()
+        session = announced.split("to session ")[1].split(";")[0]
+        watcher = subprocess.Popen([sys.executable, "-m", "livecap", "watch", f"{base}/{session}", "--plain"], env=env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: httpx.get(base + f"/v1/sessions/{session}").json()["viewers"] == 1, 30)
+        pulse.play(clip.path).wait(timeout=60)
+        published, mic_errors = mic.communicate(timeout=120)
+        watched, watch_errors = watcher.communicate(timeout=60)
+        unknown = subprocess.run([sys.executable, "-m", "livecap", "watch", f"{base}/nope"], env=env,
+                                 capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 1 and "no such session" in unknown.stderr
+    assert mic.returncode == 0, mic_errors
+    assert watcher.returncode == 0 and "the publisher ended the stream" in watch_errors, watch_errors
+    lines = [line.split("] ", 1)[1] for line in watched.splitlines() if "] " in line]
+    assert lines == [line.split("] ", 1)[1] for line in published.splitlines() if "] " in line]
+    assert wer(clip.reference, " ".join(lines)) < 0.35, watched
