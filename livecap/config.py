@@ -27,7 +27,7 @@ from livecap.errors import LivecapError
 from livecap.languages import language_code
 
 ENV_PREFIX = "LIVECAP_"
-OTHER_VARIABLES = ("CONFIG", "PROFILE", "CACHE_DIR", "SHARED_AUDIO")  # LIVECAP_ names that are not keys
+OTHER_VARIABLES = ("CONFIG", "PROFILE", "CACHE_DIR", "SHARED_AUDIO", "API_KEY")  # LIVECAP_ names that are not keys
 FORMATS = ("txt", "srt", "vtt", "json", "tsv", "verbose_json")  # `all` in output_format means every one
 
 

@@ -80,3 +80,63 @@ def test_microphone_page_and_upload_form(browser_engine: Engine, en_clips: list[
             assert wer(clip.reference, uploaded) < 0.35, uploaded
         finally:
             browser.close()
+
+
+def test_publisher_page_two_viewers_and_a_session_from_the_media_library(
+    browser_engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
+    if not CHROMIUM.is_file() or shutil.which("ffmpeg") is None:
+        pytest.skip("Debian's chromium and ffmpeg are needed (scripts/install.sh installs them)")
+    from playwright.sync_api import expect, sync_playwright
+
+    clip = by_length(en_clips, 1)[0]
+    wav = speech_then_silence(clip, tmp_path / "mic.wav")
+    phone = {"width": 390, "height": 844}
+    with running(browser_engine, api_key="k3y", data_dir=tmp_path / "data") as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+            ],
+        )
+        try:
+            publisher = browser.new_page()
+            publisher.goto(base + "/?api_key=k3y")
+            publisher.click("#publish")
+            expect(publisher.locator("#state")).to_contain_text("listening", timeout=30_000)
+            session = publisher.locator("#published").get_attribute("data-session")
+            viewers = [browser.new_page(viewport=phone) for _ in range(2)]
+            for viewer in viewers:
+                viewer.goto(base + publisher.locator("#watch-link").get_attribute("href"))  # the link it shows
+                expect(viewer.locator("#state")).to_contain_text(f"watching session {session}", timeout=30_000)
+            publisher.wait_for_timeout((clip.duration + 2) * 1000)  # the first pass of the looped file
+            viewers[0].screenshot(path=str(tmp_path / "viewer.png"))
+            publisher.click("#stop")
+            heard = []
+            for viewer in viewers:
+                expect(viewer.locator("#state")).to_have_text("session ended: the publisher ended the stream",
+                                                              timeout=30_000)
+                heard.append([
+                    line.locator(".text").inner_text() for line in viewer.locator("#captions p").all()
+                    if float(line.get_attribute("data-start")) < clip.duration
+                ])
+            assert heard[0] == heard[1] and wer(clip.reference, " ".join(heard[0])) < 0.35, heard
+            expect(publisher.locator(f"tr[data-session='{session}']")).to_contain_text("ended", timeout=10_000)
+            publisher.screenshot(path=str(tmp_path / "publisher.png"), full_page=True)
+
+            publisher.set_input_files("#media-file", str(clip.path))
+            publisher.click("#media-upload-form button")
+            expect(publisher.locator("#sessions-message")).to_have_text(f"added {clip.path.name}", timeout=30_000)
+            publisher.click("#media-start")
+            expect(publisher.locator("#sessions-message")).to_contain_text("started", timeout=30_000)
+            replayed = publisher.locator("#sessions-message").inner_text().split()[1]
+            publisher.locator(f"tr[data-session='{replayed}'] a").click()  # the list's link opens the viewer
+            expect(publisher.locator("#state")).to_have_text("session ended: the media file ended", timeout=60_000)
+            replay = " ".join(publisher.locator("#captions .text").all_inner_texts())
+            assert wer(clip.reference, replay) < 0.35, replay
+            publisher.set_viewport_size(phone)
+            publisher.screenshot(path=str(tmp_path / "replay-viewer.png"))
+        finally:
+            browser.close()

@@ -135,7 +135,7 @@ def test_shipped_profile_loads(name: str, no_user_config: dict[str, str]) -> Non
 
 
 # Commands that read no configuration (they list things), so take no --profile.
-NO_CONFIGURATION = {"devices", "models", "models pull", "profiles"}
+NO_CONFIGURATION = {"devices", "models", "models pull", "profiles", "watch"}
 
 
 def test_every_command_takes_profile() -> None:

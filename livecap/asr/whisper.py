@@ -260,17 +260,26 @@ class WhisperBackend:
                 model.get_prompt(item.tokenizer, item.previous, hotwords=item.request.options.hotwords or config.hotwords)
                 for item in active
             ]
-            outputs = model.model.generate(
-                view(encoded),
-                prompts,
-                beam_size=options.beam_size,
-                max_length=model.max_length,
-                return_scores=True,
-                return_no_speech_prob=True,
-                suppress_blank=options.suppress_blank,
-                suppress_tokens=list(options.suppress_tokens),
-                max_initial_timestamp_index=round(options.max_initial_timestamp / model.time_precision),
-            )
+            outputs: list = [None] * len(active)
+            # CTranslate2 wants <|startoftranscript|> at one position in a call: one call for each
+            # length of prompt text (no initial prompt or hotwords: all in one call)
+            groups: dict[int, list[int]] = {}
+            for k, (item, prompt) in enumerate(zip(active, prompts)):
+                groups.setdefault(prompt.index(item.tokenizer.sot), []).append(k)
+            for group in groups.values():
+                decoded = model.model.generate(
+                    view(encoded[group]),
+                    [prompts[k] for k in group],
+                    beam_size=options.beam_size,
+                    max_length=model.max_length,
+                    return_scores=True,
+                    return_no_speech_prob=True,
+                    suppress_blank=options.suppress_blank,
+                    suppress_tokens=list(options.suppress_tokens),
+                    max_initial_timestamp_index=round(options.max_initial_timestamp / model.time_precision),
+                )
+                for k, output in zip(group, decoded):
+                    outputs[k] = output
             for k, (item, size, output, prompt) in enumerate(zip(active, sizes, outputs, prompts)):
                 tokenizer = item.tokenizer
                 own = view(encoded[k : k + 1])

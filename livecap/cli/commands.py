@@ -16,6 +16,7 @@ from livecap.cli.common import fail
 from livecap.cli.file import file_command
 from livecap.cli.mic import devices_command, mic_command
 from livecap.cli.serve import serve_command
+from livecap.cli.watch import watch_command
 from livecap.errors import LivecapError
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app.command("bench")(bench_command)
 app.command("mic")(mic_command)
 app.command("devices")(devices_command)
 app.command("serve")(serve_command)
+app.command("watch")(watch_command)
 
 
 def _print_version(given: bool) -> None:

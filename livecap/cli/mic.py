@@ -20,13 +20,26 @@ Duration = Annotated[
 ]
 
 
+Publish = Annotated[
+    Optional[str],
+    typer.Option(metavar="URL", help="feed a `livecap serve` session instead: http://HOST:PORT (a new session) or "
+                                     "http://HOST:PORT/SESSION; the server transcribes, others watch"),
+]
+
+
 @opt.pipeline_command
 def mic_command(
     input_device: InputDevice = None,
     duration: Duration = None,
+    publish: Publish = None,
     options: dict | None = None,
 ) -> None:
     """Live captions from a microphone. Ctrl-C stops; finals are journaled as they come, files written at the end."""
+    assert options is not None
+    if publish is not None:
+        from livecap.cli.watch import publish_microphone
+
+        return publish_microphone(publish, input_device, duration, options["plain"], options["jsonl"])
     from rich.markup import escape
 
     from livecap.cli.common import choose_view, errors, pipeline_config, save_session
@@ -37,7 +50,6 @@ def mic_command(
     from livecap.pipeline.session import run_session
     from livecap.sources.mic import MicSource
 
-    assert options is not None
     config = pipeline_config(options, input_device=input_device)
     plain, jsonl = options["plain"], options["jsonl"]
     out_dir = Path(config.output.output_dir)

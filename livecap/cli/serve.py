@@ -4,6 +4,7 @@ runs (the CLI and the server never import each other; `livecap[server]` may not 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -26,6 +27,12 @@ def serve_command(
     idle_timeout_s: Annotated[float, typer.Option(min=0.1, help="end a stream that sends nothing this long")] = 30.0,
     max_stream_s: Annotated[float, typer.Option(min=1, help="end a stream after this long")] = 4 * 3600.0,
     drain_s: Annotated[float, typer.Option(min=0, help="on shutdown, time for open streams' last finals")] = 10.0,
+    data_dir: Annotated[
+        Optional[Path],
+        typer.Option(help="the media library's folder [default: the user data folder, ~/.local/share/livecap/server on Linux]"),
+    ] = None,
+    max_media: Annotated[int, typer.Option(min=1, help="files in the media library")] = 100,
+    max_viewers: Annotated[int, typer.Option(min=1, help="session viewers at once")] = 1000,
     profile: opt.Profile = None,
     model: opt.Model = None,
     language: opt.Language = None,
@@ -40,8 +47,9 @@ def serve_command(
     max_utterance_s: opt.MaxUtteranceS = None,
     interim: opt.Interim = None,
 ) -> None:
-    """Serve live captions (WebSocket /v1/stream, a browser page at /) and OpenAI-compatible
-    transcription (/v1/audio/transcriptions). SIGTERM or Ctrl-C drains open streams, then exits."""
+    """Serve live captions (WebSocket /v1/stream, a browser page at /), shared sessions watched by
+    many (/v1/sessions) and OpenAI-compatible transcription (/v1/audio/transcriptions). SIGTERM or
+    Ctrl-C drains open streams, then exits."""
     from livecap.cli.common import warn
     from livecap.config import resolve
     from livecap.errors import LivecapError
@@ -52,8 +60,7 @@ def serve_command(
         min_silence_ms=min_silence_ms, max_utterance_s=max_utterance_s, interim=interim,
     ))
     for warning in resolved.warnings:
-        if "LIVECAP_API_KEY " not in warning:  # read by this command, not by the configuration
-            warn(warning)
+        warn(warning)
     try:
         settings_module = importlib.import_module("livecap.server.settings")
         run_module = importlib.import_module("livecap.server.run")
@@ -62,6 +69,7 @@ def serve_command(
     settings = settings_module.ServerSettings(
         host=host, port=port, api_key=api_key or None, max_streams=max_streams, max_uploads=max_uploads,
         max_upload_bytes=int(max_upload_mb * MIB), max_frame_bytes=int(max_frame_kb * 1024),
-        idle_timeout_s=idle_timeout_s, max_stream_s=max_stream_s, drain_s=drain_s,
+        idle_timeout_s=idle_timeout_s, max_stream_s=max_stream_s, drain_s=drain_s, data_dir=data_dir,
+        max_media=max_media, max_viewers=max_viewers,
     )
     run_module.serve(resolved.config, settings)

@@ -8,6 +8,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from importlib import resources
 
 from fastapi import FastAPI, Request, WebSocket
@@ -21,8 +22,10 @@ from livecap.config import Config
 from livecap.engine import Engine
 from livecap.server.hub import Hub
 from livecap.server.live import close_with, serve_stream
+from livecap.server.media import MediaLibrary
 from livecap.server.requests import RequestError
-from livecap.server.settings import ServerSettings
+from livecap.server.sessions import Sessions
+from livecap.server.settings import ServerSettings, default_data_dir
 from livecap.server.uploads import transcription
 
 log = logging.getLogger("livecap.server")
@@ -78,6 +81,10 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         used = engine or await asyncio.to_thread(Engine, config)
         app.state.hub = Hub(used, settings)
+        data_dir = settings.data_dir or await asyncio.to_thread(default_data_dir)
+        library = await asyncio.to_thread(MediaLibrary, data_dir / "media", settings.max_media, settings.max_upload_bytes)
+        app.state.sessions = Sessions(app.state.hub, library)
+        log.info("media library in %s", library.folder)
         try:
             yield
         finally:
@@ -89,6 +96,17 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
 
     def hub_of(request: Request | WebSocket) -> Hub:
         return request.app.state.hub
+
+    def sessions_of(request: Request | WebSocket) -> Sessions:
+        return request.app.state.sessions
+
+    async def key_checked(websocket: WebSocket) -> bool:
+        """WebSockets check the key themselves, so that a refusal can say why in its close frame."""
+        if authorized(settings.api_key, websocket.headers.get("authorization"), websocket.query_params.get("api_key")):
+            return True
+        await websocket.accept()
+        await close_with(websocket, 1008, "missing or wrong API key (?api_key=KEY or Authorization: Bearer KEY)")
+        return False
 
     app.add_middleware(RequireKey, api_key=settings.api_key)
 
@@ -143,11 +161,47 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
-        if not authorized(settings.api_key, websocket.headers.get("authorization"), websocket.query_params.get("api_key")):
-            await websocket.accept()
-            await close_with(websocket, 1008, "missing or wrong API key (?api_key=KEY or Authorization: Bearer KEY)")
-            return
-        await serve_stream(websocket, hub_of(websocket))
+        if await key_checked(websocket):
+            await serve_stream(websocket, hub_of(websocket))
+
+    @app.post("/v1/media", status_code=201)
+    async def add_media(request: Request) -> dict:
+        return asdict(await sessions_of(request).library.add(request))
+
+    @app.get("/v1/media")
+    async def list_media(request: Request) -> dict:
+        return {"object": "list", "data": sessions_of(request).library.listing()}
+
+    @app.delete("/v1/media/{media_id}")
+    async def delete_media(request: Request, media_id: str) -> dict:
+        sessions_of(request).library.delete(media_id)
+        return {"id": media_id, "deleted": True}
+
+    @app.post("/v1/sessions", status_code=201)
+    async def create_session(request: Request) -> dict:
+        return (await sessions_of(request).create(request)).info()
+
+    @app.get("/v1/sessions")
+    async def list_sessions(request: Request) -> dict:
+        return {"object": "list", "data": sessions_of(request).listing()}
+
+    @app.get("/v1/sessions/{session_id}")
+    async def get_session(request: Request, session_id: str) -> dict:
+        return sessions_of(request).get(session_id).info()
+
+    @app.delete("/v1/sessions/{session_id}")
+    async def stop_session(request: Request, session_id: str) -> dict:
+        return (await sessions_of(request).stop(session_id)).info()
+
+    @app.websocket("/v1/sessions/{session_id}/captions")
+    async def watch(websocket: WebSocket, session_id: str) -> None:
+        if await key_checked(websocket):
+            await sessions_of(websocket).watch(websocket, session_id)
+
+    @app.websocket("/v1/sessions/{session_id}/publish")
+    async def publish(websocket: WebSocket, session_id: str) -> None:
+        if await key_checked(websocket):
+            await sessions_of(websocket).publish(websocket, session_id)
 
     @app.get("/")
     async def index() -> HTMLResponse:

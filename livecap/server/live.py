@@ -10,7 +10,7 @@ as the journal and `--jsonl`), and closes with a code that says why:
          or the client reads too slowly      1013 at capacity: try again later
 
 The model never runs on the event loop: the stream's stages are threads, and a pump thread per
-connection moves its events onto the loop. What waits to be sent is bounded: a newer interim (or
+stream moves its events onto the loop (`pump`, shared with the shared sessions of sessions.py). What waits to be sent is bounded: a newer interim (or
 stats) replaces an unsent one, finals are never dropped, and a client that leaves too many unsent
 is disconnected.
 """
@@ -24,6 +24,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -127,6 +128,13 @@ class Outbox:
         self._items.append(item)
         self._ready.set()
 
+    def cut(self, closing: Closing) -> None:
+        """Drop what is unsent and close: a reader this far behind gets only the reason."""
+        self._items.clear()
+        self._items.extend((error_record(closing.reason), closing))
+        self._kept = 2
+        self._ready.set()
+
     async def get(self) -> dict[str, Any] | Closing:
         while not self._items:
             self._ready.clear()
@@ -146,12 +154,41 @@ async def close_with(websocket: WebSocket, code: int, reason: str) -> None:
         pass
 
 
-class LiveSession:
-    """One admitted connection: its stream, its pump thread and its sender."""
+Post = Callable[[dict[str, Any]], None]
 
-    def __init__(self, websocket: WebSocket, hub: Hub) -> None:
+
+def pump(stream: Stream, hub: Hub, post: Post, stats: Callable[[], dict[str, Any]], done: Callable[[], None]) -> None:
+    """A stream's events as records, handed to `post` (from this thread), with `stats()` now and
+    then and at the end; then `done()`. Runs in its own thread and never waits on a client."""
+    last_stats = time.monotonic()
+    while True:
+        event = stream.next_event(timeout=0.25)
+        if isinstance(event, Caption):
+            latency = latency_breakdown(event)
+            hub.record_final(latency["latency"])
+            post(final_record(event, latency))
+        elif isinstance(event, InterimCaption):
+            post(interim_record(event))
+        elif isinstance(event, StreamError):
+            post(error_record(event.message))
+        elif isinstance(event, StreamEnd):
+            break
+        if time.monotonic() - last_stats >= STATS_EVERY_S:
+            last_stats = time.monotonic()
+            post(stats())
+    post(stats())
+    done()
+
+
+class LiveSession:
+    """One admitted connection: its stream, its pump thread and its sender. `tap`, when given, also
+    receives every record of the stream on the event loop (a shared session's viewers)."""
+
+    def __init__(self, websocket: WebSocket, hub: Hub, tap: Post | None = None) -> None:
         self.ws = websocket
         self.hub = hub
+        self.tap = tap
+        self.ending: Closing | None = None
         self.settings = hub.settings
         self.loop = asyncio.get_running_loop()
         self.outbox = Outbox(self.settings.max_unsent_finals)
@@ -175,7 +212,10 @@ class LiveSession:
         except Exception:  # the client left before its stream started: nothing runs yet
             return
         self.stream.start()
-        threading.Thread(target=self._pump, name=f"pump-{self.stream.stream_id}", daemon=True).start()
+        threading.Thread(
+            target=pump, args=(self.stream, self.hub, self._post_threadsafe, self._stats, self._pump_done),
+            name=f"pump-{self.stream.stream_id}", daemon=True,
+        ).start()
         sender = asyncio.create_task(self._send_loop())
         try:
             ending = await self._receive_audio(start.sample_format)
@@ -184,6 +224,7 @@ class LiveSession:
         except Exception:  # a bug must not leave the stream running nor show a traceback to the client
             log.exception("live stream %s failed", self.stream.stream_id)
             ending = Closing(1011, "internal server error")
+        self.ending = ending
         if not ending.graceful:
             self.stream.pool.cancel_finals(self.stream.stream_id)  # nobody will read them
         self.source.end()
@@ -260,27 +301,7 @@ class LiveSession:
 
     # -- the pump (its own thread) and the sender (event loop) -----------------------------------
 
-    def _pump(self) -> None:
-        """Move the stream's events onto the loop as records, with stats now and then; never waits
-        on the client."""
-        assert self.stream is not None
-        last_stats = time.monotonic()
-        while True:
-            event = self.stream.next_event(timeout=0.25)
-            if isinstance(event, Caption):
-                latency = latency_breakdown(event)
-                self.hub.record_final(latency["latency"])
-                self._post_threadsafe(final_record(event, latency))
-            elif isinstance(event, InterimCaption):
-                self._post_threadsafe(interim_record(event))
-            elif isinstance(event, StreamError):
-                self._post_threadsafe(error_record(event.message))
-            elif isinstance(event, StreamEnd):
-                break
-            if time.monotonic() - last_stats >= STATS_EVERY_S:
-                last_stats = time.monotonic()
-                self._post_threadsafe(self._stats())
-        self._post_threadsafe(self._stats())
+    def _pump_done(self) -> None:
         self._call_soon(self.pump_done.set)
 
     def _stats(self) -> dict[str, Any]:
@@ -294,7 +315,12 @@ class LiveSession:
             pass
 
     def _post_threadsafe(self, record: dict[str, Any]) -> None:
-        self._call_soon(self._post, record)
+        self._call_soon(self._deliver, record)
+
+    def _deliver(self, record: dict[str, Any]) -> None:
+        self._post(record)
+        if self.tap is not None:
+            self.tap(record)
 
     def _post(self, item: dict[str, Any] | Closing) -> None:
         try:

@@ -40,6 +40,7 @@ def make_server(app: FastAPI, settings: ServerSettings, log_level: str = "info")
         app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on",
         ws_max_size=2 * max(settings.max_frame_bytes, MAX_TEXT_BYTES),  # past our own limit: a reason, not a cut
         timeout_graceful_shutdown=settings.drain_s + 10,
+        ws_ping_interval=settings.ping_s, ws_ping_timeout=settings.ping_s,  # a client that stops answering is closed
     )
     return DrainingServer(app, config)
 

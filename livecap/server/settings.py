@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
 
 
 def default_max_streams(workers: int) -> int:
@@ -11,6 +15,17 @@ def default_max_streams(workers: int) -> int:
     load; two per worker keeps final latency near a single stream's, measured with
     scripts/serve_capacity.py. A faster machine or model can take more: set --max-streams."""
     return 2 * workers
+
+
+def default_data_dir() -> Path:
+    """Where the media library lives: the user's data folder (platformdirs: ~/.local/share/livecap/server
+    on Linux), or a fresh temporary folder when that cannot be created."""
+    folder = platformdirs.user_data_path("livecap") / "server"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="livecap-server-"))
+    return folder
 
 
 @dataclass(frozen=True)
@@ -27,3 +42,10 @@ class ServerSettings:
     send_queue: int = 64  # events waiting to be sent to one client before interims are dropped
     max_unsent_finals: int = 1000  # a client this far behind is disconnected (finals are never dropped)
     drain_s: float = 10.0  # on shutdown, how long open streams may take to send their last finals
+    data_dir: Path | None = None  # the media library's folder; None: default_data_dir()
+    max_media: int = 100  # files in the media library
+    max_viewers: int = 1000  # viewers of all sessions at once
+    viewer_buffer: int = 256  # events waiting to be sent to one viewer before it is dropped (rejoin to catch up)
+    history_finals: int = 1000  # finals a session keeps for late joiners
+    ended_sessions: int = 20  # ended sessions still listed (with their history) for late viewers
+    ping_s: float = 20.0  # WebSocket ping interval and timeout: a client that stops answering is closed

@@ -47,7 +47,7 @@ async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _read_form(request: Request, max_bytes: int) -> tuple[UploadFile, dict[str, str]]:
+async def read_form(request: Request, max_bytes: int) -> tuple[UploadFile, dict[str, str]]:
     """The uploaded file and the text fields, within the size limit."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise RequestError("send the audio as multipart/form-data with a `file` field")
@@ -130,7 +130,7 @@ async def transcription(request: Request, hub: Hub, task: str) -> Response:
         raise RequestError(f"busy: {hub.max_uploads} uploads are being transcribed; try again", 503, "server_error")
     audio_seconds = 0.0
     try:
-        upload, fields = await _read_form(request, hub.settings.max_upload_bytes)
+        upload, fields = await read_form(request, hub.settings.max_upload_bytes)
         try:
             model = fields.get("model") or hub.model
             if model != hub.model and model not in MODEL_ALIASES:

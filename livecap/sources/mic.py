@@ -16,6 +16,7 @@ from types import ModuleType
 import numpy as np
 
 from livecap.sources.queue import CaptureQueue, RawBlock
+from livecap.sources.resample import converter_from
 from livecap.errors import LivecapError
 from livecap.messages import SAMPLE_RATE
 
@@ -124,12 +125,8 @@ class MicSource:
         raise LivecapError(f"audio device {self.device.name!r} cannot record mono audio at {tried}")
 
     def converter(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """Stateful resampling to 16 kHz for the VAD thread; None when the device already records at 16 kHz."""
-        if self.rate == SAMPLE_RATE:
-            return None
-        import soxr
-
-        return soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32").resample_chunk
+        """Resampling to 16 kHz for the VAD thread; None when the audio already is 16 kHz."""
+        return converter_from(self.rate)
 
     def start(self, sink: CaptureQueue) -> None:
         self._sink = sink

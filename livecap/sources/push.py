@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from livecap.messages import SAMPLE_RATE
 from livecap.sources.queue import CaptureQueue, RawBlock
+from livecap.sources.resample import converter_from
 
 BLOCK_S = 0.1
 
@@ -36,12 +36,8 @@ class PushSource:
         self._ended = False
 
     def converter(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """Stateful resampling to 16 kHz for the VAD thread; None when the audio already is 16 kHz."""
-        if self.rate == SAMPLE_RATE:
-            return None
-        import soxr
-
-        return soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32").resample_chunk
+        """Resampling to 16 kHz for the VAD thread; None when the audio already is 16 kHz."""
+        return converter_from(self.rate)
 
     def start(self, sink: CaptureQueue) -> None:
         self._sink = sink

@@ -1,8 +1,40 @@
-// The page: microphone -> AudioWorklet (s16le PCM) -> WebSocket /v1/stream -> captions; and file uploads.
+// The page: microphone -> AudioWorklet (s16le PCM) -> WebSocket /v1/stream (or a session's publish
+// socket) -> captions; shared sessions (list, start from the media library, watch); file uploads.
+// `?watch=ID` is the viewer mode: that session's captions, large.
 "use strict";
-const apiKey = new URLSearchParams(location.search).get("api_key");
+const params = new URLSearchParams(location.search);
+const apiKey = params.get("api_key");
 const $ = (id) => document.getElementById(id);
+const MAX_LINES = 200; // captions kept on the page (a long event must not grow it without end)
 let socket = null, context = null, media = null;
+
+function authHeaders(extra = {}) {
+  return apiKey ? { ...extra, Authorization: `Bearer ${apiKey}` } : extra;
+}
+
+function socketUrl(path) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.host}${path}${apiKey ? `?api_key=${encodeURIComponent(apiKey)}` : ""}`;
+}
+
+function pageUrl(query) {
+  const all = new URLSearchParams(query);
+  if (apiKey) all.set("api_key", apiKey);
+  return `${location.pathname}?${all}`;
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: authHeaders() };
+  if (body instanceof FormData) init.body = body;
+  else if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers = authHeaders({ "Content-Type": "application/json" });
+  }
+  const response = await fetch(path, init);
+  const answer = await response.json();
+  if (!response.ok) throw new Error(answer.error ? answer.error.message : response.statusText);
+  return answer;
+}
 
 function setState(text, isError = false) {
   $("state").textContent = text;
@@ -30,13 +62,21 @@ function addCaption(event) {
     line.append(lat);
   }
   $("captions").append(line);
+  while ($("captions").childElementCount > MAX_LINES) $("captions").firstElementChild.remove();
+  if (document.body.classList.contains("viewer")) line.scrollIntoView({ block: "end" });
   $("committed").textContent = "";
   $("tail").textContent = "";
 }
 
 function onEvent(event) {
-  if (event.type === "ready") {
+  if (event.type === "ready" && event.session) {
+    setState(`watching session ${event.session.id} (${event.session.state})`);
+  } else if (event.type === "ready") {
     setState(`listening (${event.model}, stream ${event.stream_id})`);
+  } else if (event.type === "end") {
+    setState(`session ended: ${event.reason}`);
+    $("committed").textContent = "";
+    $("tail").textContent = "";
   } else if (event.type === "final") {
     addCaption(event);
     if (event.latency) $("latency").textContent = `final latency ${event.latency.latency.toFixed(2)} s`;
@@ -51,8 +91,8 @@ function onEvent(event) {
   }
 }
 
-async function start() {
-  $("start").disabled = true;
+async function start(path = "/v1/stream") {
+  $("start").disabled = $("publish").disabled = true;
   try {
     media = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
@@ -65,9 +105,7 @@ async function start() {
     const source = new Blob([$("worklet-source").textContent], { type: "application/javascript" });
     await context.audioWorklet.addModule(URL.createObjectURL(source));
     const sender = new AudioWorkletNode(context, "pcm-sender");
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const query = apiKey ? `?api_key=${encodeURIComponent(apiKey)}` : "";
-    socket = new WebSocket(`${scheme}://${location.host}/v1/stream${query}`);
+    socket = new WebSocket(socketUrl(path));
     socket.binaryType = "arraybuffer";
     socket.onopen = () => {
       socket.send(JSON.stringify({ type: "start", sample_rate: context.sampleRate, sample_format: "s16le" }));
@@ -98,8 +136,114 @@ function cleanUp() {
   if (media) media.getTracks().forEach((track) => track.stop());
   if (context) context.close();
   media = context = null;
-  $("start").disabled = false;
+  $("start").disabled = $("publish").disabled = false;
   $("stop").disabled = true;
+}
+
+async function publish() {
+  try {
+    const session = await api("POST", "/v1/sessions", { source: "publish" });
+    $("watch-link").href = pageUrl({ watch: session.id });
+    $("watch-link").textContent = new URL($("watch-link").href, location.href).href;
+    $("published").hidden = false;
+    $("published").dataset.session = session.id;
+    await start(`/v1/sessions/${session.id}/publish`);
+    refreshSessions();
+  } catch (error) {
+    setState(`cannot publish: ${error.message}`, true);
+  }
+}
+
+function watch(id) {
+  document.body.classList.add("viewer");
+  document.title = "livecap captions";
+  setState("connecting");
+  socket = new WebSocket(socketUrl(`/v1/sessions/${encodeURIComponent(id)}/captions`));
+  socket.onmessage = (message) => onEvent(JSON.parse(message.data));
+  socket.onclose = (close) => {
+    if (close.code === 1000) return; // the end event said why
+    setState(`closed (${close.code}): ${close.reason}`, true);
+    if (close.code === 1008 && close.reason.startsWith("viewer too far behind")) setTimeout(() => location.reload(), 2000);
+  };
+}
+
+function cell(row, content) {
+  const td = document.createElement("td");
+  if (content instanceof Node) td.append(content);
+  else td.textContent = content;
+  row.append(td);
+}
+
+async function refreshSessions() {
+  try {
+    const sessions = (await api("GET", "/v1/sessions")).data;
+    const rows = sessions.map((s) => {
+      const row = document.createElement("tr");
+      row.dataset.session = s.id;
+      const link = document.createElement("a");
+      link.href = pageUrl({ watch: s.id });
+      link.textContent = s.id;
+      cell(row, link);
+      cell(row, s.state + (s.end_reason ? `: ${s.end_reason}` : ""));
+      cell(row, s.source === "media" ? `media ${s.media}` : "publisher");
+      cell(row, String(s.viewers));
+      cell(row, `${s.position.toFixed(0)} s` + (s.duration ? ` / ${s.duration.toFixed(0)} s` : ""));
+      cell(row, s.final_latency_p50 == null ? "" : `${s.final_latency_p50.toFixed(2)} s`);
+      if (s.state !== "ended") {
+        const stopButton = document.createElement("button");
+        stopButton.textContent = "Stop";
+        stopButton.onclick = () => api("DELETE", `/v1/sessions/${s.id}`).then(refreshSessions, showSessionError);
+        cell(row, stopButton);
+      } else cell(row, "");
+      return row;
+    });
+    $("session-list").replaceChildren(...rows);
+  } catch (error) {
+    showSessionError(error);
+  }
+}
+
+async function refreshMedia() {
+  const items = (await api("GET", "/v1/media")).data;
+  $("media-list").replaceChildren(...items.map((m) => {
+    const option = document.createElement("option");
+    option.value = m.id;
+    option.textContent = `${m.name} (${m.duration == null ? "?" : m.duration.toFixed(0)} s, ${m.format})`;
+    return option;
+  }));
+}
+
+function showSessionError(error) {
+  $("sessions-message").className = "error";
+  $("sessions-message").textContent = error.message;
+}
+
+async function addMedia(event) {
+  event.preventDefault();
+  const form = new FormData();
+  form.append("file", $("media-file").files[0]);
+  $("sessions-message").className = "";
+  $("sessions-message").textContent = "uploading...";
+  try {
+    const item = await api("POST", "/v1/media", form);
+    $("sessions-message").textContent = `added ${item.name}`;
+    await refreshMedia();
+    $("media-list").value = item.id;
+  } catch (error) {
+    showSessionError(error);
+  }
+}
+
+async function startFromMedia(event) {
+  event.preventDefault();
+  try {
+    const session = await api("POST", "/v1/sessions", { media: $("media-list").value });
+    $("sessions-message").className = "";
+    $("sessions-message").textContent = `session ${session.id} started`;
+    await refreshSessions();
+  } catch (error) {
+    showSessionError(error);
+  }
 }
 
 async function upload(event) {
@@ -111,7 +255,7 @@ async function upload(event) {
   const out = $("upload-result");
   out.textContent = "transcribing...";
   const response = await fetch("/v1/audio/transcriptions", {
-    method: "POST", body: form, headers: apiKey ? { Authorization: `Bearer ${apiKey}` } : {},
+    method: "POST", body: form, headers: authHeaders(),
   });
   const body = await response.json();
   out.textContent = "";
@@ -131,6 +275,16 @@ async function upload(event) {
   }
 }
 
-$("start").onclick = start;
-$("stop").onclick = stop;
-$("upload-form").onsubmit = upload;
+if (params.get("watch")) {
+  watch(params.get("watch"));
+} else {
+  $("start").onclick = () => start();
+  $("publish").onclick = publish;
+  $("stop").onclick = stop;
+  $("upload-form").onsubmit = upload;
+  $("media-upload-form").onsubmit = addMedia;
+  $("media-form").onsubmit = startFromMedia;
+  refreshMedia().catch(showSessionError);
+  refreshSessions();
+  setInterval(refreshSessions, 2000);
+}

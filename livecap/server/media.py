@@ -1,0 +1,131 @@
+"""The media library: files uploaded once (POST /v1/media) and replayed as live sources by sessions.
+
+Files are stored under `<data dir>/media/` as `<id>.media` with a `<id>.json` description beside
+them; the id is chosen by the server (random hex) and is the only thing a client names, so a client's
+file name is shown but never becomes a path. Each file is checked at upload: it must open as media
+and audio must decode from it (`probe_duration`), else it is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import shutil
+import time
+import unicodedata
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from livecap.errors import LivecapError
+from livecap.server.requests import RequestError
+from livecap.server.uploads import read_form
+from livecap.sources.file import probe_duration
+
+ID = re.compile(r"[0-9a-f]{16}")
+MAX_NAME_CHARS = 200
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    id: str
+    name: str  # the client's file name, for people only
+    duration: float | None
+    format: str
+    bytes: int
+    created: float
+
+
+def display_name(name: str | None) -> str:
+    """The client's file name cut to its last component, without control characters, bounded."""
+    base = re.split(r"[/\\]", name or "")[-1]
+    clean = "".join(c for c in base if unicodedata.category(c)[0] != "C").strip()
+    return clean[:MAX_NAME_CHARS] or "upload"
+
+
+def _container_format(path: Path) -> str:
+    import av
+
+    with av.open(str(path), metadata_errors="ignore") as container:
+        return container.format.name
+
+
+class MediaLibrary:
+    """The stored files (event loop only; file work runs in threads)."""
+
+    def __init__(self, folder: Path, max_files: int, max_bytes: int) -> None:
+        self.folder = folder
+        self.max_files = max_files
+        self.max_bytes = max_bytes
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.items: dict[str, MediaItem] = {}
+        self.in_use: dict[str, int] = {}  # media id -> sessions replaying it
+        self._adding = 0
+        for meta in folder.glob("*.json"):  # what an earlier run stored
+            try:
+                item = MediaItem(**json.loads(meta.read_text(encoding="utf-8")))
+            except (ValueError, TypeError, OSError):
+                continue
+            if ID.fullmatch(item.id) and self.path(item.id).is_file():
+                self.items[item.id] = item
+
+    def path(self, media_id: str) -> Path:
+        """Where a stored file lives; only ever called with a server-chosen id."""
+        return self.folder / f"{media_id}.media"
+
+    def get(self, media_id: object) -> MediaItem:
+        item = self.items.get(media_id) if isinstance(media_id, str) else None
+        if item is None:
+            raise RequestError("no such media: GET /v1/media lists them", 404, code="media_not_found")
+        return item
+
+    def listing(self) -> list[dict]:
+        return [asdict(item) for item in sorted(self.items.values(), key=lambda i: i.created)]
+
+    async def add(self, request: Request) -> MediaItem:
+        """Store an uploaded file if it decodes; refuse it with the reason otherwise."""
+        if len(self.items) + self._adding >= self.max_files:
+            raise RequestError(f"the media library is full ({self.max_files} files): delete some first", 507)
+        self._adding += 1
+        try:
+            upload, _ = await read_form(request, self.max_bytes)
+            try:
+                media_id = secrets.token_hex(8)
+                item = await asyncio.to_thread(self._store, upload, media_id)
+            finally:
+                await upload.close()
+        finally:
+            self._adding -= 1
+        self.items[item.id] = item
+        return item
+
+    def _store(self, upload: UploadFile, media_id: str) -> MediaItem:
+        path = self.path(media_id)
+        try:
+            with path.open("wb") as out:
+                upload.file.seek(0)
+                shutil.copyfileobj(upload.file, out, length=1 << 20)
+            duration = probe_duration(path)
+            fmt = _container_format(path)
+            item = MediaItem(media_id, display_name(upload.filename), None if duration is None else round(duration, 3),
+                             fmt, path.stat().st_size, time.time())
+            (self.folder / f"{media_id}.json").write_text(json.dumps(asdict(item)), encoding="utf-8")
+        except LivecapError as error:
+            path.unlink(missing_ok=True)
+            raise RequestError(str(error).replace(str(path), "the uploaded file"), code="bad_media") from None
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return item
+
+    def delete(self, media_id: str) -> None:
+        item = self.get(media_id)
+        if self.in_use.get(item.id):
+            raise RequestError("the media is being replayed by a session: stop it first", 409, code="media_in_use")
+        del self.items[item.id]
+        (self.folder / f"{item.id}.json").unlink(missing_ok=True)
+        self.path(item.id).unlink(missing_ok=True)
