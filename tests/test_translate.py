@@ -114,7 +114,10 @@ class FakeTranslator:
 
 
 def test_translation_keeps_order_and_survives_a_failure(en_clips: list[Clip], tmp_path: Path) -> None:
-    """Real audio through the real VAD and reordering, with fake ASR and translation timings."""
+    """Two streams share the ASR pool and the engine's one translation pool: real audio through the
+    real VAD and reordering, with fake ASR and translation timings. Each stream's captions leave in
+    order, each translated once, a failing translation does not stop them, and no caption keeps its
+    audio once translated (a long result must not hold all its audio)."""
     from faster_whisper.audio import decode_audio
 
     gap = np.zeros(SAMPLE_RATE * 3 // 2, dtype=np.float32)
@@ -130,31 +133,40 @@ def test_translation_keeps_order_and_survives_a_failure(en_clips: list[Clip], tm
     translator = FakeTranslator()
     pool = AsrPool(FakeBackend(), workers=3)
     translation_pool = ThreadPoolExecutor(3)
-    stream = Stream(
-        FileSource(path), pool, config, stream_id="s1", live=True, translator=translator,
-        translation_pool=translation_pool,
-    )
-    stream.start()
-    events: list[object] = []
-    while not events or not isinstance(events[-1], StreamEnd):
-        event = stream.next_event(timeout=0.1)
-        if event is not None:
-            events.append(event)
+    streams = [
+        Stream(FileSource(path), pool, config, stream_id=f"s{i}", live=True, translator=translator,
+               translation_pool=translation_pool)
+        for i in (1, 2)
+    ]
+    events: dict[str, list[object]] = {s.stream_id: [] for s in streams}
+    for stream in streams:
+        stream.start()
+    while not all(e and isinstance(e[-1], StreamEnd) for e in events.values()):
+        for stream in streams:
+            event = stream.next_event(timeout=0.05)
+            if event is not None:
+                events[stream.stream_id].append(event)
     pool.shutdown()
     translation_pool.shutdown()
-    assert isinstance(events[-1], StreamEnd) and events[-1].reason is None
-    assert not [e for e in events if isinstance(e, StreamError)]
-    captions = [e for e in events if isinstance(e, Caption)]
-    assert len(captions) >= 6  # two per utterance, at least one utterance per clip
-    assert [c.seq for c in captions] == list(range(len(captions)))
-    assert sorted(c.text for c in captions) == sorted(translator.seen)  # each translated once
-    assert [c.start for c in captions] == sorted(c.start for c in captions)
-    for caption in captions:
+    everything = []
+    for stream_id, received in events.items():
+        assert isinstance(received[-1], StreamEnd) and received[-1].reason is None
+        assert not [e for e in received if isinstance(e, StreamError)]
+        captions = [e for e in received if isinstance(e, Caption)]
+        assert len(captions) >= 6  # two per utterance, at least one utterance per clip
+        assert {c.stream_id for c in captions} == {stream_id}
+        assert [c.seq for c in captions] == list(range(len(captions)))
+        assert [c.start for c in captions] == sorted(c.start for c in captions)
+        everything += captions
+    assert sorted(c.text for c in everything) == sorted(translator.seen)  # each translated once
+    assert any(c.text == FAILING for c in everything)
+    for caption in everything:
         if caption.text == FAILING:
             assert caption.translation == caption.text and caption.translation_failed
         else:
             assert caption.translation == f"en: {caption.text}" and not caption.translation_failed
         assert caption.timings["translate_start"] >= caption.timings["asr_end"]
+        assert caption.audio is None
 
 
 NO_ARGOS = "import sys; sys.modules['argostranslate'] = None; from livecap.cli import main; sys.argv[0] = 'livecap'; main()"
