@@ -15,7 +15,7 @@ import pytest
 from conftest import Clip, manifest
 
 from livecap.asr.base import AsrRequest, AsrResult, DecodeOptions
-from livecap.asr.whisper import CPU_BATCH, MAX_BATCH, WhisperBackend, batch_item_bytes, batch_size_for_memory
+from livecap.asr.whisper import MAX_BATCH, UNKNOWN_MEMORY_BATCH, WhisperBackend, batch_item_bytes, batch_size_for_memory
 from livecap.bench.wer import wer
 from livecap.config import AsrConfig, Config
 from livecap.engine import Engine
@@ -63,6 +63,18 @@ def test_a_batch_gives_the_captions_of_one_by_one(tiny: WhisperBackend, en_clips
         assert words and words == [(w.word, w.start, w.end) for s in alone.segments for w in s.words]
         assert wer(clip.reference, text(result)) < 0.35
 
+
+
+@pytest.mark.slow
+def test_the_cuda_encode_path_gives_the_same_captions(tiny: WhisperBackend, en_clips: list[Clip], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """No GPU here: the branch CUDA takes (one encode call for the batch, copied to host memory)
+    runs on the CPU model and must give what one-by-one decoding gives."""
+    caplog.set_level(logging.WARNING)
+    requests = [AsrRequest(samples(c.path), final=True, word_timestamps=True) for c in sorted(en_clips, key=lambda c: c.path.name)[:3]]
+    alone = [text(tiny.transcribe(r)) for r in requests]
+    monkeypatch.setattr(tiny, "device", "cuda")
+    assert [text(r) for r in tiny.transcribe_batch(requests)] == alone  # type: ignore[arg-type]
+    no_batch_failure(caplog)
 
 @pytest.mark.slow
 def test_long_windows_decode_on_past_the_first_pass(tiny: WhisperBackend, caplog: pytest.LogCaptureFixture) -> None:
@@ -187,5 +199,5 @@ def test_batch_size_follows_free_gpu_memory() -> None:
     assert batch_size_for_memory(70 * GIB, large) == MAX_BATCH  # an idle H100
     assert batch_size_for_memory(8 * GIB, large) == int(8 * GIB * 0.8) // large
     assert batch_size_for_memory(GIB, large) == 1  # never less than one
-    assert batch_size_for_memory(None, large) == CPU_BATCH  # memory unknown
+    assert batch_size_for_memory(None, large) == UNKNOWN_MEMORY_BATCH  # memory unknown
 

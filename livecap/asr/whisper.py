@@ -2,7 +2,8 @@
 
 CTranslate2 releases the GIL, so worker threads decode in parallel on one loaded model
 (`num_workers`). Guards drop Whisper's known failure modes: text on silence or noise, and
-repetition loops.
+repetition loops. `transcribe_batch` decodes several finals (of any streams, in any languages) in
+one CTranslate2 call per round of 30 s windows, with the same steps, options and guards.
 """
 
 from __future__ import annotations
@@ -107,8 +108,10 @@ class WhisperBackend:
         except Exception as error:  # CTranslate2 and huggingface_hub raise many types for a bad model
             raise LivecapError(_load_error(options.model, path, error)) from None
         self.multilingual = self.model.model.is_multilingual
-        self.batch_size = options.batch_size or (
-            CPU_BATCH if device == "cpu" else batch_size_for_memory(cuda_free_bytes(), batch_item_bytes(options.model, options.beam_size))
+        self.batch_size = options.batch_size or (  # 0: by device, once the model holds its memory
+            CPU_BATCH
+            if device == "cpu"
+            else batch_size_for_memory(cuda_free_bytes(), batch_item_bytes(options.model, options.beam_size))
         )
         if options.language and not self.multilingual and options.language != "en":
             raise LivecapError(f"model {options.model} is English-only; use --model base for --language {options.language}")
@@ -232,7 +235,6 @@ class WhisperBackend:
         `transcribe`'s options and guards."""
         import ctranslate2
         from faster_whisper.audio import pad_or_trim
-        from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
         from faster_whisper.utils import get_end
 
@@ -381,7 +383,11 @@ def _window_options(beam_size: int, suppress_tokens: tuple[int, ...]) -> Transcr
     )
 
 # Batch size chosen by the device (`batch_size = 0`)
-CPU_BATCH = 4  # on the CPU only the decoder gains from a batch; more only adds waiting
+# On 2 CPU cores (tiny.en, int8) a batch did not shorten a 7-minute file (scripts/batch_bench.py):
+# the encoder, most of the work, runs one window at a time there; multilingual models with the
+# language detected gain (about 30 % less CPU): the detection reuses the window's encoding.
+CPU_BATCH = 4
+UNKNOWN_MEMORY_BATCH = 4
 MAX_BATCH = 16
 GPU_MEMORY_SHARE = 0.8  # of the free memory, the rest left for CUDA's own workspace
 # (d_model, decoder layers, attention heads) by model family, largest first where a name has two
@@ -405,9 +411,9 @@ def batch_item_bytes(model: str, beam_size: int) -> int:
 
 def batch_size_for_memory(free_bytes: int | None, item_bytes: int) -> int:
     """How many finals one CUDA call may take: as many items as fit in GPU_MEMORY_SHARE of the
-    free memory (measured once the model is loaded), 1 to MAX_BATCH; CPU_BATCH when unknown."""
+    free memory (measured once the model is loaded), 1 to MAX_BATCH; UNKNOWN_MEMORY_BATCH when unknown."""
     if free_bytes is None:
-        return CPU_BATCH
+        return UNKNOWN_MEMORY_BATCH
     return max(1, min(MAX_BATCH, int(free_bytes * GPU_MEMORY_SHARE) // item_bytes))
 
 
