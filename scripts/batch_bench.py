@@ -2,11 +2,12 @@
 without its VAD) and batched (BatchedInferencePipeline), side by side in one run.
 
     .venv/bin/python scripts/batch_bench.py [--minutes 7] [--model tiny.en] [--beam 1] [--reps 2]
-        [--combos 2x1x1,1x2x1,1x2x4,2x1x4,1x2x8] [--words] [--out DIR]
+        [--combos 2x1x1,1x2x1,1x2x4,2x1x4,1x2x8] [--words] [--detect] [--out DIR]
 
 Inputs: a long degraded session built from ../shared/audio (livecap.bench.session; WER against
-its speech sections' references, joined) and the long/ readings the model can transcribe (the
-Spanish one needs a multilingual model). Every system runs as its own process, so wall time is the
+its speech sections' references, joined; `--minutes 0`: none) and the long/ readings the model
+can transcribe (the Spanish one needs a multilingual model). Every system is told the language,
+unless `--detect`. Every system runs as its own process, so wall time is the
 whole process (imports, model load, decoding, VAD); CPU is the child's user + system time. Each
 livecap combination is workers x CPU threads per worker x batch size; faster-whisper gets all the
 cores. Runs alternate between systems, `--reps` times; the table gives the median wall.
@@ -103,6 +104,7 @@ def main() -> None:
                         help="livecap runs: workers x threads x batch, comma-separated")
     parser.add_argument("--systems", default=",".join(FW_SYSTEMS), help="faster-whisper runs, comma-separated")
     parser.add_argument("--words", action="store_true", help="word timestamps in every system")
+    parser.add_argument("--detect", action="store_true", help="no system is told the language")
     parser.add_argument("--out", type=Path, default=Path("/tmp/livecap-batch-bench"))
     parser.add_argument("--fw", help=argparse.SUPPRESS)  # internal: one faster-whisper run
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
@@ -114,13 +116,16 @@ def main() -> None:
         return
 
     args.out.mkdir(parents=True, exist_ok=True)
-    session = args.out / f"session-{args.minutes:g}min.wav"
-    if not session.is_file():
-        build_session([(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()],
-                      session, minutes=args.minutes)
-    sections = load_sections(session)
+    inputs = []
+    if args.minutes > 0:
+        session = args.out / f"session-{args.minutes:g}min.wav"
+        if not session.is_file():
+            build_session([(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()],
+                          session, minutes=args.minutes)
+        sections = load_sections(session)
+        reference = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
+        inputs.append((session, reference, "en", sections[-1].end))
     multilingual = not args.model.endswith(".en")
-    inputs = [(session, " ".join(s.reference for s in sections if s.kind == "speech" and s.reference), "en", sections[-1].end)]
     inputs += [(c.path, c.reference, c.language, c.duration) for c in manifest()
                if c.path.parent.name == "long" and c.path.is_file() and (multilingual or c.language == "en")]
     systems = [s for s in args.systems.split(",") if s] + [c for c in args.combos.split(",") if c]
@@ -129,11 +134,12 @@ def main() -> None:
     for rep in range(args.reps):
         for path, _, language, _ in inputs:
             for system in systems if rep % 2 == 0 else systems[::-1]:  # alternate the order: load drifts
-                got = run_system(system, path, args, language)
+                got = run_system(system, path, args, None if args.detect else language)
                 results.setdefault((path.name, system), []).append(got)
                 print(f"rep {rep + 1} {path.name} {system}: wall {got[1]:.1f} s, cpu {got[2]:.1f} s", file=sys.stderr, flush=True)
 
     print(f"\nmodel {args.model}, beam {args.beam}, word timestamps {'on' if args.words else 'off'}, "
+          f"language {'detected' if args.detect else 'given'}, "
           f"{os.cpu_count()} cores, {args.reps} runs each (median wall; shared machine: see the spread)\n")
     for path, reference, language, seconds in inputs:
         baseline = statistics.median(w for _, w, _ in results[(path.name, "fw-seq-vad")]) if "fw-seq-vad" in systems else None

@@ -82,8 +82,8 @@ class Stream:
         )
         self._events: queue.Queue[Event] = queue.Queue(maxsize=256)
         # bookkeeping
-        # enough finals pending that a batch can fill while the workers' batches run
-        self._final_slots = threading.Semaphore(max(config.live.max_pending_finals, (pool.workers + 1) * pool.batch_size))
+        # a worker running a batch holds batch_size finals, not one: room for the next batch too
+        self._final_slots = threading.Semaphore(config.live.max_pending_finals + pool.workers * (pool.batch_size - 1))
         self._pending: dict[int, float] = {}  # job seq -> capture time of its last speech
         self._lock = threading.Lock()  # state shared with the consumer thread
         self._deliver_lock = threading.Lock()  # keeps delivery in order; never taken by the consumer
