@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -368,3 +369,28 @@ def test_terminal_publisher_and_watcher(engine: Engine, en_clips: list[Clip], tm
     lines = [line.split("] ", 1)[1] for line in watched.splitlines() if "] " in line]
     assert lines == [line.split("] ", 1)[1] for line in published.splitlines() if "] " in line]
     assert wer(clip.reference, " ".join(lines)) < 0.35, watched
+
+
+@pytest_slow
+def test_shutdown_ends_sessions_and_tells_their_viewers(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+    clip = max(en_clips, key=lambda c: c.duration)
+    results: dict[str, tuple[int, str, list[dict]]] = {}
+
+    def watch(name: str, url: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: results.update({name: asyncio.run(exchange(url, []))}))
+        thread.start()
+        return thread
+
+    with running(engine, data_dir=tmp_path, drain_s=5.0) as base:
+        replayed = session_of(base, clip)["id"]
+        waiting = httpx.post(base + "/v1/sessions", json={"source": "publish"}).json()["id"]
+        threads = [watch(sid, ws(base, f"/v1/sessions/{sid}/captions")) for sid in (replayed, waiting)]
+        wait_for(lambda: httpx.get(base + f"/v1/sessions/{replayed}").json()["finals"] >= 1)
+        assert httpx.get(base + f"/v1/sessions/{waiting}").json()["viewers"] == 1
+    for thread in threads:
+        thread.join(timeout=30)
+    for sid in (replayed, waiting):
+        code, reason, events = results[sid]
+        assert (code, reason) == (1001, "server shutting down"), sid
+        assert events[-1] == {"type": "end", "reason": "server shutting down"}
+    assert finals(results[replayed][2])  # what was heard before the shutdown

@@ -28,6 +28,7 @@ from livecap.sources.file import probe_duration
 
 ID = re.compile(r"[0-9a-f]{16}")
 MAX_NAME_CHARS = 200
+MAX_ADDING = 4  # uploads to the library arriving at once (each spools up to the size limit)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class MediaLibrary:
         """Store an uploaded file if it decodes; refuse it with the reason otherwise."""
         if len(self.items) + self._adding >= self.max_files:
             raise RequestError(f"the media library is full ({self.max_files} files): delete some first", 507)
+        if self._adding >= MAX_ADDING:
+            raise RequestError(f"busy: {MAX_ADDING} uploads are arriving; try again", 503, "server_error")
         self._adding += 1
         try:
             upload, _ = await read_form(request, self.max_bytes)

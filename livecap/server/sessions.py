@@ -309,10 +309,17 @@ class Sessions:
     # -- WebSockets ------------------------------------------------------------------------------
 
     async def _open(self, websocket: WebSocket, session_id: str) -> SharedSession | None:
+        """Accept and find the session; the connection's task is drained on shutdown like a stream's
+        (a viewer's last events, `end` and its 1001, go out before uvicorn closes what is left)."""
         await websocket.accept()
         session = self.items.get(session_id)
         if session is None:
             await close_with(websocket, NO_SESSION, "no such session")
+            return None
+        task = asyncio.current_task()
+        assert task is not None
+        self.hub.sessions.add(task)
+        task.add_done_callback(self.hub.sessions.discard)
         return session
 
     async def watch(self, websocket: WebSocket, session_id: str) -> None:
