@@ -33,7 +33,7 @@ from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
 from livecap.server.live import Closing, LiveSession, Outbox, close_with, pump
 from livecap.server.media import MediaLibrary
-from livecap.server.requests import RequestError, decode_options
+from livecap.server.requests import RequestError, check_model, decode_options
 from livecap.output.records import stats_record
 from livecap.sources.file import FileSource
 
@@ -41,7 +41,6 @@ log = logging.getLogger("livecap.server")
 
 MAX_BODY_BYTES = 16 * 1024
 FIELDS = ("source", "media", "model", "language", "translate_to", "prompt", "hotwords")
-MODEL_ALIASES = ("whisper-1",)
 NO_SESSION = 4404  # a WebSocket close code for an unknown session (4000-4999: the application's own)
 
 
@@ -140,7 +139,8 @@ class SharedSession:
         snap = self.stream.snapshot() if self.stream is not None else None
         return {
             "id": self.id, "state": self.state, "source": self.kind, "media": self.media,
-            "model": self.hub.model, "language": self.decode.language, "translate_to": self.translate_to,
+            "model": self.hub.model, "language": (self.stream.decode if self.stream else self.decode).language,
+            "translate_to": self.translate_to,
             "created": round(self.created, 3), "end_reason": self.end_reason,
             "viewers": len(self.fanout.viewers), "viewers_total": self.fanout.joined,
             "viewers_dropped": self.fanout.dropped, "finals": self.fanout.finals,
@@ -267,14 +267,14 @@ class Sessions:
         kind = fields.get("source", "media" if "media" in fields else None)
         if kind not in ("media", "publish"):
             raise RequestError('give "media": an id from GET /v1/media, or "source": "publish"')
-        model = fields.get("model") or self.hub.model
-        if model != self.hub.model and model not in MODEL_ALIASES:
-            raise RequestError(f"model {model!r} is not loaded: this server serves {self.hub.model!r}", 404,
-                               code="model_not_found")
+        check_model(fields.get("model"), self.hub.model)
+        if kind == "publish" and {"language", "prompt", "hotwords"} & set(fields):
+            raise RequestError("a publish session is decoded as its publisher's start message says: give language, "
+                               "prompt and hotwords there")
         translate_to = fields.get("translate_to") or None
         served = self.hub.engine.config.translate.translate_to
         if translate_to is not None and translate_to != served:
-            offer = f"it translates to {served!r} only" if served else "start it with --translate-to"
+            offer = f"it translates to {served!r} only" if served else "set translate_to in the profile it serves"
             raise RequestError(f"this server cannot translate to {translate_to!r}: {offer}")
         decode = decode_options(fields, multilingual=self.hub.engine.backend.multilingual, model=self.hub.model)
         media = self.library.get(fields.get("media")).id if kind == "media" else None

@@ -28,12 +28,11 @@ from livecap.output.writers import render_srt, render_txt, render_vtt
 from livecap.pipeline.session import SessionResult, run_session
 from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
-from livecap.server.requests import RequestError, decode_options
+from livecap.server.requests import RequestError, check_model, decode_options
 from livecap.sources.file import FileSource
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 FORM_OVERHEAD = 64 * 1024  # multipart headers and the small fields around the file
-MODEL_ALIASES = ("whisper-1",)  # what OpenAI clients send by default: the loaded model
 DISCONNECT_POLL_S = 0.5
 
 
@@ -132,12 +131,7 @@ async def transcription(request: Request, hub: Hub, task: str) -> Response:
     try:
         upload, fields = await read_form(request, hub.settings.max_upload_bytes)
         try:
-            model = fields.get("model") or hub.model
-            if model != hub.model and model not in MODEL_ALIASES:
-                raise RequestError(
-                    f"model {model!r} is not loaded: this server serves {hub.model!r} (or 'whisper-1')", 404,
-                    code="model_not_found",
-                )
+            check_model(fields.get("model"), hub.model)
             fmt = fields.get("response_format") or "json"
             if fmt not in FORMATS:
                 raise RequestError(f"response_format must be one of {', '.join(FORMATS)}")
