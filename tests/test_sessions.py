@@ -395,3 +395,25 @@ def test_shutdown_ends_sessions_and_tells_their_viewers(engine: Engine, en_clips
         assert (code, reason) == (1001, "server shutting down"), sid
         assert events[-1] == {"type": "end", "reason": "server shutting down"}
     assert finals(results[replayed][2])  # what was heard before the shutdown
+
+
+@pytest_slow
+def test_delete_ends_a_quiet_publisher_at_once(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+    frames = pcm_frames(by_length(en_clips, 1)[0].path)[:20]
+    with running(engine, data_dir=tmp_path) as base:
+        sid = httpx.post(base + "/v1/sessions", json={"source": "publish"}).json()["id"]
+
+        async def scenario() -> tuple[float, tuple[int, str], tuple[int, str, list[dict]]]:
+            viewer = asyncio.create_task(exchange(ws(base, f"/v1/sessions/{sid}/captions"), []))
+            publisher = await websockets.connect(ws(base, f"/v1/sessions/{sid}/publish"))
+            await publisher.send('{"type": "start"}')
+            for frame in frames:  # 2 s of audio, then nothing (the idle limit is 30 s)
+                await publisher.send(frame)
+            t0 = time.monotonic()
+            async with httpx.AsyncClient() as client:
+                await client.delete(base + f"/v1/sessions/{sid}", timeout=60)
+            return time.monotonic() - t0, await exchange_close(publisher), await viewer
+
+        took, published, (code, reason, events) = asyncio.run(scenario())
+    assert took < 10 and published == (1000, "the session was stopped")
+    assert (code, reason) == (1000, "the session was stopped") and events[-1]["type"] == "end"

@@ -10,9 +10,9 @@ as the journal and `--jsonl`), and closes with a code that says why:
          or the client reads too slowly      1013 at capacity: try again later
 
 The model never runs on the event loop: the stream's stages are threads, and a pump thread per
-stream moves its events onto the loop (`pump`, shared with the shared sessions of sessions.py). What waits to be sent is bounded: a newer interim (or
-stats) replaces an unsent one, finals are never dropped, and a client that leaves too many unsent
-is disconnected.
+stream (`pump`, also used by the shared sessions of sessions.py) moves its events onto the loop.
+What waits to be sent is bounded: a newer interim (or stats) replaces an unsent one, finals are
+never dropped, and a client that leaves too many unsent is disconnected.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -195,7 +195,8 @@ class LiveSession:
         self.pump_done = asyncio.Event()
         self.source: PushSource | None = None
         self.stream: Stream | None = None
-        self.overflow: Closing | None = None
+        self.stop_reason: Closing | None = None  # set by `end_with`
+        self._stop_now = asyncio.Event()
 
     async def run(self) -> None:
         try:
@@ -277,15 +278,14 @@ class LiveSession:
         assert self.source is not None
         deadline = time.monotonic() + self.settings.max_stream_s
         draining = asyncio.create_task(self.hub.draining.wait())
+        stopping = asyncio.create_task(self._stop_now.wait())
         try:
             while True:
-                if self.overflow is not None:
-                    return self.overflow
                 receiving = asyncio.create_task(self._receive(deadline))
-                await asyncio.wait({receiving, draining}, return_when=asyncio.FIRST_COMPLETED)
-                if draining.done():
+                await asyncio.wait({receiving, draining, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if draining.done() or stopping.done():
                     receiving.cancel()
-                    return Closing(1001, "server shutting down", graceful=True)
+                    return self.stop_reason or Closing(1001, "server shutting down", graceful=True)
                 message = receiving.result()
                 data = message.get("bytes")
                 if data is not None:
@@ -298,6 +298,12 @@ class LiveSession:
                     raise Closing(1007, 'text after the start message must be {"type": "end"}')
         finally:
             draining.cancel()
+            stopping.cancel()
+
+    def end_with(self, closing: Closing) -> None:
+        """End the connection now, from outside its receiver (a client too slow, a session stopped)."""
+        self.stop_reason = self.stop_reason or closing
+        self._stop_now.set()
 
     # -- the pump (its own thread) and the sender (event loop) -----------------------------------
 
@@ -326,7 +332,7 @@ class LiveSession:
         try:
             self.outbox.put(item)
         except Closing as closing:  # too many unsent finals: the receiver ends the connection
-            self.overflow = self.overflow or closing
+            self.end_with(closing)
 
     async def _send_loop(self) -> None:
         while True:

@@ -225,7 +225,7 @@ class SharedSession:
         await self._until(self.publisher_left, self.stopping)
         if not self.publisher_left.is_set():  # DELETE: the publisher is told, its last finals still sent
             assert self.publisher is not None
-            self.publisher.overflow = Closing(1000, "the session was stopped", graceful=True)
+            self.publisher.end_with(Closing(1000, "the session was stopped", graceful=True))
             await self.publisher_left.wait()
         ending = self.publisher.ending if self.publisher is not None else None
         if ending is None:
