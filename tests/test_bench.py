@@ -119,3 +119,31 @@ def test_manifest_without_file_column(tmp_path: Path) -> None:
     manifest.write_text("path\treference_text\na.wav\thello\n", encoding="utf-8")
     done = run_cli("bench", str(manifest))
     assert done.returncode == 2 and "not a manifest" in done.stderr
+
+
+def test_capacity_is_the_largest_level_that_held() -> None:
+    from livecap.bench.streams import capacity
+
+    def level(n: int, p95: float | None, refused: int = 0, dropped: float = 0.0) -> dict:
+        return {"streams": n, "final_p95": p95, "refused": refused, "dropped_s": dropped}
+
+    assert capacity([level(1, 0.9), level(2, 1.8), level(4, 2.6)]) == 2
+    assert capacity([level(1, 0.9), level(2, 1.5, dropped=0.3), level(4, 1.9, refused=1)]) == 1
+    assert capacity([level(1, None)]) == 0
+
+
+@pytest.mark.slow
+def test_streams_through_a_real_server(tmp_path: Path) -> None:
+    """`--streams`: a real `livecap serve` on loopback, two concurrent clients of real speech at 1x."""
+    out = tmp_path / "streams.json"
+    run = run_cli("bench", "--streams", "1,2", "--stream-seconds", "6", "--json", str(out))
+    assert run.returncode == 0, run.stderr
+    document = json.loads(out.read_text())
+    (result,) = document["streams"]
+    assert [level["streams"] for level in result["levels"]] == [1, 2]
+    for level in result["levels"]:
+        assert level["finals"] >= level["streams"] and level["refused"] == 0
+        assert level["wer"] is not None and level["wer"] < 0.35
+        assert 0 < level["compute_per_audio_s"] < 5
+    assert result["capacity"] in (0, 1, 2)
+    assert "p95" in run.stdout

@@ -139,7 +139,8 @@ def check_configurations(configs: list[Config]) -> None:
         pick_device(device)
 
 
-SETTINGS = {"model": "{}", "device": "{}", "compute_type": "{}", "workers": "w{}", "beam_size": "beam {}"}
+SETTINGS = {"model": "{}", "device": "{}", "compute_type": "{}", "workers": "w{}", "beam_size": "beam {}",
+            "batch_size": "batch {}"}
 
 
 def varying(configs: list[Config]) -> list[str]:

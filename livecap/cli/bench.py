@@ -37,6 +37,7 @@ def bench_command(
     workers: Annotated[Optional[str], typer.Option(help="comma list of worker counts [default: 2]", metavar="LIST")] = None,
     beam_size: Annotated[Optional[str], typer.Option(help="comma list of beam sizes [default: 1]", metavar="LIST")] = None,
     device: Annotated[Optional[str], typer.Option(help="compute devices: comma list of cpu, cuda, auto [default: cpu]", metavar="LIST")] = None,
+    batch_size: Annotated[Optional[str], typer.Option(help="comma list of ASR batch sizes (1: no batching)", metavar="LIST")] = None,
     language: opt.Language = None,
     translate_to: opt.TranslateTo = None,
     translator: opt.Translator = None,
@@ -50,6 +51,11 @@ def bench_command(
         Optional[float],
         typer.Option(min=0.5, max=180, metavar="MINUTES", help="build a long session of this many minutes from the inputs and measure it"),
     ] = None,
+    streams: Annotated[
+        Optional[str],
+        typer.Option(metavar="LIST", help="instead: N concurrent 1x streams through `livecap serve` on loopback, for each N of this comma list"),
+    ] = None,
+    stream_seconds: Annotated[float, typer.Option(min=1, metavar="S", help="speech each --streams client sends")] = 30.0,
     json_path: Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="write every figure to this JSON file")] = None,
     plot: Annotated[Optional[Path], typer.Option(metavar="FILE", help="draw latency and RTF per configuration into a PNG")] = None,
 ) -> None:
@@ -64,12 +70,15 @@ def bench_command(
             check_target(target)
     items = load_inputs(list(inputs or []))
     sweeps = {"model": model, "compute_type": compute_type, "workers": workers, "beam_size": beam_size,
-              "device": device}
+              "device": device, "batch_size": batch_size}
     fixed = {k: v for k, v in {"language": language, "translate_to": translate_to, "translator": translator}.items()
              if v is not None}
     configs = configurations(profile, sweeps, fixed)
     check_configurations(configs)
     keys = varying(configs)
+    if streams is not None:
+        bench_streams(configs, keys, items, streams, stream_seconds, json_path)
+        return
     limit = live_limit if live else 0.0
     results: list[dict] = []
     failure: LivecapError | None = None
@@ -129,3 +138,45 @@ def check_target(target: Path) -> None:
     if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise LivecapError(f"{target}: not writable")
 
+
+
+def bench_streams(
+    configs: list, keys: list[str], items: list, levels: str, seconds: float, json_path: Path | None
+) -> None:
+    """`--streams`: a server per configuration, N concurrent live clients per level (livecap.bench.streams)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from livecap.bench import report, streams
+
+    try:
+        counts = sorted({int(n) for n in levels.split(",") if n.strip()})
+    except ValueError:
+        raise LivecapError(f"--streams takes a comma list of stream counts (got {levels!r})") from None
+    if not counts or counts[0] < 1 or counts[-1] > 64:
+        raise LivecapError("--streams counts must be between 1 and 64")
+    results = []
+    for config in configs:
+        name = label(config, keys)
+        measured = streams.measure(config, items, counts, seconds)
+        results.append({"label": name, **measured})
+        table = Table(title=f"{name}: {seconds:g} s of speech per stream at 1x (capacity: {measured['capacity']} "
+                            f"at p95 final latency <= {streams.LATENCY_LIMIT_S:g} s)")
+        table.caption = ("N: concurrent streams; final latency p50/p95 (s); drop: audio the server dropped (s); "
+                         "compute: ASR worker-seconds per audio second; cores: server CPU")
+        for column in ("N", "p50", "p95", "finals", "drop", "refused", "WER", "compute", "cores"):
+            table.add_column(column, justify="right")
+        for level in measured["levels"]:
+            table.add_row(
+                str(level["streams"]), _figure(level["final_p50"]), _figure(level["final_p95"]),
+                str(level["finals"]), f"{level['dropped_s']:.1f}", str(level["refused"]),
+                _figure(level["wer"], "{:.1%}"), _figure(level["compute_per_audio_s"], "{:.3f}"),
+                f"{level['server_cores']:.2f}",
+            )
+        Console().print(table)
+    if json_path is not None:
+        report.write_json({"machine": machine(), "streams": results}, json_path)
+
+
+def _figure(value: float | None, fmt: str = "{:.2f}") -> str:
+    return "–" if value is None else fmt.format(value)
