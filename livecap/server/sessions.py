@@ -29,12 +29,12 @@ from starlette.websockets import WebSocket
 
 from livecap.asr.base import DecodeOptions
 from livecap.errors import LivecapError
+from livecap.output.records import stats_record
 from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
 from livecap.server.live import Closing, LiveSession, Outbox, close_with, pump
 from livecap.server.media import MediaLibrary
 from livecap.server.requests import RequestError, check_model, decode_options
-from livecap.output.records import stats_record
 from livecap.sources.file import FileSource
 
 log = logging.getLogger("livecap.server")
