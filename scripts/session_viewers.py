@@ -27,7 +27,6 @@ import wave
 from pathlib import Path
 
 import httpx
-import numpy as np
 import psutil
 import websockets
 
