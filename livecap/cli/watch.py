@@ -148,13 +148,13 @@ class Relay:
             self.view.tick(self.stats)
 
 
-def _view(plain: bool, jsonl: bool, label: str) -> Display:
+def _view(plain: bool, jsonl: bool, target: Target) -> Display:
     from livecap.cli.common import console
     from livecap.cli.view import LiveView, PlainView
 
     if plain or jsonl or not console.is_terminal:
         return PlainView()
-    return LiveView(console, label, "server", "")
+    return LiveView(console, f"session {target.session}", "server", target.base)
 
 
 async def _receive(connection: Any, relay: Relay, stop: StopRequests, stop_at: int) -> None:
@@ -268,7 +268,7 @@ def watch_command(
     target = Target.parse(url, api_key)
     if not target.session:
         raise LivecapError(f"{url}: name the session, such as {target.base}/SESSION (GET /v1/sessions lists them)")
-    relay = Relay(_view(plain, jsonl, f"session {target.session}"), jsonl)
+    relay = Relay(_view(plain, jsonl, target), jsonl)
     with counting_stop_signals() as stop:
         code, reason = _run(relay.view, watch_session(target, relay, stop))
     _finish(code, reason, relay, stop)
@@ -289,7 +289,7 @@ def publish_microphone(url: str, input_device: str | None, duration: float | Non
     errors.print(f"[dim]publishing {source.name} ({source.rate} Hz) to session {target.session}; viewers: "
                  f"{viewers} or `livecap watch {target.base}/{target.session}`; Ctrl-C stops[/]",
                  highlight=False, soft_wrap=True)
-    relay = Relay(_view(plain, jsonl, f"session {target.session}"), jsonl)
+    relay = Relay(_view(plain, jsonl, target), jsonl)
     with counting_stop_signals() as stop:
         code, reason = _run(relay.view, publish_source(target, source, relay, stop, duration))
     _finish(code, reason, relay, stop)
