@@ -6,6 +6,7 @@ endpoint; client names never paths. The fan-out's bounds are also tested without
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import socket
@@ -64,6 +65,25 @@ def test_client_file_names_are_shown_never_paths() -> None:
     assert display_name("C:\\x\\talk.mp3") == "talk.mp3"
     assert display_name("a\x00b\nc.wav") == "abc.wav"
     assert display_name("") == "upload" and len(display_name("x" * 1000)) == 200
+
+
+def test_terminal_clients_read_session_urls_and_show_each_final_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from livecap.cli.view import PlainView
+    from livecap.cli.watch import Relay, Target
+
+    monkeypatch.delenv("LIVECAP_API_KEY", raising=False)
+    assert Target.parse("http://h:8000/abc") == Target("http://h:8000", "abc", None)
+    assert Target.parse("h:8000/?watch=abc&api_key=k") == Target("http://h:8000", "abc", "k")
+    assert Target.parse("wss://h/v1/sessions/abc/captions").base == "https://h"
+    assert Target.parse("https://h:1/x", api_key="k").socket("captions") == "wss://h:1/v1/sessions/x/captions"
+    assert Target.parse("http://h:8000").session is None
+    out = io.StringIO()
+    relay = Relay(PlainView(out), jsonl=False)
+    final = {"type": "final", "start": 0.0, "end": 1.0, "text": "hello", "words": []}
+    for seq in (0, 1, 0, 1, 2):  # a rejoin repeats the history
+        relay.take({**final, "seq": seq})
+    relay.take({"type": "end", "reason": "done"})
+    assert out.getvalue().count("hello") == 3 and relay.ended == "done"
 
 
 # -- a real server --------------------------------------------------------------------------------
