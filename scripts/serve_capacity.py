@@ -19,6 +19,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -59,12 +61,9 @@ async def level(url: str, n: int, seconds: float) -> tuple[list[StreamResult], l
     return list(results), [reference for _, reference in jobs]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--levels", default="1,2,4", help="comma list of concurrent clients")
-    parser.add_argument("--seconds", type=float, default=30.0, help="speech each client sends (at 1x)")
-    args, serve_args = parser.parse_known_args()
-    serve_args = [a for a in serve_args if a != "--"]
+@contextmanager
+def serve_process(serve_args: list[str]) -> Iterator[tuple[str, psutil.Process, dict]]:
+    """A `livecap serve` process on a free loopback port: (base URL, the process, its /status)."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "livecap", "serve", "--port", str(port), *serve_args],
@@ -80,7 +79,18 @@ def main() -> None:
                 time.sleep(0.1)
         else:
             raise SystemExit("the server did not start")
-        process = psutil.Process(server.pid)
+        yield base, psutil.Process(server.pid), status
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levels", default="1,2,4", help="comma list of concurrent clients")
+    parser.add_argument("--seconds", type=float, default=30.0, help="speech each client sends (at 1x)")
+    args, serve_args = parser.parse_known_args()
+    with serve_process([a for a in serve_args if a != "--"]) as (base, process, status):
         print(f"model {status['model']}, {status['workers']} workers, {status['compute_type']}; "
               f"{os.cpu_count()} cores; {args.seconds:g} s of speech per client at 1x\n")
         print("| clients | final latency p50 / p95 (s) | finals | dropped audio (s) | refused | WER % | server CPU (cores) |")
@@ -96,9 +106,6 @@ def main() -> None:
             error = np.mean([wer(ref, r.text) for r, ref in served]) * 100 if served else float("nan")
             p50, p95 = (np.percentile(latencies, q) if latencies else float("nan") for q in (50, 95))
             print(f"| {n} | {p50:.2f} / {p95:.2f} | {len(latencies)} | {dropped:.1f} | {refused} | {error:.1f} | {cores:.2f} |")
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from livecap.bench.wer import wer
 from livecap.server.client import pcm_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_capacity import AUDIO, free_port  # noqa: E402
+from serve_capacity import AUDIO, serve_process  # noqa: E402
 
 
 def speech_file(seconds: float, folder: Path) -> tuple[Path, str]:
@@ -84,7 +83,6 @@ async def level(base: str, media: str, n: int, server: psutil.Process) -> dict:
         viewers = [asyncio.create_task(viewer(url, connected)) for _ in range(n)]
         while (await client.get(f"/v1/sessions/{session['id']}")).json()["viewers"] < n:
             await asyncio.sleep(0.1)
-        join_s = time.monotonic() - t0
         await asyncio.sleep(1.0)
         rss_with = server.memory_info().rss
         results = await asyncio.gather(*viewers)
@@ -99,9 +97,9 @@ async def level(base: str, media: str, n: int, server: psutil.Process) -> dict:
         "viewers": n, "finals": info["finals"], "complete": complete, "ordered": ordered,
         "latency_p50": info["final_latency_p50"], "latency_p95": info["final_latency_p95"],
         "spread_p50": statistics.median(spreads) if spreads else None, "spread_max": max(spreads, default=None),
-        "join_s": join_s, "rss_per_viewer_kib": (rss_with - rss_before) / n / 1024,
+        "rss_per_viewer_kib": (rss_with - rss_before) / n / 1024,
         "rss_mib": rss_with / 2**20, "cpu": (sum(cpu1[:2]) - sum(cpu0[:2])) / wall,
-        "dropped_viewers": info["viewers_dropped"], "text": " ".join(t for _, t in expected),
+        "text": " ".join(t for _, t in expected),
     }
 
 
@@ -112,22 +110,10 @@ def main() -> None:
     args, serve_args = parser.parse_known_args()
     serve_args = [a for a in serve_args if a != "--"]
     levels = [int(n) for n in args.levels.split(",")]
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="livecap-viewers-") as folder:
         wav, reference = speech_file(args.seconds, Path(folder))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "livecap", "serve", "--port", str(port), "--data-dir", folder,
-             "--max-viewers", str(max(levels) + 10), *serve_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(600):
-                try:
-                    httpx.get(base + "/health")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+        serve = ["--data-dir", folder, "--max-viewers", str(max(levels) + 10), *serve_args]
+        with serve_process(serve) as (base, server, _):
             with wav.open("rb") as handle:
                 media = httpx.post(base + "/v1/media", files={"file": ("speech.wav", handle)}, timeout=60).json()["id"]
             print(f"{media}: {args.seconds:.0f} s of speech; load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -135,16 +121,13 @@ def main() -> None:
                   "| RSS per viewer | server RSS | server CPU | WER |")
             print("|---|---|---|---|---|---|---|---|---|")
             for n in levels:
-                r = asyncio.run(level(base, media, n, psutil.Process(process.pid)))
+                r = asyncio.run(level(base, media, n, server))
                 print(f"| {n} | {r['complete']}/{n}{'' if r['ordered'] else ' (out of order!)'} | {r['finals']} "
                       f"| {r['latency_p50']:.2f} / {r['latency_p95']:.2f} s "
                       f"| {r['spread_p50'] * 1000:.0f} / {r['spread_max'] * 1000:.0f} ms "
                       f"| {r['rss_per_viewer_kib']:.0f} KiB | {r['rss_mib']:.0f} MiB | {r['cpu']:.2f} cores "
                       f"| {wer(reference, r['text']):.1%} |", flush=True)
             print(f"load average after: {os.getloadavg()[0]:.1f}")
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
 
 
 if __name__ == "__main__":

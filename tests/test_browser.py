@@ -1,13 +1,16 @@
 """The page at `/` in real headless Chromium: its fake microphone plays real speech (then silence;
 Chromium loops the file) through getUserMedia and the AudioWorklet to the server, and the right
-words must appear on the page; the upload form must show a file's captions. Screenshots are kept
-in the test's temporary folder."""
+words must appear on the page; the upload form must show a file's captions; a page publishing its
+microphone as a shared session is watched by two phone-sized viewer pages, and a session started
+from the media library is watched from the session list. Screenshots are kept in the test's
+temporary folder."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +36,24 @@ def speech_then_silence(clip: Clip, out: Path, silence_s: float = 4.0) -> Path:
     return out
 
 
+def chromium(playwright: Any, wav: Path) -> Any:
+    """Headless Chromium whose fake microphone plays `wav` (looped), no permission prompt."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+        ],
+    )
+
+
+def first_pass_captions(page: Any, duration: float) -> list[str]:
+    """The page's finals from the first pass of the looped file."""
+    return [line.locator(".text").inner_text() for line in page.locator("#captions p").all()
+            if float(line.get_attribute("data-start")) < duration]
+
+
 @pytest.fixture(scope="module")
 def browser_engine() -> Engine:
     with Engine(Config()) as engine:
@@ -47,14 +68,7 @@ def test_microphone_page_and_upload_form(browser_engine: Engine, en_clips: list[
     clip = by_length(en_clips, 1)[0]
     wav = speech_then_silence(clip, tmp_path / "mic.wav")
     with running(browser_engine, api_key="k3y") as base, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-            ],
-        )
+        browser = chromium(playwright, wav)
         try:
             page = browser.new_page()
             page.goto(base + "/?api_key=k3y")
@@ -65,10 +79,7 @@ def test_microphone_page_and_upload_form(browser_engine: Engine, en_clips: list[
             page.wait_for_timeout((clip.duration + 2) * 1000)  # the first pass of the looped file has been heard
             page.click("#stop")
             expect(page.locator("#state")).to_have_text("stopped", timeout=30_000)
-            first_pass = [
-                line.locator(".text").inner_text() for line in page.locator("#captions p").all()
-                if float(line.get_attribute("data-start")) < clip.duration
-            ]
+            first_pass = first_pass_captions(page, clip.duration)
             assert wer(clip.reference, " ".join(first_pass)) < 0.35, first_pass
             assert "latency" in page.locator("#latency").inner_text()
 
@@ -93,14 +104,7 @@ def test_publisher_page_two_viewers_and_a_session_from_the_media_library(
     wav = speech_then_silence(clip, tmp_path / "mic.wav")
     phone = {"width": 390, "height": 844}
     with running(browser_engine, api_key="k3y", data_dir=tmp_path / "data") as base, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-            ],
-        )
+        browser = chromium(playwright, wav)
         try:
             publisher = browser.new_page()
             publisher.goto(base + "/?api_key=k3y")
@@ -118,10 +122,7 @@ def test_publisher_page_two_viewers_and_a_session_from_the_media_library(
             for viewer in viewers:
                 expect(viewer.locator("#state")).to_have_text("session ended: the publisher ended the stream",
                                                               timeout=30_000)
-                heard.append([
-                    line.locator(".text").inner_text() for line in viewer.locator("#captions p").all()
-                    if float(line.get_attribute("data-start")) < clip.duration
-                ])
+                heard.append(first_pass_captions(viewer, clip.duration))
             assert heard[0] == heard[1] and wer(clip.reference, " ".join(heard[0])) < 0.35, heard
             expect(publisher.locator(f"tr[data-session='{session}']")).to_contain_text("ended", timeout=10_000)
             publisher.screenshot(path=str(tmp_path / "publisher.png"), full_page=True)
