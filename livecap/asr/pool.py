@@ -66,6 +66,7 @@ class AsrPool:
         self._interims: dict[str, AsrJob] = {}  # queued interim per stream
         self._interim_running: set[str] = set()
         self._timer: threading.Timer | None = None  # wakes the pump when held finals are due
+        self._closed = False
         self.busy_seconds = 0.0
         self.interims_skipped = 0
         self.batches: Counter[int] = Counter()  # final calls by their number of jobs
@@ -107,14 +108,16 @@ class AsrPool:
             return len(self._finals), len(self._interims)
 
     def shutdown(self) -> None:
+        """Finish the running calls; queued and held jobs are dropped, as queued ones always were."""
         with self._lock:
+            self._closed = True
             if self._timer is not None:
                 self._timer.cancel()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _pump(self) -> None:
         """Start queued jobs on free workers; called with the lock held."""
-        while self._free:
+        while self._free and not self._closed:
             if self._finals:
                 wait = self._finals[0].t_submitted + self.batch_wait - time.monotonic()
                 if len(self._finals) < self.batch_size and wait > 0:
