@@ -278,3 +278,16 @@ def test_a_backend_without_batches_gets_one_job_a_call() -> None:
         assert backend.started == ["1.0", "2.0", "3.0"]
     finally:
         pool.shutdown()
+
+
+def test_released_finals_are_shared_among_free_workers() -> None:
+    backend = BatchGate()
+    pool = AsrPool(backend, workers=2, batch_size=4, batch_wait_ms=5000)
+    try:
+        for stream, label in (("a", 1), ("b", 2), ("c", 3), ("d", 4)):
+            pool.submit_final(job(stream, label, final=True))  # held until the fourth fills a batch
+        wait_for(lambda: len(backend.started) == 4)
+        assert sorted(backend.calls) == [["1.0", "2.0"], ["3.0", "4.0"]]
+    finally:
+        backend.gate.set()
+        pool.shutdown()

@@ -9,7 +9,8 @@ Batching (`batch_size` > 1, with a backend that has `transcribe_batch`): a free 
 finals of many live streams), and runs them as one backend call; each keeps its own decoding
 options. Fewer than `batch_size` waiting are held until the oldest of them has waited
 `batch_wait_ms`, so a lone final is delayed by at most that, and no interim starts while finals
-are held. Interims are never batched: each is cut to its own length, so they share no shape.
+are held. Released finals are shared out among the free workers (up to `batch_size` each), so
+no worker idles while another runs a batch: on the CPU two small calls in parallel beat one. Interims are never batched: each is cut to its own length, so they share no shape.
 Each job of a batch gets its own result or its own error, and its own on_done; streams put
 results back in order themselves (the Reorderer), so completion order does not matter.
 """
@@ -123,10 +124,13 @@ class AsrPool:
                 if len(self._finals) < self.batch_size and wait > 0:
                     self._wake_in(wait)
                     return  # held for a fuller batch: no interim jumps in meanwhile
-                jobs = [self._finals.popleft() for _ in range(min(self.batch_size, len(self._finals)))]
-                self.batches[len(jobs)] += 1
-                self._free -= 1
-                self._executor.submit(self._run, jobs)
+                calls = min(self._free, len(self._finals))  # share out: no free worker idles
+                size = min(self.batch_size, -(-len(self._finals) // calls))
+                for _ in range(calls):
+                    jobs = [self._finals.popleft() for _ in range(min(size, len(self._finals)))]
+                    self.batches[len(jobs)] += 1
+                    self._free -= 1
+                    self._executor.submit(self._run, jobs)
                 continue
             if not self._interims:
                 return
