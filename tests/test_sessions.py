@@ -323,6 +323,8 @@ def test_session_requests_are_checked(engine: Engine, en_clips: list[Clip], tmp_
         assert httpx.post(base + "/v1/sessions", content=b"[" * 20_000).status_code == 413
         first = post({"source": "publish"})
         assert first.status_code == 201
+        status = httpx.get(base + "/status").json()
+        assert (status["sessions_active"], status["streams_active"], status["viewers"]) == (1, 1, 0)
         assert post({"source": "publish"}).status_code == 503  # the one slot is taken
         wait_for(lambda: httpx.get(base + f"/v1/sessions/{first.json()['id']}").json()["state"] == "ended", 10)
         assert "no publisher connected" in httpx.get(base + f"/v1/sessions/{first.json()['id']}").json()["end_reason"]

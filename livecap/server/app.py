@@ -132,7 +132,7 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
 
     @app.get("/status")
     async def status(request: Request) -> dict:
-        return hub_of(request).status()
+        return {**hub_of(request).status(), **sessions_of(request).figures()}
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:

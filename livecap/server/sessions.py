@@ -261,6 +261,11 @@ class Sessions:
     def viewers(self) -> int:
         return sum(len(s.fanout.viewers) for s in self.items.values())
 
+    def figures(self) -> dict[str, int]:
+        """For /status: sessions not yet ended, viewers now, media files."""
+        live = sum(s.state != "ended" for s in self.items.values())
+        return {"sessions_active": live, "viewers": self.viewers(), "media_files": len(self.library.items)}
+
     async def create(self, request: Request) -> SharedSession:
         """POST /v1/sessions: check the request, take a slot, start the session."""
         fields = await _json_body(request)
