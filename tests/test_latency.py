@@ -42,7 +42,7 @@ def test_a_committed_word_the_final_changed_counts_at_the_final() -> None:
 
 def test_latency_is_measured_against_the_reference_words_matched() -> None:
     reference = [TimedWord("the", 0.0, 0.3), TimedWord("cat", 0.3, 0.6), TimedWord("sat", 0.6, 1.0)]
-    shown = [ShownWord("the", 1.0, 2.0, 0, 0), ShownWord("dog", 1.2, 2.0, 0, 0), ShownWord("sat", 1.5, 2.0, 0, 0)]
+    shown = [ShownWord("the", 1.0, 2.0, 0.0, 0.3), ShownWord("dog", 1.2, 2.0, 0.3, 0.6), ShownWord("sat", 1.5, 2.0, 0.6, 1.0)]
     found = word_latencies(reference, shown)
     assert found["committed"] == pytest.approx([0.7, 0.5])  # "cat"/"dog" is an error: no latency
     assert found["final"] == pytest.approx([1.7, 1.0])
@@ -85,3 +85,10 @@ def test_realtime_events_carry_utterance_words_and_stream_clock(en_clips: list[C
     assert len(found["final"]) == len(words)
     # a word is never shown before it was spoken (word times from the final itself: allow their error)
     assert min(found["committed"]) >= -0.3 and all(c <= f for c, f in zip(found["committed"], found["final"]))
+
+
+def test_a_phrase_said_twice_matches_by_time() -> None:
+    """Long sessions repeat themselves: each shown word takes the reference word said when it was."""
+    reference = [TimedWord("hello", 1.0, 1.5), TimedWord("hello", 100.0, 100.5)]
+    shown = [ShownWord("hello", 101.0, 101.5, 100.0, 100.4)]
+    assert word_latencies(reference, shown)["committed"] == pytest.approx([0.5])

@@ -2,9 +2,10 @@
 
 A word is "spoken" at its end time in the reference word timings (offline faster-whisper word
 timestamps on the same audio). It is "shown committed" at the stream clock (`emitted_at`) of the
-first interim whose committed part holds it, or of its final if no interim committed it first; it is
-"shown final" at its final's `emitted_at`. Hypothesis words are matched to reference words by a
-sequence alignment of the normalised words; unmatched words have no latency (they are errors).
+first interim whose committed part holds it (aligned with the final's words of the same utterance),
+or of its final if no interim committed it first; it is
+"shown final" at its final's `emitted_at`. Hypothesis words are matched to reference words of the same
+text near the same time (see `word_latencies`); unmatched words have no latency (they are errors).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from livecap.bench.wer import normalize
+
+MATCH_WINDOW_S = 1.5  # a shown word and its reference word end at most this far apart
 
 
 @dataclass(frozen=True)
@@ -51,28 +54,38 @@ def shown_words(events: list[dict[str, Any]]) -> list[ShownWord]:
             for w in final.get("words", [])
             for token in normalize(w["word"]).split()
         ]
-        interims = sorted(committed.get(utterance, []))
-        for index, (word, start, end, final_at) in enumerate(words):
-            first = final_at
-            for emitted_at, prefix in interims:  # the earliest interim that committed this word, here
-                if index < len(prefix) and prefix[index] == word:
-                    first = min(first, emitted_at)
-                    break
-            out.append(ShownWord(word, first, final_at, start, end))
+        first = [final_at for _, _, _, final_at in words]
+        tokens = [word for word, _, _, _ in words]
+        for emitted_at, prefix in sorted(committed.get(utterance, [])):
+            # the interim's committed words that the final kept (aligned within this utterance)
+            for block in SequenceMatcher(a=prefix, b=tokens, autojunk=False).get_matching_blocks():
+                for k in range(block.size):
+                    first[block.b + k] = min(first[block.b + k], emitted_at)
+        out += [ShownWord(word, shown, final_at, start, end) for (word, start, end, final_at), shown in zip(words, first)]
     return out
 
 
-def word_latencies(reference: list[TimedWord], shown: list[ShownWord]) -> dict[str, list[float]]:
-    """Per matched word: seconds from spoken (reference end) to shown committed, and to final."""
-    reference = [TimedWord(token, w.start, w.end) for w in reference for token in normalize(w.word).split()]
-    ref_words = [w.word for w in reference]
-    hyp_words = [w.word for w in shown]
+def word_latencies(reference: list[TimedWord], shown: list[ShownWord], window_s: float = MATCH_WINDOW_S) -> dict[str, list[float]]:
+    """Per matched word: seconds from spoken (reference end) to shown committed, and to final.
+
+    A shown word matches the nearest unused reference word with the same normalised text whose end
+    lies within `window_s` of the shown word's own end time. Matching by time, not by a sequence
+    alignment, keeps a phrase said twice (a long session repeats) from matching the wrong time."""
+    by_word: dict[str, list[tuple[float, int]]] = {}
+    for index, w in enumerate(reference):
+        for token in normalize(w.word).split():
+            by_word.setdefault(token, []).append((w.end, index))
+    used: set[int] = set()
     committed, final = [], []
-    matcher = SequenceMatcher(a=ref_words, b=hyp_words, autojunk=False)
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            spoken = reference[block.a + k].end
-            word = shown[block.b + k]
-            committed.append(word.committed_at - spoken)
-            final.append(word.final_at - spoken)
+    for word in shown:
+        candidates = [
+            (abs(end - word.end), end, index) for end, index in by_word.get(word.word, ())
+            if index not in used and abs(end - word.end) <= window_s
+        ]
+        if not candidates:
+            continue  # an error (or a word the reference lacks): no latency
+        _, spoken, index = min(candidates)
+        used.add(index)
+        committed.append(word.committed_at - spoken)
+        final.append(word.final_at - spoken)
     return {"committed": committed, "final": final}
