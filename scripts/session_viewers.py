@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 import wave
@@ -29,11 +28,11 @@ import httpx
 import psutil
 import websockets
 
+from livecap.bench.streams import serve_process
 from livecap.bench.wer import wer
 from livecap.server.client import pcm_frames
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_capacity import AUDIO, serve_process  # noqa: E402
+AUDIO = Path(os.environ.get("LIVECAP_SHARED_AUDIO", Path(__file__).resolve().parent.parent.parent / "shared" / "audio"))
 
 
 def speech_file(seconds: float, folder: Path) -> tuple[Path, str]:

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -54,29 +56,45 @@ async def _level(url: str, jobs: list[tuple[list[bytes], str]]) -> list[Any]:
     return list(await asyncio.gather(*(stream_frames(url, frames, speed=1.0, timeout=600) for frames, _ in jobs)))
 
 
-def measure(config: Config, items: list[Item], levels: list[int], seconds: float) -> dict[str, Any]:
-    """Start a server with `config`'s ASR settings and measure every level."""
+@contextmanager
+def serve_process(serve_args: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, Any, dict]]:
+    """A `livecap serve` process on a free loopback port: (base URL, its psutil.Process, its /status)."""
     import httpx
     import psutil
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env.update({f"LIVECAP_{key.upper()}": str(getattr(config.asr, key)) for key in SETTINGS if hasattr(config.asr, key)})
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "livecap", "serve", "--port", str(port), "--max-streams", str(max(levels))],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        [sys.executable, "-m", "livecap", "serve", "--port", str(port), *serve_args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(1200):
             if server.poll() is not None:
+                assert server.stderr is not None
                 raise LivecapError(f"the server did not start: {server.stderr.read().decode(errors='replace')[-300:]}")
             try:
-                httpx.get(base + "/health", timeout=1.0)
+                status = httpx.get(base + "/status", timeout=1.0).json()
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        process = psutil.Process(server.pid)
+        else:
+            raise LivecapError("the server did not start within 120 s")
+        yield base, psutil.Process(server.pid), status
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def measure(config: Config, items: list[Item], levels: list[int], seconds: float) -> dict[str, Any]:
+    """Start a server with `config`'s ASR settings (as LIVECAP_* variables) and measure every level."""
+    import httpx
+
+    env = {f"LIVECAP_{key.upper()}": str(getattr(config.asr, key)) for key in SETTINGS}
+    with serve_process(["--max-streams", str(max(levels))], env) as (base, process, _):
         out = []
         for n in levels:
             before = httpx.get(base + "/status").json()
@@ -99,12 +117,6 @@ def measure(config: Config, items: list[Item], levels: list[int], seconds: float
                 "server_cores": (sum(process.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0),
             })
         return {"levels": out, "capacity": capacity(out)}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def capacity(levels: list[dict[str, Any]]) -> int:

@@ -1,5 +1,5 @@
 """A small client for `/v1/stream`: sends an audio file as a live stream and collects the events
-(used by the tests and scripts/serve_capacity.py; also an example of the protocol)."""
+(used by the tests, `livecap bench --streams` and scripts/session_viewers.py; also an example of the protocol)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ def default_max_streams(workers: int) -> int:
     """Two live streams per ASR worker. A live stream needs a worker for its finals (tiny.en on a
     CPU: about 0.1 s of work per second of speech) and for interims, which the pool sheds under
     load; two per worker keeps final latency near a single stream's, measured with
-    scripts/serve_capacity.py. A faster machine or model can take more: set --max-streams."""
+    `livecap bench --streams`. A faster machine or model can take more: set --max-streams."""
     return 2 * workers
 
 
