@@ -77,7 +77,7 @@ class LiveConfig:
         300, "least time between interim transcriptions of one utterance", min=100, max=10_000
     )
     interim_share: float = _opt(
-        0.25, "most of one worker's time a stream's interims may take (the cadence slows to keep it)",
+        0.4, "most of one worker's time a stream's interims may take (the cadence slows to keep it)",
         min=0.01, max=1.0,
     )
     max_pending_finals: int = _opt(6, "final utterances waiting for ASR before the VAD stage waits", min=1, max=256)
