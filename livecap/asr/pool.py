@@ -13,9 +13,9 @@ are held. Released finals are shared out among the free workers (up to `batch_si
 worker idles while another runs a batch (on 2 CPU cores two 1-thread workers beat one 2-thread
 worker: scripts/batch_bench.py). A lone final goes through the batch call too (WhisperBackend
 then encodes a window once for both language detection and decoding). Interims are never
-batched: each is cut to its own length, so they share no shape. Each job of a batch gets its own result or its own error, and its own
-on_done; streams put results back in order themselves (the Reorderer), so completion order does
-not matter.
+batched: each is cut to its own length, so they share no shape. Each job of a batch gets its
+own result or its own error, and its own on_done; streams put results back in order themselves
+(the Reorderer), so completion order does not matter.
 """
 
 from __future__ import annotations
