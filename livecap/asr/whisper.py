@@ -383,6 +383,7 @@ def _window_options(beam_size: int, suppress_tokens: tuple[int, ...]) -> Transcr
         hallucination_silence_threshold=None, hotwords=None,
     )
 
+
 # Batch size chosen by the device (`batch_size = 0`)
 # On 2 CPU cores (tiny.en, int8) a batch did not shorten a 7-minute file (scripts/batch_bench.py):
 # the encoder, most of the work, runs one window at a time there; multilingual models with the
