@@ -9,10 +9,13 @@ Batching (`batch_size` > 1, with a backend that has `transcribe_batch`): a free 
 finals of many live streams), and runs them as one backend call; each keeps its own decoding
 options. Fewer than `batch_size` waiting are held until the oldest of them has waited
 `batch_wait_ms`, so a lone final is delayed by at most that, and no interim starts while finals
-are held. Released finals are shared out among the free workers (up to `batch_size` each), so
-no worker idles while another runs a batch: on the CPU two small calls in parallel beat one. Interims are never batched: each is cut to its own length, so they share no shape.
-Each job of a batch gets its own result or its own error, and its own on_done; streams put
-results back in order themselves (the Reorderer), so completion order does not matter.
+are held. Released finals are shared out among the free workers (up to `batch_size` each), so no
+worker idles while another runs a batch (on 2 CPU cores two 1-thread workers beat one 2-thread
+worker: scripts/batch_bench.py). A lone final goes through the batch call too (WhisperBackend
+then encodes a window once for both language detection and decoding). Interims are never
+batched: each is cut to its own length, so they share no shape. Each job of a batch gets its
+own result or its own error, and its own on_done; streams put results back in order themselves
+(the Reorderer), so completion order does not matter.
 """
 
 from __future__ import annotations
@@ -155,10 +158,10 @@ class AsrPool:
         started = time.monotonic()
         outcomes: list[AsrResult | BaseException]
         try:
-            if len(jobs) == 1:
-                outcomes = [self.backend.transcribe(jobs[0].request)]
-            else:
+            if self.batch_size > 1:  # a lone final too: the batch path may do less work (its backend's say)
                 outcomes = list(self.backend.transcribe_batch([job.request for job in jobs]))  # type: ignore[attr-defined]
+            else:
+                outcomes = [self.backend.transcribe(jobs[0].request)]
         except Exception as failure:  # a crash in one call must not take the streams down
             outcomes = [failure] * len(jobs)
         finished = time.monotonic()

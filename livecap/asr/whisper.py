@@ -196,12 +196,13 @@ class WhisperBackend:
         task, prompt and hotwords (its own prompt tokens). The steps around the call are
         faster-whisper's own for one window (`_split_segments_by_timestamps`,
         `add_word_timestamps`, `generate_with_fallback` for the rare window that needs a higher
-        temperature, alone), so a caption is the one `transcribe` gives. Interims go alone
-        through `transcribe`. A failing batch sends each request alone: one bad item fails only
-        itself."""
+        temperature, alone), so a caption is the one `transcribe` gives; a lone final gains too
+        when its language is detected (one encode of the window, where `transcribe` makes two).
+        Interims go alone through `transcribe`. A failing batch sends each request alone: one bad
+        item fails only itself."""
         results: list[AsrResult | Exception | None] = [None] * len(requests)
         finals = [i for i, r in enumerate(requests) if r.final]
-        if len(finals) > 1:
+        if finals:  # even one: with its language detected, it is encoded once, not twice
             try:
                 for i, result in zip(finals, self._decode_together([requests[i] for i in finals])):
                     results[i] = result
@@ -381,6 +382,7 @@ def _window_options(beam_size: int, suppress_tokens: tuple[int, ...]) -> Transcr
         append_punctuations=APPEND_PUNCTUATIONS, multilingual=False, max_new_tokens=None, clip_timestamps="0",
         hallucination_silence_threshold=None, hotwords=None,
     )
+
 
 # Batch size chosen by the device (`batch_size = 0`)
 # On 2 CPU cores (tiny.en, int8) a batch did not shorten a 7-minute file (scripts/batch_bench.py):
