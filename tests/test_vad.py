@@ -3,6 +3,7 @@ buzz: measured on streams built here from the shared recordings, degraded with s
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from conftest import SHARED_AUDIO, Clip, run_cli
 
 from livecap.bench.session import DEGRADATIONS, _read, nonspeech, write_wav
+from livecap.bench.wer import wer
 from livecap.messages import SAMPLE_RATE
 from livecap.pipeline.vad import WINDOW, SileroVad, tonal
 
@@ -121,3 +123,31 @@ def test_sox_far_copy_of_jfk_is_heard_after_the_sonnet(tmp_path: Path) -> None:
     first = (len(stream) - len(quiet)) // WINDOW
     fresh = (speech_share(SileroVad(), quiet) >= 0.5).mean()
     assert (probs[first:] >= 0.5).mean() >= fresh - 0.1, ((probs[first:] >= 0.5).mean(), fresh)
+
+
+def test_file_mode_hears_a_far_speaker_packed_beside_a_loud_one(tmp_path: Path) -> None:
+    """Packed into one Whisper window with a loud reading, a far voice used to be taken for background
+    and dropped; each packed utterance is now brought to one speech level."""
+    jfk = SHARED_AUDIO / "misc" / "jfk.flac"
+    if not (jfk.is_file() and SONNET.is_file()):
+        pytest.skip("needs the shared recordings")
+    loud = _read(SONNET, DEGRADATIONS["loud"])[: 12 * SAMPLE_RATE]
+    far = _read(jfk, DEGRADATIONS["far"])
+    path = tmp_path / "loud_then_far.wav"
+    write_wav(path, np.concatenate([loud, np.zeros(SAMPLE_RATE, np.float32), far]))
+    run = run_cli("file", str(path), "--output-dir", str(tmp_path), "--output-format", "json")
+    assert run.returncode == 0, run.stderr
+    document = json.loads((tmp_path / "loud_then_far.json").read_text())
+    heard = " ".join(w["word"] for s in document["segments"] for w in s["words"] if w["start"] > 12.5)
+    reference = (jfk.with_name(jfk.name + ".txt")).read_text()
+    assert wer(reference, heard) < 0.35, heard
+
+
+def test_packing_brings_each_utterance_to_one_level() -> None:
+    from livecap.pipeline.packing import TARGET_LEVEL, levelled, speech_level
+
+    rng = np.random.default_rng(3)
+    voice = rng.standard_normal(SAMPLE_RATE).astype(np.float32)
+    for gain in (0.3, 0.01):  # loud, and -40 dB
+        assert speech_level(levelled(voice * gain)) == pytest.approx(TARGET_LEVEL, rel=0.05)
+    assert np.all(levelled(np.zeros(100, np.float32)) == 0)  # silence stays silence

@@ -3,6 +3,11 @@
 Whisper always encodes 30 s of audio, so transcribing short utterances one by one wastes most of
 each encode. For files (not live), utterances are joined, silences between them removed, until the
 window is full; timestamps map back to the stream through `Utterance.pieces`.
+
+Each packed utterance is brought to one speech level first. Whisper treats quieter speech next to
+louder speech in the same window as background and leaves it out, so without this a quiet or far
+speaker packed beside a loud one was lost in file mode, though live mode (one utterance per window)
+heard it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,24 @@ import numpy as np
 from livecap.messages import Utterance
 
 WHISPER_WINDOW_S = 30.0
+TARGET_LEVEL = 0.1  # speech level (RMS of its loud frames) each packed utterance is brought to (-20 dBFS)
+MAX_GAIN = 30.0  # +30 dB at most, so that near-silence is not blown up
+MIN_GAIN = 0.25  # -12 dB at most
+
+
+def speech_level(samples: np.ndarray, frame: int = 480) -> float:
+    """RMS of the loudest tenth of 30 ms frames: the level of the speech, not of its pauses."""
+    count = len(samples) // frame
+    if count == 0:
+        return float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
+    rms = np.sqrt(np.mean(samples[: count * frame].reshape(count, frame) ** 2, axis=1))
+    return float(np.percentile(rms, 90))
+
+
+def levelled(samples: np.ndarray) -> np.ndarray:
+    level = speech_level(samples)
+    gain = float(np.clip(TARGET_LEVEL / level, MIN_GAIN, MAX_GAIN)) if level > 0 else 1.0
+    return np.clip(samples * gain, -1.0, 1.0).astype(np.float32, copy=False)
 
 
 class Packer:
@@ -47,7 +70,7 @@ class Packer:
                 seq=held[0].seq,
                 start=held[0].start,
                 end=last.end,
-                samples=np.concatenate([u.samples for u in held]),
+                samples=np.concatenate([levelled(u.samples) for u in held]),
                 final=True,
                 t_speech_end=last.t_speech_end,
                 t_emitted=last.t_emitted,
