@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import manifest  # noqa: E402
 
 from livecap.asr.models import resolve_model  # noqa: E402
-from livecap.bench.latency import TimedWord, shown_words, word_latencies  # noqa: E402
+from livecap.bench.latency import TimedWord, faster_whisper_text, shown_words, word_latencies  # noqa: E402
 from livecap.bench.session import Section, build_session, load_sections  # noqa: E402
 from livecap.bench.wer import wer  # noqa: E402
 
@@ -47,13 +47,8 @@ def faster_whisper(path: Path, model: str, vad: bool) -> tuple[str, list[TimedWo
 
     fw = WhisperModel(resolve_model(model), device="cpu", compute_type="int8", cpu_threads=2)
     started = time.monotonic()
-    segments, _ = fw.transcribe(str(path), beam_size=1, vad_filter=vad, word_timestamps=True, language="en")
-    words: list[TimedWord] = []
-    texts = []
-    for segment in segments:
-        texts.append(segment.text.strip())
-        words += [TimedWord(w.word, w.start, w.end) for w in segment.words or ()]
-    return " ".join(texts), words, time.monotonic() - started
+    text, words = faster_whisper_text(fw, path, word_timestamps=True, beam_size=1, vad_filter=vad, language="en")
+    return text, words, time.monotonic() - started
 
 
 def livecap_run(path: Path, out: Path, realtime: bool, extra: list[str]) -> list[dict]:

@@ -17,13 +17,13 @@ import argparse
 import statistics
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 
 from livecap.engine import Engine
 from livecap.asr.base import AsrBackend, AsrRequest, AsrResult
+from livecap.bench.session import write_wav
 from livecap.sources.file import FileSource
 from livecap.config import resolve
 from livecap.pipeline.stream import Stream
@@ -58,13 +58,7 @@ def head(clip: Path, seconds: float, folder: Path) -> Path:
     from faster_whisper.audio import decode_audio
 
     audio = decode_audio(str(clip))[: int(seconds * SAMPLE_RATE)]
-    path = folder / f"{clip.stem}_{seconds:g}s.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
-    return path
+    return write_wav(folder / f"{clip.stem}_{seconds:g}s.wav", audio)
 
 
 def run(engine: Engine, mode: str, path: Path, realtime: bool) -> tuple[list[float], float, int]:

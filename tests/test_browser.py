@@ -60,13 +60,22 @@ def browser_engine() -> Engine:
         yield engine
 
 
-def test_microphone_page_and_upload_form(browser_engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+@pytest.fixture
+def fake_microphone(en_clips: list[Clip], tmp_path: Path) -> tuple[Clip, Path]:
+    """A clip and the WAV Chromium's fake microphone plays (speech, then silence); skips where the
+    browser or ffmpeg is missing."""
     if not CHROMIUM.is_file() or shutil.which("ffmpeg") is None:
         pytest.skip("Debian's chromium and ffmpeg are needed (scripts/install.sh installs them)")
+    clip = by_length(en_clips, 1)[0]
+    return clip, speech_then_silence(clip, tmp_path / "mic.wav")
+
+
+def test_microphone_page_and_upload_form(
+    browser_engine: Engine, fake_microphone: tuple[Clip, Path], tmp_path: Path
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    clip = by_length(en_clips, 1)[0]
-    wav = speech_then_silence(clip, tmp_path / "mic.wav")
+    clip, wav = fake_microphone
     with running(browser_engine, api_key="k3y") as base, sync_playwright() as playwright:
         browser = chromium(playwright, wav)
         try:
@@ -94,14 +103,11 @@ def test_microphone_page_and_upload_form(browser_engine: Engine, en_clips: list[
 
 
 def test_publisher_page_two_viewers_and_a_session_from_the_media_library(
-    browser_engine: Engine, en_clips: list[Clip], tmp_path: Path
+    browser_engine: Engine, fake_microphone: tuple[Clip, Path], tmp_path: Path
 ) -> None:
-    if not CHROMIUM.is_file() or shutil.which("ffmpeg") is None:
-        pytest.skip("Debian's chromium and ffmpeg are needed (scripts/install.sh installs them)")
     from playwright.sync_api import expect, sync_playwright
 
-    clip = by_length(en_clips, 1)[0]
-    wav = speech_then_silence(clip, tmp_path / "mic.wav")
+    clip, wav = fake_microphone
     phone = {"width": 390, "height": 844}
     with running(browser_engine, api_key="k3y", data_dir=tmp_path / "data") as base, sync_playwright() as playwright:
         browser = chromium(playwright, wav)

@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 import websockets
 
+from livecap.bench.streams import free_port
 from livecap.bench.wer import wer
 from livecap.config import Config
 from livecap.engine import Engine
@@ -412,12 +412,6 @@ def test_status_metrics_health_models_page(engine: Engine) -> None:
 
 
 # -- a server process: SIGTERM drains ---------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @slow

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,7 @@ import srt
 from conftest import Clip, run_cli
 
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
+from livecap.bench.session import write_wav
 from livecap.sources.file import FileSource
 from livecap.config import Config
 from livecap.pipeline.stream import Stream
@@ -122,12 +122,7 @@ def test_translation_keeps_order_and_survives_a_failure(en_clips: list[Clip], tm
 
     gap = np.zeros(SAMPLE_RATE * 3 // 2, dtype=np.float32)
     audio = np.concatenate([part for clip in en_clips[:4] for part in (decode_audio(str(clip.path)), gap)])
-    path = tmp_path / "several.wav"
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
+    path = write_wav(tmp_path / "several.wav", audio)
     base = Config()
     config = replace(base, live=replace(base.live, interim=False), translate=replace(base.translate, translate_to="en"))
     translator = FakeTranslator()

@@ -11,6 +11,7 @@ text near the same time (see `word_latencies`); unmatched words have no latency 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from difflib import SequenceMatcher
 from typing import Any
 
@@ -33,6 +34,14 @@ class ShownWord:
     final_at: float
     start: float  # the word's own time in the final (stream seconds)
     end: float
+
+
+def faster_whisper_text(model: Any, path: Path, *, word_timestamps: bool, **options: Any) -> tuple[str, list[TimedWord]]:
+    """Plain faster-whisper on a file (a `WhisperModel`, its own options): its text and, when
+    asked, its word times — the reference the word latency is measured against."""
+    segments = list(model.transcribe(str(path), word_timestamps=word_timestamps, **options)[0])
+    words = [TimedWord(w.word, w.start, w.end) for segment in segments for w in segment.words or ()]
+    return " ".join(segment.text.strip() for segment in segments), words
 
 
 def shown_words(events: list[dict[str, Any]]) -> list[ShownWord]:

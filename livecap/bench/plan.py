@@ -155,29 +155,16 @@ def label(config: Config, keys: list[str]) -> str:
 
 def write_nonspeech(path: Path) -> Path:
     """The non-speech clip: silence, white noise, brown noise, silence (seeded, so always the same)."""
-    import wave
-
     import numpy as np
 
-    from livecap.messages import SAMPLE_RATE
+    from livecap.bench.session import nonspeech, write_wav
 
     rng = np.random.default_rng(0)
-    quiet, white, brown, tail = (int(s * SAMPLE_RATE) for s in NONSPEECH_S)
-    brown_noise = np.cumsum(rng.standard_normal(brown))
-    brown_noise -= np.linspace(brown_noise[0], brown_noise[-1], brown)  # no drift
-    parts = [
-        np.zeros(quiet),
-        0.03 * rng.standard_normal(white),
-        0.05 * brown_noise / (np.std(brown_noise) or 1.0),
-        np.zeros(tail),
-    ]
-    samples = (np.clip(np.concatenate(parts), -1, 1) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(samples.tobytes())
-    return path
+    quiet, white, brown, tail = NONSPEECH_S
+    brown_noise = nonspeech("brown_noise", brown, rng)  # drawn first: the clip stays the one it always was
+    parts = [nonspeech("silence", quiet, rng), nonspeech("white_noise", white, rng), brown_noise,
+             nonspeech("silence", tail, rng)]
+    return write_wav(path, np.concatenate(parts))
 
 
 def machine() -> dict[str, Any]:

@@ -345,6 +345,29 @@ def show(document: dict[str, Any], console: Console | None = None) -> None:
     )
 
 
+def show_streams(name: str, measured: dict[str, Any], seconds: float, console: Console | None = None) -> None:
+    """`--streams`: one row per level of concurrent streams (livecap.bench.streams)."""
+    from livecap.bench.streams import LATENCY_LIMIT_S
+
+    def figure(value: float | None, fmt: str = "{:.2f}") -> str:
+        return "–" if value is None else fmt.format(value)
+
+    table = Table(title=f"{name}: {seconds:g} s of speech per stream at 1x (capacity: {measured['capacity']} "
+                        f"at p95 final latency <= {LATENCY_LIMIT_S:g} s)")
+    table.caption = ("N: concurrent streams; final latency p50/p95 (s); drop: audio the server dropped (s); "
+                     "compute: ASR worker-seconds per audio second; cores: server CPU")
+    for column in ("N", "p50", "p95", "finals", "drop", "refused", "WER", "compute", "cores"):
+        table.add_column(column, justify="right")
+    for level in measured["levels"]:
+        table.add_row(
+            str(level["streams"]), figure(level["final_p50"]), figure(level["final_p95"]),
+            str(level["finals"]), f"{level['dropped_s']:.1f}", str(level["refused"]),
+            figure(level["wer"], "{:.1%}"), figure(level["compute_per_audio_s"], "{:.3f}"),
+            f"{level['server_cores']:.2f}",
+        )
+    (console or Console()).print(table)
+
+
 def write_json(document: dict[str, Any], path: Path) -> None:
     try:
         path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -217,6 +217,7 @@ def measure_livecap(job: Job, step: Step) -> dict[str, Any]:
 
 def measure_baseline(job: Job, step: Step) -> dict[str, Any]:
     from livecap.asr.whisper import WhisperBackend, pick_device
+    from livecap.bench.latency import faster_whisper_text
     from livecap.asr.models import resolve_model
 
     resolve_model(job.config.asr.model)
@@ -226,13 +227,11 @@ def measure_baseline(job: Job, step: Step) -> dict[str, Any]:
     language = options.language if backend.multilingual else "en"
 
     def run(path: Path, vad: bool = True) -> tuple[str, list[list[Any]]]:
-        segments, _ = backend.model.transcribe(
-            str(path), beam_size=options.beam_size, vad_filter=vad, language=language, task=options.task,
-            word_timestamps=not vad,
+        text, words = faster_whisper_text(
+            backend.model, path, word_timestamps=not vad, beam_size=options.beam_size, vad_filter=vad,
+            language=language, task=options.task,
         )
-        segments = list(segments)
-        words = [[w.word, w.start, w.end] for s in segments for w in s.words or ()]
-        return " ".join(s.text.strip() for s in segments), words
+        return text, [[w.word, w.start, w.end] for w in words]
 
     files = []
     for item in job.items:

@@ -81,12 +81,14 @@ def nonspeech(kind: str, seconds: float, rng: np.random.Generator) -> np.ndarray
     return ((0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) * 0.15 * tone).astype(np.float32)
 
 
-def write_wav(path: Path, audio: np.ndarray) -> None:
+def write_wav(path: Path, audio: np.ndarray) -> Path:
+    """16 kHz mono 16-bit WAV (the one writer the bench, scripts and tests use)."""
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
         out.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
+    return path
 
 
 def build_session(

@@ -28,7 +28,8 @@ LATENCY_LIMIT_S = 2.0
 SETTINGS = ("model", "device", "compute_type", "workers", "beam_size", "cpu_threads", "batch_size")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -62,7 +63,7 @@ def serve_process(serve_args: list[str], env: dict[str, str] | None = None) -> I
     import httpx
     import psutil
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "livecap", "serve", "--port", str(port), *serve_args],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},

@@ -144,9 +144,6 @@ def bench_streams(
     configs: list, keys: list[str], items: list, levels: str, seconds: float, json_path: Path | None
 ) -> None:
     """`--streams`: a server per configuration, N concurrent live clients per level (livecap.bench.streams)."""
-    from rich.console import Console
-    from rich.table import Table
-
     from livecap.bench import report, streams
 
     try:
@@ -160,23 +157,7 @@ def bench_streams(
         name = label(config, keys)
         measured = streams.measure(config, items, counts, seconds)
         results.append({"label": name, **measured})
-        table = Table(title=f"{name}: {seconds:g} s of speech per stream at 1x (capacity: {measured['capacity']} "
-                            f"at p95 final latency <= {streams.LATENCY_LIMIT_S:g} s)")
-        table.caption = ("N: concurrent streams; final latency p50/p95 (s); drop: audio the server dropped (s); "
-                         "compute: ASR worker-seconds per audio second; cores: server CPU")
-        for column in ("N", "p50", "p95", "finals", "drop", "refused", "WER", "compute", "cores"):
-            table.add_column(column, justify="right")
-        for level in measured["levels"]:
-            table.add_row(
-                str(level["streams"]), _figure(level["final_p50"]), _figure(level["final_p95"]),
-                str(level["finals"]), f"{level['dropped_s']:.1f}", str(level["refused"]),
-                _figure(level["wer"], "{:.1%}"), _figure(level["compute_per_audio_s"], "{:.3f}"),
-                f"{level['server_cores']:.2f}",
-            )
-        Console().print(table)
+        report.show_streams(name, measured, seconds)
     if json_path is not None:
         report.write_json({"machine": machine(), "streams": results}, json_path)
 
-
-def _figure(value: float | None, fmt: str = "{:.2f}") -> str:
-    return "–" if value is None else fmt.format(value)
