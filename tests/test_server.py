@@ -396,6 +396,27 @@ def test_vanished_client_frees_its_slot_and_capacity_refuses_with_1013(engine: E
 
 
 @slow
+def test_compute_per_audio_second_counts_translation_too(engine: Engine) -> None:
+    """The status figure covers all the work: ASR worker-seconds and the translation done outside
+    the pool, per second of audio taken."""
+    from livecap.pipeline.stats import StreamStats
+    from livecap.server.hub import Hub
+
+    hub = Hub(engine, ServerSettings())
+    stats = StreamStats()
+    stats.add_audio(20.0)
+    stats.record_final({"latency": 1.0, "eos_wait": 0.5, "processing": 0.5, "translate": 3.0})
+    assert hub.admit_stream()
+    hub.release_stream(stats.snapshot(
+        dropped_seconds=0.0, capture_depth_s=0.0, pending_finals=0, pending_interims=0, behind_seconds=0.0,
+        interims_skipped=0, transcribed_seconds=20.0,
+    ))
+    status = hub.status()
+    assert status["audio_seconds"] == 20.0 and status["translate_seconds"] == 3.0
+    assert status["compute_per_audio_s"] == pytest.approx((engine.pool.busy_seconds + 3.0) / 20.0, abs=1e-3)
+
+
+@slow
 def test_status_metrics_health_models_page(engine: Engine) -> None:
     with running(engine) as base:
         status = httpx.get(base + "/status").json()

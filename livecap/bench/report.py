@@ -355,7 +355,7 @@ def show_streams(name: str, measured: dict[str, Any], seconds: float, console: C
     table = Table(title=f"{name}: {seconds:g} s of speech per stream at 1x (capacity: {measured['capacity']} "
                         f"at p95 final latency <= {LATENCY_LIMIT_S:g} s)")
     table.caption = ("N: concurrent streams; final latency p50/p95 (s); drop: audio the server dropped (s); "
-                     "compute: ASR worker-seconds per audio second; cores: server CPU")
+                     "compute: ASR worker-seconds and translation per audio second; cores: server CPU")
     for column in ("N", "p50", "p95", "finals", "drop", "refused", "WER", "compute", "cores"):
         table.add_column(column, justify="right")
     for level in measured["levels"]:

@@ -2,7 +2,7 @@
 `livecap serve` process starts on loopback with those settings; for each level N, N clients stream
 the inputs' speech at 1x at once over `/v1/stream`. Per N: final latency p50/p95 (the finals' own
 records), finals, audio the server dropped, refusals (close 1013), WER, the server's compute per
-audio second (pool worker-seconds from /status, all streams) and CPU cores used. The capacity is
+audio second (ASR worker-seconds and translation from /status, all streams) and CPU cores used. The capacity is
 the largest N whose p95 final latency stays within `LATENCY_LIMIT_S` with nothing dropped or refused."""
 
 from __future__ import annotations
@@ -114,7 +114,9 @@ def measure(config: Config, items: list[Item], levels: list[int], seconds: float
                 "dropped_s": sum((r.stats or {}).get("dropped_seconds", 0.0) for r in results),
                 "refused": sum(r.close_code == 1013 for r in results),
                 "wer": float(np.mean([wer(text, r.text) for r, text in served])) if served else None,
-                "compute_per_audio_s": (after["busy_seconds"] - before["busy_seconds"]) / audio if audio else None,
+                "compute_per_audio_s": (  # ASR worker-seconds and translation, all streams
+                    sum(after[k] - before[k] for k in ("busy_seconds", "translate_seconds")) / audio if audio else None
+                ),
                 "server_cores": (sum(process.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0),
             })
         return {"levels": out, "capacity": capacity(out)}

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from livecap.engine import Engine
-from livecap.pipeline.stats import WINDOW, percentile
+from livecap.pipeline.stats import WINDOW, StatsSnapshot, percentile
 from livecap.server.settings import ServerSettings, default_max_streams
 
 LATENCY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -37,6 +37,7 @@ class Hub:
         self.uploads_active = 0
         self.uploads_total = 0
         self.audio_seconds = 0.0  # live and uploaded audio taken through the pipeline
+        self.translate_seconds = 0.0  # busy seconds translating it (outside the ASR pool)
         self._latencies: deque[float] = deque(maxlen=WINDOW)  # deque appends are thread-safe
         self.sessions: set[asyncio.Task] = set()
         self.draining = asyncio.Event()
@@ -57,9 +58,10 @@ class Hub:
         self.streams_total += 1
         return True
 
-    def release_stream(self, audio_seconds: float) -> None:
+    def release_stream(self, stats: StatsSnapshot | None) -> None:
+        """A stream ended; `stats` are its final figures (None when it never started)."""
         self.active -= 1
-        self.audio_seconds += audio_seconds
+        self._account(stats)
 
     def admit_upload(self) -> bool:
         if self.uploads_active >= self.max_uploads:
@@ -68,9 +70,16 @@ class Hub:
         self.uploads_total += 1
         return True
 
-    def release_upload(self, audio_seconds: float) -> None:
+    def release_upload(self, stats: StatsSnapshot | None) -> None:
         self.uploads_active -= 1
-        self.audio_seconds += audio_seconds
+        self._account(stats)
+
+    def _account(self, stats: StatsSnapshot | None) -> None:
+        """Count a finished stream's audio and the translation work done on it, so the compute
+        per audio second covers all the work, not only the ASR pool's."""
+        if stats is not None:
+            self.audio_seconds += stats.audio_seconds
+            self.translate_seconds += stats.translate_seconds
 
     def record_final(self, latency: float) -> None:
         """A live final's latency (from a session's pump thread)."""
@@ -112,7 +121,10 @@ class Hub:
             "audio_seconds": round(self.audio_seconds, 3),
             "final_latency_p50": _round(percentile(latencies, 50)),
             "final_latency_p95": _round(percentile(latencies, 95)),
-            "compute_per_audio_s": _round(pool.busy_seconds / self.audio_seconds if self.audio_seconds else None),
+            "translate_seconds": round(self.translate_seconds, 3),
+            "compute_per_audio_s": _round(
+                (pool.busy_seconds + self.translate_seconds) / self.audio_seconds if self.audio_seconds else None
+            ),
             "cpu_per_audio_s": _round(
                 (time.process_time() - self._cpu_start) / self.audio_seconds if self.audio_seconds else None
             ),

@@ -33,7 +33,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from livecap.asr.base import DecodeOptions
 from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError
 from livecap.output.records import error_record, final_record, interim_record, stats_record
-from livecap.pipeline.stats import latency_breakdown
+from livecap.pipeline.stats import StatsSnapshot, latency_breakdown
 from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
 from livecap.server.requests import RequestError, decode_options
@@ -246,8 +246,8 @@ class LiveSession:
         await self.pump_done.wait()  # the stream has ended: its figures are final
 
     @property
-    def audio_seconds(self) -> float:
-        return self.stream.snapshot().audio_seconds if self.stream is not None else 0.0
+    def stats(self) -> StatsSnapshot | None:
+        return self.stream.snapshot() if self.stream is not None else None
 
     # -- receiving (event loop) ----------------------------------------------------------------
 
@@ -372,4 +372,4 @@ async def serve_stream(websocket: WebSocket, hub: Hub) -> None:
         await close_with(websocket, 1011, "internal server error")
     finally:
         hub.sessions.discard(task)
-        hub.release_stream(session.audio_seconds)
+        hub.release_stream(session.stats)

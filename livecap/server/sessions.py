@@ -173,7 +173,7 @@ class SharedSession:
             self.fanout.end(code, reason)
             if self.media is not None:
                 library.in_use[self.media] -= 1
-            self.hub.release_stream(self.stream.snapshot().audio_seconds if self.stream is not None else 0.0)
+            self.hub.release_stream(self.stream.snapshot() if self.stream is not None else None)
 
     async def _until(self, *events: asyncio.Event, timeout: float | None = None) -> None:
         waits = [asyncio.create_task(e.wait()) for e in events]

@@ -127,7 +127,7 @@ async def transcription(request: Request, hub: Hub, task: str) -> Response:
     """One OpenAI-style transcription (or translation, into English) request."""
     if not hub.admit_upload():
         raise RequestError(f"busy: {hub.max_uploads} uploads are being transcribed; try again", 503, "server_error")
-    audio_seconds = 0.0
+    stats = None
     try:
         upload, fields = await read_form(request, hub.settings.max_upload_bytes)
         try:
@@ -144,7 +144,7 @@ async def transcription(request: Request, hub: Hub, task: str) -> Response:
             await upload.close()
         if result.end_reason is not None or result.errors:
             raise RequestError(f"transcription failed: {result.end_reason or result.errors[0]}", 500, "server_error")
-        audio_seconds = result.stats.audio_seconds if result.stats else 0.0
-        return _render(result, fmt, task, audio_seconds)
+        stats = result.stats
+        return _render(result, fmt, task, stats.audio_seconds if stats else 0.0)
     finally:
-        hub.release_upload(audio_seconds)
+        hub.release_upload(stats)
