@@ -11,7 +11,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Config", "Engine", "resolve", "transcribe"]
 __version__ = "0.1.0"
-_HOMES = {"Config": "livecap.config", "Engine": "livecap.engine", "resolve": "livecap.config", "transcribe": "livecap.api"}
+_HOMES = {
+    "Config": "livecap.config",
+    "Engine": "livecap.engine",
+    "resolve": "livecap.config",
+    "transcribe": "livecap.api",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,3 +1,5 @@
+"""`python -m livecap`: the command line."""
+
 from livecap.cli import main
 
 main()

@@ -38,6 +38,7 @@ def _opt(default: Any, help: str, **rules: Any) -> Any:
 
 @dataclass(frozen=True)
 class AsrConfig:
+    """Recognition: model, device, decoding."""
     model: str = _opt("tiny.en", "model name (tiny.en, base, any faster-whisper name), hub id or directory")
     device: str = _opt("cpu", "where ASR runs", choices=("cpu", "cuda", "auto"))
     compute_type: str = _opt(
@@ -61,6 +62,7 @@ class AsrConfig:
 
 @dataclass(frozen=True)
 class VadConfig:
+    """Speech detection and how utterances are cut."""
     vad_threshold: float = _opt(0.5, "speech starts above this Silero probability", min=0.05, max=0.95)
     vad_neg_threshold: float = _opt(0.35, "speech ends below this probability", min=0.01, max=0.95)
     min_silence_ms: int = _opt(500, "silence that ends an utterance", min=32, max=10_000)
@@ -71,6 +73,7 @@ class VadConfig:
 
 @dataclass(frozen=True)
 class LiveConfig:
+    """Live input and interim captions."""
     input_device: str | None = _opt(None, "input device index or name substring (none: default)")
     interim: bool = _opt(True, "show interim captions while speech goes on")
     interim_interval_ms: int = _opt(
@@ -86,6 +89,7 @@ class LiveConfig:
 
 @dataclass(frozen=True)
 class TranslateConfig:
+    """Translation of captions."""
     translate_to: str | None = _opt(None, "translate captions into this language code")
     translator: str = _opt("auto", "translation backend", choices=("auto", "whisper", "argos"))
     argos_index_url: str = _opt(
@@ -96,11 +100,13 @@ class TranslateConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
+    """Caption files: where, which formats, which text."""
     output_dir: str = _opt(".", "where caption files are written")
     output_format: tuple[str, ...] = _opt(("txt", "srt", "vtt", "json"), "formats to write", choices=(*FORMATS, "all"))
     subtitle_text: str = _opt(
         "both",
-        "with a translation, the text files to write: <stem>.<ext> (original), <stem>.<lang>.<ext> (translation) or both",
+        "with a translation, the text files to write: <stem>.<ext> (original), "
+        "<stem>.<lang>.<ext> (translation) or both",
         choices=("original", "translation", "both"),
     )
     max_line_width: int = _opt(42, "longest srt/vtt line (characters)", min=10, max=200)
@@ -109,6 +115,7 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """Every setting, by section; `resolve` builds it from its layers."""
     asr: AsrConfig = field(default_factory=AsrConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
@@ -220,10 +227,9 @@ def _coerce(key: str, value: Any, origin: str, *, text: bool = False) -> Any:
         valid = False
     else:
         items = parsed if isinstance(parsed, tuple) else (parsed,)
-        valid = (
-            all(item in rules.get("choices", (item,)) for item in items)
-            and rules.get("min", parsed) <= parsed <= rules.get("max", parsed)
-        )
+        valid = all(item in rules.get("choices", (item,)) for item in items) and rules.get(
+            "min", parsed
+        ) <= parsed <= rules.get("max", parsed)
     if not valid:
         raise LivecapError(f"{origin}: {key} must be {_allowed(key)} (got {value!r})")
     if key == "language" and parsed is not None:
@@ -346,19 +352,23 @@ def resolve(
     if user_path.exists():
         layers.append({k: (v, f"user config {user_path}") for k, v in read_toml(user_path).items()})
     variables = {key: f"{ENV_PREFIX}{key.upper()}" for key in FIELDS}
-    layers.append({
-        key: (_coerce(key, env[var], f"environment {var}", text=True), f"environment {var}")
-        for key, var in variables.items()
-        if var in env
-    })
+    layers.append(
+        {
+            key: (_coerce(key, env[var], f"environment {var}", text=True), f"environment {var}")
+            for key, var in variables.items()
+            if var in env
+        }
+    )
     flags = flags or {}
     for key in flags:
         if key not in FIELDS:
             raise LivecapError(f"command line: {_unknown(key, None, in_file=False)}")
-    layers.append({
-        key: (_coerce(key, value, f"--{key.replace('_', '-')}", text=True), "command line")
-        for key, value in flags.items()
-    })
+    layers.append(
+        {
+            key: (_coerce(key, value, f"--{key.replace('_', '-')}", text=True), "command line")
+            for key, value in flags.items()
+        }
+    )
 
     values = Config().flat()
     sources = dict.fromkeys(values, "default")
@@ -382,5 +392,7 @@ def _misspelt_variables(env: Mapping[str, str], known: Any) -> tuple[str, ...]:
     out = []
     for var in sorted(v for v in env if v.startswith(ENV_PREFIX) and v not in names):
         guess = get_close_matches(var, names, n=1)
-        out.append(f"environment {var} is not a livecap setting, ignored" + (f" (did you mean {guess[0]}?)" if guess else ""))
+        out.append(
+            f"environment {var} is not a livecap setting, ignored" + (f" (did you mean {guess[0]}?)" if guess else "")
+        )
     return tuple(out)

@@ -38,4 +38,6 @@ def language_code(text: str) -> str:
         return _BY_NAME[word]
     guess = get_close_matches(word, [*LANGUAGES, *_BY_NAME], n=1)
     hint = f"did you mean {guess[0]}? " if guess else ""
-    raise LivecapError(f"unknown language {text!r}: {hint}Whisper knows {', '.join(LANGUAGES)} (or their English names)")
+    raise LivecapError(
+        f"unknown language {text!r}: {hint}Whisper knows {', '.join(LANGUAGES)} (or their English names)"
+    )

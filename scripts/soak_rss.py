@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import manifest  # noqa: E402
-
 from livecap.bench.session import build_session  # noqa: E402
 from livecap.config import resolve  # noqa: E402
 from livecap.engine import Engine  # noqa: E402
@@ -60,14 +59,18 @@ def main() -> None:
                     break
                 if stream.position >= next_mark:
                     samples.append((stream.position / 60, process.memory_info().rss / 2**20))
-                    print(f"{samples[-1][0]:6.1f} min of audio  RSS {samples[-1][1]:7.1f} MB  finals {finals}", flush=True)
+                    print(
+                        f"{samples[-1][0]:6.1f} min of audio  RSS {samples[-1][1]:7.1f} MB  finals {finals}", flush=True
+                    )
                     next_mark += args.every * 60
             journal.close()
             samples.append((stream.position / 60, process.memory_info().rss / 2**20))
     rss = np.array([r for _, r in samples[1:]])  # the first sample is before the first model run
-    print(f"\n{args.minutes:g} min of audio in {time.monotonic() - started:.0f} s, {finals} finals; RSS after the first "
-          f"{args.every:g} min {rss[0]:.1f} MB, at the end {rss[-1]:.1f} MB ({(rss[-1] / rss[0] - 1):+.1%}), "
-          f"range {rss.min():.1f}-{rss.max():.1f} MB")
+    print(
+        f"\n{args.minutes:g} min of audio in {time.monotonic() - started:.0f} s, {finals} finals; RSS after the first "
+        f"{args.every:g} min {rss[0]:.1f} MB, at the end {rss[-1]:.1f} MB ({(rss[-1] / rss[0] - 1):+.1%}), "
+        f"range {rss.min():.1f}-{rss.max():.1f} MB"
+    )
 
 
 if __name__ == "__main__":

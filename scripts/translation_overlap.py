@@ -21,17 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from livecap.engine import Engine
 from livecap.asr.base import AsrBackend, AsrRequest, AsrResult
 from livecap.bench.session import write_wav
-from livecap.sources.file import FileSource
 from livecap.config import resolve
-from livecap.pipeline.stream import Stream
+from livecap.engine import Engine
 from livecap.messages import SAMPLE_RATE
 from livecap.pipeline.session import run_session
+from livecap.pipeline.stream import Stream
+from livecap.sources.file import FileSource
 from livecap.translators.base import TranslationRequest, Translator
 
-DEFAULT_CLIP = Path(__file__).resolve().parent.parent.parent / "shared/audio/long/aeneas_es_alarcon_capitan_veneno_dedication.mp3"
+DEFAULT_CLIP = (
+    Path(__file__).resolve().parent.parent.parent / "shared/audio/long/aeneas_es_alarcon_capitan_veneno_dedication.mp3"
+)
 
 
 class InlineTranslation:
@@ -40,7 +42,10 @@ class InlineTranslation:
     def __init__(self, backend: AsrBackend, translator: Translator) -> None:
         self.backend, self.translator = backend, translator
         self.name, self.device, self.compute_type, self.multilingual = (
-            backend.name, backend.device, backend.compute_type, backend.multilingual,
+            backend.name,
+            backend.device,
+            backend.compute_type,
+            backend.multilingual,
         )
 
     def transcribe(self, request: AsrRequest) -> AsrResult:
@@ -68,7 +73,11 @@ def run(engine: Engine, mode: str, path: Path, realtime: bool) -> tuple[list[flo
         engine.pool.backend = InlineTranslation(original, engine.translator)
     try:
         stream = Stream(
-            FileSource(path, realtime=realtime), engine.pool, engine.config, stream_id=mode, live=realtime,
+            FileSource(path, realtime=realtime),
+            engine.pool,
+            engine.config,
+            stream_id=mode,
+            live=realtime,
             translator=engine.translator if mode == "overlapped" else None,
             translation_pool=engine.translation_pool,
         )

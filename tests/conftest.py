@@ -72,7 +72,9 @@ def non_en_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
     return found
 
 
-def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess:
     """Run `livecap` as a user would, in a fresh process; never reads standard input."""
     return subprocess.run(
         [sys.executable, "-m", "livecap", *args],

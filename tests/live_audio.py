@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from conftest import Clip
-
 from livecap.bench.session import write_wav
 from livecap.messages import SAMPLE_RATE
 from livecap.sources.file import decode_blocks

@@ -11,7 +11,6 @@ import pytest
 pytest.importorskip("argostranslate")  # its __init__ is empty: no settings are read yet
 
 from argos_fixture import GREETINGS, build_argos_package, isolate_argos  # noqa: E402
-
 from livecap.errors import LivecapError  # noqa: E402
 from livecap.translators.argos import (  # noqa: E402
     ArgosTranslator,

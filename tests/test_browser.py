@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
+from conftest import Clip
 from livecap.bench.wer import wer
 from livecap.config import Config
 from livecap.engine import Engine
-
-from conftest import Clip
 from test_server import by_length, running
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from livecap.cli.options import flags
 from livecap.errors import LivecapError
 

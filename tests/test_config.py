@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import manifest, run_cli, speak
 
+from conftest import manifest, run_cli, speak
 from livecap.config import FIELDS, Config, list_profiles, profile_description, resolve
 from livecap.errors import LivecapError
 
@@ -159,7 +159,8 @@ def test_profiles_lists_shipped_profiles_with_descriptions() -> None:
     done = run_cli("profiles")
     assert done.returncode == 0, done.stderr
     for name, path in list_profiles().items():
-        assert re.search(rf"^{re.escape(name)} +{re.escape(profile_description(path))}$", done.stdout, re.MULTILINE), name
+        line = rf"^{re.escape(name)} +{re.escape(profile_description(path))}$"
+        assert re.search(line, done.stdout, re.MULTILINE), name
 
 
 BAD_PROFILES = {
@@ -225,7 +226,7 @@ def test_bad_flag_or_environment_is_one_line_error(
 
 def test_bad_user_config_names_the_file(tmp_path: Path) -> None:
     user = tmp_path / "config.toml"
-    user.write_text("[output]\noutput_format = \"txt\"\n")  # a string, not a list
+    user.write_text('[output]\noutput_format = "txt"\n')  # a string, not a list
     _one_line_error(run_cli("profiles", "show", env={"LIVECAP_CONFIG": str(user)}), str(user), "output_format")
     _one_line_error(run_cli("profiles", "show", env={"LIVECAP_CONFIG": str(tmp_path / "no.toml")}), "LIVECAP_CONFIG")
 
@@ -297,11 +298,13 @@ def german_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_profile_changes_what_runs(german_clip: Path, tmp_path: Path, no_user_config: dict[str, str]) -> None:
     """A profile choosing base, Whisper's translate task and json only: each is visible in the run's output."""
     profile = tmp_path / "run.toml"
-    profile.write_text('# test\n[asr]\nmodel = "base"\nbeam_size = 2\ntask = "translate"\n'
-                       '[output]\noutput_format = ["json"]\n')
+    profile.write_text(
+        '# test\n[asr]\nmodel = "base"\nbeam_size = 2\ntask = "translate"\n[output]\noutput_format = ["json"]\n'
+    )
     out = tmp_path / "out"
-    done = run_cli("file", str(german_clip), "--profile", str(profile), "--output-dir", str(out), "--plain",
-                   env=no_user_config)
+    done = run_cli(
+        "file", str(german_clip), "--profile", str(profile), "--output-dir", str(out), "--plain", env=no_user_config
+    )
     assert done.returncode == 0, done.stderr
     assert [p.name for p in out.iterdir()] == [f"{german_clip.stem}.json"]  # output stage: json only
     document = json.loads((out / f"{german_clip.stem}.json").read_text())

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import srt
 import webvtt
+
 from conftest import Clip, manifest, run_cli, speak
 from live_audio import join_clips, write_wav
-
-from livecap.sources.file import decode_blocks
-from livecap.messages import SAMPLE_RATE
 from livecap.bench.wer import normalize, wer
+from livecap.messages import SAMPLE_RATE
+from livecap.sources.file import decode_blocks
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +154,9 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, en_clips: list[Clip]) -
     ("silence", ["no speech"]),
     ("noise", ["no speech"]),
 ])
-def test_bad_input_gives_one_line_error(case: str, words: list[str], bad_inputs: dict[str, Path], tmp_path: Path) -> None:
+def test_bad_input_gives_one_line_error(
+    case: str, words: list[str], bad_inputs: dict[str, Path], tmp_path: Path
+) -> None:
     path = bad_inputs["dir"] / "missing.wav" if case == "missing" else bad_inputs[case]
     result = run_cli("file", str(path), "--output-dir", str(tmp_path))
     _fails_with_one_line(result, str(path) if case != "dir" else "directory", *words)
@@ -162,8 +164,16 @@ def test_bad_input_gives_one_line_error(case: str, words: list[str], bad_inputs:
 
 def test_one_bad_file_does_not_stop_the_others(bad_inputs: dict[str, Path], tmp_path: Path) -> None:
     good = bad_inputs["good"]
-    result = run_cli("file", str(bad_inputs["notes"]), str(good), str(bad_inputs["empty"]),
-                     "--output-format", "txt", "--output-dir", str(tmp_path))
+    result = run_cli(
+        "file",
+        str(bad_inputs["notes"]),
+        str(good),
+        str(bad_inputs["empty"]),
+        "--output-format",
+        "txt",
+        "--output-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 1
     assert (tmp_path / f"{good.stem}.txt").read_text().strip()
     assert result.stderr.count("error:") == 2 and "Traceback" not in result.stderr
@@ -171,8 +181,11 @@ def test_one_bad_file_does_not_stop_the_others(bad_inputs: dict[str, Path], tmp_
 
 def test_unknown_model_and_unwritable_output(bad_inputs: dict[str, Path], tmp_path: Path) -> None:
     good = str(bad_inputs["good"])
-    _fails_with_one_line(run_cli("file", good, "--model", "no-such-model-xyz", "--output-dir", str(tmp_path)),
-                         "no-such-model-xyz", "not available offline")
+    _fails_with_one_line(
+        run_cli("file", good, "--model", "no-such-model-xyz", "--output-dir", str(tmp_path)),
+        "no-such-model-xyz",
+        "not available offline",
+    )
     _fails_with_one_line(run_cli("file", good, "--model", str(tmp_path)), "not a CTranslate2 Whisper model")
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("")
@@ -185,9 +198,24 @@ def test_ctrl_c_writes_what_was_transcribed(tmp_path: Path) -> None:
     one = sonnet[0].path if sonnet else speak("the quick brown fox jumps over the lazy dog. " * 6, tmp_path / "s.wav")
     long_file = write_wav(tmp_path / "long.wav", np.tile(decode(one), 12))
     process = subprocess.Popen(
-        [sys.executable, "-m", "livecap", "file", str(long_file), "--workers", "1", "--plain",
-         "--output-format", "json", "--output-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "livecap",
+            "file",
+            str(long_file),
+            "--workers",
+            "1",
+            "--plain",
+            "--output-format",
+            "json",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     assert process.stdout is not None
     first = process.stdout.readline()  # the first caption is out: interrupt now

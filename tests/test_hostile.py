@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import REPO, Clip, manifest, run_cli, speak
 from live_audio import write_wav
-
 from livecap.bench.wer import wer
 from livecap.config import resolve
 from livecap.errors import LivecapError
@@ -303,14 +303,17 @@ def test_same_names_never_overwrite_within_a_run(en_clips: list[Clip], tmp_path:
     assert again.returncode == 0 and "replacing 1 existing: clip.txt" in again.stderr
     kept = run_cli(*args, "--no-overwrite")
     assert kept.returncode == 0, kept.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip-2.txt", "clip-3.txt", "clip-4.txt", "clip.txt"]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["clip-2.txt", "clip-3.txt", "clip-4.txt", "clip.txt"]
 
 
 @slow
 def test_parallel_runs_into_one_folder(en_clips: list[Clip], tmp_path: Path) -> None:
     clips = sorted(en_clips, key=lambda c: c.duration)[:2]
-    runs = [_start(["file", str(c.path), "--workers", "1", "--output-format", "txt", "--output-dir", str(tmp_path)])
-            for c in clips]
+    runs = [
+        _start(["file", str(c.path), "--workers", "1", "--output-format", "txt", "--output-dir", str(tmp_path)])
+        for c in clips
+    ]
     for run in runs:
         _, stderr = run.communicate(timeout=300)
         assert run.returncode == 0, stderr
@@ -337,11 +340,25 @@ def test_language_table_is_whispers() -> None:
 
 @slow
 def test_bad_language_fails_before_any_work(en_clips: list[Clip], tmp_path: Path) -> None:
-    _one_error_line(run_cli("file", str(_jfk(en_clips)), "--model", "base", "--language", "xx",
-                            "--output-dir", str(tmp_path), timeout=30), "--language", "xx")
+    _one_error_line(
+        run_cli(
+            "file",
+            str(_jfk(en_clips)),
+            "--model",
+            "base",
+            "--language",
+            "xx",
+            "--output-dir",
+            str(tmp_path),
+            timeout=30,
+        ),
+        "--language",
+        "xx",
+    )
     assert not list(tmp_path.iterdir())
-    result = run_cli("file", str(_jfk(en_clips)), "--language", "EN", "--output-format", "txt",
-                     "--output-dir", str(tmp_path))
+    result = run_cli(
+        "file", str(_jfk(en_clips)), "--language", "EN", "--output-format", "txt", "--output-dir", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -369,7 +386,10 @@ def test_standard_input_and_pipes(en_clips: list[Clip], tmp_path: Path) -> None:
     for arg, stem in (("-", "stdin"), ("/dev/stdin", "stdin-pipe")):
         result = subprocess.run(
             [sys.executable, "-m", "livecap", "file", arg, "--output-format", "txt", "--output-dir", str(tmp_path)],
-            input=clip.read_bytes(), capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+            input=clip.read_bytes(),
+            capture_output=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            timeout=300,
         )
         assert result.returncode == 0, result.stderr.decode()
         written = tmp_path / f"{Path(arg).stem if arg != '-' else 'stdin'}.txt"
@@ -382,12 +402,30 @@ def test_audio_track_option(en_clips: list[Clip], tmp_path: Path) -> None:
         pytest.skip("ffmpeg is not installed")
     first, second = sorted(en_clips, key=lambda c: c.duration)[-2:]
     media = tmp_path / "two.mkv"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(first.path), "-i", str(second.path), "-map", "0:a",
-                    "-map", "1:a", "-c:a", "libvorbis", str(media)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-i",
+            str(first.path),
+            "-i",
+            str(second.path),
+            "-map",
+            "0:a",
+            "-map",
+            "1:a",
+            "-c:a",
+            "libvorbis",
+            str(media),
+        ],
+        check=True,
+    )
     plain = run_cli("file", str(media), "--output-format", "json", "--output-dir", str(tmp_path / "a"))
     assert plain.returncode == 0 and "2 audio tracks" in plain.stderr, plain.stderr
-    chosen = run_cli("file", str(media), "--audio-track", "1", "--output-format", "json",
-                     "--output-dir", str(tmp_path / "b"))
+    chosen = run_cli(
+        "file", str(media), "--audio-track", "1", "--output-format", "json", "--output-dir", str(tmp_path / "b")
+    )
     assert chosen.returncode == 0, chosen.stderr
     assert wer(first.reference, _json(tmp_path / "a", "two")["text"]) < 0.25
     assert wer(second.reference, _json(tmp_path / "b", "two")["text"]) < 0.25

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Clip, run_cli
 
+from conftest import Clip, run_cli
 from livecap.bench.latency import ShownWord, TimedWord, shown_words, word_latencies
 from livecap.bench.session import build_session, load_sections
 
@@ -42,7 +42,11 @@ def test_a_committed_word_the_final_changed_counts_at_the_final() -> None:
 
 def test_latency_is_measured_against_the_reference_words_matched() -> None:
     reference = [TimedWord("the", 0.0, 0.3), TimedWord("cat", 0.3, 0.6), TimedWord("sat", 0.6, 1.0)]
-    shown = [ShownWord("the", 1.0, 2.0, 0.0, 0.3), ShownWord("dog", 1.2, 2.0, 0.3, 0.6), ShownWord("sat", 1.5, 2.0, 0.6, 1.0)]
+    shown = [
+        ShownWord("the", 1.0, 2.0, 0.0, 0.3),
+        ShownWord("dog", 1.2, 2.0, 0.3, 0.6),
+        ShownWord("sat", 1.5, 2.0, 0.6, 1.0),
+    ]
     found = word_latencies(reference, shown)
     assert found["committed"] == pytest.approx([0.7, 0.5])  # "cat"/"dog" is an error: no latency
     assert found["final"] == pytest.approx([1.7, 1.0])

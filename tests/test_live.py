@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import Clip, run_cli
 from live_audio import join_clips, session_clips, write_wav
-
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
-from livecap.sources.file import decode_blocks
-from livecap.sources.queue import CaptureQueue, RawBlock
-from livecap.config import Config
-from livecap.pipeline.stream import Stream
-from livecap.messages import SAMPLE_RATE, Caption, StreamEnd
 from livecap.asr.pool import AsrPool
 from livecap.bench.wer import wer
+from livecap.config import Config
+from livecap.messages import SAMPLE_RATE, Caption, StreamEnd
+from livecap.pipeline.stream import Stream
+from livecap.sources.file import decode_blocks
+from livecap.sources.queue import CaptureQueue, RawBlock
 
 pytestmark = pytest.mark.slow
 

@@ -14,11 +14,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from conftest import Clip, run_cli
-from pulse import PulseServer, pulse_server
 
-from livecap.errors import LivecapError
+from conftest import Clip, run_cli
 from livecap.bench.wer import wer
+from livecap.errors import LivecapError
+from pulse import PulseServer, pulse_server
 
 pytestmark = pytest.mark.slow
 
@@ -92,10 +92,10 @@ def test_mic_captions_speech_from_the_device(pulse: PulseServer, en_clips: list[
 
 def test_mic_device_at_its_own_rate_is_resampled(pulse: PulseServer, en_clips: list[Clip]) -> None:
     """A device opened at 44.1 kHz: the soxr converter brings it to 16 kHz for the VAD and model."""
-    from livecap.engine import Engine
     from livecap.config import Config
-    from livecap.sources.mic import MicSource
+    from livecap.engine import Engine
     from livecap.pipeline.session import run_session
+    from livecap.sources.mic import MicSource
 
     clip = _clip(en_clips, "61-70968-0000")
     os.environ["PULSE_SERVER"] = pulse.env["PULSE_SERVER"]  # read by the ALSA pulse plugin in this process

@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import Clip, run_cli
 
+from conftest import Clip, run_cli
 from livecap.asr.models import local_models
 
 pytestmark = pytest.mark.slow

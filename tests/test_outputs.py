@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import srt
 import webvtt
-from conftest import SHARED_AUDIO, Clip, run_cli
 from rich.console import Console
 
+from conftest import SHARED_AUDIO, Clip, run_cli
 from livecap.cli.view import FileProgressView, caption_text, interim_text
 from livecap.messages import Caption, InterimCaption, Word
 from livecap.output.subtitles import Layout
@@ -29,7 +29,9 @@ LONG = (
 
 def timed_caption(text: str, start: float = 2.0, step: float = 0.4, translation: str | None = None) -> Caption:
     """A final caption whose words are spoken one every `step` seconds."""
-    words = tuple(Word(start + i * step, start + i * step + step * 0.8, f" {w}", 0.9) for i, w in enumerate(text.split()))
+    words = tuple(
+        Word(start + i * step, start + i * step + step * 0.8, f" {w}", 0.9) for i, w in enumerate(text.split())
+    )
     return Caption("s", 0, start, words[-1].end, text, True, language="en", translation=translation, words=words)
 
 
@@ -81,18 +83,31 @@ def test_cues_start_at_the_time_of_their_first_word(tmp_path: Path) -> None:
 
 def test_translation_goes_to_its_own_language_file() -> None:
     captions = [timed_caption("Guten Morgen zusammen", translation="Good morning everyone")]
-    files = render_files(captions, "talk", ("txt", "srt", "json"), source="talk.wav", duration=3.0,
-                         options=OutputOptions(translate_to="en"))
+    files = render_files(
+        captions,
+        "talk",
+        ("txt", "srt", "json"),
+        source="talk.wav",
+        duration=3.0,
+        options=OutputOptions(translate_to="en"),
+    )
     assert set(files) == {"talk.txt", "talk.en.txt", "talk.srt", "talk.en.srt", "talk.json"}
     assert files["talk.txt"] == "Guten Morgen zusammen\n" and files["talk.en.txt"] == "Good morning everyone\n"
     document = json.loads(files["talk.json"])
     assert document["translation_language"] == "en" and document["translation"] == "Good morning everyone"
-    only = render_files(captions, "talk", ("srt",), source="talk.wav", duration=3.0,
-                        options=OutputOptions(tracks="translation", translate_to="en"))
+    only = render_files(
+        captions,
+        "talk",
+        ("srt",),
+        source="talk.wav",
+        duration=3.0,
+        options=OutputOptions(tracks="translation", translate_to="en"),
+    )
     assert set(only) == {"talk.en.srt"}
     untranslated = [timed_caption("Guten Morgen zusammen")]
-    assert set(render_files(untranslated, "talk", ("srt",), source="t", duration=3.0,
-                            options=OutputOptions(translate_to="en"))) == {"talk.srt"}
+    assert set(
+        render_files(untranslated, "talk", ("srt",), source="t", duration=3.0, options=OutputOptions(translate_to="en"))
+    ) == {"talk.srt"}
 
 
 def test_all_formats_tsv_and_verbose_json() -> None:
@@ -152,8 +167,23 @@ def test_translated_run_writes_both_languages_wrapped(non_en_clips: list[Clip], 
     """base + Whisper's translation on German speech: the German original in <stem>.<ext>, the English
     in <stem>.en.<ext>, every format, and narrow cue limits respected by both subtitle tracks."""
     (clip,) = [c for c in non_en_clips if c.language == "de"]
-    done = run_cli("file", str(clip.path), "--model", "base", "--translate-to", "en", "--output-format", "all",
-                   "--max-line-width", "20", "--max-line-count", "1", "--output-dir", str(tmp_path), "--plain")
+    done = run_cli(
+        "file",
+        str(clip.path),
+        "--model",
+        "base",
+        "--translate-to",
+        "en",
+        "--output-format",
+        "all",
+        "--max-line-width",
+        "20",
+        "--max-line-count",
+        "1",
+        "--output-dir",
+        str(tmp_path),
+        "--plain",
+    )
     assert done.returncode == 0, done.stderr
     stem = clip.path.stem
     expected = {f"{stem}.{ext}" for ext in ("txt", "srt", "vtt", "tsv", "json", "verbose.json")}
@@ -164,7 +194,9 @@ def test_translated_run_writes_both_languages_wrapped(non_en_clips: list[Clip], 
     german, english = document["text"], document["translation"]
     assert english_words(german) & english_words(clip.reference), german  # the original is the German transcript
     assert "the" in english_words(english) and not english_words(english) & {"der", "diesem", "wurde"}, english
-    assert len(english_words(english) & {"portal", "room", "hall", "morgue", "mortuary", "behind", "used"}) >= 2, english
+    assert len(english_words(english) & {"portal", "room", "hall", "morgue", "mortuary", "behind", "used"}) >= 2, (
+        english
+    )
     check_words(document["segments"])
     for ext in ("srt", "vtt"):
         for name, text in ((f"{stem}.{ext}", german), (f"{stem}.en.{ext}", english)):
@@ -175,14 +207,27 @@ def test_translated_run_writes_both_languages_wrapped(non_en_clips: list[Clip], 
     assert (tmp_path / f"{stem}.en.txt").read_text(encoding="utf-8").split() == english.split()
     verbose = json.loads((tmp_path / f"{stem}.verbose.json").read_text(encoding="utf-8"))
     assert verbose["language"] == "de" and verbose["text"] == german
-    assert [w["word"] for w in verbose["words"]] == [w["word"].strip() for s in document["segments"] for w in s["words"]]
+    assert [w["word"] for w in verbose["words"]] == [
+        w["word"].strip() for s in document["segments"] for w in s["words"]
+    ]
 
 
 @pytest.mark.slow
 def test_task_translate_is_marked_english(non_en_clips: list[Clip], tmp_path: Path) -> None:
     (clip,) = [c for c in non_en_clips if c.language == "de"]
-    done = run_cli("file", str(clip.path), "--model", "base", "--task", "translate", "--output-format", "json,verbose_json",
-                   "--output-dir", str(tmp_path), "--plain")
+    done = run_cli(
+        "file",
+        str(clip.path),
+        "--model",
+        "base",
+        "--task",
+        "translate",
+        "--output-format",
+        "json,verbose_json",
+        "--output-dir",
+        str(tmp_path),
+        "--plain",
+    )
     assert done.returncode == 0, done.stderr
     document = json.loads((tmp_path / f"{clip.path.stem}.json").read_text(encoding="utf-8"))
     assert document["task"] == "translate" and document["language"] == "en"
@@ -199,7 +244,9 @@ def test_hotwords_and_initial_prompt_change_the_output(tmp_path: Path) -> None:
 
     def text(*flags: str) -> str:
         out = tmp_path / str(len(list(tmp_path.iterdir())))
-        done = run_cli("file", str(HOTWORDS_CLIP), "--output-format", "txt", "--output-dir", str(out), "--plain", *flags)
+        done = run_cli(
+            "file", str(HOTWORDS_CLIP), "--output-format", "txt", "--output-dir", str(out), "--plain", *flags
+        )
         assert done.returncode == 0, done.stderr
         return (out / "hotwords.txt").read_text(encoding="utf-8")
 
@@ -278,18 +325,31 @@ def bench_document() -> dict:
     keys += ["wer_en", "wer_de", "baseline_wer_en", "baseline_wer_de"]
 
     def summary(scale: float) -> dict:
-        return {key: {"median": 123.456 * scale * (i + 1) / 7, "min": 100.5 * scale * (i + 1) / 7,
-                      "max": 150.25 * scale * (i + 1) / 7} for i, key in enumerate(keys)}
+        return {
+            key: {
+                "median": 123.456 * scale * (i + 1) / 7,
+                "min": 100.5 * scale * (i + 1) / 7,
+                "max": 150.25 * scale * (i + 1) / 7,
+            }
+            for i, key in enumerate(keys)
+        }
 
     models = ("tiny.en w1", "base w1", "base w2")
     return {
         "machine": {"processor": "x86_64", "cpus": 2},
-        "inputs": [{"path": "a.wav", "duration_s": 5.0, "reference": "a", "language": "en"},
-                   {"path": "b.wav", "duration_s": 6.0, "reference": "b", "language": "de"}],
+        "inputs": [
+            {"path": "a.wav", "duration_s": 5.0, "reference": "a", "language": "en"},
+            {"path": "b.wav", "duration_s": 6.0, "reference": "b", "language": "de"},
+        ],
         "repeat": 3,
         "configurations": [
-            {"label": label, "settings": {"model": label.split()[0], "device": "cpu", "workers": 1},
-             "summary": summary(scale), "ratio": {"wall_s": 1.2345, "wer": 0.9876}, "runs": []}
+            {
+                "label": label,
+                "settings": {"model": label.split()[0], "device": "cpu", "workers": 1},
+                "summary": summary(scale),
+                "ratio": {"wall_s": 1.2345, "wer": 0.9876},
+                "runs": [],
+            }
             for label, scale in zip(models, (1.0, 0.01, 10.0))
         ],
     }
@@ -311,7 +371,9 @@ def test_bench_table_fits_80_columns_without_cutting_numbers() -> None:
     assert "WER, de (%)" in text and "WER, en (%)" in text  # pooled per language
     assert "tiny.en is English-only, but 1 de input(s) are not English" in text.replace("\n", " ")
     assert "base is English-only" not in text
-    for tables in (_tables("t", document["configurations"], [("figure", ["1", "2", "3"])], width) for width in (80, 200)):
+    for tables in (
+        _tables("t", document["configurations"], [("figure", ["1", "2", "3"])], width) for width in (80, 200)
+    ):
         titles = [column.header for table in tables for column in table.columns if column.header != "figure"]
         assert sorted(titles) == sorted(c["label"] for c in document["configurations"])  # each once
 

@@ -34,7 +34,11 @@ class GateBackend:
 def job(stream: str, label: float, *, final: bool, done: list | None = None) -> AsrJob:
     samples = np.full(16, label, dtype=np.float32)
     utterance = Utterance(stream, 0, 0.0, 1.0, samples, final, 0.0, 0.0)
-    return AsrJob(utterance, AsrRequest(samples, final=final), lambda j, r, e: (done if done is not None else []).append((j, r, e)))
+    return AsrJob(
+        utterance,
+        AsrRequest(samples, final=final),
+        lambda j, r, e: (done if done is not None else []).append((j, r, e)),
+    )
 
 
 def wait_for(condition, timeout: float = 5.0) -> None:  # noqa: ANN001

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import websockets
 
+from conftest import REPO, Clip, manifest
 from livecap.bench.streams import free_port
 from livecap.bench.wer import wer
 from livecap.config import Config
@@ -34,8 +35,6 @@ from livecap.server.settings import ServerSettings
 from livecap.sources.push import PushSource
 from livecap.sources.queue import CaptureQueue, EndOfAudio
 
-from conftest import REPO, Clip, manifest
-
 slow = pytest.mark.slow
 
 
@@ -43,7 +42,9 @@ slow = pytest.mark.slow
 
 
 def test_start_message_is_checked() -> None:
-    start = parse_start('{"type": "start", "sample_rate": 48000, "sample_format": "f32le", "language": "EN"}', False, "tiny.en")
+    start = parse_start(
+        '{"type": "start", "sample_rate": 48000, "sample_format": "f32le", "language": "EN"}', False, "tiny.en"
+    )
     assert (start.sample_rate, start.sample_format, start.decode.language) == (48000, "f32le", "en")
     cases = {
         "not json": 1007,
@@ -66,8 +67,12 @@ def test_start_message_is_checked() -> None:
 def test_frames_are_checked() -> None:
     assert np.allclose(decode_frame(np.array([16384, -32768], "<i2").tobytes(), "s16le"), [0.5, -1.0])
     assert np.allclose(decode_frame(np.array([0.25], "<f4").tobytes(), "f32le"), [0.25])
-    for data, fmt in ((b"\x00\x01\x02", "s16le"), (b"\x00" * 6, "f32le"), (np.array([np.nan], "<f4").tobytes(), "f32le"),
-                      (np.array([1e30], "<f4").tobytes(), "f32le")):
+    for data, fmt in (
+        (b"\x00\x01\x02", "s16le"),
+        (b"\x00" * 6, "f32le"),
+        (np.array([np.nan], "<f4").tobytes(), "f32le"),
+        (np.array([1e30], "<f4").tobytes(), "f32le"),
+    ):
         with pytest.raises(Closing) as raised:
             decode_frame(data, fmt)
         assert raised.value.code == 1007
@@ -90,8 +95,13 @@ def test_outbox_sheds_interims_never_finals() -> None:
         return [await box.get() for _ in range(5)]
 
     sent = asyncio.run(fill())
-    assert sent == [{"type": "final", "n": 0}, {"type": "interim", "n": 100}, {"type": "final", "n": 1},
-                    {"type": "stats", "n": 0}, {"type": "final", "n": 2}]
+    assert sent == [
+        {"type": "final", "n": 0},
+        {"type": "interim", "n": 100},
+        {"type": "final", "n": 1},
+        {"type": "stats", "n": 0},
+        {"type": "final", "n": 2},
+    ]
 
 
 def test_push_source_cuts_blocks_and_flushes_the_rest() -> None:
@@ -231,7 +241,11 @@ def test_openai_client_unchanged(engine: Engine, en_clips: list[Clip]) -> None:
         assert wer(clip.reference, plain.text) < 0.35
         with clip.path.open("rb") as audio:
             verbose = client.audio.transcriptions.create(
-                model="tiny.en", file=audio, response_format="verbose_json", language="en", prompt="Quilter",
+                model="tiny.en",
+                file=audio,
+                response_format="verbose_json",
+                language="en",
+                prompt="Quilter",
                 timestamp_granularities=["word", "segment"],
             )
         assert verbose.segments and verbose.words and verbose.duration > 0
@@ -279,10 +293,18 @@ def test_upload_errors_are_json_with_their_status(engine: Engine, en_clips: list
         url = base + "/v1/audio/transcriptions"
         cases = [
             (httpx.post(url, files={"file": ("a.wav", b"\0" * 200_000)}, data={"model": "whisper-1"}), 413, "limit"),
-            (httpx.post(url, content=b"\0" * 200_000, headers={"content-type": "multipart/form-data; boundary=x"}), 413, "limit"),
+            (
+                httpx.post(url, content=b"\0" * 200_000, headers={"content-type": "multipart/form-data; boundary=x"}),
+                413,
+                "limit",
+            ),
             (httpx.post(url, json={"file": "x"}), 400, "multipart"),
             (httpx.post(url, data={"model": "whisper-1"}, files={"other": ("a", b"1")}), 400, "`file`"),
-            (httpx.post(url, files={"file": ("a.wav", b"junk" * 100)}, data={"response_format": "xml"}), 400, "response_format"),
+            (
+                httpx.post(url, files={"file": ("a.wav", b"junk" * 100)}, data={"response_format": "xml"}),
+                400,
+                "response_format",
+            ),
             (httpx.post(url, files={"file": ("../../etc/passwd", b"junk" * 100)}), 400, "the uploaded file"),
             (httpx.post(url, files={"file": ("a.wav", b"junk")}, data={"language": "klingon"}), 400, "language"),
             (httpx.get(base + "/nowhere"), 404, "Not Found"),
@@ -301,7 +323,10 @@ def test_abandoned_upload_stops_its_transcription(engine: Engine, tmp_path: Path
     if sonnet is None or not sonnet.is_file():
         pytest.skip("the shared long recording is absent")
     long = tmp_path / "long.flac"  # nine minutes: eighteen 30 s windows for the shared pool
-    subprocess.run(["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar", "16000", str(long)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar", "16000", str(long)],
+        check=True,
+    )
     with running(engine) as base:
         busy_before = httpx.get(base + "/status").json()["busy_seconds"]  # the engine is shared with other tests
         with pytest.raises(httpx.ReadTimeout):
@@ -325,7 +350,11 @@ def test_bad_stream_input_closes_with_a_reason(engine: Engine) -> None:
         ([start, b"\0" * 70_000], 1009, "limit"),
         ([start, b"\0\0\0"], 1007, "s16le"),
         ([start, "hello"], 1007, '"end"'),
-        ([json.dumps({"type": "start", "sample_format": "f32le"}), np.full(100, np.inf, "<f4").tobytes()], 1007, "finite"),
+        (
+            [json.dumps({"type": "start", "sample_format": "f32le"}), np.full(100, np.inf, "<f4").tobytes()],
+            1007,
+            "finite",
+        ),
     ]
 
     with running(engine, max_frame_bytes=64_000) as base:
@@ -342,7 +371,9 @@ def test_idle_stream_is_ended_after_its_finals(engine: Engine, en_clips: list[Cl
 
     with running(engine, idle_timeout_s=2.0) as base:
         # the clip, then nothing more: idle
-        code, reason, events = asyncio.run(exchange(ws_url(base), [json.dumps({"type": "start"}), *pcm_frames(clip.path)]))
+        code, reason, events = asyncio.run(
+            exchange(ws_url(base), [json.dumps({"type": "start"}), *pcm_frames(clip.path)])
+        )
     assert code == 1008 and reason.startswith("idle"), reason
     finals = " ".join(e["text"] for e in events if e["type"] == "final")
     assert wer(clip.reference, finals) < 0.35
@@ -356,7 +387,10 @@ def test_stream_over_its_time_limit_ends_after_its_finals(engine: Engine, en_cli
         result = asyncio.run(stream_file(ws_url(base), clip.path, speed=1.0))
     assert result.close_code == 1008 and "limit of 3 s" in result.close_reason
     assert result.finals and result.sent_seconds < clip.duration  # what was heard, then the end
-    assert result.events[-2]["type"] == "stats" and result.events[-1] == {"type": "error", "message": result.close_reason}
+    assert result.events[-2]["type"] == "stats" and result.events[-1] == {
+        "type": "error",
+        "message": result.close_reason,
+    }
 
 
 @slow
@@ -407,10 +441,17 @@ def test_compute_per_audio_second_counts_translation_too(engine: Engine) -> None
     stats.add_audio(20.0)
     stats.record_final({"latency": 1.0, "eos_wait": 0.5, "processing": 0.5, "translate": 3.0})
     assert hub.admit_stream()
-    hub.release_stream(stats.snapshot(
-        dropped_seconds=0.0, capture_depth_s=0.0, pending_finals=0, pending_interims=0, behind_seconds=0.0,
-        interims_skipped=0, transcribed_seconds=20.0,
-    ))
+    hub.release_stream(
+        stats.snapshot(
+            dropped_seconds=0.0,
+            capture_depth_s=0.0,
+            pending_finals=0,
+            pending_interims=0,
+            behind_seconds=0.0,
+            interims_skipped=0,
+            transcribed_seconds=20.0,
+        )
+    )
     status = hub.status()
     assert status["audio_seconds"] == 20.0 and status["translate_seconds"] == 3.0
     assert status["compute_per_audio_s"] == pytest.approx((engine.pool.busy_seconds + 3.0) / 20.0, abs=1e-3)
@@ -421,8 +462,15 @@ def test_status_metrics_health_models_page(engine: Engine) -> None:
     with running(engine) as base:
         status = httpx.get(base + "/status").json()
         assert status["workers"] == engine.pool.workers and status["streams_max"] == 2 * engine.pool.workers
-        assert {"busy_seconds", "queued_finals", "queued_interims", "streams_refused", "final_latency_p95",
-                "compute_per_audio_s", "uptime_s"} <= status.keys()
+        assert {
+            "busy_seconds",
+            "queued_finals",
+            "queued_interims",
+            "streams_refused",
+            "final_latency_p95",
+            "compute_per_audio_s",
+            "uptime_s",
+        } <= status.keys()
         metrics = httpx.get(base + "/metrics").text
         assert "livecap_streams_active 0.0" in metrics and "livecap_final_latency_seconds_bucket" in metrics
         assert httpx.get(base + "/health").json() == {"status": "ok", "model": "tiny.en"}
@@ -441,7 +489,10 @@ def test_sigterm_drains_open_streams_then_exits(en_clips: list[Clip]) -> None:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "livecap", "serve", "--port", str(port), "--drain-s", "20"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     base = f"http://127.0.0.1:{port}"
@@ -478,4 +529,3 @@ def test_sigterm_drains_open_streams_then_exits(en_clips: list[Clip]) -> None:
     assert "Traceback" not in output
     with pytest.raises(httpx.TransportError):
         httpx.get(base + "/health")
-

@@ -21,6 +21,7 @@ import httpx
 import pytest
 import websockets
 
+from conftest import Clip
 from livecap.bench.wer import wer
 from livecap.config import Config
 from livecap.engine import Engine
@@ -28,8 +29,6 @@ from livecap.server.client import pcm_frames
 from livecap.server.live import Closing, Outbox
 from livecap.server.media import display_name
 from livecap.server.sessions import Fanout
-
-from conftest import Clip
 from test_server import by_length, exchange, running
 
 # -- without a server -----------------------------------------------------------------------------
@@ -142,7 +141,8 @@ def test_media_upload_good_bad_oversized_and_deleted(engine: Engine, en_clips: l
         assert not (tmp_path / "escape.wav").exists() and not (tmp_path / "data" / "escape.wav").exists()
         for path in (bad, text):
             refused = upload(base, path)
-            assert refused.status_code == 400 and "not a readable audio" in refused.json()["error"]["message"], refused.text
+            message = refused.json()["error"]["message"]
+            assert refused.status_code == 400 and "not a readable audio" in message, refused.text
             assert str(tmp_path) not in refused.text
         big = tmp_path / "big.wav"
         big.write_bytes(clip.path.read_bytes() + b"\0" * 100_000)
@@ -192,7 +192,9 @@ def test_media_session_with_20_viewers_and_a_late_joiner(engine: Engine, en_clip
 
 
 @pytest_slow
-def test_stalled_viewer_is_dropped_without_affecting_the_others(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+def test_stalled_viewer_is_dropped_without_affecting_the_others(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
     clip = by_length(en_clips, 1)[0]
     with running(engine, data_dir=tmp_path, ping_s=1.0) as base:
         session = session_of(base, clip)
@@ -254,7 +256,9 @@ def test_delete_mid_session_ends_viewers_cleanly(engine: Engine, en_clips: list[
 
 
 @pytest_slow
-def test_publisher_feeds_viewers_and_its_vanishing_ends_the_session(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+def test_publisher_feeds_viewers_and_its_vanishing_ends_the_session(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
     clip = by_length(en_clips, 1)[0]
     frames = pcm_frames(clip.path, silence_s=2.0)
     with running(engine, data_dir=tmp_path) as base:
@@ -341,8 +345,14 @@ def test_key_guards_every_session_endpoint(engine: Engine, en_clips: list[Clip],
     with running(engine, data_dir=tmp_path, api_key="s3cret") as base:
         assert upload(base, clip.path).status_code == 401
         media = upload(base, clip.path, headers=key).json()["id"]
-        for method, path in (("GET", "/v1/media"), ("DELETE", f"/v1/media/{media}"), ("GET", "/v1/sessions"),
-                             ("POST", "/v1/sessions"), ("GET", "/v1/sessions/x"), ("DELETE", "/v1/sessions/x")):
+        for method, path in (
+            ("GET", "/v1/media"),
+            ("DELETE", f"/v1/media/{media}"),
+            ("GET", "/v1/sessions"),
+            ("POST", "/v1/sessions"),
+            ("GET", "/v1/sessions/x"),
+            ("DELETE", "/v1/sessions/x"),
+        ):
             assert httpx.request(method, base + path).status_code == 401, path
         sid = httpx.post(base + "/v1/sessions", json={"source": "publish"}, headers=key).json()["id"]
         for path in (f"/v1/sessions/{sid}/captions", f"/v1/sessions/{sid}/publish"):
@@ -369,23 +379,48 @@ def test_terminal_publisher_and_watcher(engine: Engine, en_clips: list[Clip], tm
         except RuntimeError as error:
             pytest.skip(f"PulseAudio cannot start here: {error}")
         mic = subprocess.Popen(
-            [sys.executable, "-m", "livecap", "mic", "--input-device", "pulse", "--publish", base, "--plain",
-             "--duration", f"{clip.duration + 4:.1f}"],
-            env={**pulse.env, "HF_HUB_OFFLINE": "1"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "livecap",
+                "mic",
+                "--input-device",
+                "pulse",
+                "--publish",
+                base,
+                "--plain",
+                "--duration",
+                f"{clip.duration + 4:.1f}",
+            ],
+            env={**pulse.env, "HF_HUB_OFFLINE": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert mic.stderr is not None
         announced = mic.stderr.readline()
         assert "publishing" in announced, announced + mic.stderr.read()
         session = announced.split("to session ")[1].split(";")[0]
-        watcher = subprocess.Popen([sys.executable, "-m", "livecap", "watch", f"{base}/{session}", "--plain"], env=env,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "livecap", "watch", f"{base}/{session}", "--plain"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_for(lambda: httpx.get(base + f"/v1/sessions/{session}").json()["viewers"] == 1, 30)
         pulse.play(clip.path).wait(timeout=60)
         published, mic_errors = mic.communicate(timeout=120)
         watched, watch_errors = watcher.communicate(timeout=60)
-        unknown = subprocess.run([sys.executable, "-m", "livecap", "watch", f"{base}/nope"], env=env,
-                                 capture_output=True, text=True, timeout=60)
+        unknown = subprocess.run(
+            [sys.executable, "-m", "livecap", "watch", f"{base}/nope"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert unknown.returncode == 1 and "no such session" in unknown.stderr
     assert mic.returncode == 0, mic_errors
     assert watcher.returncode == 0 and "the publisher ended the stream" in watch_errors, watch_errors

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Clip
+from livecap.bench.wer import wer
 from livecap.config import Config
 from livecap.engine import Engine
 from livecap.pipeline.session import SessionResult, run_session
 from livecap.sources.file import FileSource
-
-from conftest import Clip
-
-from livecap.bench.wer import wer
 
 pytestmark = pytest.mark.slow
 

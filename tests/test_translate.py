@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import srt
-from conftest import Clip, run_cli
 
+from conftest import Clip, run_cli
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
-from livecap.bench.session import write_wav
-from livecap.sources.file import FileSource
-from livecap.config import Config
-from livecap.pipeline.stream import Stream
-from livecap.messages import SAMPLE_RATE, Caption, StreamEnd, StreamError
 from livecap.asr.pool import AsrPool
+from livecap.bench.session import write_wav
+from livecap.config import Config
+from livecap.messages import SAMPLE_RATE, Caption, StreamEnd, StreamError
+from livecap.pipeline.stream import Stream
+from livecap.sources.file import FileSource
 from livecap.translators.base import TranslationRequest
 
 pytestmark = pytest.mark.slow
@@ -164,15 +164,31 @@ def test_translation_keeps_order_and_survives_a_failure(en_clips: list[Clip], tm
         assert caption.audio is None
 
 
-NO_ARGOS = "import sys; sys.modules['argostranslate'] = None; from livecap.cli import main; sys.argv[0] = 'livecap'; main()"
+NO_ARGOS = (
+    "import sys; sys.modules['argostranslate'] = None; from livecap.cli import main; "
+    "sys.argv[0] = 'livecap'; main()"
+)
 
 
 def test_argos_without_the_extra_is_a_one_line_error(en_clips: list[Clip], tmp_path: Path) -> None:
     """As if argostranslate were not installed (a None entry in sys.modules makes its import fail)."""
     result = subprocess.run(
-        [sys.executable, "-c", NO_ARGOS, "file", str(en_clips[0].path), "--translate-to", "de",
-         "--output-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-c",
+            NO_ARGOS,
+            "file",
+            str(en_clips[0].path),
+            "--translate-to",
+            "de",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -216,8 +232,17 @@ def test_argos_install_list_and_translate_through_the_cli(
 
     out = tmp_path / "out"
     captioned = run_cli(
-        "file", str(en_clips[0].path), "--translate-to", "de", "--output-dir", str(out), "--output-format", "json,vtt",
-        "--subtitle-text", "translation", env=env,
+        "file",
+        str(en_clips[0].path),
+        "--translate-to",
+        "de",
+        "--output-dir",
+        str(out),
+        "--output-format",
+        "json,vtt",
+        "--subtitle-text",
+        "translation",
+        env=env,
     )
     assert captioned.returncode == 0, captioned.stderr
     segments = json.loads((out / f"{en_clips[0].path.stem}.json").read_text(encoding="utf-8"))["segments"]

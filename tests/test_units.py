@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Clip
 
+from conftest import Clip
 from livecap.asr.whisper import collapse_repeats, is_hallucination
-from livecap.sources.file import decode_blocks
 from livecap.config import VadConfig
 from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
 from livecap.pipeline.packing import Packer
 from livecap.pipeline.reorder import Reorderer
 from livecap.pipeline.stabilize import LocalAgreement
 from livecap.pipeline.vad import Segmenter
+from livecap.sources.file import decode_blocks
 
 
 def test_repetition_loops_collapse() -> None:

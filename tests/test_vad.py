@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_AUDIO, Clip, run_cli
 
+from conftest import SHARED_AUDIO, Clip, run_cli
 from livecap.bench.session import DEGRADATIONS, _read, nonspeech, write_wav
 from livecap.bench.wer import wer
 from livecap.messages import SAMPLE_RATE
@@ -36,7 +36,9 @@ def loud_then_quiet(en_clips: list[Clip]) -> tuple[np.ndarray, list[tuple[str, i
     parts = [_read(SONNET, DEGRADATIONS["loud"])]
     clips: list[tuple[str, int, int, np.ndarray]] = []
     position = len(parts[0])
-    for clip, degradation in zip(sorted(en_clips, key=lambda c: -c.duration), ("far", "quiet", "reverberant", "phone", "far")):
+    for clip, degradation in zip(
+        sorted(en_clips, key=lambda c: -c.duration), ("far", "quiet", "reverberant", "phone", "far")
+    ):
         audio = _read(clip.path, DEGRADATIONS[degradation])
         parts += [pause, audio, nonspeech("brown_noise", 2.0, rng), pause]
         start = position + len(pause)
@@ -95,8 +97,16 @@ def test_buzz_is_tonal_and_degraded_speech_is_not(en_clips: list[Clip]) -> None:
 def nonspeech_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Silence, white and brown noise, and 20 s of the voice-like buzz that made live mode invent text."""
     rng = np.random.default_rng(2)
-    parts = [nonspeech(kind, seconds, rng) for kind, seconds in
-             (("silence", 2.0), ("white_noise", 5.0), ("buzz", 20.0), ("brown_noise", 5.0), ("silence", 2.0))]
+    parts = [
+        nonspeech(kind, seconds, rng)
+        for kind, seconds in (
+            ("silence", 2.0),
+            ("white_noise", 5.0),
+            ("buzz", 20.0),
+            ("brown_noise", 5.0),
+            ("silence", 2.0),
+        )
+    ]
     path = tmp_path_factory.mktemp("nonspeech") / "nonspeech.wav"
     write_wav(path, np.concatenate(parts))
     return path
@@ -116,7 +126,10 @@ def test_sox_far_copy_of_jfk_is_heard_after_the_sonnet(tmp_path: Path) -> None:
     if not (jfk.is_file() and SONNET.is_file()):
         pytest.skip("needs the shared recordings")
     far = tmp_path / "far.wav"
-    subprocess.run(["sox", str(jfk), "-r", "16000", "-c", "1", str(far), "gain", "-28", "highpass", "300", "lowpass", "3000"], check=True)
+    subprocess.run(
+        ["sox", str(jfk), "-r", "16000", "-c", "1", str(far), "gain", "-28", "highpass", "300", "lowpass", "3000"],
+        check=True,
+    )
     quiet = _read(far, [])
     stream = np.concatenate([_read(SONNET, []), np.zeros(int(1.3 * SAMPLE_RATE), np.float32), quiet])
     probs = speech_share(SileroVad(), stream)

@@ -1,0 +1,1 @@
+"""Speech recognition: the backend protocol, Whisper, model lookup and the worker pool."""

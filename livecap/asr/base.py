@@ -3,8 +3,8 @@ segments (and word timings when asked), and the small protocol a backend impleme
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -53,6 +53,7 @@ class AsrSegment:
 
 @dataclass(frozen=True)
 class AsrResult:
+    """One decode's segments and the language it was decoded in."""
     segments: tuple[AsrSegment, ...]
     language: str | None
     language_probability: float

@@ -37,6 +37,7 @@ class LocalModel:
 
 
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where joined models live: LIVECAP_CACHE_DIR, else the user cache folder."""
     env = os.environ if env is None else env
     if env.get("LIVECAP_CACHE_DIR"):
         return Path(env["LIVECAP_CACHE_DIR"]).expanduser()

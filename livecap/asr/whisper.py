@@ -47,6 +47,7 @@ APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 
 def compression_ratio(text: str) -> float:
+    """Bytes per zlib-compressed byte: high for repetition loops."""
     data = text.encode("utf-8")
     return len(data) / max(1, len(zlib.compress(data)))
 
@@ -114,7 +115,9 @@ class WhisperBackend:
             else batch_size_for_memory(cuda_free_bytes(), batch_item_bytes(options.model, options.beam_size))
         )
         if options.language and not self.multilingual and options.language != "en":
-            raise LivecapError(f"model {options.model} is English-only; use --model base for --language {options.language}")
+            raise LivecapError(
+                f"model {options.model} is English-only; use --model base for --language {options.language}"
+            )
         if options.task == "translate" and not self.multilingual:
             raise LivecapError(f"model {options.model} is English-only and cannot translate; use --model base")
 
@@ -144,12 +147,9 @@ class WhisperBackend:
         for segment in segments:
             text = collapse_repeats(segment.text.strip())
             if not is_hallucination(text, segment.no_speech_prob, segment.avg_logprob):
-                words = tuple(
-                    AsrWord(w.start, w.end, w.word.strip(), w.probability) for w in (segment.words or ())
-                )
+                words = tuple(AsrWord(w.start, w.end, w.word.strip(), w.probability) for w in (segment.words or ()))
                 kept.append(AsrSegment(segment.start, segment.end, text, words))
         return AsrResult(tuple(kept), info.language, info.language_probability)
-
 
     def _glance(self, request: AsrRequest, language: str) -> AsrResult:
         """An interim: one greedy decode of an encoder input cut to the audio's length (at least
@@ -236,7 +236,7 @@ class WhisperBackend:
         `transcribe`'s options and guards."""
         import ctranslate2
         from faster_whisper.audio import pad_or_trim
-        from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+        from faster_whisper.transcribe import get_suppressed_tokens
         from faster_whisper.utils import get_end
 
         def view(array: np.ndarray) -> ctranslate2.StorageView:
@@ -252,7 +252,9 @@ class WhisperBackend:
             encoded = self._encode(
                 np.stack([pad_or_trim(item.features[:, item.seek : item.seek + n]) for item, n in zip(active, sizes)])
             )
-            unknown = [k for k, item in enumerate(active) if item.tokenizer is None and self._language(item.request) is None]
+            unknown = [
+                k for k, item in enumerate(active) if item.tokenizer is None and self._language(item.request) is None
+            ]
             detected = dict(zip(unknown, model.model.detect_language(view(encoded[unknown])))) if unknown else {}
             for k, item in enumerate(active):
                 if item.tokenizer is None:
@@ -260,7 +262,9 @@ class WhisperBackend:
                     options = options or _window_options(config.beam_size, get_suppressed_tokens(item.tokenizer, [-1]))
             assert options is not None
             prompts = [
-                model.get_prompt(item.tokenizer, item.previous, hotwords=item.request.options.hotwords or config.hotwords)
+                model.get_prompt(
+                    item.tokenizer, item.previous, hotwords=item.request.options.hotwords or config.hotwords
+                )
                 for item in active
             ]
             outputs: list = [None] * len(active)
@@ -357,7 +361,9 @@ class _Pending:
     def keep(self, segment: dict, text: str, no_speech_prob: float, avg_logprob: float) -> None:
         """Add a decoded segment unless the guards call it a hallucination."""
         if not is_hallucination(text, no_speech_prob, avg_logprob):
-            words = tuple(AsrWord(w["start"], w["end"], w["word"].strip(), w["probability"]) for w in segment.get("words") or ())
+            words = tuple(
+                AsrWord(w["start"], w["end"], w["word"].strip(), w["probability"]) for w in segment.get("words") or ()
+            )
             self.segments.append(AsrSegment(segment["start"], segment["end"], text, words))
 
 
@@ -373,14 +379,32 @@ def _window_options(beam_size: int, suppress_tokens: tuple[int, ...]) -> Transcr
     from faster_whisper.transcribe import TranscriptionOptions
 
     return TranscriptionOptions(
-        beam_size=beam_size, best_of=beam_size, patience=1, length_penalty=1, repetition_penalty=1,
-        no_repeat_ngram_size=0, log_prob_threshold=LOG_PROB, no_speech_threshold=NO_SPEECH_PROB,
-        compression_ratio_threshold=COMPRESSION_RATIO, condition_on_previous_text=False,
-        prompt_reset_on_temperature=0.5, temperatures=list(FALLBACK_TEMPERATURES), initial_prompt=None,
-        prefix=None, suppress_blank=True, suppress_tokens=list(suppress_tokens), without_timestamps=False,
-        max_initial_timestamp=1.0, word_timestamps=False, prepend_punctuations=PREPEND_PUNCTUATIONS,
-        append_punctuations=APPEND_PUNCTUATIONS, multilingual=False, max_new_tokens=None, clip_timestamps="0",
-        hallucination_silence_threshold=None, hotwords=None,
+        beam_size=beam_size,
+        best_of=beam_size,
+        patience=1,
+        length_penalty=1,
+        repetition_penalty=1,
+        no_repeat_ngram_size=0,
+        log_prob_threshold=LOG_PROB,
+        no_speech_threshold=NO_SPEECH_PROB,
+        compression_ratio_threshold=COMPRESSION_RATIO,
+        condition_on_previous_text=False,
+        prompt_reset_on_temperature=0.5,
+        temperatures=list(FALLBACK_TEMPERATURES),
+        initial_prompt=None,
+        prefix=None,
+        suppress_blank=True,
+        suppress_tokens=list(suppress_tokens),
+        without_timestamps=False,
+        max_initial_timestamp=1.0,
+        word_timestamps=False,
+        prepend_punctuations=PREPEND_PUNCTUATIONS,
+        append_punctuations=APPEND_PUNCTUATIONS,
+        multilingual=False,
+        max_new_tokens=None,
+        clip_timestamps="0",
+        hallucination_silence_threshold=None,
+        hotwords=None,
     )
 
 
@@ -393,8 +417,14 @@ UNKNOWN_MEMORY_BATCH = 4
 MAX_BATCH = 16
 GPU_MEMORY_SHARE = 0.8  # of the free memory, the rest left for CUDA's own workspace
 # (d_model, decoder layers, attention heads) by model family, largest first where a name has two
-_DIMS = {"large": (1280, 32, 20), "turbo": (1280, 4, 20), "medium": (1024, 24, 16), "small": (768, 12, 12),
-         "base": (512, 6, 8), "tiny": (384, 4, 6)}
+_DIMS = {
+    "large": (1280, 32, 20),
+    "turbo": (1280, 4, 20),
+    "medium": (1024, 24, 16),
+    "small": (768, 12, 12),
+    "base": (512, 6, 8),
+    "tiny": (384, 4, 6),
+}
 
 
 def batch_item_bytes(model: str, beam_size: int) -> int:
@@ -434,11 +464,15 @@ def cuda_free_bytes(device_index: int = 0) -> int | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", f"--id={device_index}"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
         return int(out.split()[0]) * 1024 * 1024
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
+
 
 def pick_device(requested: str) -> str:
     """`cuda` only when CTranslate2 sees a CUDA device; `auto` falls back to the CPU."""

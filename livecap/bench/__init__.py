@@ -1,0 +1,1 @@
+"""What `livecap bench` measures, how, and how it reports."""

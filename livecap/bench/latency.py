@@ -11,8 +11,8 @@ text near the same time (see `word_latencies`); unmatched words have no latency 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from difflib import SequenceMatcher
+from pathlib import Path
 from typing import Any
 
 from livecap.bench.wer import normalize
@@ -22,6 +22,7 @@ MATCH_WINDOW_S = 1.5  # a shown word and its reference word end at most this far
 
 @dataclass(frozen=True)
 class TimedWord:
+    """A reference word with its spoken time (stream seconds)."""
     word: str
     start: float
     end: float
@@ -29,6 +30,7 @@ class TimedWord:
 
 @dataclass(frozen=True)
 class ShownWord:
+    """A word as livecap showed it: when it was first committed and when final."""
     word: str  # normalised
     committed_at: float  # stream seconds
     final_at: float
@@ -36,7 +38,9 @@ class ShownWord:
     end: float
 
 
-def faster_whisper_text(model: Any, path: Path, *, word_timestamps: bool, **options: Any) -> tuple[str, list[TimedWord]]:
+def faster_whisper_text(
+    model: Any, path: Path, *, word_timestamps: bool, **options: Any
+) -> tuple[str, list[TimedWord]]:
     """Plain faster-whisper on a file (a `WhisperModel`, its own options): its text and, when
     asked, its word times — the reference the word latency is measured against."""
     segments = list(model.transcribe(str(path), word_timestamps=word_timestamps, **options)[0])
@@ -70,11 +74,15 @@ def shown_words(events: list[dict[str, Any]]) -> list[ShownWord]:
             for block in SequenceMatcher(a=prefix, b=tokens, autojunk=False).get_matching_blocks():
                 for k in range(block.size):
                     first[block.b + k] = min(first[block.b + k], emitted_at)
-        out += [ShownWord(word, shown, final_at, start, end) for (word, start, end, final_at), shown in zip(words, first)]
+        out += [
+            ShownWord(word, shown, final_at, start, end) for (word, start, end, final_at), shown in zip(words, first)
+        ]
     return out
 
 
-def word_latencies(reference: list[TimedWord], shown: list[ShownWord], window_s: float = MATCH_WINDOW_S) -> dict[str, list[float]]:
+def word_latencies(
+    reference: list[TimedWord], shown: list[ShownWord], window_s: float = MATCH_WINDOW_S
+) -> dict[str, list[float]]:
     """Per matched word: seconds from spoken (reference end) to shown committed, and to final.
 
     A shown word matches the nearest unused reference word with the same normalised text whose end
@@ -88,7 +96,8 @@ def word_latencies(reference: list[TimedWord], shown: list[ShownWord], window_s:
     committed, final = [], []
     for word in shown:
         candidates = [
-            (abs(end - word.end), end, index) for end, index in by_word.get(word.word, ())
+            (abs(end - word.end), end, index)
+            for end, index in by_word.get(word.word, ())
             if index not in used and abs(end - word.end) <= window_s
         ]
         if not candidates:

@@ -1,4 +1,5 @@
-"""What `livecap bench` measures, and its inputs and configurations. `livecap bench`: real-time factor, latency and accuracy, side by side with plain faster-whisper.
+"""What `livecap bench` measures (real-time factor, latency and accuracy, side by side with plain
+faster-whisper), and its inputs and configurations.
 
 Every configuration (a combination of the comma lists given to --model, --compute-type, --workers,
 --beam-size and --device) runs `--repeat` times; each run loads its model in a fresh process, so
@@ -7,8 +8,8 @@ load time and peak RSS belong to that run alone. A run measures, on the same aud
 - offline (file mode, as `livecap file`): the whole pipeline's wall time, and each stage alone:
   decoding (`decode_blocks`), VAD (a fresh `Segmenter` on the decoded audio), ASR busy time (summed
   over workers during the real pipeline run, so it can exceed the wall time with several workers)
-  and translation busy time. RTF = seconds / audio seconds. WER (livecap.wer.normalize, then jiwer
-  over all files at once) where references exist.
+  and translation busy time. RTF = seconds / audio seconds. WER (livecap.bench.wer.normalize, then
+  jiwer over all files at once) where references exist.
 - non-speech: words emitted on a generated 12 s clip with no speech in it (2 s digital silence,
   4 s white noise, 4 s brown noise, 2 s silence): every word there is a hallucination.
 - live (as `livecap file --realtime`; on by default, `--no-live` skips it): files replayed at 1x
@@ -20,7 +21,8 @@ load time and peak RSS belong to that run alone. A run measures, on the same aud
   device, compute type, threads and beam size, one file after the other, in its own process.
 
 JSON (`--json FILE`): {"machine": {...}, "command": str, "inputs": [{"path", "duration_s",
-"reference", "language" (from a manifest)}], "repeat": int, "live_limit_s": float, "configurations": [config]}. A config has
+"reference", "language" (from a manifest)}], "repeat": int, "live_limit_s": float,
+"configurations": [config]}. A config has
 "label", "settings" (model, device, compute_type, workers, beam_size, cpu_threads, language,
 translate_to, compute_type_used), "runs" (each repeat's raw figures: {"livecap": {...},
 "baseline": {...}}), "summary" ({figure: {"median", "min", "max"}}) and "ratio" (livecap /
@@ -133,14 +135,22 @@ def check_configurations(configs: list[Config]) -> None:
         if offline:
             raise LivecapError(offline_hint(name))
         if "/" not in name and name not in available_models():
-            raise LivecapError(f"unknown model {name!r}: not a model directory, a hub id (owner/name) or a "
-                               f"faster-whisper name ({', '.join(available_models())})")
+            raise LivecapError(
+                f"unknown model {name!r}: not a model directory, a hub id (owner/name) or a "
+                f"faster-whisper name ({', '.join(available_models())})"
+            )
     for device in dict.fromkeys(c.asr.device for c in configs):
         pick_device(device)
 
 
-SETTINGS = {"model": "{}", "device": "{}", "compute_type": "{}", "workers": "w{}", "beam_size": "beam {}",
-            "batch_size": "batch {}"}
+SETTINGS = {
+    "model": "{}",
+    "device": "{}",
+    "compute_type": "{}",
+    "workers": "w{}",
+    "beam_size": "beam {}",
+    "batch_size": "batch {}",
+}
 
 
 def varying(configs: list[Config]) -> list[str]:
@@ -162,12 +172,17 @@ def write_nonspeech(path: Path) -> Path:
     rng = np.random.default_rng(0)
     quiet, white, brown, tail = NONSPEECH_S
     brown_noise = nonspeech("brown_noise", brown, rng)  # drawn first: the clip stays the one it always was
-    parts = [nonspeech("silence", quiet, rng), nonspeech("white_noise", white, rng), brown_noise,
-             nonspeech("silence", tail, rng)]
+    parts = [
+        nonspeech("silence", quiet, rng),
+        nonspeech("white_noise", white, rng),
+        brown_noise,
+        nonspeech("silence", tail, rng),
+    ]
     return write_wav(path, np.concatenate(parts))
 
 
 def machine() -> dict[str, Any]:
+    """The machine the figures were measured on, for the JSON report."""
     import psutil
 
     return {

@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from livecap.bench.wer import normalize
 from livecap.config import Config
 from livecap.errors import LivecapError
 from livecap.pipeline.stats import percentile
-from livecap.bench.wer import normalize
 
 PLOT_HINT = "--plot needs matplotlib: pip install 'livecap[plot]'"
 
@@ -369,6 +369,7 @@ def show_streams(name: str, measured: dict[str, Any], seconds: float, console: C
 
 
 def write_json(document: dict[str, Any], path: Path) -> None:
+    """Write the bench document; an unwritable path is a LivecapError."""
     try:
         path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     except OSError as error:

@@ -98,9 +98,9 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def _stage_times(path: Path, config: Config) -> tuple[float, float, float]:
     """Audio seconds, decoding seconds and VAD seconds, each stage timed alone."""
-    from livecap.sources.file import decode_blocks
     from livecap.messages import AudioChunk
     from livecap.pipeline.vad import Segmenter
+    from livecap.sources.file import decode_blocks
 
     blocks, decode_s = _timed(lambda: list(decode_blocks(path, 0.5)))  # FileSource's offline blocks
     segmenter = Segmenter(config.vad)
@@ -142,8 +142,8 @@ def _offline(engine: Any, item: Item) -> dict[str, Any]:
 
 def _live(engine: Any, items: tuple[Item, ...], limit: float, step: Step) -> dict[str, Any]:
     """Replay files at 1x until `limit` seconds of audio were heard."""
-    from livecap.sources.file import FileSource
     from livecap.pipeline.session import run_session
+    from livecap.sources.file import FileSource
 
     latencies: list[dict[str, float]] = []
     interims: list[float] = []
@@ -189,9 +189,10 @@ def _live(engine: Any, items: tuple[Item, ...], limit: float, step: Step) -> dic
 
 
 def measure_livecap(job: Job, step: Step) -> dict[str, Any]:
+    """One run of livecap on the job's inputs: offline, non-speech and live figures."""
     from livecap.api import transcribe
-    from livecap.engine import Engine
     from livecap.asr.models import resolve_model
+    from livecap.engine import Engine
 
     resolve_model(job.config.asr.model)  # a one-off join of the base model is not load time
     step("load livecap")
@@ -216,9 +217,10 @@ def measure_livecap(job: Job, step: Step) -> dict[str, Any]:
 
 
 def measure_baseline(job: Job, step: Step) -> dict[str, Any]:
+    """One run of plain faster-whisper on the same inputs and settings."""
+    from livecap.asr.models import resolve_model
     from livecap.asr.whisper import WhisperBackend, pick_device
     from livecap.bench.latency import faster_whisper_text
-    from livecap.asr.models import resolve_model
 
     resolve_model(job.config.asr.model)
     step("load faster-whisper")

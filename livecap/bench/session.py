@@ -37,6 +37,7 @@ NONSPEECH = ("silence", "white_noise", "brown_noise", "buzz")
 
 @dataclass(frozen=True)
 class Section:
+    """A stretch of a built session: what it holds and where it came from."""
     start: float
     end: float
     kind: str  # "speech", "pause" (a gap between clips) or a NONSPEECH kind
@@ -64,6 +65,7 @@ def _read(path: Path, effects: list[str]) -> np.ndarray:
 
 
 def nonspeech(kind: str, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """`seconds` of a non-speech kind (silence, noise, buzz), from `rng`."""
     n = int(seconds * SAMPLE_RATE)
     if kind == "silence":
         return np.zeros(n, dtype=np.float32)
@@ -131,4 +133,5 @@ def build_session(
 
 
 def load_sections(session: Path) -> list[Section]:
+    """The sections written beside a built session."""
     return [Section(**row) for row in json.loads(session.with_suffix(".json").read_text(encoding="utf-8"))]

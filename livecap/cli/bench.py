@@ -28,20 +28,34 @@ from livecap.errors import LivecapError
 def bench_command(
     inputs: Annotated[
         Optional[list[Path]],
-        typer.Argument(help="audio files or a manifest.tsv (default: the bundled sample)", show_default=False,
-                       metavar="FILES..."),
+        typer.Argument(
+            help="audio files or a manifest.tsv (default: the bundled sample)", show_default=False, metavar="FILES..."
+        ),
     ] = None,
     profile: opt.Profile = None,
-    model: Annotated[Optional[str], typer.Option(help="comma list of models [default: tiny.en]", metavar="LIST")] = None,
+    model: Annotated[
+        Optional[str], typer.Option(help="comma list of models [default: tiny.en]", metavar="LIST")
+    ] = None,
     compute_type: Annotated[Optional[str], typer.Option(help="comma list of compute types", metavar="LIST")] = None,
-    workers: Annotated[Optional[str], typer.Option(help="comma list of worker counts [default: 2]", metavar="LIST")] = None,
-    beam_size: Annotated[Optional[str], typer.Option(help="comma list of beam sizes [default: 1]", metavar="LIST")] = None,
-    device: Annotated[Optional[str], typer.Option(help="compute devices: comma list of cpu, cuda, auto [default: cpu]", metavar="LIST")] = None,
-    batch_size: Annotated[Optional[str], typer.Option(help="comma list of ASR batch sizes (1: no batching)", metavar="LIST")] = None,
+    workers: Annotated[
+        Optional[str], typer.Option(help="comma list of worker counts [default: 2]", metavar="LIST")
+    ] = None,
+    beam_size: Annotated[
+        Optional[str], typer.Option(help="comma list of beam sizes [default: 1]", metavar="LIST")
+    ] = None,
+    device: Annotated[
+        Optional[str],
+        typer.Option(help="compute devices: comma list of cpu, cuda, auto [default: cpu]", metavar="LIST"),
+    ] = None,
+    batch_size: Annotated[
+        Optional[str], typer.Option(help="comma list of ASR batch sizes (1: no batching)", metavar="LIST")
+    ] = None,
     language: opt.Language = None,
     translate_to: opt.TranslateTo = None,
     translator: opt.Translator = None,
-    repeat: Annotated[int, typer.Option(min=1, max=50, metavar="N", help="runs per configuration (median, min-max)")] = 1,
+    repeat: Annotated[
+        int, typer.Option(min=1, max=50, metavar="N", help="runs per configuration (median, min-max)")
+    ] = 1,
     live: Annotated[bool, typer.Option("--live/--no-live", help="also replay at 1x through the live pipeline")] = True,
     live_limit: Annotated[
         float, typer.Option(min=0, metavar="S", help="seconds of audio replayed live per run (takes that long)")
@@ -49,15 +63,29 @@ def bench_command(
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run plain faster-whisper")] = True,
     session: Annotated[
         Optional[float],
-        typer.Option(min=0.5, max=180, metavar="MINUTES", help="build a long session of this many minutes from the inputs and measure it"),
+        typer.Option(
+            min=0.5,
+            max=180,
+            metavar="MINUTES",
+            help="build a long session of this many minutes from the inputs and measure it",
+        ),
     ] = None,
     streams: Annotated[
         Optional[str],
-        typer.Option(metavar="LIST", help="instead: N concurrent 1x streams through `livecap serve` on loopback, for each N of this comma list"),
+        typer.Option(
+            metavar="LIST",
+            help="instead: N concurrent 1x streams through `livecap serve` on loopback, for each N of this comma list",
+        ),
     ] = None,
-    stream_seconds: Annotated[float, typer.Option(min=1, metavar="S", help="speech each --streams client sends")] = 30.0,
-    json_path: Annotated[Optional[Path], typer.Option("--json", metavar="FILE", help="write every figure to this JSON file")] = None,
-    plot: Annotated[Optional[Path], typer.Option(metavar="FILE", help="draw latency and RTF per configuration into a PNG")] = None,
+    stream_seconds: Annotated[
+        float, typer.Option(min=1, metavar="S", help="speech each --streams client sends")
+    ] = 30.0,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", metavar="FILE", help="write every figure to this JSON file")
+    ] = None,
+    plot: Annotated[
+        Optional[Path], typer.Option(metavar="FILE", help="draw latency and RTF per configuration into a PNG")
+    ] = None,
 ) -> None:
     """Measure RTF, latency, WER and memory per configuration, against plain faster-whisper."""
     from livecap.bench import report
@@ -69,10 +97,19 @@ def bench_command(
         if target is not None:
             check_target(target)
     items = load_inputs(list(inputs or []))
-    sweeps = {"model": model, "compute_type": compute_type, "workers": workers, "beam_size": beam_size,
-              "device": device, "batch_size": batch_size}
-    fixed = {k: v for k, v in {"language": language, "translate_to": translate_to, "translator": translator}.items()
-             if v is not None}
+    sweeps = {
+        "model": model,
+        "compute_type": compute_type,
+        "workers": workers,
+        "beam_size": beam_size,
+        "device": device,
+        "batch_size": batch_size,
+    }
+    fixed = {
+        k: v
+        for k, v in {"language": language, "translate_to": translate_to, "translator": translator}.items()
+        if v is not None
+    }
     configs = configurations(profile, sweeps, fixed)
     check_configurations(configs)
     keys = varying(configs)
@@ -105,9 +142,10 @@ def bench_command(
                         raws.append(raw)
                     results.append(report.configuration(label(config, keys), config, raws))
             except LivecapError as error:  # keep and show what was measured before the failure
-                failure = LivecapError(f"{label(config, keys)}: {error}" + (
-                    f" (the {len(results)} configuration(s) measured before it are shown above)" if results else ""
-                ))
+                failure = LivecapError(
+                    f"{label(config, keys)}: {error}"
+                    + (f" (the {len(results)} configuration(s) measured before it are shown above)" if results else "")
+                )
     document = {
         "machine": machine(),
         "command": "livecap " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "livecap bench",
@@ -139,7 +177,6 @@ def check_target(target: Path) -> None:
         raise LivecapError(f"{target}: not writable")
 
 
-
 def bench_streams(
     configs: list, keys: list[str], items: list, levels: str, seconds: float, json_path: Path | None
 ) -> None:
@@ -160,4 +197,3 @@ def bench_streams(
         report.show_streams(name, measured, seconds)
     if json_path is not None:
         report.write_json({"machine": machine(), "streams": results}, json_path)
-

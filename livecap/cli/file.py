@@ -123,13 +123,14 @@ def _transcribe_one(
 @opt.pipeline_command
 def file_command(
     paths: Annotated[
-        list[str], typer.Argument(help="audio or video files; - reads standard input", show_default=False,
-                                  metavar="FILES...")
+        list[str],
+        typer.Argument(help="audio or video files; - reads standard input", show_default=False, metavar="FILES..."),
     ],
     realtime: Annotated[bool, typer.Option(help="replay at 1x through the live pipeline")] = False,
     audio_track: Annotated[int, typer.Option(min=0, metavar="N", help="which audio track of each file, from 0")] = 0,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite/--no-overwrite", help="replace the files of an earlier run, or name new ones x-2")
+        bool,
+        typer.Option("--overwrite/--no-overwrite", help="replace the files of an earlier run, or name new ones x-2"),
     ] = True,
     recover: Annotated[
         bool, typer.Option(help="the FILES are journals a killed run left (*.journal.jsonl): write their caption files")

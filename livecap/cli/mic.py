@@ -16,14 +16,18 @@ InputDevice = Annotated[
                  metavar="DEVICE"),
 ]
 Duration = Annotated[
-    Optional[float], typer.Option(min=0.1, metavar="S", help="stop listening after this many seconds, then finish the captions")
+    Optional[float],
+    typer.Option(min=0.1, metavar="S", help="stop listening after this many seconds, then finish the captions"),
 ]
 
 
 Publish = Annotated[
     Optional[str],
-    typer.Option(metavar="URL", help="feed a `livecap serve` session instead: http://HOST:PORT (a new session) or "
-                                     "http://HOST:PORT/SESSION; the server transcribes, others watch"),
+    typer.Option(
+        metavar="URL",
+        help="feed a `livecap serve` session instead: http://HOST:PORT (a new session) or "
+        "http://HOST:PORT/SESSION; the server transcribes, others watch",
+    ),
 ]
 
 

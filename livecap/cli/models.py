@@ -53,12 +53,16 @@ def _list_argos_pairs() -> None:
         return
     listed = ", ".join(f"{a} → {b}" for a, b in pairs) or "none installed"
     console.print(f"translation: argos {listed}", highlight=False)
-    console.print("Install one: livecap models install-translation FILE.argosmodel (or --from LANG --to LANG)", style="dim")
+    console.print(
+        "Install one: livecap models install-translation FILE.argosmodel (or --from LANG --to LANG)", style="dim"
+    )
 
 
 @app.command("pull")
 def pull_command(
-    name: Annotated[str, typer.Argument(help="a faster-whisper name (small, large-v3, ...) or a hub id", show_default=False)],
+    name: Annotated[
+        str, typer.Argument(help="a faster-whisper name (small, large-v3, ...) or a hub id", show_default=False)
+    ],
 ) -> None:
     """Download a Whisper model from the Hugging Face hub into its cache, for offline use later."""
     from livecap.asr.models import pull

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional, get_type_hints
 
 import typer
 
+
 def setting(key: str, help: str, *names: str, metavar: str | None = None) -> Any:
     """An option for a configuration key: its help ends with the built-in default, and its metavar
     shows the choices (or what kind of value), where typer would show `<str>`."""

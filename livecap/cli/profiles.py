@@ -9,7 +9,15 @@ from typing import Annotated, Any, Optional
 import typer
 
 from livecap.cli import options as opt
-from livecap.config import ENV_PREFIX, FIELDS, SECTIONS, list_profiles, profile_description, resolve, user_config_path
+from livecap.config import (
+    ENV_PREFIX,
+    FIELDS,
+    SECTIONS,
+    list_profiles,
+    profile_description,
+    resolve,
+    user_config_path,
+)
 from livecap.errors import LivecapError
 
 app = typer.Typer(help="Configuration profiles: list them, or show one fully resolved.")

@@ -81,7 +81,9 @@ def stats_footer(stats: StatsSnapshot, model: str, device: str, compute_type: st
         if stats.translate_p50 is not None and stats.translate_share is not None
         else Text("")
     )
-    grid.add_row(load, Text(f"behind {stats.behind_seconds:.1f}s", style="bold red" if behind else "dim"), translate, Text(""))
+    grid.add_row(
+        load, Text(f"behind {stats.behind_seconds:.1f}s", style="bold red" if behind else "dim"), translate, Text("")
+    )
     grid.add_row(Text(f"{model} · {device} · {compute_type}", style="dim"), Text(""), Text(""), compute)
     return grid
 

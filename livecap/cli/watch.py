@@ -89,6 +89,7 @@ def _error_message(error: urllib.error.HTTPError) -> str:
 
 
 def caption_from(record: dict[str, Any]) -> Caption:
+    """A final caption from its network record."""
     from livecap.messages import Caption, Word
 
     return Caption(
@@ -100,6 +101,7 @@ def caption_from(record: dict[str, Any]) -> Caption:
 
 
 def interim_from(record: dict[str, Any]) -> InterimCaption:
+    """An interim caption from its network record."""
     from livecap.messages import InterimCaption
 
     return InterimCaption(stream_id="", seq=record["seq"], committed=record["committed"], tail=record["tail"],
@@ -187,7 +189,9 @@ async def watch_session(target: Target, relay: Relay, stop: StopRequests) -> tup
     return connection.close_code, connection.close_reason or ""
 
 
-async def publish_source(target: Target, source: Any, relay: Relay, stop: StopRequests, duration: float | None) -> tuple[int | None, str]:
+async def publish_source(
+    target: Target, source: Any, relay: Relay, stop: StopRequests, duration: float | None
+) -> tuple[int | None, str]:
     """Send a live source's audio (s16le at its own rate) to the session; show what comes back.
     Ctrl-C (or `duration`) sends the end and waits for the last finals; a second Ctrl-C leaves."""
     import numpy as np
@@ -255,7 +259,9 @@ ApiKey = Annotated[
 
 
 def watch_command(
-    url: Annotated[str, typer.Argument(metavar="URL", help="the session: http://HOST:PORT/SESSION (or the page's viewer link)")],
+    url: Annotated[
+        str, typer.Argument(metavar="URL", help="the session: http://HOST:PORT/SESSION (or the page's viewer link)")
+    ],
     api_key: ApiKey = None,
     plain: opt.Plain = False,
     jsonl: opt.Jsonl = False,
@@ -286,9 +292,12 @@ def publish_microphone(url: str, input_device: str | None, duration: float | Non
         target = dataclasses.replace(target, session=target.create_publish_session())
     source = MicSource(input_device)
     viewers = f"{target.base}/?watch={target.session}"
-    errors.print(f"[dim]publishing {source.name} ({source.rate} Hz) to session {target.session}; viewers: "
-                 f"{viewers} or `livecap watch {target.base}/{target.session}`; Ctrl-C stops[/]",
-                 highlight=False, soft_wrap=True)
+    errors.print(
+        f"[dim]publishing {source.name} ({source.rate} Hz) to session {target.session}; viewers: "
+        f"{viewers} or `livecap watch {target.base}/{target.session}`; Ctrl-C stops[/]",
+        highlight=False,
+        soft_wrap=True,
+    )
     relay = Relay(_view(plain, jsonl, target), jsonl)
     with counting_stop_signals() as stop:
         code, reason = _run(relay.view, publish_source(target, source, relay, stop, duration))

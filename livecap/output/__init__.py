@@ -1,0 +1,1 @@
+"""Caption files, subtitles and the one JSON form of each event."""

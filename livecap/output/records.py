@@ -11,6 +11,7 @@ from livecap.pipeline.stats import StatsSnapshot
 
 
 def final_record(caption: Caption, latency: dict[str, float] | None = None) -> dict[str, Any]:
+    """A final caption as one JSON record, with its latency when known."""
     record: dict[str, Any] = {"type": "final", **caption.to_dict()}
     if latency:
         record["latency"] = latency
@@ -23,10 +24,12 @@ def interim_record(event: InterimCaption) -> dict[str, Any]:
 
 
 def error_record(message: str) -> dict[str, Any]:
+    """An error as one JSON record."""
     return {"type": "error", "message": message}
 
 
 def stats_record(stats: StatsSnapshot) -> dict[str, Any]:
+    """A stats snapshot as one JSON record, derived figures included."""
     return {
         "type": "stats",
         **dataclasses.asdict(stats),

@@ -24,6 +24,7 @@ class Layout:
 
 @dataclass(frozen=True)
 class Cue:
+    """One subtitle cue: its time span and its lines."""
     start: float
     end: float
     lines: tuple[str, ...]

@@ -60,10 +60,12 @@ def cues(captions: Sequence[Caption], track: str, layout: Layout) -> list[Cue]:
 
 
 def render_txt(captions: Sequence[Caption], track: str = "original") -> str:
+    """One caption a line."""
     return "".join(track_text(c, track) + "\n" for c in captions)
 
 
 def render_srt(captions: Sequence[Caption], track: str = "original", layout: Layout = Layout()) -> str:
+    """SubRip cues, laid out by `layout`."""
     return "\n".join(
         f"{i}\n{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}\n{cue.text}\n"
         for i, cue in enumerate(cues(captions, track, layout), start=1)
@@ -71,6 +73,7 @@ def render_srt(captions: Sequence[Caption], track: str = "original", layout: Lay
 
 
 def render_vtt(captions: Sequence[Caption], track: str = "original", layout: Layout = Layout()) -> str:
+    """WebVTT cues, laid out by `layout`."""
     body = "\n".join(
         f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}\n{cue.text}\n" for cue in cues(captions, track, layout)
     )

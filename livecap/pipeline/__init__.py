@@ -1,0 +1,1 @@
+"""The live pipeline: VAD, packing, ASR jobs, reordering, translation and figures."""

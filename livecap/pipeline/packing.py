@@ -32,6 +32,7 @@ def speech_level(samples: np.ndarray, frame: int = 480) -> float:
 
 
 def levelled(samples: np.ndarray) -> np.ndarray:
+    """The samples brought to the target speech level, within the gain limits."""
     level = speech_level(samples)
     gain = float(np.clip(TARGET_LEVEL / level, MIN_GAIN, MAX_GAIN)) if level > 0 else 1.0
     return np.clip(samples * gain, -1.0, 1.0).astype(np.float32, copy=False)

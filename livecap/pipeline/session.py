@@ -49,6 +49,7 @@ class CaptionSink(Protocol):
 
 @dataclass
 class SessionResult:
+    """What a run gave: its captions, their latencies, errors and why it ended."""
     captions: list[Caption] = field(default_factory=list)
     latencies: list[dict[str, float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

@@ -24,6 +24,7 @@ WINDOW = 2000  # recent samples kept per figure
 
 
 def percentile(values: list[float] | deque[float], q: float) -> float | None:
+    """The q-th percentile of `values`, None when there are none."""
     return float(np.percentile(np.asarray(values), q)) if len(values) else None
 
 
@@ -45,6 +46,7 @@ def latency_breakdown(caption: Caption) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class StatsSnapshot:
+    """A stream's figures at one moment; derived figures are properties."""
     audio_seconds: float
     asr_seconds: float  # worker-seconds on finals
     interim_asr_seconds: float  # worker-seconds on interims

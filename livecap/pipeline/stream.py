@@ -189,7 +189,9 @@ class Stream:
                 if self.live and live.interim and now - last_interim >= interval:
                     snapshot = self.segmenter.snapshot(now)
                     if snapshot is not None and self.pool.submit_interim(
-                        AsrJob(snapshot, AsrRequest(snapshot.samples, final=False, options=self.decode), self._on_interim)
+                        AsrJob(
+                            snapshot, AsrRequest(snapshot.samples, final=False, options=self.decode), self._on_interim
+                        )
                     ):
                         last_interim = now
         except Exception as failure:  # keep what was heard: flush and end cleanly
@@ -232,7 +234,9 @@ class Stream:
         request = AsrRequest(
             utterance.samples, final=True, options=self.decode, word_timestamps=self.config.asr.word_timestamps
         )
-        self.pool.submit_final(AsrJob(utterance, request, lambda job, result, error: self._on_final(seq, job, result, error)))
+        self.pool.submit_final(
+            AsrJob(utterance, request, lambda job, result, error: self._on_final(seq, job, result, error))
+        )
 
     # -- ASR results (worker threads) ----------------------------------------------------------
 

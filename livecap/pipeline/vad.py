@@ -38,17 +38,14 @@ class SileroVad:
     at safe points so that a loud past cannot suppress a quieter speaker.
 
     Kept forever, the LSTM state learns the loud speaker's level: a quiet, far or reverberant voice
-    that follows gets probabilities far below a fresh detector's (in a 7-minute test stream, 0.13 of
-    the fresh detector's speech windows on the worst clip; silence does not clear the state: after 60 s
-    of it, 0.39 against 0.51). So the state is reset (1) after `quiet_ms` of probabilities below
-    `neg_threshold` once speech was seen since the last reset (the speaker stopped), and (2) every
-    `period_s` whatever the audio (loud noise followed by quiet speech; bounds what an hour can hold).
-    After a reset the last `warm_ms` of audio are replayed through the fresh state and their outputs
-    discarded, so a reset adds no delay; the replay must not reach back into the speech before the
-    pause (a longer replay re-learns the loud level). Measured on that stream: mean recall against a
-    fresh detector 0.764 -> 0.958, worst clip 0.13 -> 0.86, no false alarms on silence or noise, no
-    decay over 56 minutes, +11 % CPU (about 62 us per 32 ms window). Decisions are made window by
-    window, so results do not depend on the block size of the calls."""
+    that follows gets probabilities far below a fresh detector's, and silence does not clear the
+    state (README, How it works, has the figures). So the state is reset (1) after `quiet_ms` of
+    probabilities below `neg_threshold` once speech was seen since the last reset (the speaker
+    stopped), and (2) every `period_s` whatever the audio (loud noise followed by quiet speech;
+    bounds what an hour can hold). After a reset the last `warm_ms` of audio are replayed through
+    the fresh state and their outputs discarded, so a reset adds no delay; the replay must not reach
+    back into the speech before the pause (a longer replay re-learns the loud level). Decisions are
+    made window by window, so results do not depend on the block size of the calls."""
 
     def __init__(
         self,

@@ -56,7 +56,9 @@ class RequireKey:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             request = Request(scope)
             if not authorized(self.api_key, request.headers.get("authorization"), request.query_params.get("api_key")):
-                refusal = RequestError("missing or wrong API key (Authorization: Bearer KEY)", 401, code="invalid_api_key")
+                refusal = RequestError(
+                    "missing or wrong API key (Authorization: Bearer KEY)", 401, code="invalid_api_key"
+                )
                 response = JSONResponse(refusal.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
                 await response(scope, receive, send)
                 return
@@ -82,7 +84,9 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
         used = engine or await asyncio.to_thread(Engine, config)
         app.state.hub = Hub(used, settings)
         data_dir = settings.data_dir or await asyncio.to_thread(default_data_dir)
-        library = await asyncio.to_thread(MediaLibrary, data_dir / "media", settings.max_media, settings.max_upload_bytes)
+        library = await asyncio.to_thread(
+            MediaLibrary, data_dir / "media", settings.max_media, settings.max_upload_bytes
+        )
         app.state.sessions = Sessions(app.state.hub, library)
         log.info("media library in %s", library.folder)
         try:
@@ -127,8 +131,9 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
     async def health(request: Request) -> JSONResponse:
         hub = hub_of(request)
         draining = hub.draining.is_set()
-        return JSONResponse({"status": "draining" if draining else "ok", "model": hub.model},
-                            status_code=503 if draining else 200)
+        return JSONResponse(
+            {"status": "draining" if draining else "ok", "model": hub.model}, status_code=503 if draining else 200
+        )
 
     @app.get("/status")
     async def status(request: Request) -> dict:
@@ -142,13 +147,29 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
     async def models(request: Request) -> dict:
         loaded = hub_of(request).model
         listed = [
-            {"id": m.name, "object": "model", "created": 0, "owned_by": "livecap", "loaded": m.name == loaded,
-             "available_offline": m.path is not None, "multilingual": m.multilingual}
+            {
+                "id": m.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "livecap",
+                "loaded": m.name == loaded,
+                "available_offline": m.path is not None,
+                "multilingual": m.multilingual,
+            }
             for m in await asyncio.to_thread(local_models)
         ]
         if loaded not in [m["id"] for m in listed]:  # a directory or hub id: named, its path not shown
-            listed.append({"id": loaded, "object": "model", "created": 0, "owned_by": "livecap", "loaded": True,
-                           "available_offline": True, "multilingual": hub_of(request).engine.backend.multilingual})
+            listed.append(
+                {
+                    "id": loaded,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "livecap",
+                    "loaded": True,
+                    "available_offline": True,
+                    "multilingual": hub_of(request).engine.backend.multilingual,
+                }
+            )
         return {"object": "list", "data": listed}
 
     @app.post("/v1/audio/transcriptions")

@@ -20,6 +20,7 @@ FRAME_S = 0.1
 
 @dataclass
 class StreamResult:
+    """What a client stream got back: its events and how it closed."""
     events: list[dict[str, Any]] = field(default_factory=list)
     close_code: int | None = None
     close_reason: str = ""

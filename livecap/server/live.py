@@ -205,17 +205,28 @@ class LiveSession:
             await close_with(self.ws, closing.code, closing.reason)
             return
         self.source = PushSource(start.sample_rate, name=f"ws:{self.ws.client.host if self.ws.client else '?'}")
-        self.stream = self.hub.engine.stream(self.source, live=True, decode=start.decode, converter=self.source.converter())
+        self.stream = self.hub.engine.stream(
+            self.source, live=True, decode=start.decode, converter=self.source.converter()
+        )
         try:
-            await self.ws.send_json({"type": "ready", "stream_id": self.stream.stream_id, "model": self.hub.model,
-                                     "sample_rate": start.sample_rate, "sample_format": start.sample_format,
-                                     "max_frame_bytes": self.settings.max_frame_bytes})
+            await self.ws.send_json(
+                {
+                    "type": "ready",
+                    "stream_id": self.stream.stream_id,
+                    "model": self.hub.model,
+                    "sample_rate": start.sample_rate,
+                    "sample_format": start.sample_format,
+                    "max_frame_bytes": self.settings.max_frame_bytes,
+                }
+            )
         except Exception:  # the client left before its stream started: nothing runs yet
             return
         self.stream.start()
         threading.Thread(
-            target=pump, args=(self.stream, self.hub, self._post_threadsafe, self._stats, self._pump_done),
-            name=f"pump-{self.stream.stream_id}", daemon=True,
+            target=pump,
+            args=(self.stream, self.hub, self._post_threadsafe, self._stats, self._pump_done),
+            name=f"pump-{self.stream.stream_id}",
+            daemon=True,
         ).start()
         sender = asyncio.create_task(self._send_loop())
         try:
@@ -258,7 +269,9 @@ class LiveSession:
             message = await asyncio.wait_for(self.ws.receive(), min(idle, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             if time.monotonic() >= deadline:
-                raise Closing(1008, f"the stream reached its limit of {self.settings.max_stream_s:g} s", graceful=True) from None
+                raise Closing(
+                    1008, f"the stream reached its limit of {self.settings.max_stream_s:g} s", graceful=True
+                ) from None
             raise Closing(1008, f"idle: nothing received for {idle:g} s", graceful=True) from None
         if message["type"] == "websocket.disconnect":
             raise Closing(1006, "client disconnected")

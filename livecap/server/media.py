@@ -33,6 +33,7 @@ MAX_ADDING = 4  # uploads to the library arriving at once (each spools up to the
 
 @dataclass(frozen=True)
 class MediaItem:
+    """One uploaded recording kept for shared sessions."""
     id: str
     name: str  # the client's file name, for people only
     duration: float | None

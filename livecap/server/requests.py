@@ -49,7 +49,9 @@ def check_model(requested: object, loaded: str) -> None:
                            code="model_not_found")
 
 
-def decode_options(fields: Mapping[str, Any], *, multilingual: bool, model: str, task: str | None = None) -> DecodeOptions:
+def decode_options(
+    fields: Mapping[str, Any], *, multilingual: bool, model: str, task: str | None = None
+) -> DecodeOptions:
     """Per-stream decoding from `language`, `task`, `prompt` (or `initial_prompt`) and `hotwords`;
     an English-only model refuses other languages and translation instead of producing nonsense."""
     language = _text(fields, "language")
@@ -65,6 +67,8 @@ def decode_options(fields: Mapping[str, Any], *, multilingual: bool, model: str,
     if task == "translate" and not multilingual:
         raise RequestError(f"model {model} is English-only and cannot translate; start the server with --model base")
     return DecodeOptions(
-        language=language, task=task, initial_prompt=_text(fields, "prompt", "initial_prompt"),
+        language=language,
+        task=task,
+        initial_prompt=_text(fields, "prompt", "initial_prompt"),
         hotwords=_text(fields, "hotwords"),
     )

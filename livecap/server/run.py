@@ -36,6 +36,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def make_server(app: FastAPI, settings: ServerSettings, log_level: str = "info") -> DrainingServer:
+    """A uvicorn server for `app` with the limits and drain time of `settings`."""
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on",
         ws_max_size=2 * max(settings.max_frame_bytes, MAX_TEXT_BYTES),  # past our own limit: a reason, not a cut

@@ -51,6 +51,7 @@ class Record(dict):
 
 
 def encoded(record: dict[str, Any]) -> Record:
+    """A record with its JSON text encoded once for every viewer."""
     out = Record(record)
     out.text = json.dumps(record)
     return out

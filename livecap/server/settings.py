@@ -30,6 +30,7 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """How `livecap serve` listens and what it allows."""
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None  # None: no authentication (the default address is loopback only)

@@ -1,0 +1,1 @@
+"""Audio sources (file, microphone, network) and the bounded capture queue."""

@@ -15,10 +15,10 @@ from types import ModuleType
 
 import numpy as np
 
-from livecap.sources.queue import CaptureQueue, RawBlock
-from livecap.sources.resample import converter_from
 from livecap.errors import LivecapError
 from livecap.messages import SAMPLE_RATE
+from livecap.sources.queue import CaptureQueue, RawBlock
+from livecap.sources.resample import converter_from
 
 BLOCK_S = 0.1  # the capture queue is sized in blocks of this length
 STALL_S = 5.0  # an open stream that delivers nothing for this long has lost its device
@@ -43,6 +43,7 @@ def _sounddevice() -> ModuleType:
 
 @dataclass(frozen=True)
 class InputDevice:
+    """An audio input device as PortAudio lists it."""
     index: int
     name: str
     channels: int

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TranslationRequest:
+    """Text to translate, with its audio when the backend can use it."""
     text: str
     source_language: str | None
     target_language: str
@@ -18,6 +19,7 @@ class TranslationRequest:
 
 
 class Translator(Protocol):
+    """A translation backend."""
     name: str
 
     def translate(self, request: TranslationRequest) -> str: ...
