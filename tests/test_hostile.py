@@ -108,6 +108,25 @@ def test_truncated_file_reports_its_real_duration(truncated: Path, sonnet: tuple
     assert report.missing_s == pytest.approx(report.header_s - seconds)
 
 
+def test_truncated_wav_is_told_by_its_riff_header(tmp_path: Path) -> None:
+    """FFmpeg's WAV reader shrinks the length to the bytes present; the RIFF header's data size
+    says how much is missing. A streamed WAV (no size in its header) is not called truncated."""
+    audio = np.concatenate(list(decode_blocks(REPO / "livecap" / "data" / "sample.flac")))
+    whole = write_wav(tmp_path / "whole.wav", audio).read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole[: len(whole) // 2])
+    report = DecodeReport()
+    seconds = sum(len(b) for b in decode_blocks(cut, report=report)) / SAMPLE_RATE
+    assert report.header_s == pytest.approx(len(audio) / SAMPLE_RATE, abs=0.01)
+    assert report.truncated and report.missing_s == pytest.approx(report.header_s - seconds, abs=0.01)
+    assert "truncated" in report.warnings("cut.wav")[0] and report.to_dict()["truncated"] is True
+    streamed = tmp_path / "streamed.wav"
+    data = whole.index(b"data")
+    streamed.write_bytes(whole[: data + 4] + b"\xff\xff\xff\xff" + whole[data + 8 : len(whole) // 2])
+    report = DecodeReport()
+    assert sum(len(b) for b in decode_blocks(streamed, report=report)) and not report.truncated, report
+
+
 @pytest.mark.parametrize("suffix", ["flac", "ogg", "opus", "m4a", "mkv"])
 def test_other_formats_survive_damage_and_report_truncation(suffix: str, sonnet: tuple[Path, str],
                                                              tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import struct
 import tempfile
 import threading
 import time
@@ -135,9 +136,35 @@ def _header_seconds(container, stream) -> float | None:  # noqa: ANN001
     return container.duration / 1_000_000 if container.duration else None
 
 
-def _own_seconds(container, stream) -> float | None:  # noqa: ANN001
+UNKNOWN_RIFF_SIZE = 0x7FFFF000  # at or above: a placeholder left by a writer that could not seek back
+
+
+def _riff_seconds(path: Path) -> float | None:
+    """The duration a WAV's own header announces (its data chunk's size over its byte rate).
+    FFmpeg's WAV reader shrinks the length to what the file holds, which hides a cut file."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError:
+        return None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    position, byte_rate = 12, 0
+    while position + 8 <= len(head):
+        kind, size = head[position : position + 4], struct.unpack_from("<I", head, position + 4)[0]
+        if kind == b"fmt " and position + 16 <= len(head):
+            byte_rate = struct.unpack_from("<I", head, position + 16)[0]
+        elif kind == b"data":
+            return size / byte_rate if byte_rate and 0 < size < UNKNOWN_RIFF_SIZE else None
+        position += 8 + size + (size & 1)
+    return None
+
+
+def _own_seconds(container, stream, path: Path) -> float | None:  # noqa: ANN001
     """The duration announced for this audio track alone: the container's duration covers every
     track (a longer video, another audio track), so it counts only when the track is alone."""
+    if container.format.name == "wav":
+        return _riff_seconds(path) or _header_seconds(container, stream)
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     return _header_seconds(container, stream) if len(container.streams) == 1 else None
@@ -148,7 +175,7 @@ def _decoded(path: Path, track: int, report: DecodeReport) -> Iterator[np.ndarra
     import av
 
     container, stream = _open_container(path, track)
-    report.header_s = _own_seconds(container, stream)
+    report.header_s = _own_seconds(container, stream, path)
     report.tracks = len(container.streams.audio)
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     produced = real = 0  # samples handed out: all, and those not put in for damage
