@@ -381,6 +381,15 @@ def test_idle_stream_is_ended_after_its_finals(engine: Engine, en_clips: list[Cl
 
 
 @slow
+def test_a_client_that_never_starts_is_closed_as_idle(engine: Engine) -> None:
+    with running(engine, idle_timeout_s=1.0) as base:
+        code, reason, events = asyncio.run(exchange(ws_url(base), []))
+        assert streams_active_settles(base) == 0
+    assert code == 1008 and reason == "idle: nothing received for 1 s", reason
+    assert events == [{"type": "error", "message": reason}]
+
+
+@slow
 def test_stream_over_its_time_limit_ends_after_its_finals(engine: Engine, en_clips: list[Clip]) -> None:
     clip = by_length(en_clips, 1)[0]
     with running(engine, max_stream_s=3.0) as base:

@@ -265,10 +265,11 @@ class LiveSession:
     async def _receive(self, deadline: float) -> dict[str, Any]:
         """The next message; the close to send when the client is idle, past `deadline` or gone."""
         idle = self.settings.idle_timeout_s
+        left = deadline - time.monotonic()
         try:
-            message = await asyncio.wait_for(self.ws.receive(), min(idle, deadline - time.monotonic()))
+            message = await asyncio.wait_for(self.ws.receive(), min(idle, left))
         except asyncio.TimeoutError:
-            if time.monotonic() >= deadline:
+            if left < idle:  # the stream's limit came first
                 raise Closing(
                     1008, f"the stream reached its limit of {self.settings.max_stream_s:g} s", graceful=True
                 ) from None
@@ -278,7 +279,7 @@ class LiveSession:
         return message
 
     async def _receive_text_first(self) -> str:
-        message = await self._receive(time.monotonic() + self.settings.idle_timeout_s)
+        message = await self._receive(float("inf"))  # only the idle timeout bounds the wait
         if message.get("text") is None:
             raise Closing(1003, "the first message must be the JSON start message, not audio")
         if len(message["text"]) > MAX_TEXT_BYTES:
