@@ -3,14 +3,20 @@
 The body is streamed through a byte counter into the multipart parser, so an upload over the limit
 is refused (413) while it arrives, not after it filled the disk. The file is copied to a private
 temporary directory under a fixed name (the client's file name never reaches a path), decoded by
-PyAV, transcribed on the shared ASR pool off the event loop, and removed.
+PyAV, transcribed on the shared ASR pool off the event loop, and removed. With `stream=true` the
+captions go out as server-sent events while the file is transcribed (OpenAI's `transcript.text.delta`
+per caption, then `transcript.text.done`); a client that reads slowly holds the transcription back
+(a file is not live), one that leaves stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
 import shutil
 import tempfile
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,20 +24,22 @@ from typing import Any
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from livecap.asr.base import DecodeOptions
 from livecap.engine import Engine
 from livecap.errors import LivecapError
 from livecap.messages import Caption
 from livecap.output.writers import render_srt, render_txt, render_vtt
-from livecap.pipeline.session import SessionResult, run_session
+from livecap.pipeline.session import NoDisplay, SessionResult, run_session
 from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
 from livecap.server.requests import RequestError, check_model, decode_options
 from livecap.sources.file import FileSource
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+STREAMED_FORMATS = ("json", "text")  # as OpenAI: srt, vtt and verbose_json cannot be streamed
+SSE_QUEUE = 16  # captions waiting for a slow reader before the transcription waits for it
 FORM_OVERHEAD = 64 * 1024  # multipart headers and the small fields around the file
 DISCONNECT_POLL_S = 0.5
 
@@ -123,11 +131,108 @@ def _segment(index: int, caption: Caption) -> dict[str, Any]:
             "words": [w.to_dict() for w in caption.words]}
 
 
+class _Relay(NoDisplay):
+    """Hands a file stream's finals to the event loop, waiting while `SSE_QUEUE` are unsent (the
+    runner's thread may wait: a file is not live), and no more once the reader is `gone`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.captions: asyncio.Queue[Caption] = asyncio.Queue(SSE_QUEUE)
+        self.gone = threading.Event()
+
+    def final(self, caption: Caption, latency: dict[str, float]) -> None:
+        future = asyncio.run_coroutine_threadsafe(self.captions.put(caption), self.loop)
+        while not self.gone.is_set():
+            try:
+                future.result(timeout=DISCONNECT_POLL_S)
+                return
+            except concurrent.futures.TimeoutError:
+                continue
+        future.cancel()
+
+
+def _sse(record: dict[str, Any]) -> str:
+    return f"data: {json.dumps(record)}\n\n"
+
+
+class _StreamedUpload(StreamingResponse):
+    """The SSE response of one upload: a delta per caption as it is made, then the whole text (or an
+    error event). It owns the opened stream, its temporary folder and the upload slot, and gives
+    them back however the response ends (done, failed, the client gone, or never started)."""
+
+    def __init__(self, stream: Stream, folder: tempfile.TemporaryDirectory, hub: Hub) -> None:
+        self.stream, self.folder, self.hub = stream, folder, hub
+        self._released = False
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        super().__init__(self._events(), media_type="text/event-stream", headers=headers)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release(None)
+
+    def _release(self, result: SessionResult | None) -> None:
+        if not self._released:
+            self._released = True
+            self.folder.cleanup()
+            self.hub.release_upload(result.stats if result else None)
+
+    async def _events(self) -> AsyncIterator[str]:
+        relay = _Relay(asyncio.get_running_loop())
+        job = asyncio.ensure_future(asyncio.to_thread(run_session, self.stream, relay))
+        texts: list[str] = []
+        result: SessionResult | None = None
+        try:
+            while not (job.done() and relay.captions.empty()):
+                taking = asyncio.ensure_future(relay.captions.get())
+                await asyncio.wait({taking, job}, return_when=asyncio.FIRST_COMPLETED)
+                if not taking.done():
+                    taking.cancel()
+                    continue
+                text = taking.result().text.strip()
+                if text:
+                    yield _sse({"type": "transcript.text.delta", "delta": " " * bool(texts) + text, "logprobs": None})
+                    texts.append(text)
+            result = job.result()
+            if result.end_reason is not None or result.errors:
+                reason = result.end_reason or result.errors[0]
+                yield _sse(RequestError(f"transcription failed: {reason}", 500, "server_error").body())
+            else:
+                yield _sse({"type": "transcript.text.done", "text": " ".join(texts), "logprobs": None})
+        finally:  # the client may have left (the response is cancelled): stop, then clean up
+            relay.gone.set()
+            self.stream.stop("the client went away")
+            self._release(result or await job)
+
+
+def _wants_stream(fields: dict[str, str], fmt: str) -> bool:
+    value = (fields.get("stream") or "false").lower()
+    if value not in ("true", "false"):
+        raise RequestError('stream must be "true" or "false"')
+    if value == "true" and fmt not in STREAMED_FORMATS:
+        raise RequestError(f"stream=true takes response_format {' or '.join(STREAMED_FORMATS)}, not {fmt}")
+    return value == "true"
+
+
+async def _streamed(hub: Hub, upload: UploadFile, decode: DecodeOptions) -> StreamingResponse:
+    """Open the upload (a file that cannot be read is still a plain 400), then stream its captions;
+    the response owns the temporary folder and the upload slot from here on."""
+    folder = tempfile.TemporaryDirectory(prefix="livecap-upload-")
+    try:
+        stream = await asyncio.to_thread(_open, hub.engine, upload, Path(folder.name), decode)
+    except BaseException:
+        folder.cleanup()
+        raise
+    return _StreamedUpload(stream, folder, hub)
+
+
 async def transcription(request: Request, hub: Hub, task: str) -> Response:
     """One OpenAI-style transcription (or translation, into English) request."""
     if not hub.admit_upload():
         raise RequestError(f"busy: {hub.max_uploads} uploads are being transcribed; try again", 503, "server_error")
     stats = None
+    streaming = False
     try:
         upload, fields = await read_form(request, hub.settings.max_upload_bytes)
         try:
@@ -139,6 +244,10 @@ async def transcription(request: Request, hub: Hub, task: str) -> Response:
                 fields, multilingual=hub.engine.backend.multilingual, model=hub.model,
                 task="translate" if task == "translate" else "transcribe",
             )
+            if _wants_stream(fields, fmt):
+                response = await _streamed(hub, upload, decode)
+                streaming = True
+                return response
             result = await _transcribe(request, hub.engine, upload, decode)
         finally:
             await upload.close()
@@ -147,4 +256,5 @@ async def transcription(request: Request, hub: Hub, task: str) -> Response:
         stats = result.stats
         return _render(result, fmt, task, stats.audio_seconds if stats else 0.0)
     finally:
-        hub.release_upload(stats)
+        if not streaming:
+            hub.release_upload(stats)
