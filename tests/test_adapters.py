@@ -13,11 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import Clip, manifest
 from livecap.bench.wer import wer
 from livecap.config import Config
 from livecap.engine import Engine
-
-from conftest import Clip, manifest
 from test_server import by_length, running
 
 pytestmark = pytest.mark.slow
@@ -58,8 +57,8 @@ def test_a_streamed_upload_left_early_stops_its_transcription(engine: Engine, tm
     if sonnet is None or not sonnet.is_file():
         pytest.skip("the shared long recording is absent")
     long = tmp_path / "long.flac"  # nine minutes: whole, 25 worker-seconds or more here
-    subprocess.run(["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar", "16000", str(long)],
-                   check=True)
+    loop = ["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar", "16000", str(long)]
+    subprocess.run(loop, check=True)
     with running(engine) as base:
         busy_before = httpx.get(base + "/status").json()["busy_seconds"]
         files = {"file": ("long.flac", long.read_bytes())}
