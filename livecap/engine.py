@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from livecap.asr.base import DecodeOptions
+from livecap.asr.device import pick_device
 from livecap.asr.pool import AsrPool
-from livecap.asr.whisper import WhisperBackend, pick_device
+from livecap.asr.whisper import WhisperBackend
 from livecap.config import Config
 from livecap.pipeline.stream import Stream
 from livecap.sources.queue import AudioSource

@@ -14,13 +14,15 @@ import pytest
 
 from conftest import Clip, manifest
 from livecap.asr.base import AsrRequest, AsrResult, DecodeOptions
-from livecap.asr.whisper import (
+from livecap.asr.decoding import window_options
+from livecap.asr.device import (
     MAX_BATCH,
     UNKNOWN_MEMORY_BATCH,
-    WhisperBackend,
     batch_item_bytes,
     batch_size_for_memory,
 )
+from livecap.asr.whisper import WhisperBackend
+from livecap.asr.windows import split_at_timestamps
 from livecap.bench.wer import wer
 from livecap.config import AsrConfig, Config
 from livecap.engine import Engine
@@ -222,3 +224,73 @@ def test_batch_size_follows_free_gpu_memory() -> None:
     assert batch_size_for_memory(8 * GIB, large) == int(8 * GIB * 0.8) // large
     assert batch_size_for_memory(GIB, large) == 1  # never less than one
     assert batch_size_for_memory(None, large) == UNKNOWN_MEMORY_BATCH  # memory unknown
+
+
+# -- what the window loop takes from faster-whisper (no model needed) -------------------------------
+
+TS = 50364  # <|0.00|> in Whisper's vocabulary; tokens below it are text
+
+
+def test_window_tokens_are_cut_at_their_timestamps() -> None:
+    # two finished segments, then an unfinished one: the next window starts at the last timestamp
+    tokens = [TS, 1, 2, TS + 100, TS + 100, 3, TS + 250, TS + 260, 4, 5]
+    segments, seek, single = split_at_timestamps(tokens, TS, 3000, 2900, 0.01, 0.02, 2)
+    assert [(s["start"], s["end"], s["tokens"]) for s in segments] == [
+        (30.0, 32.0, [TS, 1, 2, TS + 100]),
+        (32.0, 35.0, [TS + 100, 3, TS + 250]),
+    ]
+    assert (seek, single) == (3000 + 250 * 2, False)
+    # ending on one timestamp: no speech after it, the whole window is done
+    segments, seek, single = split_at_timestamps([TS, 1, TS + 50, 2, TS + 80], TS, 0, 2900, 0.01, 0.02, 2)
+    assert len(segments) == 1 and (seek, single) == (2900, True)
+    # no pair of timestamps: one segment, as long as its last timestamp says, or the window
+    segments, seek, _ = split_at_timestamps([TS, 1, 2, TS + 40], TS, 100, 500, 0.01, 0.02, 2)
+    assert [(s["start"], s["end"]) for s in segments] == [(1.0, 1.8)] and seek == 600
+    segments, seek, _ = split_at_timestamps([1, 2], TS, 100, 500, 0.01, 0.02, 2)
+    assert [(s["start"], s["end"]) for s in segments] == [(1.0, 6.0)] and seek == 600
+
+
+def test_the_faster_whisper_steps_the_loop_calls_are_the_pinned_ones() -> None:
+    """The window loop calls WhisperModel's per-window steps by position and builds its
+    TranscriptionOptions by name: a faster-whisper outside the pinned range that changed them
+    fails here, not in a batch at run time."""
+    import inspect
+
+    from faster_whisper import WhisperModel
+
+    def parameters(method: object) -> list[str]:
+        return list(inspect.signature(method).parameters)[1:]  # type: ignore[arg-type]
+
+    assert parameters(WhisperModel.add_word_timestamps)[:7] == [
+        "segments", "tokenizer", "encoder_output", "num_frames", "prepend_punctuations",
+        "append_punctuations", "last_speech_timestamp",
+    ]
+    assert parameters(WhisperModel.generate_with_fallback)[:4] == ["encoder_output", "prompt", "tokenizer", "options"]
+    assert parameters(WhisperModel.get_prompt)[:2] == ["tokenizer", "previous_tokens"]
+    assert {"hotwords", "without_timestamps"} <= set(parameters(WhisperModel.get_prompt))
+    options = window_options(5, (1, 2))
+    assert (options.beam_size, options.temperatures[0], options.suppress_tokens) == (5, 0.0, [1, 2])
+
+
+def test_own_window_cut_matches_faster_whispers() -> None:
+    """`split_at_timestamps` replaces faster-whisper's private `_split_segments_by_timestamps`:
+    the same segments and seek on the cases its loop meets."""
+    from types import SimpleNamespace
+
+    from faster_whisper import WhisperModel
+
+    theirs = WhisperModel._split_segments_by_timestamps
+    model, tokenizer = SimpleNamespace(time_precision=0.02, input_stride=2), SimpleNamespace(timestamp_begin=TS)
+    cases = [
+        [TS, 1, 2, TS + 100, TS + 100, 3, TS + 250, TS + 260, 4, 5],
+        [TS, 1, TS + 50, 2, TS + 80],
+        [TS, 1, TS + 50, TS + 50, 2, TS + 80, TS + 80],
+        [TS, 1, 2, TS + 40],
+        [TS, 1, 2, TS],
+        [1, 2],
+        [],
+    ]
+    for tokens in cases:
+        for seek, size in ((0, 3000), (4200, 1234)):
+            expected = theirs(model, tokenizer, tokens, seek * 0.01, size, size * 0.01, seek)
+            assert split_at_timestamps(tokens, TS, seek, size, 0.01, 0.02, 2) == expected, tokens

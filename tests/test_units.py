@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import Clip
-from livecap.asr.whisper import collapse_repeats, is_hallucination
+from livecap.asr.guards import collapse_repeats, is_hallucination
 from livecap.config import VadConfig
 from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
 from livecap.pipeline.packing import Packer

@@ -125,8 +125,8 @@ def check_configurations(configs: list[Config]) -> None:
     CUDA device must be there when one is asked for."""
     from faster_whisper import available_models
 
+    from livecap.asr.device import pick_device
     from livecap.asr.models import offline_hint, resolve_model
-    from livecap.asr.whisper import pick_device
 
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     for name in dict.fromkeys(c.asr.model for c in configs):

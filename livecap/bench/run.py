@@ -218,8 +218,9 @@ def measure_livecap(job: Job, step: Step) -> dict[str, Any]:
 
 def measure_baseline(job: Job, step: Step) -> dict[str, Any]:
     """One run of plain faster-whisper on the same inputs and settings."""
+    from livecap.asr.device import pick_device
     from livecap.asr.models import resolve_model
-    from livecap.asr.whisper import WhisperBackend, pick_device
+    from livecap.asr.whisper import WhisperBackend
     from livecap.bench.latency import faster_whisper_text
 
     resolve_model(job.config.asr.model)
