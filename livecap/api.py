@@ -12,7 +12,7 @@ from pathlib import Path
 
 from livecap.config import Config
 from livecap.engine import Engine
-from livecap.pipeline.session import CaptionSink, Display, SessionResult, run_session
+from livecap.pipeline.runner import CaptionSink, Display, RunResult, run_stream
 from livecap.sources.file import FileSource
 
 
@@ -24,13 +24,13 @@ def transcribe(
     realtime: bool = False,
     display: Display | None = None,
     journal: CaptionSink | None = None,
-) -> SessionResult:
+) -> RunResult:
     """Transcribe (and translate) one file; `realtime` replays it at 1x through the live pipeline."""
     own = engine is None
     engine = engine or Engine(config or Config())
     try:
         source = FileSource(Path(path), realtime=realtime)
-        return run_session(engine.stream(source, live=realtime), display, journal)
+        return run_stream(engine.stream(source, live=realtime), display, journal)
     finally:
         if own:
             engine.close()

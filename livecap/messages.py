@@ -29,7 +29,7 @@ class AudioChunk:
 
 @dataclass(frozen=True)
 class Utterance:
-    """Speech cut by the VAD. `final` is False for a snapshot of a still-open utterance."""
+    """Speech cut by the VAD. `final` is False for the still-open utterance so far (an interim)."""
 
     stream_id: str
     seq: int  # order of final utterances in the stream; an interim shares the seq it will get
@@ -127,7 +127,7 @@ class InterimCaption:
     """The open utterance as heard so far: a stable committed part and a tail that may change."""
 
     stream_id: str
-    seq: int
+    utterance: int  # the utterance it previews: the `seq` of the utterance its final will come from
     committed: str
     tail: str
     new_words: int  # words that were not shown before
@@ -136,7 +136,7 @@ class InterimCaption:
     emitted_at: float | None = None  # stream clock (seconds of audio captured) when it was handed out
 
     def to_dict(self) -> dict:
-        out = {"seq": self.seq, "utterance": self.seq, "committed": self.committed, "tail": self.tail,
+        out = {"utterance": self.utterance, "committed": self.committed, "tail": self.tail,
                "audio_end": round(self.audio_end, 3)}
         if self.emitted_at is not None:
             out["emitted_at"] = round(self.emitted_at, 3)

@@ -4,7 +4,7 @@ without its VAD) and batched (BatchedInferencePipeline), side by side in one run
     .venv/bin/python scripts/batch_bench.py [--minutes 7] [--model tiny.en] [--beam 1] [--reps 2]
         [--combos 2x1x1,1x2x1,1x2x4,2x1x4,1x2x8] [--words] [--detect] [--out DIR]
 
-Inputs: a long degraded session built from ../shared/audio (livecap.bench.session; WER against
+Inputs: a long degraded mix built from ../shared/audio (livecap.bench.mix; WER against
 its speech sections' references, joined; `--minutes 0`: none) and the long/ readings the model
 can transcribe (the Spanish one needs a multilingual model). Every system is told the language,
 unless `--detect`. Every system runs as its own process, so wall time is the
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import manifest  # noqa: E402
 from livecap.asr.models import resolve_model  # noqa: E402
-from livecap.bench.session import build_session, load_sections  # noqa: E402
+from livecap.bench.mix import build_mix, load_sections  # noqa: E402
 from livecap.bench.wer import wer  # noqa: E402
 
 FW_SYSTEMS = {
@@ -154,16 +154,16 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     inputs = []
     if args.minutes > 0:
-        session = args.out / f"session-{args.minutes:g}min.wav"
-        if not session.is_file():
-            build_session(
+        mix = args.out / f"mix-{args.minutes:g}min.wav"
+        if not mix.is_file():
+            build_mix(
                 [(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()],
-                session,
+                mix,
                 minutes=args.minutes,
             )
-        sections = load_sections(session)
+        sections = load_sections(mix)
         reference = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
-        inputs.append((session, reference, "en", sections[-1].end))
+        inputs.append((mix, reference, "en", sections[-1].end))
     multilingual = not args.model.endswith(".en")
     inputs += [
         (c.path, c.reference, c.language, c.duration)

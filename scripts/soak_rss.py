@@ -1,10 +1,10 @@
-"""Memory over a long live session: the live pipeline (VAD, interims, finals, the stats window,
+"""Memory over a long live run: the live pipeline (VAD, interims, finals, the stats window,
 the journal) on an hour of audio, fed as fast as it is taken instead of at 1x so that an hour takes
 minutes. Prints RSS every `--every` minutes of audio and the change from the first sample.
 
     .venv/bin/python scripts/soak_rss.py [--minutes 60] [--every 5] [--model tiny.en]
 
-The session is built from ../shared/audio (livecap.bench.session), written once, and replayed as one
+The mix is built from ../shared/audio (livecap.bench.mix), written once, and replayed as one
 file; captions go to a journal on disk and are not kept in memory (as `livecap mic` does)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import manifest  # noqa: E402
-from livecap.bench.session import build_session  # noqa: E402
+from livecap.bench.mix import build_mix  # noqa: E402
 from livecap.config import resolve  # noqa: E402
 from livecap.engine import Engine  # noqa: E402
 from livecap.messages import Caption  # noqa: E402
@@ -38,12 +38,12 @@ def main() -> None:
     args = parser.parse_args()
     process = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
-        session = Path(tmp) / "session.wav"
+        mix = Path(tmp) / "mix.wav"
         clips = [(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()]
-        build_session(clips, session, minutes=args.minutes)
+        build_mix(clips, mix, minutes=args.minutes)
         config = resolve(None, {"model": args.model}).config
         with Engine(config) as engine:
-            stream = engine.stream(FileSource(session, realtime=False), live=True)
+            stream = engine.stream(FileSource(mix, realtime=False), live=True)
             journal = Journal(Path(tmp) / "soak.journal.jsonl")
             samples: list[tuple[float, float]] = []
             finals = 0

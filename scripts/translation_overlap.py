@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from livecap.asr.base import AsrBackend, AsrRequest, AsrResult
-from livecap.bench.session import write_wav
+from livecap.bench.mix import write_wav
 from livecap.config import resolve
 from livecap.engine import Engine
 from livecap.messages import SAMPLE_RATE
-from livecap.pipeline.session import run_session
+from livecap.pipeline.runner import run_stream
 from livecap.pipeline.stream import Stream
 from livecap.sources.file import FileSource
 from livecap.translators.base import TranslationRequest, Translator
@@ -82,7 +82,7 @@ def run(engine: Engine, mode: str, path: Path, realtime: bool) -> tuple[list[flo
             translation_pool=engine.translation_pool,
         )
         started = time.monotonic()
-        result = run_session(stream)
+        result = run_stream(stream)
         wall = time.monotonic() - started
     finally:
         engine.pool.backend = original

@@ -26,7 +26,7 @@ from livecap.asr.windows import split_at_timestamps
 from livecap.bench.wer import wer
 from livecap.config import AsrConfig, Config
 from livecap.engine import Engine
-from livecap.pipeline.session import SessionResult, run_session
+from livecap.pipeline.runner import RunResult, run_stream
 from livecap.sources.file import FileSource, decode_blocks
 
 GIB = 1024**3
@@ -150,11 +150,11 @@ def test_a_bad_item_in_a_batch_fails_only_itself(tiny: WhisperBackend, en_clips:
     assert [text(first), text(second)] == [text(tiny.transcribe(r)) for r in good]  # type: ignore[arg-type]
 
 
-def run_concurrently(engine: Engine, paths: list[Path]) -> list[SessionResult]:
+def run_concurrently(engine: Engine, paths: list[Path]) -> list[RunResult]:
     streams = [engine.stream(FileSource(p), live=False) for p in paths]
-    results: list[SessionResult | None] = [None] * len(streams)
+    results: list[RunResult | None] = [None] * len(streams)
     threads = [
-        threading.Thread(target=lambda i=i: results.__setitem__(i, run_session(streams[i])))
+        threading.Thread(target=lambda i=i: results.__setitem__(i, run_stream(streams[i])))
         for i in range(len(streams))
     ]
     for thread in threads:

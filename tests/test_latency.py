@@ -10,7 +10,7 @@ import pytest
 
 from conftest import Clip, run_cli
 from livecap.bench.latency import ShownWord, TimedWord, shown_words, word_latencies
-from livecap.bench.session import build_session, load_sections
+from livecap.bench.mix import build_mix, load_sections
 
 
 def final(utterance: int, emitted_at: float, words: list[tuple[str, float, float]]) -> dict:
@@ -53,9 +53,9 @@ def test_latency_is_measured_against_the_reference_words_matched() -> None:
 
 
 @pytest.mark.slow
-def test_session_builder_covers_the_audio_with_labelled_sections(en_clips: list[Clip], tmp_path: Path) -> None:
-    out = tmp_path / "session.wav"
-    build_session([(c.path, c.reference) for c in en_clips[:3]], out, minutes=0.5, nonspeech_every=2)
+def test_mix_builder_covers_the_audio_with_labelled_sections(en_clips: list[Clip], tmp_path: Path) -> None:
+    out = tmp_path / "mix.wav"
+    build_mix([(c.path, c.reference) for c in en_clips[:3]], out, minutes=0.5, nonspeech_every=2)
     sections = load_sections(out)
     assert sections[0].start == 0.0
     assert all(a.end == pytest.approx(b.start) for a, b in zip(sections, sections[1:]))
@@ -92,7 +92,7 @@ def test_realtime_events_carry_utterance_words_and_stream_clock(en_clips: list[C
 
 
 def test_a_phrase_said_twice_matches_by_time() -> None:
-    """Long sessions repeat themselves: each shown word takes the reference word said when it was."""
+    """Long mixes repeat themselves: each shown word takes the reference word said when it was."""
     reference = [TimedWord("hello", 1.0, 1.5), TimedWord("hello", 100.0, 100.5)]
     shown = [ShownWord("hello", 101.0, 101.5, 100.0, 100.4)]
     assert word_latencies(reference, shown)["committed"] == pytest.approx([0.5])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import Clip, run_cli
-from live_audio import join_clips, session_clips, write_wav
+from live_audio import join_clips, joined_clips, write_wav
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
 from livecap.asr.pool import AsrPool
 from livecap.bench.wer import wer
@@ -30,15 +30,15 @@ PAUSE_S = 1.5
 
 
 @pytest.fixture(scope="session")
-def session(en_clips: list[Clip], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def turns(en_clips: list[Clip], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A few English clips joined with pauses, like someone speaking in turns; and its reference."""
-    chosen = session_clips(en_clips)
-    path = join_clips([c.path for c in chosen], tmp_path_factory.mktemp("live") / "session.wav", PAUSE_S)
+    chosen = joined_clips(en_clips)
+    path = join_clips([c.path for c in chosen], tmp_path_factory.mktemp("live") / "turns.wav", PAUSE_S)
     return path, " ".join(c.reference for c in chosen)
 
 
-def test_realtime_replay_captions_in_order_with_interims_and_journal(session: tuple[Path, str], tmp_path: Path) -> None:
-    path, reference = session
+def test_realtime_replay_captions_in_order_with_interims_and_journal(turns: tuple[Path, str], tmp_path: Path) -> None:
+    path, reference = turns
     # --gpu auto: on a machine without CUDA (CI) this also checks the fallback to the CPU.
     result = run_cli("file", str(path), "--realtime", "--jsonl", "--gpu", "auto", "--output-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -52,14 +52,14 @@ def test_realtime_replay_captions_in_order_with_interims_and_journal(session: tu
     assert all({"latency", "eos_wait", "processing", "asr"} <= f["latency"].keys() for f in finals)
     # Interims come while each turn is spoken: before its final, with text the final then confirms.
     assert events[0]["type"] == "interim"
-    spoken = {e["seq"] for e in events if e["type"] == "interim" and (e["committed"] or e["tail"])}
+    spoken = {e["utterance"] for e in events if e["type"] == "interim" and (e["committed"] or e["tail"])}
     assert len(spoken) >= 2  # interims for more than one turn
     assert all(e["latency"] > 0 for e in events if e["type"] == "interim")
     stats = events[-1]
     assert stats["type"] == "stats" and stats["finals"] == len(finals) and stats["dropped_seconds"] == 0
-    journal = [json.loads(line) for line in (tmp_path / "session.journal.jsonl").read_text().splitlines()]
+    journal = [json.loads(line) for line in (tmp_path / "turns.journal.jsonl").read_text().splitlines()]
     assert [(j["seq"], j["text"], j["start"]) for j in journal] == [(f["seq"], f["text"], f["start"]) for f in finals]
-    assert (tmp_path / "session.srt").is_file()
+    assert (tmp_path / "turns.srt").is_file()
 
 
 def test_realtime_silence_and_noise_give_no_captions(tmp_path: Path) -> None:
@@ -74,12 +74,12 @@ def test_realtime_silence_and_noise_give_no_captions(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_file_gpu_without_cuda_is_a_one_line_error(session: tuple[Path, str]) -> None:
+def test_file_gpu_without_cuda_is_a_one_line_error(turns: tuple[Path, str]) -> None:
     import ctranslate2
 
     if ctranslate2.get_cuda_device_count() > 0:
         pytest.skip("a CUDA device is present")
-    result = run_cli("file", str(session[0]), "--gpu", timeout=120)
+    result = run_cli("file", str(turns[0]), "--gpu", timeout=120)
     assert result.returncode == 2
     assert result.stderr.startswith("error: --gpu: CTranslate2 sees no CUDA device")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -132,8 +132,8 @@ class FastSource:
         self._stop.set()
 
 
-def test_overload_keeps_queues_bounded_and_finals_whole_and_ordered(session: tuple[Path, str]) -> None:
-    audio = np.concatenate(list(decode_blocks(session[0])))
+def test_overload_keeps_queues_bounded_and_finals_whole_and_ordered(turns: tuple[Path, str]) -> None:
+    audio = np.concatenate(list(decode_blocks(turns[0])))
     base = Config()
     config = replace(base, live=replace(base.live, capture_queue_s=1.0, max_pending_finals=2, interim_interval_ms=100))
     backend = SlowBackend()
@@ -145,7 +145,7 @@ def test_overload_keeps_queues_bounded_and_finals_whole_and_ordered(session: tup
     try:
         while True:
             event = stream.next_event(timeout=0.02)
-            snapshot = stream.snapshot()
+            snapshot = stream.stats_snapshot()
             depths.append(stream.capture.depth())
             pending.append(snapshot.pending_finals)
             behind.append(snapshot.behind_seconds)

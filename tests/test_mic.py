@@ -94,7 +94,7 @@ def test_mic_device_at_its_own_rate_is_resampled(pulse: PulseServer, en_clips: l
     """A device opened at 44.1 kHz: the soxr converter brings it to 16 kHz for the VAD and model."""
     from livecap.config import Config
     from livecap.engine import Engine
-    from livecap.pipeline.session import run_session
+    from livecap.pipeline.runner import run_stream
     from livecap.sources.mic import MicSource
 
     clip = _clip(en_clips, "61-70968-0000")
@@ -108,7 +108,7 @@ def test_mic_device_at_its_own_rate_is_resampled(pulse: PulseServer, en_clips: l
         with Engine(Config()) as engine:
             stream = engine.stream(source, live=True, converter=source.converter())
             pulse.play(clip.path)
-            result = run_session(stream, duration=clip.duration + 4)
+            result = run_stream(stream, duration=clip.duration + 4)
     finally:
         del os.environ["PULSE_SERVER"]
     assert result.end_reason is None and not result.errors

@@ -461,7 +461,7 @@ def test_compute_per_audio_second_counts_translation_too(engine: Engine) -> None
             transcribed_seconds=20.0,
         )
     )
-    status = hub.status()
+    status = hub.status_report()
     assert status["audio_seconds"] == 20.0 and status["translate_seconds"] == 3.0
     assert status["compute_per_audio_s"] == pytest.approx((engine.pool.busy_seconds + 3.0) / 20.0, abs=1e-3)
 

@@ -12,18 +12,18 @@ from conftest import Clip
 from livecap.bench.wer import wer
 from livecap.config import Config
 from livecap.engine import Engine
-from livecap.pipeline.session import SessionResult, run_session
+from livecap.pipeline.runner import RunResult, run_stream
 from livecap.sources.file import FileSource
 
 pytestmark = pytest.mark.slow
 
 
-def run_concurrently(engine: Engine, paths: list[Path], *, realtime: bool) -> tuple[list[str], list[SessionResult]]:
+def run_concurrently(engine: Engine, paths: list[Path], *, realtime: bool) -> tuple[list[str], list[RunResult]]:
     streams = [engine.stream(FileSource(p, realtime=realtime), live=realtime) for p in paths]
-    results: list[SessionResult | None] = [None] * len(streams)
+    results: list[RunResult | None] = [None] * len(streams)
 
     def run(index: int) -> None:
-        results[index] = run_session(streams[index])
+        results[index] = run_stream(streams[index])
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(streams))]
     for t in threads:
@@ -52,8 +52,8 @@ def test_stopping_one_file_stream_keeps_the_others_finals(en_clips: list[Clip], 
     with Engine(Config()) as engine:
         keep = engine.stream(FileSource(chosen[0].path), live=False)
         stopped = engine.stream(FileSource(chosen[1].path), live=False)
-        result: dict[str, SessionResult] = {}
-        thread = threading.Thread(target=lambda: result.setdefault("keep", run_session(keep)))
+        result: dict[str, RunResult] = {}
+        thread = threading.Thread(target=lambda: result.setdefault("keep", run_stream(keep)))
         thread.start()
         stopped.start()
         stopped.stop("interrupted")  # withdraws only its own queued finals

@@ -22,7 +22,7 @@ import srt
 from conftest import Clip, run_cli
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
 from livecap.asr.pool import AsrPool
-from livecap.bench.session import write_wav
+from livecap.bench.mix import write_wav
 from livecap.config import Config
 from livecap.messages import SAMPLE_RATE, Caption, StreamEnd, StreamError
 from livecap.pipeline.stream import Stream

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_AUDIO, Clip, run_cli
-from livecap.bench.session import DEGRADATIONS, _read, nonspeech, write_wav
+from livecap.bench.mix import DEGRADATIONS, _read, nonspeech, write_wav
 from livecap.bench.wer import wer
 from livecap.messages import SAMPLE_RATE
 from livecap.pipeline.vad import WINDOW, SileroVad, tonal
@@ -68,7 +68,7 @@ def test_recall_does_not_decay_over_an_hour(
     repeats = int(np.ceil(3600 * SAMPLE_RATE / len(stream)))
     vad = SileroVad()
     per_repeat = []
-    for _ in range(repeats):  # one hour of the same session, fed continuously to one detector
+    for _ in range(repeats):  # one hour of the same mix, fed continuously to one detector
         probs = speech_share(vad, stream, block=16000)
         per_repeat.append(np.mean([(probs[first:last] >= 0.5).mean() for _, first, last, _ in clips]))
     assert repeats * len(stream) >= 3600 * SAMPLE_RATE

@@ -87,7 +87,7 @@ def word_latencies(
 
     A shown word matches the nearest unused reference word with the same normalised text whose end
     lies within `window_s` of the shown word's own end time. Matching by time, not by a sequence
-    alignment, keeps a phrase said twice (a long session repeats) from matching the wrong time."""
+    alignment, keeps a phrase said twice (a long mix repeats) from matching the wrong time."""
     by_word: dict[str, list[tuple[float, int]]] = {}
     for index, w in enumerate(reference):
         for token in normalize(w.word).split():

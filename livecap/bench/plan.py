@@ -28,7 +28,7 @@ translate_to, compute_type_used), "runs" (each repeat's raw figures: {"livecap":
 "baseline": {...}}), "summary" ({figure: {"median", "min", "max"}}) and "ratio" (livecap /
 baseline of the medians: "wall_s", "wer"; null when the baseline's is 0). Figures in "summary"
 (seconds unless named otherwise; null when not measured):
-  load_s, first_caption_s (session start -> first caption, first file, offline), audio_s, wall_s,
+  load_s, first_caption_s (run start -> first caption, first file, offline), audio_s, wall_s,
   rtf, decode_s, vad_s, asr_s, translate_s, rtf_decode, rtf_vad, rtf_asr, rtf_translate, wer,
   wer_<lang> and baseline_wer_<lang> (pooled over the inputs of each known language),
   insertions (words, from the WER alignment), nonspeech_words, peak_rss_mb,
@@ -42,8 +42,8 @@ baseline of the medians: "wall_s", "wer"; null when the baseline's is 0). Figure
   baseline_wer, baseline_insertions, baseline_novad_wer, baseline_novad_rtf (faster-whisper without
   VAD, with word timestamps: the reference word times), baseline_nonspeech_words,
   baseline_peak_rss_mb.
-With `--session MINUTES`, the inputs (files with references, or a manifest) are first built into one
-long session (livecap.bench.session: speakers loud, quiet, far, reverberant; pauses; silence, noise
+With `--mix MINUTES`, the inputs (files with references, or a manifest) are first built into one
+long mix (livecap.bench.mix: speakers loud, quiet, far, reverberant; pauses; silence, noise
 and buzz), which is measured as a single input; give `--live-limit` its length to replay it whole.
 Each run's raw record also keeps per-file texts ("files": [{"path", "audio_s", "wall_s", ...,
 "text", "reference"}]) and, in live mode, every final caption's latency breakdown ("latencies").
@@ -85,14 +85,14 @@ def load_inputs(args: list[Path]) -> list[Item]:
     return [Item(path, ref, probe_duration(path) or 0.0, language) for path, ref, language in rows]
 
 
-def session_item(items: list[Item], minutes: float, folder: Path) -> Item:
-    """One long session built from the inputs that have references (see livecap.bench.session)."""
-    from livecap.bench.session import build_session
+def mix_item(items: list[Item], minutes: float, folder: Path) -> Item:
+    """One long mix built from the inputs that have references (see livecap.bench.mix)."""
+    from livecap.bench.mix import build_mix
 
     clips = [(i.path, i.reference) for i in items if i.reference]
     languages = {i.language for i in items if i.reference}
-    path = folder / f"session-{minutes:g}min.wav"
-    sections = build_session(clips, path, minutes=minutes)
+    path = folder / f"mix-{minutes:g}min.wav"
+    sections = build_mix(clips, path, minutes=minutes)
     reference = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
     return Item(path, reference, sections[-1].end, languages.pop() if len(languages) == 1 else None)
 
@@ -167,7 +167,7 @@ def write_nonspeech(path: Path) -> Path:
     """The non-speech clip: silence, white noise, brown noise, silence (seeded, so always the same)."""
     import numpy as np
 
-    from livecap.bench.session import nonspeech, write_wav
+    from livecap.bench.mix import nonspeech, write_wav
 
     rng = np.random.default_rng(0)
     quiet, white, brown, tail = NONSPEECH_S

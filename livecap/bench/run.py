@@ -142,7 +142,7 @@ def _offline(engine: Any, item: Item) -> dict[str, Any]:
 
 def _live(engine: Any, items: tuple[Item, ...], limit: float, step: Step) -> dict[str, Any]:
     """Replay files at 1x until `limit` seconds of audio were heard."""
-    from livecap.pipeline.session import run_session
+    from livecap.pipeline.runner import run_stream
     from livecap.sources.file import FileSource
 
     latencies: list[dict[str, float]] = []
@@ -158,7 +158,7 @@ def _live(engine: Any, items: tuple[Item, ...], limit: float, step: Step) -> dic
         step(f"live {item.path.name}")
         stream = engine.stream(FileSource(item.path, realtime=True), live=True)
         view.events = []
-        result = run_session(stream, view, duration=None if 0 < item.duration <= left else left)
+        result = run_stream(stream, view, duration=None if 0 < item.duration <= left else left)
         stats = result.stats
         heard += stats.audio_seconds if stats else left
         latencies += result.latencies

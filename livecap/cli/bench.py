@@ -17,11 +17,12 @@ from livecap.bench.plan import (
     label,
     load_inputs,
     machine,
-    session_item,
+    mix_item,
     varying,
     write_nonspeech,
 )
 from livecap.cli import options as opt
+from livecap.cli.common import warn
 from livecap.errors import LivecapError
 
 
@@ -61,15 +62,16 @@ def bench_command(
         float, typer.Option(min=0, metavar="S", help="seconds of audio replayed live per run (takes that long)")
     ] = LIVE_LIMIT_S,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run plain faster-whisper")] = True,
-    session: Annotated[
+    mix: Annotated[
         Optional[float],
         typer.Option(
             min=0.5,
             max=180,
             metavar="MINUTES",
-            help="build a long session of this many minutes from the inputs and measure it",
+            help="build a long mix of this many minutes from the inputs and measure it",
         ),
     ] = None,
+    session: Annotated[Optional[float], typer.Option(min=0.5, max=180, hidden=True, help="deprecated: --mix")] = None,
     streams: Annotated[
         Optional[str],
         typer.Option(
@@ -96,6 +98,9 @@ def bench_command(
     for target in (json_path, plot):
         if target is not None:
             check_target(target)
+    if session is not None:
+        warn("--session is deprecated: use --mix")
+        mix = session if mix is None else mix
     items = load_inputs(list(inputs or []))
     sweeps = {
         "model": model,
@@ -120,8 +125,8 @@ def bench_command(
     results: list[dict] = []
     failure: LivecapError | None = None
     with tempfile.TemporaryDirectory(prefix="livecap-bench-") as tmp:
-        if session is not None:
-            items = [session_item(items, session, Path(tmp))]
+        if mix is not None:
+            items = [mix_item(items, mix, Path(tmp))]
         nonspeech = write_nonspeech(Path(tmp) / "nonspeech.wav")
         jobs = [
             [Job(kind, config, tuple(items), nonspeech, limit) for kind in ("livecap", "baseline")[: 1 + baseline]]

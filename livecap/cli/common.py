@@ -1,5 +1,5 @@
 """What every command shares: the consoles, one-line errors, configuration from options, the
-choice of display, and writing a finished session's files."""
+choice of display, and writing a finished run's files."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from livecap.config import Config, resolve
 
 if TYPE_CHECKING:
     from livecap.engine import Engine
-    from livecap.pipeline.session import Display, SessionResult
+    from livecap.pipeline.runner import Display, RunResult
 
 console = Console()
 errors = Console(stderr=True)
@@ -61,8 +61,8 @@ def choose_view(engine: Engine, *, plain: bool, jsonl: bool, live: bool, label: 
     return FileProgressView(console, label, duration)
 
 
-def save_session(
-    result: SessionResult,
+def save_result(
+    result: RunResult,
     config: Config,
     out_dir: Path,
     stem: str,
@@ -70,9 +70,9 @@ def save_session(
     duration: float | None,
     notes: dict[str, Any] | None = None,
 ) -> bool:
-    """Write a finished session's captions (also an interrupted or failed one's) and say so on stderr,
+    """Write a finished run's captions (also an interrupted or failed one's) and say so on stderr,
     naming files of an earlier run that were replaced. `notes` go into the json (warnings, partial).
-    False when the session found no speech, failed or was interrupted; a session that failed before
+    False when the run found no speech, failed or was interrupted; a run that failed before
     any caption writes nothing (its error was shown already)."""
     from livecap.output.writers import OutputOptions, write_outputs
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from livecap.cli import options as opt
-from livecap.cli.common import choose_view, pipeline_config, report_error, save_session, warn
+from livecap.cli.common import choose_view, pipeline_config, report_error, save_result, warn
 from livecap.cli.signals import counting_stop_signals
 from livecap.errors import LivecapError
 
@@ -100,12 +100,12 @@ def _transcribe_one(
     about and counted in the json, but the rest of the file is there). The journal goes once the
     files are written, and stays when they are not (or under --realtime, where it is a record)."""
     from livecap.output.writers import Journal
-    from livecap.pipeline.session import run_session
+    from livecap.pipeline.runner import run_stream
 
     journal = Journal(out_dir / f"{stem}{JOURNAL_SUFFIX}")
     view = choose_view(engine, plain=options["plain"], jsonl=options["jsonl"], live=source.realtime, label=stem,
                        duration=source.duration)
-    result = run_session(engine.stream(source, live=source.realtime), view, journal, stop_requests=stop_requests)
+    result = run_stream(engine.stream(source, live=source.realtime), view, journal, stop_requests=stop_requests)
     report = source.report
     warnings = report.warnings(name)
     for line in warnings:
@@ -114,7 +114,7 @@ def _transcribe_one(
     # a partial run covers the audio up to its last caption; a whole one, all the audio decoded
     duration = round(max((c.end for c in result.captions), default=0.0) if partial else report.duration_s, 3)
     notes = {"partial": partial, "warnings": warnings, **report.to_dict()}
-    saved = save_session(result, config, out_dir, stem, name, duration, notes)
+    saved = save_result(result, config, out_dir, stem, name, duration, notes)
     if saved and not source.realtime:
         journal.path.unlink(missing_ok=True)
     return saved and not report.truncated

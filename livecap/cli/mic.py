@@ -46,12 +46,12 @@ def mic_command(
         return publish_microphone(publish, input_device, duration, options["plain"], options["jsonl"])
     from rich.markup import escape
 
-    from livecap.cli.common import choose_view, errors, pipeline_config, save_session
+    from livecap.cli.common import choose_view, errors, pipeline_config, save_result
     from livecap.cli.signals import counting_stop_signals
     from livecap.engine import Engine
     from livecap.output.atomic import check_writable
     from livecap.output.writers import Journal
-    from livecap.pipeline.session import run_session
+    from livecap.pipeline.runner import run_stream
     from livecap.sources.mic import MicSource
 
     config = pipeline_config(options, input_device=input_device)
@@ -70,9 +70,9 @@ def mic_command(
             soft_wrap=True,
         )
         stream = engine.stream(source, live=True, converter=source.converter())
-        result = run_session(stream, view, journal, duration=duration, stop_requests=stop_requests)
+        result = run_stream(stream, view, journal, duration=duration, stop_requests=stop_requests)
     recorded = result.stats.audio_seconds if result.stats else None
-    saved = save_session(result, config, out_dir, stem, source.name, recorded)
+    saved = save_result(result, config, out_dir, stem, source.name, recorded)
     if stop_requests.count:
         raise typer.Exit(stop_requests.exit_code)
     if not saved:

@@ -1,6 +1,6 @@
 """What the user sees: small rich renderables and the displays built from them.
 
-A display receives events from one thread (the session loop) and never blocks the pipeline.
+A display receives events from one thread (the run loop) and never blocks the pipeline.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from livecap.cli import options as opt
 if TYPE_CHECKING:  # loaded when a command runs, so that `livecap -h` stays quick
     from livecap.cli.signals import StopRequests
     from livecap.messages import Caption, InterimCaption
-    from livecap.pipeline.session import Display
+    from livecap.pipeline.runner import Display
     from livecap.pipeline.stats import StatsSnapshot
 
 POLL_S = 0.25  # how often a waiting client looks at Ctrl-C
@@ -104,8 +104,15 @@ def interim_from(record: dict[str, Any]) -> InterimCaption:
     """An interim caption from its network record."""
     from livecap.messages import InterimCaption
 
-    return InterimCaption(stream_id="", seq=record["seq"], committed=record["committed"], tail=record["tail"],
-                          new_words=0, t_audio_end=0.0, audio_end=record.get("audio_end", 0.0))
+    return InterimCaption(
+        stream_id="",
+        utterance=record["utterance"],
+        committed=record["committed"],
+        tail=record["tail"],
+        new_words=0,
+        t_audio_end=0.0,
+        audio_end=record.get("audio_end", 0.0),
+    )
 
 
 def stats_from(record: dict[str, Any]) -> StatsSnapshot:

@@ -202,7 +202,7 @@ def write_outputs(
 class Journal:
     """Writes each final caption as one JSON line the moment it is produced, flushed to disk, so a
     killed run leaves its captions behind (`read_journal` gets them back). Each run starts a new
-    journal: one journal, one session."""
+    journal: one journal, one run."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -142,7 +142,7 @@ class Stream:
         """A stopped file stream drops audio it has not yet cut into utterances."""
         return self._stop.is_set() and not self.live
 
-    def snapshot(self) -> StatsSnapshot:
+    def stats_snapshot(self) -> StatsSnapshot:
         finals, interims = self.pool.depth()
         now = time.monotonic()
         with self._lock:
@@ -187,10 +187,10 @@ class Stream:
                     self._submit_final(utterance)
                 interval = max(live.interim_interval_ms / 1000, self._interim_cost / live.interim_share)
                 if self.live and live.interim and now - last_interim >= interval:
-                    snapshot = self.segmenter.snapshot(now)
-                    if snapshot is not None and self.pool.submit_interim(
+                    heard = self.segmenter.open_utterance(now)
+                    if heard is not None and self.pool.submit_interim(
                         AsrJob(
-                            snapshot, AsrRequest(snapshot.samples, final=False, options=self.decode), self._on_interim
+                            heard, AsrRequest(heard.samples, final=False, options=self.decode), self._on_interim
                         )
                     ):
                         last_interim = now

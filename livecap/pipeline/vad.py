@@ -202,7 +202,7 @@ class Segmenter:
         end = min(self._open.last_speech + self._pad, self._received)
         return self._close(self._open.last_speech, end, now)
 
-    def snapshot(self, now: float) -> Utterance | None:
+    def open_utterance(self, now: float) -> Utterance | None:
         """The open utterance so far, for an interim transcription."""
         if self._open is None or self._position - self._open.speech_start < self._min_speech:
             return None

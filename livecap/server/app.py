@@ -137,7 +137,7 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
 
     @app.get("/status")
     async def status(request: Request) -> dict:
-        return {**hub_of(request).status(), **sessions_of(request).figures()}
+        return {**hub_of(request).status_report(), **sessions_of(request).status_report()}
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
@@ -200,7 +200,7 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
 
     @app.post("/v1/sessions", status_code=201)
     async def create_session(request: Request) -> dict:
-        return (await sessions_of(request).create(request)).info()
+        return (await sessions_of(request).create(request)).describe()
 
     @app.get("/v1/sessions")
     async def list_sessions(request: Request) -> dict:
@@ -208,11 +208,11 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
 
     @app.get("/v1/sessions/{session_id}")
     async def get_session(request: Request, session_id: str) -> dict:
-        return sessions_of(request).get(session_id).info()
+        return sessions_of(request).get(session_id).describe()
 
     @app.delete("/v1/sessions/{session_id}")
     async def stop_session(request: Request, session_id: str) -> dict:
-        return (await sessions_of(request).stop(session_id)).info()
+        return (await sessions_of(request).stop(session_id)).describe()
 
     @app.websocket("/v1/sessions/{session_id}/captions")
     async def watch(websocket: WebSocket, session_id: str) -> None:

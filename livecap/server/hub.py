@@ -1,5 +1,5 @@
 """What every connection of one server shares: the engine, admission control, the figures behind
-/status and /metrics, and the open live sessions (so a shutdown can drain them)."""
+/status and /metrics, and the open connections (so a shutdown can drain them)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class Hub:
         self.audio_seconds = 0.0  # live and uploaded audio taken through the pipeline
         self.translate_seconds = 0.0  # busy seconds translating it (outside the ASR pool)
         self._latencies: deque[float] = deque(maxlen=WINDOW)  # deque appends are thread-safe
-        self.sessions: set[asyncio.Task] = set()
+        self.connections: set[asyncio.Task] = set()  # streams, shared sessions, viewers
         self.draining = asyncio.Event()
         self.registry = CollectorRegistry()
         self.final_latency = Histogram(
@@ -82,22 +82,23 @@ class Hub:
             self.translate_seconds += stats.translate_seconds
 
     def record_final(self, latency: float) -> None:
-        """A live final's latency (from a session's pump thread)."""
+        """A live final's latency (from a stream's pump thread)."""
         self._latencies.append(latency)
         self.final_latency.observe(latency)
 
     # -- shutdown ------------------------------------------------------------------------------
 
     async def drain(self) -> None:
-        """Refuse new streams and let the open ones send their last finals (each session bounds
+        """Refuse new streams and let the open ones send their last finals (each connection bounds
         its own wait by `drain_s`); then they close with 1001."""
         self.draining.set()
-        if self.sessions:
-            await asyncio.wait(set(self.sessions), timeout=self.settings.drain_s + 5)
+        if self.connections:
+            await asyncio.wait(set(self.connections), timeout=self.settings.drain_s + 5)
 
     # -- figures -------------------------------------------------------------------------------
 
-    def status(self) -> dict:
+    def status_report(self) -> dict:
+        """The hub's part of /status (and what /metrics reads)."""
         pool = self.engine.pool
         finals, interims = pool.depth()
         uptime = time.monotonic() - self.started
@@ -144,7 +145,7 @@ class _HubCollector(Collector):
         self.hub = hub
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        s = self.hub.status()
+        s = self.hub.status_report()
         for name, key, doc in (
             ("livecap_streams_active", "streams_active", "open live streams"),
             ("livecap_streams_max", "streams_max", "live streams admitted at once"),

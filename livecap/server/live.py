@@ -180,7 +180,7 @@ def pump(stream: Stream, hub: Hub, post: Post, stats: Callable[[], dict[str, Any
     done()
 
 
-class LiveSession:
+class StreamConnection:
     """One admitted connection: its stream, its pump thread and its sender. `tap`, when given, also
     receives every record of the stream on the event loop (a shared session's viewers)."""
 
@@ -224,7 +224,7 @@ class LiveSession:
         self.stream.start()
         threading.Thread(
             target=pump,
-            args=(self.stream, self.hub, self._post_threadsafe, self._stats, self._pump_done),
+            args=(self.stream, self.hub, self._post_threadsafe, self._stats_record, self._pump_done),
             name=f"pump-{self.stream.stream_id}",
             daemon=True,
         ).start()
@@ -256,9 +256,8 @@ class LiveSession:
                 sender.cancel()
         await self.pump_done.wait()  # the stream has ended: its figures are final
 
-    @property
-    def stats(self) -> StatsSnapshot | None:
-        return self.stream.snapshot() if self.stream is not None else None
+    def stats_snapshot(self) -> StatsSnapshot | None:
+        return self.stream.stats_snapshot() if self.stream is not None else None
 
     # -- receiving (event loop) ----------------------------------------------------------------
 
@@ -324,9 +323,9 @@ class LiveSession:
     def _pump_done(self) -> None:
         self._call_soon(self.pump_done.set)
 
-    def _stats(self) -> dict[str, Any]:
+    def _stats_record(self) -> dict[str, Any]:
         assert self.stream is not None
-        return {**stats_record(self.stream.snapshot()), "interims_unsent": self.outbox.replaced}
+        return {**stats_record(self.stream.stats_snapshot()), "interims_unsent": self.outbox.replaced}
 
     def _call_soon(self, callback: Any, *args: Any) -> None:
         try:
@@ -367,7 +366,7 @@ def _is_end(text: str) -> bool:
 
 
 async def serve_stream(websocket: WebSocket, hub: Hub) -> None:
-    """Admit a connection (or close it with the reason) and run its session."""
+    """Admit a connection (or close it with the reason) and run its stream."""
     await websocket.accept()
     if hub.draining.is_set():
         await close_with(websocket, 1001, "server shutting down")
@@ -375,15 +374,15 @@ async def serve_stream(websocket: WebSocket, hub: Hub) -> None:
     if not hub.admit_stream():
         await close_with(websocket, 1013, f"server at capacity ({hub.max_streams} streams): try again later")
         return
-    session = LiveSession(websocket, hub)
+    connection = StreamConnection(websocket, hub)
     task = asyncio.current_task()
     assert task is not None
-    hub.sessions.add(task)
+    hub.connections.add(task)
     try:
-        await session.run()
+        await connection.run()
     except Exception:  # a bug here must not leak a traceback to the client, nor a slot
         log.exception("live stream failed")
         await close_with(websocket, 1011, "internal server error")
     finally:
-        hub.sessions.discard(task)
-        hub.release_stream(session.stats)
+        hub.connections.discard(task)
+        hub.release_stream(connection.stats_snapshot())

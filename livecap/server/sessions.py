@@ -32,7 +32,7 @@ from livecap.errors import LivecapError
 from livecap.output.records import stats_record
 from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
-from livecap.server.live import Closing, LiveSession, Outbox, close_with, pump
+from livecap.server.live import Closing, Outbox, StreamConnection, close_with, pump
 from livecap.server.media import MediaLibrary
 from livecap.server.requests import RequestError, check_model, decode_options
 from livecap.sources.file import FileSource
@@ -125,7 +125,7 @@ class SharedSession:
         self.fanout = Fanout(hub.settings.history_finals)
         self._stream: Stream | None = None  # a media session's (a publish session's is its publisher's)
         self.duration: float | None = None
-        self.publisher: LiveSession | None = None
+        self.publisher: StreamConnection | None = None
         self.publisher_came = asyncio.Event()
         self.publisher_left = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -135,9 +135,9 @@ class SharedSession:
     def stream(self) -> Stream | None:
         return self.publisher.stream if self.publisher is not None else self._stream
 
-    def info(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """What GET /v1/sessions shows: state, source, viewers, position and latency."""
-        snap = self.stream.snapshot() if self.stream is not None else None
+        snap = self.stream.stats_snapshot() if self.stream is not None else None
         return {
             "id": self.id, "state": self.state, "source": self.kind, "media": self.media,
             "model": self.hub.model, "language": (self.stream.decode if self.stream else self.decode).language,
@@ -154,10 +154,10 @@ class SharedSession:
             "dropped_audio_s": round(snap.dropped_seconds, 3) if snap else None,
         }
 
-    def stats(self) -> dict[str, Any]:
+    def stats_record(self) -> dict[str, Any]:
         """A media session's stats record (from its pump thread: a length read is safe)."""
         assert self._stream is not None
-        return {**stats_record(self._stream.snapshot()), "viewers": len(self.fanout.viewers)}
+        return {**stats_record(self._stream.stats_snapshot()), "viewers": len(self.fanout.viewers)}
 
     async def run(self, library: MediaLibrary) -> None:
         """The session from start to end; always ends its viewers and frees its slot."""
@@ -174,7 +174,7 @@ class SharedSession:
             self.fanout.end(code, reason)
             if self.media is not None:
                 library.in_use[self.media] -= 1
-            self.hub.release_stream(self.stream.snapshot() if self.stream is not None else None)
+            self.hub.release_stream(self.stream.stats_snapshot() if self.stream is not None else None)
 
     async def _until(self, *events: asyncio.Event, timeout: float | None = None) -> None:
         waits = [asyncio.create_task(e.wait()) for e in events]
@@ -200,7 +200,7 @@ class SharedSession:
 
         stream.start()
         self.state = "live"
-        threading.Thread(target=pump, args=(stream, self.hub, post, self.stats,
+        threading.Thread(target=pump, args=(stream, self.hub, post, self.stats_record,
                                             lambda: loop.call_soon_threadsafe(done.set)),
                          name=f"pump-{self.id}", daemon=True).start()
         await self._until(done, self.stopping, self.hub.draining)
@@ -257,12 +257,12 @@ class Sessions:
         return session
 
     def listing(self) -> list[dict[str, Any]]:
-        return [s.info() for s in self.items.values()]
+        return [s.describe() for s in self.items.values()]
 
     def viewers(self) -> int:
         return sum(len(s.fanout.viewers) for s in self.items.values())
 
-    def figures(self) -> dict[str, int]:
+    def status_report(self) -> dict[str, int]:
         """For /status: sessions not yet ended, viewers now, media files."""
         live = sum(s.state != "ended" for s in self.items.values())
         return {"sessions_active": live, "viewers": self.viewers(), "media_files": len(self.library.items)}
@@ -295,8 +295,8 @@ class Sessions:
         self._forget_ended()
         self.items[session.id] = session
         session.task = asyncio.create_task(session.run(self.library))
-        self.hub.sessions.add(session.task)
-        session.task.add_done_callback(self.hub.sessions.discard)
+        self.hub.connections.add(session.task)
+        session.task.add_done_callback(self.hub.connections.discard)
         return session
 
     def _forget_ended(self) -> None:
@@ -324,8 +324,8 @@ class Sessions:
             return None
         task = asyncio.current_task()
         assert task is not None
-        self.hub.sessions.add(task)
-        task.add_done_callback(self.hub.sessions.discard)
+        self.hub.connections.add(task)
+        task.add_done_callback(self.hub.connections.discard)
         return session
 
     async def watch(self, websocket: WebSocket, session_id: str) -> None:
@@ -349,7 +349,8 @@ class Sessions:
 
     async def _send(self, websocket: WebSocket, session: SharedSession, history: list[Record], outbox: Outbox) -> None:
         try:
-            await websocket.send_text(json.dumps({"type": "ready", "session": session.info(), "history": len(history)}))
+            ready = {"type": "ready", "session": session.describe(), "history": len(history)}
+            await websocket.send_text(json.dumps(ready))
             for record in history:
                 await websocket.send_text(record.text)
             while True:
@@ -372,7 +373,7 @@ class Sessions:
         if session.state != "waiting" or session.publisher is not None:
             await close_with(websocket, 1008, f"this session is {session.state}: it has its publisher")
             return
-        live = LiveSession(websocket, self.hub, tap=session.fanout.publish)
+        live = StreamConnection(websocket, self.hub, tap=session.fanout.publish)
         session.publisher = live
         session.publisher_came.set()
         try:

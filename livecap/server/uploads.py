@@ -31,7 +31,7 @@ from livecap.engine import Engine
 from livecap.errors import LivecapError
 from livecap.messages import Caption
 from livecap.output.writers import render_srt, render_txt, render_vtt
-from livecap.pipeline.session import NoDisplay, SessionResult, run_session
+from livecap.pipeline.runner import NoDisplay, RunResult, run_stream
 from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
 from livecap.server.requests import RequestError, check_model, decode_options
@@ -94,11 +94,11 @@ def _open(engine: Engine, upload: UploadFile, folder: Path, decode: DecodeOption
         raise RequestError(str(error).replace(str(path), "the uploaded file")) from None
 
 
-async def _transcribe(request: Request, engine: Engine, upload: UploadFile, decode: DecodeOptions) -> SessionResult:
+async def _transcribe(request: Request, engine: Engine, upload: UploadFile, decode: DecodeOptions) -> RunResult:
     """Transcribe off the event loop; a client that goes away stops its transcription (the pool is shared)."""
     with tempfile.TemporaryDirectory(prefix="livecap-upload-") as folder:
         stream = await asyncio.to_thread(_open, engine, upload, Path(folder), decode)
-        job = asyncio.ensure_future(asyncio.to_thread(run_session, stream))
+        job = asyncio.ensure_future(asyncio.to_thread(run_stream, stream))
         while not job.done():
             await asyncio.wait({job}, timeout=DISCONNECT_POLL_S)
             if not job.done() and await request.is_disconnected():
@@ -107,7 +107,7 @@ async def _transcribe(request: Request, engine: Engine, upload: UploadFile, deco
         return await job
 
 
-def _render(result: SessionResult, fmt: str, task: str, duration: float | None) -> Response:
+def _render(result: RunResult, fmt: str, task: str, duration: float | None) -> Response:
     captions = result.captions
     text = " ".join(c.text.strip() for c in captions)
     if fmt == "json":
@@ -172,7 +172,7 @@ class _StreamedUpload(StreamingResponse):
         finally:
             self._release(None)
 
-    def _release(self, result: SessionResult | None) -> None:
+    def _release(self, result: RunResult | None) -> None:
         if not self._released:
             self._released = True
             self.folder.cleanup()
@@ -180,9 +180,9 @@ class _StreamedUpload(StreamingResponse):
 
     async def _events(self) -> AsyncIterator[str]:
         relay = _Relay(asyncio.get_running_loop())
-        job = asyncio.ensure_future(asyncio.to_thread(run_session, self.stream, relay))
+        job = asyncio.ensure_future(asyncio.to_thread(run_stream, self.stream, relay))
         texts: list[str] = []
-        result: SessionResult | None = None
+        result: RunResult | None = None
         try:
             while not (job.done() and relay.captions.empty()):
                 taking = asyncio.ensure_future(relay.captions.get())

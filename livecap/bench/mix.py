@@ -1,8 +1,8 @@
-"""A long, messy session built from recordings with references, to measure live captioning as it is
+"""A long, messy mix built from recordings with references, to measure live captioning as it is
 really used: many speakers, loud then quiet, far (band-limited) and reverberant voices, noisy rooms,
 pauses, and stretches of silence, noise and voice-like buzz where every word is invented.
 
-The session is one 16 kHz WAV plus a JSON sidecar listing each section (start, end, kind, the
+The mix is one 16 kHz WAV plus a JSON sidecar listing each section (start, end, kind, the
 degradation applied, the reference text). Degradations use sox; the order and choices are seeded.
 """
 
@@ -54,7 +54,7 @@ def _read(path: Path, effects: list[str]) -> np.ndarray:
     if not effects:
         return audio
     if shutil.which("sox") is None:
-        raise LivecapError("sox is needed to degrade session audio (apt-get install sox)")
+        raise LivecapError("sox is needed to degrade mix audio (apt-get install sox)")
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
         write_wav(raw, audio)
@@ -93,13 +93,13 @@ def write_wav(path: Path, audio: np.ndarray) -> Path:
     return path
 
 
-def build_session(
+def build_mix(
     clips: list[tuple[Path, str]], out: Path, *, minutes: float, seed: int = 0, nonspeech_every: int = 4
 ) -> list[Section]:
-    """Write a session of about `minutes` to `out` (WAV) and `out.json`; clips repeat, each time with
+    """Write a mix of about `minutes` to `out` (WAV) and `out.json`; clips repeat, each time with
     the next degradation of the rotation, so the same words come back louder, quieter, farther."""
     if not clips:
-        raise LivecapError("no clips with references to build a session from")
+        raise LivecapError("no clips with references to build a mix from")
     rng = np.random.default_rng(seed)
     order = random.Random(seed)
     parts: list[np.ndarray] = []
@@ -132,6 +132,6 @@ def build_session(
     return sections
 
 
-def load_sections(session: Path) -> list[Section]:
+def load_sections(mix: Path) -> list[Section]:
     """The sections written beside a built session."""
-    return [Section(**row) for row in json.loads(session.with_suffix(".json").read_text(encoding="utf-8"))]
+    return [Section(**row) for row in json.loads(mix.with_suffix(".json").read_text(encoding="utf-8"))]

@@ -1,11 +1,11 @@
-"""Issue 9's table on a long session built from ../shared/audio: live captions against offline
+"""Issue 9's table on a long mix built from ../shared/audio: live captions against offline
 faster-whisper on the same audio, with word latency measured from livecap's own output.
 
-    .venv/bin/python scripts/live_session.py [--minutes 4] [--model tiny.en] [--out DIR] [-- extra livecap flags]
+    .venv/bin/python scripts/live_mix.py [--minutes 4] [--model tiny.en] [--out DIR] [-- extra livecap flags]
 
 Rows: faster-whisper offline without VAD (beam 1, word timestamps: also the reference word times),
 faster-whisper offline with `vad_filter=True`, `livecap file` offline, `livecap file --realtime`
-(1x replay, takes the session's length). Columns: WER against the clips' references; committed and
+(1x replay, takes the mix's length). Columns: WER against the clips' references; committed and
 final word latency p50/p95 (spoken -> shown, see livecap.bench.latency); final latency after the end
 of speech p50/p95 (the stream's own figure); compute per audio second (finals + interims +
 translation) and process CPU per audio second; words emitted inside silence/noise/buzz sections;
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import manifest  # noqa: E402
 from livecap.asr.models import resolve_model  # noqa: E402
 from livecap.bench.latency import TimedWord, faster_whisper_text, shown_words, word_latencies  # noqa: E402
-from livecap.bench.session import Section, build_session, load_sections  # noqa: E402
+from livecap.bench.mix import Section, build_mix, load_sections  # noqa: E402
 from livecap.bench.wer import wer  # noqa: E402
 
 
@@ -91,21 +91,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--model", default="tiny.en")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/livecap-session"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/livecap-mix"))
     parser.add_argument("--no-live", action="store_true", help="skip the 1x replay")
     parser.add_argument("extra", nargs="*", help="more livecap flags (after --)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    session = args.out / f"session-{args.minutes:g}min.wav"
-    if not session.is_file():
+    mix = args.out / f"mix-{args.minutes:g}min.wav"
+    if not mix.is_file():
         clips = [(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()]
-        build_session(clips, session, minutes=args.minutes)
-    sections = load_sections(session)
+        build_mix(clips, mix, minutes=args.minutes)
+    sections = load_sections(mix)
     truth = reference_text(sections)
     audio_s = sections[-1].end
     flags = ["--model", args.model, *args.extra]
     rows = []
-    text, ref_words, wall = faster_whisper(session, args.model, vad=False)
+    text, ref_words, wall = faster_whisper(mix, args.model, vad=False)
     rows.append(
         (
             "faster-whisper offline, no VAD, beam 1",
@@ -118,7 +118,7 @@ def main() -> None:
             "",
         )
     )
-    text, _, wall = faster_whisper(session, args.model, vad=True)
+    text, _, wall = faster_whisper(mix, args.model, vad=True)
     rows.append(
         (
             "faster-whisper offline, vad_filter=True",
@@ -134,7 +134,7 @@ def main() -> None:
     runs = [("livecap file (offline)", False)] + ([] if args.no_live else [("livecap file --realtime", True)])
     for name, realtime in runs:
         folder = args.out / ("live" if realtime else "offline")
-        events = livecap_run(session, folder, realtime, flags)
+        events = livecap_run(mix, folder, realtime, flags)
         (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
         if realtime:
             (folder / "reference_words.json").write_text(json.dumps([w.__dict__ for w in ref_words]), encoding="utf-8")
@@ -176,7 +176,7 @@ def main() -> None:
                 )
             )
     print(
-        f"\nsession: {session} ({audio_s / 60:.1f} min, {sum(1 for s in sections if s.kind == 'speech')} clips), "
+        f"\nmix: {mix} ({audio_s / 60:.1f} min, {sum(1 for s in sections if s.kind == 'speech')} clips), "
         f"model {args.model}, flags {' '.join(flags)}\n"
     )
     print(

@@ -48,7 +48,7 @@ class CaptionSink(Protocol):
 
 
 @dataclass
-class SessionResult:
+class RunResult:
     """What a run gave: its captions, their latencies, errors and why it ended."""
     captions: list[Caption] = field(default_factory=list)
     latencies: list[dict[str, float]] = field(default_factory=list)
@@ -58,18 +58,18 @@ class SessionResult:
     t_first_caption: float | None = None
 
 
-def run_session(
+def run_stream(
     stream: Stream,
     display: Display | None = None,
     journal: CaptionSink | None = None,
     duration: float | None = None,
     stop_requests: Callable[[], int] = lambda: 0,
-) -> SessionResult:
+) -> RunResult:
     """Drive `stream` until it ends. The first stop request stops capture and finishes pending
     finals (a file stream drops the finals not yet started); a second one stops waiting. Either way
     the captions produced so far are returned."""
     display = display or NoDisplay()
-    result = SessionResult()
+    result = RunResult()
     stopping = False
     t_start = time.monotonic()
     last_tick = 0.0
@@ -102,7 +102,7 @@ def run_session(
             duration = None
         if now - last_tick >= TICK_S:
             last_tick = now
-            display.tick(stream.snapshot())
+            display.tick(stream.stats_snapshot())
         return False
 
     try:
@@ -116,7 +116,7 @@ def run_session(
                 break
     finally:
         stream.stop()
-        result.stats = stream.snapshot()
+        result.stats = stream.stats_snapshot()
         display.tick(result.stats)
         display.stop()
         if journal is not None:
