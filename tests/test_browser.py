@@ -97,6 +97,15 @@ def test_microphone_page_and_upload_form(
             page.screenshot(path=str(tmp_path / "upload.png"), full_page=True)
             uploaded = " ".join(page.locator("#upload-result .text").all_inner_texts())
             assert wer(clip.reference, uploaded) < 0.35, uploaded
+
+            # the server's refusal, then a network failure: each replaces "transcribing..." with why
+            page.set_input_files("#file", str(Path(__file__)))
+            page.click("#upload-form button")
+            expect(page.locator("#upload-result.error")).to_contain_text("not a readable audio", timeout=30_000)
+            page.route("**/v1/audio/transcriptions", lambda route: route.abort("internetdisconnected"))
+            page.set_input_files("#file", str(clip.path))
+            page.click("#upload-form button")
+            expect(page.locator("#upload-result.error")).to_contain_text("cannot reach the server", timeout=30_000)
         finally:
             browser.close()
 

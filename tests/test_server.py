@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -278,6 +279,7 @@ def test_api_key_guards_everything_but_health(engine: Engine, en_clips: list[Cli
             assert httpx.get(base + path, headers={"Authorization": "Bearer wrong"}).status_code == 401
             assert httpx.get(base + path, headers={"Authorization": "Bearer s3cret"}).status_code == 200, path
         assert httpx.get(base + "/?api_key=s3cret").status_code == 200
+        assert httpx.get(base + "/static/main.js").status_code == 200  # code, no data: the page's modules
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0).models.list()
         denied = asyncio.run(stream_file(ws_url(base), clip.path, speed=0))
@@ -486,7 +488,21 @@ def test_status_metrics_health_models_page(engine: Engine) -> None:
         models = httpx.get(base + "/v1/models").json()["data"]
         assert [m["id"] for m in models if m["loaded"]] == ["tiny.en"]
         page = httpx.get(base + "/").text
-        assert "<title>livecap</title>" in page and "registerProcessor" in page and "{{" not in page
+        assert "<title>livecap</title>" in page and "{{" not in page
+        # the page's ES modules: every one it imports, and the worklet, is served as JavaScript
+        wanted, served = re.findall(r'src="(/static/[\w.]+\.js)"', page), {}
+        while wanted:
+            path = wanted.pop()
+            if path not in served:
+                script = httpx.get(base + path)
+                assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+                served[path] = script.text
+                wanted += ["/static/" + name for name in re.findall(r'from "\./([\w.]+\.js)"', script.text)]
+        assert {"/static/main.js", "/static/protocol.js", "/static/viewer.js"} <= served.keys()
+        assert 'new URL("worklet.js", import.meta.url)' in served["/static/publisher.js"]
+        assert "registerProcessor" in httpx.get(base + "/static/worklet.js").text
+        for missing in ("/static/nothing.js", "/static/..%2Fapp.py", "/static/style.css"):
+            assert httpx.get(base + missing).status_code == 404, missing
 
 
 # -- a server process: SIGTERM drains ---------------------------------------------------------------

@@ -23,6 +23,7 @@ import websockets
 
 from conftest import Clip
 from livecap.bench.wer import wer
+from livecap.closecodes import NO_SESSION, REJOIN
 from livecap.config import Config
 from livecap.engine import Engine
 from livecap.server.client import pcm_frames
@@ -47,7 +48,7 @@ def test_fanout_cuts_a_viewer_that_falls_behind_and_keeps_history() -> None:
         assert [r["seq"] for r in got if r["type"] == "final"] == list(range(6))
         cut = [await stalled.get(), await stalled.get()]  # only the reason, then the close
         assert cut[0]["type"] == "error" and "too far behind" in cut[0]["message"]
-        assert isinstance(cut[1], Closing) and cut[1].code == 1008
+        assert isinstance(cut[1], Closing) and cut[1].code == REJOIN
         assert fanout.dropped == 1 and stalled not in fanout.viewers
         late = Outbox(max_kept=4)
         assert [r["seq"] for r in fanout.join(late)] == [3, 4, 5]  # bounded history
@@ -334,7 +335,7 @@ def test_session_requests_are_checked(engine: Engine, en_clips: list[Clip], tmp_
         assert "no publisher connected" in httpx.get(base + f"/v1/sessions/{first.json()['id']}").json()["end_reason"]
         assert post({"source": "publish"}).status_code == 201  # the slot is free again
         code, reason, events = asyncio.run(exchange(ws(base, "/v1/sessions/nope/captions"), []))
-        assert code == 4404 and events == [{"type": "error", "message": "no such session"}]
+        assert code == NO_SESSION and events == [{"type": "error", "message": "no such session"}]
         assert httpx.get(base + "/v1/sessions/nope").status_code == 404
 
 

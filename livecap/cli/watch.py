@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from livecap.cli import options as opt
+from livecap.closecodes import REJOIN
 
 if TYPE_CHECKING:  # loaded when a command runs, so that `livecap -h` stays quick
     from livecap.cli.signals import StopRequests
@@ -191,7 +192,7 @@ async def watch_session(target: Target, relay: Relay, stop: StopRequests) -> tup
             return None, f"cannot connect to {target.base}: {error}"
         await _receive(connection, relay, stop, 1)
         await connection.close()
-        if stop.count or not (connection.close_reason or "").startswith("viewer too far behind"):
+        if stop.count or connection.close_code != REJOIN:
             return connection.close_code, connection.close_reason or ""
     return connection.close_code, connection.close_reason or ""
 

@@ -30,6 +30,7 @@ from livecap.server.uploads import transcription
 
 log = logging.getLogger("livecap.server")
 OPEN_PATHS = ("/health",)
+SCRIPTS = "/static/"  # the page's scripts: code, no data, so open like /health (modules cannot send a key)
 
 
 def authorized(api_key: str | None, authorization: str | None, query_key: str | None) -> bool:
@@ -53,7 +54,7 @@ class RequireKey:
         self.api_key = api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and not scope["path"].startswith(SCRIPTS):
             request = Request(scope)
             if not authorized(self.api_key, request.headers.get("authorization"), request.query_params.get("api_key")):
                 refusal = RequestError(
@@ -66,18 +67,22 @@ class RequireKey:
 
 
 def page() -> str:
-    """The browser page, its script, style and audio worklet inlined: one authorized request loads it."""
+    """The browser page with its style inlined; its scripts are ES modules under /static/."""
     static = resources.files("livecap.server") / "static"
     html = (static / "index.html").read_text(encoding="utf-8")
-    for name in ("style.css", "app.js", "worklet.js"):
-        html = html.replace("{{" + name + "}}", (static / name).read_text(encoding="utf-8"))
-    return html
+    return html.replace("{{style.css}}", (static / "style.css").read_text(encoding="utf-8"))
+
+
+def scripts() -> dict[str, str]:
+    """The page's modules by file name, read once: a request names one of these, never a path."""
+    static = resources.files("livecap.server") / "static"
+    return {item.name: item.read_text(encoding="utf-8") for item in static.iterdir() if item.name.endswith(".js")}
 
 
 def create_app(config: Config, settings: ServerSettings | None = None, *, engine: Engine | None = None) -> FastAPI:
     """The server for `config`; `engine`, when given, is shared and not closed here."""
     settings = settings or ServerSettings()
-    html = page()
+    html, modules = page(), scripts()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -227,5 +232,11 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
     @app.get("/")
     async def index() -> HTMLResponse:
         return HTMLResponse(html)
+
+    @app.get(SCRIPTS + "{name}")
+    async def script(name: str) -> Response:
+        if name not in modules:
+            raise HTTPException(404, "no such page script")
+        return Response(modules[name], media_type="text/javascript")
 
     return app

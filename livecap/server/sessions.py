@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 
 from livecap.asr.base import DecodeOptions
+from livecap.closecodes import NO_SESSION, REJOIN
 from livecap.errors import LivecapError
 from livecap.output.records import stats_record
 from livecap.pipeline.stream import Stream
@@ -41,7 +42,6 @@ log = logging.getLogger("livecap.server")
 
 MAX_BODY_BYTES = 16 * 1024
 FIELDS = ("source", "media", "model", "language", "translate_to", "prompt", "hotwords")
-NO_SESSION = 4404  # a WebSocket close code for an unknown session (4000-4999: the application's own)
 
 
 class Record(dict):
@@ -80,7 +80,7 @@ class Fanout:
             except Closing as closing:
                 self.viewers.discard(viewer)
                 self.dropped += 1
-                viewer.cut(Closing(closing.code, f"viewer too far behind ({closing.reason}): rejoin to catch up"))
+                viewer.cut(Closing(REJOIN, f"viewer too far behind ({closing.reason}): rejoin to catch up"))
 
     def join(self, viewer: Outbox) -> list[Record]:
         """Subscribe and return the finals so far (nothing can come in between: one loop)."""

@@ -1,0 +1,76 @@
+// What the page shows of a stream or a session: the state line, final captions, the interim line
+// and latency. `captionHandlers` is the handler table for the live events (see protocol.js).
+export const $ = (id) => document.getElementById(id);
+const MAX_LINES = 200; // captions kept on the page (a long event must not grow it without end)
+
+export function setState(text, isError = false) {
+  $("state").textContent = text;
+  $("state").className = isError ? "error" : "";
+}
+
+export function textSpan(text) {
+  const span = document.createElement("span");
+  span.className = "text";
+  span.textContent = text.trim();
+  return span;
+}
+
+function timeSpan(text) {
+  const time = document.createElement("span");
+  time.className = "time";
+  time.textContent = text;
+  return time;
+}
+
+export function timedLine(time, text) {
+  const line = document.createElement("p");
+  line.append(timeSpan(time), textSpan(text));
+  return line;
+}
+
+function clearInterim() {
+  $("committed").textContent = "";
+  $("tail").textContent = "";
+}
+
+function addCaption(event) {
+  const line = timedLine(`${event.start.toFixed(1)}s`, event.text);
+  line.dataset.start = event.start;
+  if (event.latency) {
+    const lat = document.createElement("span");
+    lat.className = "meta";
+    lat.textContent = ` (${event.latency.latency.toFixed(2)} s)`;
+    line.append(lat);
+  }
+  $("captions").append(line);
+  while ($("captions").childElementCount > MAX_LINES) $("captions").firstElementChild.remove();
+  if (document.body.classList.contains("viewer")) line.scrollIntoView({ block: "end" });
+  clearInterim();
+}
+
+export const captionHandlers = {
+  ready(event) {
+    if (event.session) setState(`watching session ${event.session.id} (${event.session.state})`);
+    else setState(`listening (${event.model}, stream ${event.stream_id})`);
+  },
+  end(event) {
+    setState(`session ended: ${event.reason}`);
+    clearInterim();
+  },
+  final(event) {
+    addCaption(event);
+    if (event.latency) $("latency").textContent = `final latency ${event.latency.latency.toFixed(2)} s`;
+  },
+  interim(event) {
+    $("committed").textContent = event.committed;
+    $("tail").textContent = event.tail;
+    $("interim-latency").textContent = `interim ${event.latency.toFixed(2)} s`;
+  },
+  stats(event) {
+    if (event.final_p50 == null) return;
+    $("latency").textContent = `final latency p50 ${event.final_p50.toFixed(2)} s, p95 ${event.final_p95.toFixed(2)} s`;
+  },
+  error(event) {
+    setState(event.message, true);
+  },
+};

@@ -1,0 +1,26 @@
+// The "Transcribe a file" form: an OpenAI-style upload, its segments shown with their times; any
+// failure (the server's reason, or a network error) replaces "transcribing...".
+import { api } from "./protocol.js";
+import { $, timedLine } from "./captions.js";
+
+async function upload(event) {
+  event.preventDefault();
+  const form = new FormData();
+  form.append("file", $("file").files[0]);
+  form.append("model", "whisper-1");
+  form.append("response_format", "verbose_json");
+  const out = $("upload-result");
+  out.className = "";
+  out.textContent = "transcribing...";
+  try {
+    const body = await api("POST", "/v1/audio/transcriptions", form);
+    out.replaceChildren(...body.segments.map((s) => timedLine(`${s.start.toFixed(1)}-${s.end.toFixed(1)}s`, s.text)));
+  } catch (error) {
+    out.className = "error";
+    out.textContent = error.message;
+  }
+}
+
+export function setUp() {
+  $("upload-form").onsubmit = upload;
+}
