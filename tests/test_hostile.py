@@ -4,13 +4,17 @@ made here, at test time, and the real model transcribes it."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
+import termios
 import threading
+import time
 import wave
 from pathlib import Path
 
@@ -208,6 +212,39 @@ def test_stop_signals_keep_the_captions(signum: int, code: int, long_wav: Path, 
     total = sum(len(b) for b in decode_blocks(long_wav)) / SAMPLE_RATE
     assert document["segments"][-1]["end"] <= document["duration"] < 0.8 * total
     assert (tmp_path / "long.journal.jsonl").exists()  # partial: the journal stays
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in a pipe."""
+    buffer = bytearray(4)
+    fcntl.ioctl(fd, termios.FIONREAD, buffer)
+    return int.from_bytes(buffer, sys.byteorder)
+
+
+@slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_stop_signal_before_the_model_loads_says_interrupted(signum: int, tmp_path: Path) -> None:
+    """`livecap file -` reads all of standard input before anything else: a signal while it waits
+    for more (the pipe emptied, still open) comes before the model load and the signal counting."""
+    read, write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "livecap", "file", "-", "--output-dir", str(tmp_path)], stdin=read,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        os.write(write, b"\0" * 4096)
+        deadline = time.monotonic() + 120
+        while _unread(read):  # wait for the child to take it: it is then spooling standard input
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.01)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        os.close(read)
+        os.close(write)
+    assert process.returncode == 128 + signum, (process.returncode, stderr)
+    assert stderr.splitlines()[-1:] == ["interrupted"], stderr
+    assert not list(tmp_path.iterdir())
 
 
 @slow

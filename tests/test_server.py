@@ -550,7 +550,7 @@ def test_sigterm_drains_open_streams_then_exits(en_clips: list[Clip]) -> None:
     assert code == 1001 and "shutting down" in reason
     finals = " ".join(e["text"] for e in events if e["type"] == "final")
     assert wer(clip.reference, finals) < 0.35, finals
-    assert server.returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal once drained
+    assert server.returncode == 143 and output.splitlines()[-1] == "interrupted", output  # the signal, once drained
     assert "Traceback" not in output
     with pytest.raises(httpx.TransportError):
         httpx.get(base + "/health")

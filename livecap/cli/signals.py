@@ -1,5 +1,7 @@
 """Ctrl-C, SIGTERM and SIGHUP are counted instead of raising, so that no event is half-handled and
-the captions so far are always written. Signals belong to the command line, not the library."""
+the captions so far are always written. Outside a counted block (while the command line loads,
+parses and writes) they raise `Interrupted`, which ends the command with one word and 128 + the
+signal's number. Signals belong to the command line, not the library."""
 
 from __future__ import annotations
 
@@ -9,6 +11,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Interrupted(BaseException):
+    """A stop signal outside a counted block. Not a KeyboardInterrupt: typer turns that into a
+    silent exit 130, and this must reach `livecap.cli.main` to be said, with its own exit code."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_raised = False
+
+
+def _interrupt(signum: int, frame: object) -> None:  # noqa: ARG001
+    """Raise once: a second signal while the first unwinds must not interrupt its cleanup."""
+    global _raised
+    if not _raised:
+        _raised = True
+        raise Interrupted(signum)
+
+
+def raise_on_stop_signals() -> None:
+    """From the command line's first moment, a stop signal raises `Interrupted` (by default SIGTERM
+    and SIGHUP would kill the process without a word)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _interrupt)
 
 
 class StopRequests:
