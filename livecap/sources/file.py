@@ -257,17 +257,21 @@ def probe_duration(path: Path, track: int = 0) -> float | None:
     import av
 
     container, stream = _open_container(path, track)
+    header = _header_seconds(container, stream)
+    damaged = bool(header)  # a header announcing audio that never comes: the rest is damage
     try:
         for packet in container.demux(stream):
             try:
                 if any(frame.samples for frame in packet.decode()):
-                    return _header_seconds(container, stream)
+                    return header
             except av.error.FFmpegError:
-                continue  # damage at the start: decoding will skip it
+                damaged = True  # damage at the start: decoding will skip it
     except av.error.FFmpegError as error:
         raise LivecapError(f"{path}: not a readable audio or video file ({_reason(error)})") from None
     finally:
         container.close()
+    if damaged:
+        raise LivecapError(f"{path}: not a readable audio or video file (no packet decodes)")
     raise LivecapError(f"{path}: contains no audio samples")
 
 
