@@ -103,6 +103,32 @@ def test_decoding_skips_damaged_packets_and_counts_them(damaged: Path, sonnet: t
     assert "damaged" in report.warnings("x")[0]
 
 
+@pytest.mark.parametrize("kind", ["zeroed", "random"])
+def test_damage_is_replaced_by_silence_as_long_as_it_was(kind: str, sonnet: tuple[Path, str], tmp_path: Path) -> None:
+    """20 kB zeroed or randomised at 40 % of an mp3: the mp3 demuxer counts its timestamps, so the
+    lost seconds show only in the size of the garbage; filled with that much silence, the audio
+    after the damage is where it was in the whole file (and so are its captions)."""
+    import av
+
+    data = bytearray(sonnet[0].read_bytes())
+    at = int(0.4 * len(data))
+    noise = np.random.default_rng(2).integers(0, 256, DAMAGE_BYTES, dtype=np.uint8).tobytes()
+    data[at : at + DAMAGE_BYTES] = bytes(DAMAGE_BYTES) if kind == "zeroed" else noise
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(bytes(data))
+    with av.open(str(sonnet[0])) as container:
+        lost_s = DAMAGE_BYTES * 8 / container.bit_rate
+    whole = np.concatenate(list(decode_blocks(sonnet[0])))
+    report = DecodeReport()
+    audio = np.concatenate(list(decode_blocks(damaged, report=report)))
+    assert report.damaged and report.lost_s() == pytest.approx(lost_s, rel=0.1), report
+    assert len(audio) / SAMPLE_RATE == pytest.approx(len(whole) / SAMPLE_RATE, abs=0.1)
+    for share in (0.6, 0.8):  # two seconds well after the damage: the same samples, not shifted
+        start = int(share * len(whole))
+        got, expected = audio[start : start + 2 * SAMPLE_RATE], whole[start : start + 2 * SAMPLE_RATE]
+        assert np.dot(got, expected) / (np.linalg.norm(got) * np.linalg.norm(expected)) > 0.95, share
+
+
 def test_truncated_file_reports_its_real_duration(truncated: Path, sonnet: tuple[Path, str]) -> None:
     report = DecodeReport()
     seconds = sum(len(b) for b in decode_blocks(truncated, report=report)) / SAMPLE_RATE

@@ -170,6 +170,26 @@ def _own_seconds(container, stream, path: Path) -> float | None:  # noqa: ANN001
     return _header_seconds(container, stream) if len(container.streams) == 1 else None
 
 
+COUNTED_TIMESTAMPS = frozenset({"mp3"})  # demuxers that count timestamps instead of reading them
+
+
+class _LostLength:
+    """How long an undecodable packet lasted: its duration, except from the mp3 demuxer, which counts
+    timestamps frame by frame and hands a run of garbage over as one packet one frame long. There the
+    packet's size, at the bytes per second of the good packets, tells."""
+
+    def __init__(self, format_name: str) -> None:
+        self.by_size = format_name in COUNTED_TIMESTAMPS
+        self.bytes = 0
+        self.seconds = 0.0
+
+    def good(self, size: int, length: float) -> None:
+        self.bytes, self.seconds = self.bytes + size, self.seconds + length
+
+    def lost(self, size: int, length: float) -> float:
+        return max(length, size * self.seconds / self.bytes if self.by_size and self.bytes else 0.0)
+
+
 def _decoded(path: Path, track: int, report: DecodeReport) -> Iterator[np.ndarray]:
     """16 kHz mono int16 pieces, in file order, damage skipped and silenced; fills `report`."""
     import av
@@ -178,6 +198,7 @@ def _decoded(path: Path, track: int, report: DecodeReport) -> Iterator[np.ndarra
     report.header_s = _own_seconds(container, stream, path)
     report.tracks = len(container.streams.audio)
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    lost_length = _LostLength(container.format.name)
     produced = real = 0  # samples handed out: all, and those not put in for damage
     end_s: float | None = None  # where the previous packet ended, in stream seconds
     try:
@@ -204,12 +225,14 @@ def _decoded(path: Path, track: int, report: DecodeReport) -> Iterator[np.ndarra
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
+                lost = lost_length.lost(packet.size, length)
                 report.damaged_packets += 1
-                report.skipped_s += length
-                silence = np.zeros(round(length * SAMPLE_RATE), np.int16)
+                report.skipped_s += lost
+                silence = np.zeros(round(lost * SAMPLE_RATE), np.int16)
                 produced += len(silence)
                 yield silence
                 continue
+            lost_length.good(packet.size, length)
             for frame in frames:
                 for out in resampler.resample(frame):
                     samples = out.to_ndarray().reshape(-1)
