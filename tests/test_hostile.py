@@ -318,6 +318,61 @@ def test_journal_holds_one_run_and_survives_a_cut_last_line(tmp_path: Path) -> N
 # -- 4, 5, 6, 7: writing ------------------------------------------------------------------------
 
 
+def test_a_journal_is_made_at_the_first_caption_and_survives_a_full_disk(tmp_path: Path) -> None:
+    from livecap.messages import Caption
+
+    quiet = Journal(tmp_path / "quiet.journal.jsonl")
+    quiet.close()
+    assert not list(tmp_path.iterdir())  # a run that found no speech leaves no journal
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    full = tmp_path / "full.journal.jsonl"
+    full.symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
+    journal = Journal(full)
+    for seq in range(2):
+        journal.append(Caption("s", seq, 0.0, 1.0, "kept in memory", True, "en"))
+    journal.close()
+    assert journal.error == f"cannot write journal {full}: No space left on device"
+
+
+def test_captions_the_output_folder_refuses_go_to_a_temporary_folder(tmp_path: Path) -> None:
+    from livecap.cli.common import save_result
+    from livecap.messages import Caption
+    from livecap.pipeline.runner import RunResult
+
+    out = tmp_path / "out"
+    (out / "clip.txt").mkdir(parents=True)  # the file's place is taken: it cannot be written
+    result = RunResult(captions=[Caption("s", 0, 0.0, 1.0, "kept text", True, "en")])
+    config = resolve(flags={"output_format": ("txt",)}).config
+    with pytest.raises(LivecapError) as raised:
+        save_result(result, config, out, "clip", "clip.wav", 1.0)
+    message = str(raised.value)
+    assert message.startswith(f"cannot write to {out} (") and " 1 caption went to " in message, message
+    rescued = Path(message.split(" went to ", 1)[1].removesuffix(" instead"))
+    try:
+        assert (rescued / "clip.txt").read_text() == "kept text\n"
+    finally:
+        shutil.rmtree(rescued)
+
+
+def _no_room() -> None:
+    """In the child: no file may grow past 0 bytes (RLIMIT_FSIZE; Python ignores SIGXFSZ, so each
+    write fails with EFBIG as it would with ENOSPC on a full disk), here and in /tmp alike."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+
+@slow
+def test_a_full_disk_is_one_line_and_the_captions_stay_on_screen(en_clips: list[Clip], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("file", str(_jfk(en_clips)), "--plain", "--output-dir", str(out), preexec_fn=_no_room)
+    _one_error_line(result, f"cannot write to {out} (", "shown on standard output")
+    assert result.returncode == 1
+    assert result.stdout.startswith("[") and "country" in result.stdout, result.stdout
+    assert not list(out.iterdir())  # no empty journal, no temporary files
+
+
+
+
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
     target = tmp_path / "clip.txt"
     write_atomic(target, "old\n")

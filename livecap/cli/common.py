@@ -4,6 +4,9 @@ choice of display, and writing a finished run's files."""
 from __future__ import annotations
 
 import glob
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +16,7 @@ from rich.markup import escape
 
 from livecap.cli import options as opt
 from livecap.config import Config, resolve
+from livecap.errors import LivecapError, WriteError
 
 if TYPE_CHECKING:
     from livecap.engine import Engine
@@ -61,6 +65,21 @@ def choose_view(engine: Engine, *, plain: bool, jsonl: bool, live: bool, label: 
     return FileProgressView(console, label, duration)
 
 
+def _rescue(write: Callable[[Path], list[Path]], out_dir: Path, failure: WriteError, count: int) -> str:
+    """The one error line for captions that `out_dir` would not take (a full disk): they are
+    written to a new temporary folder instead when one can be, and the line says where they are."""
+    problem, captions = f"cannot write to {out_dir} ({failure.reason})", f"{count} caption{'s' * (count != 1)}"
+    folder = None
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="livecap-rescued-"))
+        write(folder)
+    except (OSError, LivecapError):
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        return f"{problem}; no other folder would take the {captions} either (they were shown on standard output)"
+    return f"{problem}; the {captions} went to {folder} instead"
+
+
 def save_result(
     result: RunResult,
     config: Config,
@@ -73,7 +92,8 @@ def save_result(
     """Write a finished run's captions (also an interrupted or failed one's) and say so on stderr,
     naming files of an earlier run that were replaced. `notes` go into the json (warnings, partial).
     False when the run found no speech, failed or was interrupted; a run that failed before
-    any caption writes nothing (its error was shown already)."""
+    any caption writes nothing (its error was shown already). When `out_dir` takes no files, the
+    captions go to a temporary folder and a LivecapError says where."""
     from livecap.output.writers import OutputOptions, write_outputs
 
     problem = result.end_reason
@@ -83,10 +103,15 @@ def save_result(
     if not result.captions and problem != "interrupted":
         return False
     before = {path.name for path in out_dir.glob(f"{glob.escape(stem)}.*")}
-    written = write_outputs(
-        result.captions, out_dir, stem, config.output.output_format, source=name,
-        duration=duration, options=OutputOptions.from_config(config), notes=notes,
-    )
+
+    def write(folder: Path) -> list[Path]:
+        return write_outputs(result.captions, folder, stem, config.output.output_format, source=name,
+                             duration=duration, options=OutputOptions.from_config(config), notes=notes)
+
+    try:
+        written = write(out_dir)
+    except WriteError as failure:
+        raise LivecapError(_rescue(write, out_dir, failure, len(result.captions))) from None
     files = ", ".join(str(p) for p in written)
     replaced = [p.name for p in written if p.name in before]
     files += f" (replacing {len(replaced)} existing: {', '.join(replaced)})" if replaced else ""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import glob
 import stat
 import sys
+import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -53,6 +55,13 @@ def _spool_input(arg: str, folder: Path) -> Path:
             return spool(stream, folder)
     except OSError as error:
         raise LivecapError(f"{arg}: cannot read ({error.strerror or error})") from None
+
+
+def _temporary_folder() -> tempfile.TemporaryDirectory[str]:
+    try:
+        return tempfile.TemporaryDirectory(prefix="livecap-input-")
+    except OSError as error:  # /tmp full or read-only
+        raise LivecapError(f"no temporary folder to store piped input in ({error.strerror or error})") from None
 
 
 def _stems(names: list[str], out_dir: Path, overwrite: bool) -> list[str]:
@@ -115,6 +124,8 @@ def _transcribe_one(
     duration = round(max((c.end for c in result.captions), default=0.0) if partial else report.duration_s, 3)
     notes = {"partial": partial, "warnings": warnings, **report.to_dict()}
     saved = save_result(result, config, out_dir, stem, name, duration, notes)
+    if saved and journal.error:  # the disk took the files at the end, not the journal on the way
+        warn(f"{journal.error}; the captions were kept in memory and written")
     if saved and not source.realtime:
         journal.path.unlink(missing_ok=True)
     return saved and not report.truncated
@@ -138,8 +149,6 @@ def file_command(
     options: dict | None = None,
 ) -> None:
     """Transcribe (and translate) files; captions print as they complete and files are written."""
-    import tempfile
-
     from livecap.engine import Engine
     from livecap.output.atomic import check_writable
     from livecap.sources.file import FileSource
@@ -154,12 +163,14 @@ def file_command(
         return
     failed = 0
     sources: list[tuple[FileSource, str]] = []  # each source and the name the user gave it
-    with tempfile.TemporaryDirectory(prefix="livecap-input-") as spool_dir:
+    with ExitStack() as cleanup:
+        spool_dir: Path | None = None  # made for the first piped input only: a full /tmp fails just those
         for arg in paths:
             path = Path(arg)
             try:
                 if _is_stream(arg):
-                    path = _spool_input(arg, Path(spool_dir))
+                    spool_dir = spool_dir or Path(cleanup.enter_context(_temporary_folder()))
+                    path = _spool_input(arg, spool_dir)
                 sources.append((FileSource(path, realtime=realtime, track=audio_track), arg))
             except LivecapError as error:  # named as the user named it, not by its spool file
                 report_error(str(error).replace(str(path), "standard input" if arg == "-" else arg))

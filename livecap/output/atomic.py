@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from livecap.errors import LivecapError
+from livecap.errors import LivecapError, WriteError
 
 
 def write_atomic(path: Path, content: str) -> None:
@@ -17,7 +17,7 @@ def write_atomic(path: Path, content: str) -> None:
     try:
         handle, temp = tempfile.mkstemp(prefix=f".{path.name[:50]}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
-        raise LivecapError(f"cannot write {path}: {error.strerror or error}") from None
+        raise WriteError(path, error.strerror or str(error)) from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(content)
@@ -27,7 +27,7 @@ def write_atomic(path: Path, content: str) -> None:
     except BaseException as error:  # any failure, even an interrupt, leaves no temporary file behind
         Path(temp).unlink(missing_ok=True)
         if isinstance(error, OSError):
-            raise LivecapError(f"cannot write {path}: {error.strerror or error}") from None
+            raise WriteError(path, error.strerror or str(error)) from None
         raise
 
 

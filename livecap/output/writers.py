@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -202,22 +203,42 @@ def write_outputs(
 class Journal:
     """Writes each final caption as one JSON line the moment it is produced, flushed to disk, so a
     killed run leaves its captions behind (`read_journal` gets them back). Each run starts a new
-    journal: one journal, one run."""
+    journal: one journal, one run. The file is made at the first caption (a run that finds no
+    speech leaves none). A write that fails (a full disk) stops the journaling, not the run: the
+    captions are still in memory and the caller, told by `error`, saves them another way."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self._file: IO[str] = path.open("w", encoding="utf-8")
-        except OSError as error:
-            raise LivecapError(f"cannot open journal {path}: {error.strerror or error}") from None
+        self.error: str | None = None
+        self._file: IO[str] | None = None
 
     def append(self, caption: Caption, latency: dict[str, float] | None = None) -> None:
-        record = final_record(caption, latency)
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
+        if self.error is not None:
+            return
+        try:
+            if self._file is None:
+                self._file = self.path.open("w", encoding="utf-8")
+            self._file.write(json.dumps(final_record(caption, latency), ensure_ascii=False) + "\n")
+            self._file.flush()
+        except OSError as error:
+            self.error = f"cannot write journal {self.path}: {error.strerror or error}"
+            self.close()
 
     def close(self) -> None:
-        self._file.close()
+        """Close the file; one that holds nothing (a failed first write) is removed."""
+        if self._file is None:
+            return
+        try:
+            self._file.close()  # the file is closed even when its last flush fails
+        except OSError as error:
+            self.error = self.error or f"cannot write journal {self.path}: {error.strerror or error}"
+        self._file = None
+        try:
+            info = self.path.stat()
+            if stat.S_ISREG(info.st_mode) and info.st_size == 0:
+                self.path.unlink()
+        except OSError:
+            pass
 
 
 def read_journal(path: Path) -> list[Caption]:
