@@ -83,6 +83,10 @@ class LiveConfig:
         0.4, "most of one worker's time a stream's interims may take (the cadence slows to keep it)",
         min=0.01, max=1.0,
     )
+    interim_pool_share: float = _opt(
+        0.5, "most of all the ASR workers interims of all streams together may occupy (at least one worker)",
+        min=0.01, max=1.0,
+    )
     max_pending_finals: int = _opt(6, "final utterances waiting for ASR before the VAD stage waits", min=1, max=256)
     capture_queue_s: float = _opt(30.0, "audio the capture queue holds before it drops (seconds)", min=1.0, max=600.0)
 

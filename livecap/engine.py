@@ -30,7 +30,8 @@ class Engine:
             config.asr, device=pick_device(config.asr.device), extra_workers=whisper_callers(config.translate, workers)
         )
         self.pool = AsrPool(
-            self.backend, workers, batch_size=self.backend.batch_size, batch_wait_ms=config.asr.batch_wait_ms
+            self.backend, workers, batch_size=self.backend.batch_size, batch_wait_ms=config.asr.batch_wait_ms,
+            interim_share=config.live.interim_pool_share,
         )
         self.translator = open_translator(config.translate, self.backend)
         # as many translating threads as ASR workers, whatever the number of streams

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
-from livecap.asr.pool import AsrJob, AsrPool, Cancelled
+from livecap.asr.pool import AsrJob, AsrPool, Cancelled, Hung
 from livecap.messages import Utterance
 
 
@@ -94,7 +94,7 @@ def test_newer_interim_replaces_a_queued_one_of_its_stream_only(gated: tuple[Asr
 
 def test_one_interim_runs_per_stream() -> None:
     backend = GateBackend()
-    pool = AsrPool(backend, workers=2)
+    pool = AsrPool(backend, workers=2, interim_share=1.0)  # both workers may run interims
     try:
         assert pool.submit_interim(job("s1", 1, final=False))
         wait_for(lambda: backend.started == ["1.0"])
@@ -295,3 +295,183 @@ def test_released_finals_are_shared_among_free_workers() -> None:
     finally:
         backend.gate.set()
         pool.shutdown()
+
+
+# -- the interim budget of the whole pool ----------------------------------------------------------
+
+
+def test_interims_of_all_streams_leave_a_worker_for_finals() -> None:
+    backend = GateBackend()
+    pool = AsrPool(backend, workers=2, interim_share=0.5)  # one worker for interims at most
+    try:
+        assert pool.interim_slots == 1
+        for stream, label in (("s1", 1), ("s2", 2), ("s3", 3)):
+            assert pool.submit_interim(job(stream, label, final=False))
+        wait_for(lambda: backend.started == ["1.0"])
+        pool.submit_final(job("s4", 4, final=True))  # the other worker was kept free: it starts at once
+        wait_for(lambda: len(backend.started) == 2)
+        assert backend.started == ["1.0", "4.0"] and pool.depth() == (0, 2)
+        backend.gate.set()
+        wait_for(lambda: len(backend.started) == 4)
+        assert backend.started[2:] == ["2.0", "3.0"]  # the waiting interims, oldest first
+    finally:
+        backend.gate.set()
+        pool.shutdown()
+
+
+def test_each_stream_gets_an_equal_part_of_the_interim_budget() -> None:
+    backend = GateBackend()
+    backend.gate.set()
+    pool = AsrPool(backend, workers=4, interim_share=0.5)  # two workers' worth of interims
+    try:
+        assert pool.interim_share_for(0.4) == 0.4  # nobody else asks: the stream's own share
+        pool.submit_interim(job("s1", 1, final=False))
+        assert pool.interim_share_for(0.4) == 0.4
+        for index in range(2, 9):
+            pool.submit_interim(job(f"s{index}", index, final=False))
+        assert pool.interim_share_for(0.4) == pytest.approx(2 / 8)  # eight streams share two workers
+    finally:
+        pool.shutdown()
+
+
+def test_shed_interims_stops_interims_never_finals(gated: tuple[AsrPool, GateBackend]) -> None:
+    pool, backend = gated
+    done: list = []
+    pool.submit_final(job("a", 1, final=True, done=done))
+    wait_for(lambda: backend.started == ["1.0"])
+    assert pool.submit_interim(job("b", 2, final=False, done=done))
+    pool.shed_interims = True  # the queued interim is dropped, new ones refused
+    assert not pool.submit_interim(job("c", 3, final=False, done=done))
+    pool.submit_final(job("d", 4, final=True, done=done))
+    backend.gate.set()
+    wait_for(lambda: len(done) == 2)
+    assert backend.started == ["1.0", "4.0"] and pool.interims_shed == 2
+    pool.shed_interims = False
+    assert pool.submit_interim(job("c", 5, final=False, done=done))
+    wait_for(lambda: len(done) == 3)
+
+
+# -- workers that heal -----------------------------------------------------------------------------
+
+
+class FailOn(GateBackend):
+    """Fails the job labelled `label`: raises `error` on its first `times` calls (a test wrapper
+    around the gate, not a switch in the product); other jobs pass."""
+
+    def __init__(self, label: float, error: BaseException, times: int = 1, hang: bool = False) -> None:
+        super().__init__()
+        self.gate.set()
+        self.label, self.error, self.left, self.hang = label, error, times, hang
+        self.release = threading.Event()
+        self.attempts: list[tuple[float, str]] = []  # (label, worker thread) of every call
+
+    def transcribe(self, request: AsrRequest) -> AsrResult:
+        with self._lock:
+            self.attempts.append((float(request.samples[0]), threading.current_thread().name))
+            failing = request.samples[0] == self.label and self.left > 0
+            self.left -= failing
+        if failing and self.hang:
+            self.release.wait(30)  # hangs until the test ends
+        elif failing:
+            raise self.error
+        result = super().transcribe(request)
+        return AsrResult((AsrSegment(0.0, 1.0, str(request.samples[0])),), result.language, 1.0)
+
+
+def outcomes(done: list) -> dict[float, tuple]:
+    return {j.request.samples[0]: (r.segments[0].text if r else None, e) for j, r, e in done}
+
+
+def test_a_raising_call_is_retried_once_on_another_worker() -> None:
+    backend = FailOn(2, RuntimeError("boom"))
+    pool = AsrPool(backend, workers=2)
+    done: list = []
+    try:
+        for label in (1, 2, 3):
+            pool.submit_final(job("s1", label, final=True, done=done))
+        wait_for(lambda: len(done) == 3)
+        workers = pool.describe_workers()
+    finally:
+        pool.shutdown()
+    assert outcomes(done) == {1.0: ("1.0", None), 2.0: ("2.0", None), 3.0: ("3.0", None)}  # each once, all whole
+    failed = [w for w in workers if w["failures"]]
+    assert len(failed) == 1 and failed[0]["last_error"] == "RuntimeError: boom" and pool.retries == 1
+    attempts = [worker for label, worker in backend.attempts if label == 2.0]
+    assert len(attempts) == 2 and attempts[0] != attempts[1]  # the retry ran on the other worker
+
+
+def test_a_job_that_fails_twice_fails_alone() -> None:
+    backend = FailOn(2, RuntimeError("boom"), times=5)
+    pool = AsrPool(backend, workers=2)
+    done: list = []
+    try:
+        for label in (1, 2, 3):
+            pool.submit_final(job("s1", label, final=True, done=done))
+        wait_for(lambda: len(done) == 3)
+        for label in (4, 5):  # the pool goes on
+            pool.submit_final(job("s1", label, final=True, done=done))
+        wait_for(lambda: len(done) == 5)
+    finally:
+        pool.shutdown()
+    got = outcomes(done)
+    assert got[2.0][0] is None and isinstance(got[2.0][1], RuntimeError)
+    assert all(got[label] == (str(label), None) for label in (1.0, 3.0, 4.0, 5.0))
+    assert [label for label, _ in backend.attempts].count(2.0) == 2 and pool.retries == 1
+
+
+def test_a_hung_call_is_detected_its_worker_replaced_and_its_job_retried() -> None:
+    backend = FailOn(2, RuntimeError("unused"), hang=True)
+    pool = AsrPool(backend, workers=2, hung_after_s=1.0)
+    done: list = []
+    try:
+        for label in (1, 2, 3):
+            pool.submit_final(job("s1", label, final=True, done=done))
+        wait_for(lambda: len(done) == 3, timeout=30)
+        workers = pool.describe_workers()
+        backend.release.set()  # the abandoned call returns now: its result must be thrown away
+        pool.submit_final(job("s1", 4, final=True, done=done))
+        wait_for(lambda: len(done) == 4)
+        wait_for(lambda: all(w["state"] == "idle" for w in pool.describe_workers()))
+    finally:
+        backend.release.set()
+        pool.shutdown()
+    assert sorted(j.request.samples[0] for j, _, _ in done) == [1.0, 2.0, 3.0, 4.0]  # each exactly once
+    assert outcomes(done)[2.0] == ("2.0", None)
+    hung = [w for w in workers if w["hangs"]]
+    assert len(hung) == 1 and hung[0]["restarts"] == 1 and hung[0]["last_error"].startswith("Hung: an ASR call ran")
+    assert all(w["state"] != "down" for w in workers)
+
+
+def test_a_hung_interim_fails_alone_and_frees_its_stream() -> None:
+    backend = FailOn(2, RuntimeError("unused"), hang=True)
+    pool = AsrPool(backend, workers=2, hung_after_s=1.0)
+    done: list = []
+    try:
+        pool.submit_interim(job("s1", 2, final=False, done=done))
+        wait_for(lambda: len(done) == 1, timeout=30)
+        assert isinstance(done[0][2], Hung)  # interims are not retried
+        assert pool.submit_interim(job("s1", 3, final=False, done=done))  # its stream may ask again
+        wait_for(lambda: len(done) == 2)
+    finally:
+        backend.release.set()
+        pool.shutdown()
+
+
+class Die(BaseException):
+    """Kills the worker thread it is raised in (not an Exception: nothing in the call catches it)."""
+
+
+def test_a_dead_worker_thread_is_replaced_and_its_job_retried() -> None:
+    backend = FailOn(2, Die("thread killed"))
+    pool = AsrPool(backend, workers=1)
+    done: list = []
+    try:
+        for label in (1, 2, 3):
+            pool.submit_final(job("s1", label, final=True, done=done))
+        wait_for(lambda: len(done) == 3)
+        workers = pool.describe_workers()
+    finally:
+        pool.shutdown()
+    assert outcomes(done) == {1.0: ("1.0", None), 2.0: ("2.0", None), 3.0: ("3.0", None)}
+    assert workers[0]["restarts"] == 1 and "worker thread died: Die: thread killed" in workers[0]["last_error"]
+    assert [label for label, _ in backend.attempts].count(2.0) == 2

@@ -1,8 +1,24 @@
 """A pool of ASR workers shared by any number of streams, with finals before interims.
 
-Jobs go to a ThreadPoolExecutor only when a worker is free, so the choice of the next job is made
-as late as possible: a final always goes first (oldest first, across streams); an interim runs
-only when no final waits, at most one runs per stream, and a newer interim replaces a queued one.
+Jobs are handed to a worker only when one is free, so the choice of the next job is made as late
+as possible: a final always goes first (oldest first, across streams); an interim runs only when
+no final waits, at most one runs per stream, and a newer interim replaces a queued one.
+
+The interim budget is the pool's, not each stream's: interims of all streams together run on at
+most `interim_slots` workers at once (`interim_share` of the workers, at least one), so with two
+workers or more a worker is always left for finals. `interim_share_for()` tells a stream its fair
+part of that budget (the budget divided among the streams that asked for interims lately), and the
+stream slows its interim cadence to fit it: under load every stream's interims come less often,
+equally, before any final waits. `shed_interims` (memory pressure) stops interims altogether.
+
+Workers heal. A call that raises is counted on its worker; each final in it is retried once, on
+another worker when there is one, and fails alone if it fails again (its stream shows an error and
+goes on). A call that runs far past the expected time of its kind is declared hung: its worker
+thread is abandoned (Python cannot stop it; its late result is discarded) and replaced, and its
+jobs are retried or failed the same way. A worker thread that dies is replaced too. Every final is
+reported exactly once, so streams, which put results back in order themselves (the Reorderer),
+lose and reorder nothing. `describe_workers()` gives each worker's state, calls, failures, hangs,
+restarts and last error.
 
 Batching (`batch_size` > 1, with a backend that has `transcribe_batch`): a free worker takes up to
 `batch_size` queued finals at once, oldest first, from any streams (a file's packed windows, or
@@ -14,30 +30,42 @@ worker idles while another runs a batch (on 2 CPU cores two 1-thread workers bea
 worker: scripts/batch_bench.py). A lone final goes through the batch call too (WhisperBackend
 then encodes a window once for both language detection and decoding). Interims are never
 batched: each is cut to its own length, so they share no shape. Each job of a batch gets its
-own result or its own error, and its own on_done; streams put results back in order themselves
-(the Reorderer), so completion order does not matter.
+own result or its own error, and its own on_done.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from livecap.asr.base import AsrBackend, AsrRequest, AsrResult, BatchAsrBackend
 from livecap.messages import Utterance
 
+log = logging.getLogger(__name__)
+
 Done = Callable[["AsrJob", AsrResult | None, BaseException | None], None]
+Outcome = AsrResult | BaseException
+
+HUNG_MIN_S = 30.0  # a call is never declared hung sooner than this ...
+HUNG_FACTOR = 20.0  # ... nor before this many times the usual length of a call of its kind
+WATCH_S = 0.5  # how often the watchdog looks at the running calls
+ACTIVE_S = 10.0  # a stream that asked for an interim this recently shares the interim budget
 
 
 class Cancelled(Exception):
     """The job was withdrawn before it ran."""
 
 
-@dataclass
+class Hung(Exception):
+    """The call ran far past its expected time; its worker was replaced."""
+
+
+@dataclass(eq=False)  # a job is itself, not its fields
 class AsrJob:
     """A request and where its result goes; the utterance says which stream and which seq it is."""
 
@@ -48,32 +76,85 @@ class AsrJob:
     t_started: float = 0.0
     t_finished: float = 0.0
     shared_by: int = 1  # jobs in the backend call that ran this one
+    spent: float = 0.0  # worker-seconds of every attempt (a batch's time split evenly among its jobs)
+    attempts: int = 0  # calls that failed it so far
+    avoid: int | None = None  # the worker whose call failed it: its retry goes elsewhere when it can
 
     @property
     def cost(self) -> float:
-        """This job's share of worker time: a batch's time is split evenly among its jobs."""
-        return (self.t_finished - self.t_started) / self.shared_by
+        """This job's share of worker time, over all its attempts."""
+        return self.spent
+
+
+@dataclass
+class Worker:
+    """One worker slot: its current thread (`generation` tells an abandoned one to stop) and its record."""
+
+    index: int
+    generation: int = 0
+    thread: threading.Thread | None = None  # None: no thread serves this slot now
+    given: list[AsrJob] | None = None  # handed over, not yet taken by the thread
+    running: list[AsrJob] | None = None
+    started: float = 0.0
+    calls: int = 0
+    failures: int = 0
+    hangs: int = 0
+    restarts: int = 0
+    last_error: str | None = None
+
+    @property
+    def free(self) -> bool:
+        return self.thread is not None and self.given is None and self.running is None
+
+    def describe(self, now: float) -> dict[str, Any]:
+        state = "down" if self.thread is None else "busy" if self.running or self.given else "idle"
+        return {"worker": self.index, "state": state, "calls": self.calls, "failures": self.failures,
+                "hangs": self.hangs, "restarts": self.restarts, "last_error": self.last_error,
+                "running_s": round(now - self.started, 3) if self.running else None}
 
 
 class AsrPool:
-    """Shared ASR workers. `on_done` callbacks run on a worker thread and must be quick."""
+    """Shared ASR workers. `on_done` callbacks run on a worker (or the watchdog) thread and must be quick."""
 
-    def __init__(self, backend: AsrBackend, workers: int, *, batch_size: int = 1, batch_wait_ms: float = 5.0) -> None:
+    def __init__(
+        self, backend: AsrBackend, workers: int, *, batch_size: int = 1, batch_wait_ms: float = 5.0,
+        interim_share: float = 0.5, hung_after_s: float | None = None,
+    ) -> None:
+        """`interim_share`: most of the workers interims may occupy at once; `hung_after_s`: a fixed
+        limit for a call (None: HUNG_FACTOR times the usual length of its kind, at least HUNG_MIN_S)."""
         self.backend = backend
         self.workers = workers
         self.batch_size = batch_size if isinstance(backend, BatchAsrBackend) else 1
         self.batch_wait = batch_wait_ms / 1000
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr")
-        self._lock = threading.Lock()
-        self._free = workers
+        self.interim_slots = max(1, min(workers, int(workers * interim_share + 1e-9)))
+        self.hung_after_s = hung_after_s
+        self._lock = threading.Condition()
+        self._slots = [Worker(i) for i in range(workers)]
+        self._abandoned: list[threading.Thread] = []  # hung threads left running
         self._finals: deque[AsrJob] = deque()
         self._interims: dict[str, AsrJob] = {}  # queued interim per stream
         self._interim_running: set[str] = set()
+        self._interim_askers: dict[str, float] = {}  # stream -> when it last asked for an interim
+        self._shed = False
+        self._expected: dict[bool, float] = {}  # usual seconds of a call, finals (True) and interims
         self._timer: threading.Timer | None = None  # wakes the pump when held finals are due
         self._closed = False
+        self._closing = threading.Event()
         self.busy_seconds = 0.0
+        self.final_seconds = 0.0
+        self.interim_seconds = 0.0
+        self.interim_calls = 0
         self.interims_skipped = 0
+        self.interims_shed = 0
+        self.retries = 0
         self.batches: Counter[int] = Counter()  # final calls by their number of jobs
+        with self._lock:
+            for slot in self._slots:
+                self._start_thread(slot)
+        self._watchdog = threading.Thread(target=self._watch, name="asr-watchdog", daemon=True)
+        self._watchdog.start()
+
+    # -- submitting ----------------------------------------------------------------------------
 
     def submit_final(self, job: AsrJob) -> None:
         with self._lock:
@@ -81,9 +162,13 @@ class AsrPool:
             self._pump()
 
     def submit_interim(self, job: AsrJob) -> bool:
-        """Queue an interim unless one for the stream is still running; False when skipped."""
+        """Queue an interim unless one for the stream is still running (or interims are shed); False when skipped."""
         stream = job.utterance.stream_id
         with self._lock:
+            self._interim_askers[stream] = time.monotonic()
+            if self._shed:
+                self.interims_shed += 1
+                return False
             if stream in self._interim_running:
                 self.interims_skipped += 1
                 return False
@@ -93,13 +178,36 @@ class AsrPool:
             self._pump()
             return True
 
+    def interim_share_for(self, wanted: float) -> float:
+        """The share of one worker a stream's interims may take now: its own `wanted`, or its equal
+        part of the pool's interim budget among the streams asking for interims, whichever is less."""
+        now = time.monotonic()
+        with self._lock:
+            for stream, asked in list(self._interim_askers.items()):
+                if now - asked > ACTIVE_S:
+                    del self._interim_askers[stream]
+            return min(wanted, self.interim_slots / max(1, len(self._interim_askers)))
+
+    @property
+    def shed_interims(self) -> bool:
+        return self._shed
+
+    @shed_interims.setter
+    def shed_interims(self, shed: bool) -> None:
+        """Stop (or resume) interims: queued ones are dropped; finals are untouched."""
+        with self._lock:
+            self._shed = shed
+            if shed:
+                self.interims_shed += len(self._interims)
+                self._interims.clear()
+
     def cancel_finals(self, stream_id: str) -> None:
         """Withdraw a stream's queued finals; each is reported done with `Cancelled`."""
         with self._lock:
             cancelled = [job for job in self._finals if job.utterance.stream_id == stream_id]
             self._finals = deque(job for job in self._finals if job.utterance.stream_id != stream_id)
         for job in cancelled:
-            job.on_done(job, None, Cancelled())
+            _report(job, None, Cancelled())
 
     def drop_interim(self, stream_id: str) -> None:
         """Forget a queued interim (its utterance just ended)."""
@@ -111,39 +219,78 @@ class AsrPool:
         with self._lock:
             return len(self._finals), len(self._interims)
 
+    def interim_cost(self) -> float | None:
+        """The usual worker-seconds of one interim call (None before the first)."""
+        with self._lock:
+            return self._expected.get(False)
+
+    def describe_workers(self) -> list[dict[str, Any]]:
+        """Each worker's state (idle, busy, down), calls, failures, hangs, restarts and last error."""
+        now = time.monotonic()
+        with self._lock:
+            return [slot.describe(now) for slot in self._slots]
+
     def shutdown(self) -> None:
         """Finish the running calls; queued and held jobs are dropped, as queued ones always were."""
         with self._lock:
             self._closed = True
+            self._closing.set()
             if self._timer is not None:
                 self._timer.cancel()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+            self._lock.notify_all()
+            threads = [slot.thread for slot in self._slots if slot.thread is not None]
+        for thread in threads:
+            thread.join()
+        self._watchdog.join()
+
+    # -- scheduling (lock held) ----------------------------------------------------------------
 
     def _pump(self) -> None:
-        """Start queued jobs on free workers; called with the lock held."""
-        while self._free and not self._closed:
+        """Hand queued jobs to free workers."""
+        while not self._closed:
+            free = [slot for slot in self._slots if slot.free]
+            if not free:
+                return
             if self._finals:
                 wait = self._finals[0].t_submitted + self.batch_wait - time.monotonic()
                 if len(self._finals) < self.batch_size and wait > 0:
                     self._wake_in(wait)
                     return  # held for a fuller batch: no interim jumps in meanwhile
-                calls = min(self._free, len(self._finals))  # share out: no free worker idles
+                calls = min(len(free), len(self._finals))  # share out: no free worker idles
                 size = min(self.batch_size, -(-len(self._finals) // calls))
-                for _ in range(calls):
-                    jobs = [self._finals.popleft() for _ in range(min(size, len(self._finals)))]
-                    self.batches[len(jobs)] += 1
-                    self._free -= 1
-                    self._executor.submit(self._run, jobs)
-                continue
-            if not self._interims:
+                given = 0
+                for slot in free:
+                    if given == calls or not self._finals:
+                        break
+                    jobs = self._take(slot, size)
+                    if jobs:
+                        self.batches[len(jobs)] += 1
+                        self._give(slot, jobs)
+                        given += 1
+                if given:
+                    continue
+                free = [slot for slot in self._slots if slot.free]  # only retries wait, for another worker
+            if not self._interims or self._shed or len(self._interim_running) >= self.interim_slots:
                 return
             stream = min(self._interims, key=lambda s: self._interims[s].t_submitted)
             self._interim_running.add(stream)
-            self._free -= 1
-            self._executor.submit(self._run, [self._interims.pop(stream)])
+            self._give(free[0], [self._interims.pop(stream)])
+
+    def _take(self, slot: Worker, size: int) -> list[AsrJob]:
+        """Up to `size` queued finals for `slot`, oldest first, leaving a retry to another worker
+        while another one serves."""
+        others = any(s.thread is not None for s in self._slots if s is not slot)
+        jobs = [job for job in self._finals if not (others and job.avoid == slot.index)][:size]
+        taken = {id(job) for job in jobs}
+        self._finals = deque(job for job in self._finals if id(job) not in taken)
+        return jobs
+
+    def _give(self, slot: Worker, jobs: list[AsrJob]) -> None:
+        slot.given = jobs
+        self._lock.notify_all()
 
     def _wake_in(self, seconds: float) -> None:
-        """Pump again in `seconds`, when the oldest held final is due (lock held)."""
+        """Pump again in `seconds`, when the oldest held final is due."""
         if self._timer is None or not self._timer.is_alive():
             self._timer = threading.Timer(seconds, self._wake)
             self._timer.daemon = True
@@ -154,28 +301,161 @@ class AsrPool:
             self._timer = None
             self._pump()
 
-    def _run(self, jobs: list[AsrJob]) -> None:
-        started = time.monotonic()
-        outcomes: list[AsrResult | BaseException]
+    # -- workers -------------------------------------------------------------------------------
+
+    def _start_thread(self, slot: Worker) -> None:
+        """Serve `slot` with a new thread, unless as many hung threads as workers still run (lock held)."""
+        self._abandoned = [t for t in self._abandoned if t.is_alive()]
+        slot.generation += 1
+        slot.thread = None
+        if len(self._abandoned) >= self.workers or self._closed:
+            return
+        slot.thread = threading.Thread(target=self._work, args=(slot, slot.generation), name=f"asr-{slot.index}",
+                                       daemon=True)
+        slot.thread.start()
+
+    def _work(self, slot: Worker, generation: int) -> None:
+        error: BaseException | None = None
         try:
-            if self.batch_size > 1:  # a lone final too: the batch path may do less work (its backend's say)
-                outcomes = list(self.backend.transcribe_batch([job.request for job in jobs]))  # type: ignore[attr-defined]
-            else:
-                outcomes = [self.backend.transcribe(jobs[0].request)]
+            while True:
+                with self._lock:
+                    while slot.generation == generation and slot.given is None and not self._closed:
+                        self._lock.wait()
+                    if slot.generation != generation or slot.given is None:
+                        return
+                    jobs, slot.given = slot.given, None
+                    slot.running, slot.started = jobs, time.monotonic()
+                outcomes = self._call(jobs)
+                self._finish(slot, generation, jobs, outcomes)
+        except BaseException as failure:  # noqa: BLE001 - a dying thread is replaced, whatever killed it
+            error = failure
+        finally:
+            self._thread_ended(slot, generation, error)
+
+    def _call(self, jobs: list[AsrJob]) -> list[Outcome]:
+        try:
+            if self.batch_size > 1 and jobs[0].request.final:  # a lone final too: the batch path may do less work
+                return list(self.backend.transcribe_batch([job.request for job in jobs]))  # type: ignore[attr-defined]
+            return [self.backend.transcribe(jobs[0].request)]
         except Exception as failure:  # a crash in one call must not take the streams down
-            outcomes = [failure] * len(jobs)
+            return [failure] * len(jobs)
+
+    def _finish(self, slot: Worker, generation: int, jobs: list[AsrJob], outcomes: list[Outcome]) -> None:
         finished = time.monotonic()
+        with self._lock:
+            if slot.generation != generation:
+                return  # declared hung meanwhile: its jobs were retried or failed already
+            started, slot.running, slot.started = slot.started, None, 0.0
+            slot.calls += 1
+            self._account(jobs, started, finished)
+            final = jobs[0].request.final
+            self._expected[final] = 0.8 * self._expected.get(final, finished - started) + 0.2 * (finished - started)
+            failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+            if failed is not None:
+                slot.failures += 1
+                slot.last_error = f"{type(failed).__name__}: {failed}"[:300]
+            reports = self._settle(slot, jobs, outcomes)
+            self._pump()
+        _report_all(reports)
+
+    def _account(self, jobs: list[AsrJob], started: float, finished: float) -> None:
+        seconds = finished - started
+        self.busy_seconds += seconds
+        if jobs[0].request.final:
+            self.final_seconds += seconds
+        else:
+            self.interim_seconds += seconds
+            self.interim_calls += 1
         for job in jobs:
             job.t_started, job.t_finished, job.shared_by = started, finished, len(jobs)
-        with self._lock:
-            self.busy_seconds += finished - started
-            self._free += 1
-            for job in jobs:
-                if not job.utterance.final:
-                    self._interim_running.discard(job.utterance.stream_id)
-            self._pump()
+            job.spent += seconds / len(jobs)
+            if not job.request.final:
+                self._interim_running.discard(job.utterance.stream_id)
+
+    def _settle(self, slot: Worker, jobs: list[AsrJob], outcomes: list[Outcome]) -> list[tuple[AsrJob, Outcome]]:
+        """Requeue each final that failed for the first time (ahead of the others, avoiding this
+        worker); the rest are reported (lock held)."""
+        reports, retry = [], []
         for job, outcome in zip(jobs, outcomes):
-            if isinstance(outcome, BaseException):
-                job.on_done(job, None, outcome)
+            if isinstance(outcome, BaseException) and job.request.final and job.attempts == 0:
+                job.attempts, job.avoid = 1, slot.index
+                retry.append(job)
             else:
-                job.on_done(job, outcome, None)
+                reports.append((job, outcome))
+        self.retries += len(retry)
+        self._finals.extendleft(reversed(retry))
+        return reports
+
+    def _thread_ended(self, slot: Worker, generation: int, error: BaseException | None) -> None:
+        """A worker thread returned: normal at shutdown or once abandoned; otherwise it died and is replaced."""
+        reports: list[tuple[AsrJob, Outcome]] = []
+        with self._lock:
+            if slot.generation == generation and not self._closed:
+                slot.failures += 1
+                slot.restarts += 1
+                slot.last_error = f"worker thread died: {type(error).__name__}: {error}"[:300]
+                log.error("ASR worker %d died (%s): replaced", slot.index, slot.last_error)
+                lost = (slot.running or []) + (slot.given or [])
+                slot.running = slot.given = None
+                for job in lost:
+                    if not job.request.final:
+                        self._interim_running.discard(job.utterance.stream_id)
+                reports = self._settle(slot, lost, [RuntimeError(slot.last_error)] * len(lost))
+                self._start_thread(slot)
+            self._revive()
+            self._pump()
+        _report_all(reports)
+
+    def _revive(self) -> None:
+        """Serve again the slots left without a thread while too many hung threads ran (lock held)."""
+        for slot in self._slots:
+            if slot.thread is None and not self._closed:
+                slot.restarts += 1
+                self._start_thread(slot)
+
+    def _watch(self) -> None:
+        """Declare hung the calls that run far past their expected time."""
+        while not self._closing.wait(min(WATCH_S, (self.hung_after_s or WATCH_S * 4) / 4)):
+            with self._lock:
+                now = time.monotonic()
+                hung = [slot for slot in self._slots if slot.running and now - slot.started > self._limit(slot.running)]
+                reports = [report for slot in hung for report in self._declare_hung(slot, now)]
+                if hung:
+                    self._pump()
+            _report_all(reports)
+
+    def _limit(self, jobs: list[AsrJob]) -> float:
+        if self.hung_after_s is not None:
+            return self.hung_after_s
+        return max(HUNG_MIN_S, HUNG_FACTOR * self._expected.get(jobs[0].request.final, 0.0))
+
+    def _declare_hung(self, slot: Worker, now: float) -> list[tuple[AsrJob, Outcome]]:
+        """Abandon the slot's thread, replace it and retry or fail its jobs (lock held)."""
+        jobs, started = slot.running or [], slot.started
+        slot.running, slot.started = None, 0.0
+        slot.hangs += 1
+        slot.restarts += 1
+        expected = self._expected.get(jobs[0].request.final)
+        hung = Hung(f"an ASR call ran {now - started:.1f} s" + (f" (usually {expected:.2f} s)" if expected else ""))
+        log.error("ASR worker %d: %s; replaced", slot.index, hung)
+        slot.last_error = f"Hung: {hung}"
+        self._account(jobs, started, now)
+        if slot.thread is not None:
+            self._abandoned.append(slot.thread)
+        self._start_thread(slot)
+        return self._settle(slot, jobs, [hung] * len(jobs))
+
+
+def _report(job: AsrJob, result: AsrResult | None, error: BaseException | None) -> None:
+    try:
+        job.on_done(job, result, error)
+    except Exception:  # a broken callback must not kill the worker that ran the job
+        log.exception("an ASR callback failed")
+
+
+def _report_all(reports: list[tuple[AsrJob, Outcome]]) -> None:
+    for job, outcome in reports:
+        if isinstance(outcome, BaseException):
+            _report(job, None, outcome)
+        else:
+            _report(job, outcome, None)
