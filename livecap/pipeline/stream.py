@@ -185,7 +185,8 @@ class Stream:
                 self.stats.add_audio(len(samples) / SAMPLE_RATE)
                 for utterance in self.segmenter.push(chunk, now):
                     self._submit_final(utterance)
-                interval = max(live.interim_interval_ms / 1000, self._interim_cost / self.pool.interim_share_for(live.interim_share))
+                share = self.pool.interim_share_for(live.interim_share)  # the pool's budget, shared fairly
+                interval = max(live.interim_interval_ms / 1000, self._interim_cost / share)
                 if self.live and live.interim and now - last_interim >= interval:
                     heard = self.segmenter.open_utterance(now)
                     if heard is not None and self.pool.submit_interim(
