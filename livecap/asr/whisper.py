@@ -39,15 +39,16 @@ logger = logging.getLogger(__name__)
 class WhisperBackend:
     """faster-whisper on CTranslate2, CPU or CUDA."""
 
-    def __init__(self, options: AsrConfig, device: str = "cpu", extra_workers: int = 0) -> None:
-        """`extra_workers`: concurrent callers beyond the ASR pool (the Whisper translation thread)."""
+    def __init__(self, options: AsrConfig, device: str = "cpu", extra_workers: int = 0, path: str | None = None) -> None:
+        """`extra_workers`: concurrent callers beyond the ASR pool (the Whisper translation thread);
+        `path`: what to load, already resolved (default: `resolve_model(options.model)`)."""
         from faster_whisper import WhisperModel
 
         self.options = options
         self.name = options.model
         self.device = device
         self.compute_type = compute_type_for(options, device)
-        path = resolve_model(options.model)
+        path = path or resolve_model(options.model)
         try:
             self.model = WhisperModel(
                 path,
@@ -67,6 +68,14 @@ class WhisperBackend:
             )
         if options.task == "translate" and not self.multilingual:
             raise LivecapError(f"model {options.model} is English-only and cannot translate; use --model base")
+
+    def close(self) -> None:
+        """Free the model's memory now, even where something still holds this backend (a finished
+        stream kept for its figures): CTranslate2 releases the weights on `unload_model`."""
+        model = getattr(self, "model", None)
+        if model is not None:
+            model.model.unload_model()
+            del self.model
 
     def transcribe(self, request: AsrRequest) -> AsrResult:
         """One request alone: a final through faster-whisper's `transcribe`, an interim (in a known

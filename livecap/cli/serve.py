@@ -41,6 +41,15 @@ def serve_command(
     ] = None,
     max_media: Annotated[int, typer.Option(min=1, help="files in the media library")] = 100,
     max_viewers: Annotated[int, typer.Option(min=1, help="session viewers at once")] = 1000,
+    preload: Annotated[
+        Optional[list[str]], typer.Option(help="load this model at start and keep it (repeatable), besides --model")
+    ] = None,
+    model_ttl_s: Annotated[
+        float, typer.Option(min=-1, help="unload a model no request has used for this long (-1: never)")
+    ] = 300.0,
+    max_models: Annotated[
+        int, typer.Option(min=0, help="models loaded on demand at once, --model and --preload aside (0: none)")
+    ] = 2,
     profile: opt.Profile = None,
     model: opt.Model = None,
     language: opt.Language = None,
@@ -102,5 +111,8 @@ def serve_command(
         data_dir=data_dir,
         max_media=max_media,
         max_viewers=max_viewers,
+        preload=tuple(preload or ()),
+        model_ttl_s=model_ttl_s,
+        max_models=max_models,
     )
     run_module.serve(resolved.config, settings)

@@ -1,5 +1,6 @@
-"""The application: `create_app(config, settings)` builds a FastAPI app with no global state; the
-engine is loaded when it starts (or passed in, shared, and then left open)."""
+"""The application: `create_app(config, settings)` builds a FastAPI app with no global state; its
+models are opened when it starts (or passed in, shared, and then left open; or an engine passed in
+as the default model, shared)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livecap.asr.models import local_models
+from livecap.asr.registry import ModelRecord, ModelRegistry
 from livecap.config import Config
-from livecap.engine import Engine
+from livecap.engine import Engine, open_models
 from livecap.server.hub import Hub
 from livecap.server.live import close_with, serve_stream
 from livecap.server.media import MediaLibrary
@@ -79,14 +81,44 @@ def scripts() -> dict[str, str]:
     return {item.name: item.read_text(encoding="utf-8") for item in static.iterdir() if item.name.endswith(".js")}
 
 
-def create_app(config: Config, settings: ServerSettings | None = None, *, engine: Engine | None = None) -> FastAPI:
-    """The server for `config`; `engine`, when given, is shared and not closed here."""
+def open_server_models(config: Config, settings: ServerSettings, engine: Engine | None = None) -> ModelRegistry:
+    """The models `settings` ask for, the default and preloaded ones loaded (`engine`, when given,
+    is the default model, shared: not closed with the registry)."""
+    return open_models(
+        config, preload=settings.preload, ttl_s=settings.model_ttl_s, max_models=settings.max_models,
+        wait_s=settings.model_wait_s, engine=engine,
+    )
+
+
+def model_listing(models: ModelRegistry) -> list[dict]:
+    """GET /v1/models: the models available offline and those this server knows (its own, and the
+    ones clients loaded), each with its state, figures and memory while loaded."""
+    records = {r.name: r for r in models.records()}
+    catalog = {m.name: m for m in local_models()}
+    listed = []
+    for name in dict.fromkeys([*records, *catalog]):
+        entry = catalog.get(name)
+        figures = models.describe(records.get(name) or ModelRecord(name))
+        multilingual = figures.get("multilingual")
+        listed.append({
+            "id": name, "object": "model", "created": 0, "owned_by": "livecap", **figures,
+            "multilingual": entry.multilingual if multilingual is None and entry is not None else multilingual,
+            "available_offline": (entry.path is not None) if entry is not None else figures["loaded"],
+        })
+    return listed
+
+
+def create_app(
+    config: Config, settings: ServerSettings | None = None, *, engine: Engine | None = None,
+    models: ModelRegistry | None = None,
+) -> FastAPI:
+    """The server for `config`; `models` or `engine`, when given, are shared and not closed here."""
     settings = settings or ServerSettings()
     html, modules = page(), scripts()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        used = engine or await asyncio.to_thread(Engine, config)
+        used = models or await asyncio.to_thread(open_server_models, config, settings, engine)
         app.state.hub = Hub(used, settings)
         data_dir = settings.data_dir or await asyncio.to_thread(default_data_dir)
         library = await asyncio.to_thread(
@@ -98,7 +130,7 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
             yield
         finally:
             await app.state.hub.drain()
-            if engine is None:
+            if models is None:
                 await asyncio.to_thread(used.close)
 
     app = FastAPI(title="livecap", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -149,33 +181,8 @@ def create_app(config: Config, settings: ServerSettings | None = None, *, engine
         return Response(generate_latest(hub_of(request).registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
-    async def models(request: Request) -> dict:
-        loaded = hub_of(request).model
-        listed = [
-            {
-                "id": m.name,
-                "object": "model",
-                "created": 0,
-                "owned_by": "livecap",
-                "loaded": m.name == loaded,
-                "available_offline": m.path is not None,
-                "multilingual": m.multilingual,
-            }
-            for m in await asyncio.to_thread(local_models)
-        ]
-        if loaded not in [m["id"] for m in listed]:  # a directory or hub id: named, its path not shown
-            listed.append(
-                {
-                    "id": loaded,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": "livecap",
-                    "loaded": True,
-                    "available_offline": True,
-                    "multilingual": hub_of(request).engine.backend.multilingual,
-                }
-            )
-        return {"object": "list", "data": listed}
+    async def list_models(request: Request) -> dict:
+        return {"object": "list", "data": await asyncio.to_thread(model_listing, hub_of(request).models)}
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request) -> Response:

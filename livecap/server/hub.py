@@ -1,19 +1,22 @@
-"""What every connection of one server shares: the engine, admission control, the figures behind
-/status and /metrics, and the open connections (so a shutdown can drain them)."""
+"""What every connection of one server shares: the models (each loaded one an engine), admission
+control, the figures behind /status and /metrics, and the open connections (so a shutdown can
+drain them)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from livecap.engine import Engine
+from livecap.asr.registry import Cancelled, Lease, ModelBusy, ModelLoadFailed, ModelRegistry, ModelUnavailable
 from livecap.pipeline.stats import WINDOW, StatsSnapshot, percentile
+from livecap.server.requests import RequestError
 from livecap.server.settings import ServerSettings, default_max_streams
 
 LATENCY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -22,13 +25,17 @@ LATENCY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 class Hub:
     """Shared server state; used from the event loop only, except `record_*` (any thread)."""
 
-    def __init__(self, engine: Engine, settings: ServerSettings) -> None:
-        self.engine = engine
+    def __init__(self, models: ModelRegistry, settings: ServerSettings) -> None:
+        self.models = models
         self.settings = settings
-        workers = engine.pool.workers
+        self.model = models.default
+        default = models.engine(self.model)
+        assert default is not None, "the default model is loaded before the hub is made"
+        self.config = default.config  # the server's settings for every model but its name
+        self.device, self.compute_type = default.backend.device, default.backend.compute_type
+        self.workers = workers = default.pool.workers  # per model: each loaded model has its own pool
         self.max_streams = settings.max_streams or default_max_streams(workers)
         self.max_uploads = settings.max_uploads or workers
-        self.model = engine.config.asr.model
         self.started = time.monotonic()
         self._cpu_start = time.process_time()
         self.active = 0
@@ -86,6 +93,26 @@ class Hub:
         self._latencies.append(latency)
         self.final_latency.observe(latency)
 
+    # -- models --------------------------------------------------------------------------------
+
+    async def lease(self, requested: object, kind: str, on_state: Callable[[str], None] | None = None) -> Lease:
+        """The named model, loaded first when needed, off the event loop (other streams go on);
+        a refusal is a `RequestError`: 404 unknown, 503 no free slot in time, 500 failed to load."""
+        cancel = threading.Event()
+        job = asyncio.ensure_future(asyncio.to_thread(self.models.acquire, requested, kind, on_state, cancel))
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:  # the request went away: a lease that still comes is let go
+            cancel.set()
+            job.add_done_callback(lambda done: done.cancelled() or done.exception() or done.result().release())
+            raise
+        except ModelUnavailable as error:
+            raise RequestError(str(error), 404, code="model_not_found") from None
+        except (ModelBusy, Cancelled) as error:
+            raise RequestError(str(error), 503, "server_error", code="model_busy") from None
+        except ModelLoadFailed as error:
+            raise RequestError(str(error), 500, "server_error", code="model_load_failed") from None
+
     # -- shutdown ------------------------------------------------------------------------------
 
     async def drain(self) -> None:
@@ -98,21 +125,24 @@ class Hub:
     # -- figures -------------------------------------------------------------------------------
 
     def status_report(self) -> dict:
-        """The hub's part of /status (and what /metrics reads)."""
-        pool = self.engine.pool
-        finals, interims = pool.depth()
+        """The hub's part of /status (and what /metrics reads), with a record of each model."""
+        records = self.models.records()
+        engines = self.models.engines()
+        depths = [engine.pool.depth() for engine in engines]
+        busy = sum(r.busy_seconds for r in records)
         uptime = time.monotonic() - self.started
         latencies = list(self._latencies)
         return {
             "model": self.model,
-            "device": self.engine.backend.device,
-            "compute_type": self.engine.backend.compute_type,
-            "workers": pool.workers,
-            "busy_seconds": round(pool.busy_seconds, 3),
-            "utilization": round(pool.busy_seconds / (uptime * pool.workers), 4) if uptime else 0.0,
-            "queued_finals": finals,
-            "queued_interims": interims,
-            "interims_skipped": pool.interims_skipped,
+            "device": self.device,
+            "compute_type": self.compute_type,
+            "workers": self.workers,
+            "models_loaded": len(engines),
+            "busy_seconds": round(busy, 3),
+            "utilization": round(busy / (uptime * self.workers), 4) if uptime else 0.0,  # over 1: several models busy
+            "queued_finals": sum(finals for finals, _ in depths),
+            "queued_interims": sum(interims for _, interims in depths),
+            "interims_skipped": sum(engine.pool.interims_skipped for engine in engines),
             "streams_active": self.active,
             "streams_max": self.max_streams,
             "streams_total": self.streams_total,
@@ -124,13 +154,14 @@ class Hub:
             "final_latency_p95": _round(percentile(latencies, 95)),
             "translate_seconds": round(self.translate_seconds, 3),
             "compute_per_audio_s": _round(
-                (pool.busy_seconds + self.translate_seconds) / self.audio_seconds if self.audio_seconds else None
+                (busy + self.translate_seconds) / self.audio_seconds if self.audio_seconds else None
             ),
             "cpu_per_audio_s": _round(
                 (time.process_time() - self._cpu_start) / self.audio_seconds if self.audio_seconds else None
             ),
             "uptime_s": round(uptime, 1),
             "draining": self.draining.is_set(),
+            "models": {r.name: self.models.describe(r) for r in records},
         }
 
 
@@ -163,3 +194,22 @@ class _HubCollector(Collector):
             ("livecap_asr_busy_seconds", "busy_seconds", "ASR worker-seconds spent"),
         ):
             yield CounterMetricFamily(name, doc, value=s[key])
+        yield from _model_metrics(s["models"])
+
+
+def _model_metrics(models: dict[str, dict]) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """The per-model figures of /status, labelled by model."""
+    for family, name, key, doc in (
+        (GaugeMetricFamily, "livecap_model_loaded", "loaded", "1 while the model is loaded"),
+        (GaugeMetricFamily, "livecap_model_streams_active", "streams_active", "live streams and sessions on the model"),
+        (GaugeMetricFamily, "livecap_model_uploads_active", "uploads_active", "uploads on the model"),
+        (GaugeMetricFamily, "livecap_model_memory_bytes", "memory_bytes", "RSS growth over the model's load"),
+        (CounterMetricFamily, "livecap_model_streams", "streams_total", "live streams and sessions on the model"),
+        (CounterMetricFamily, "livecap_model_busy_seconds", "busy_seconds", "ASR worker-seconds on the model"),
+        (CounterMetricFamily, "livecap_model_loads", "loads", "times the model was loaded"),
+        (CounterMetricFamily, "livecap_model_unloads", "unloads", "times the model was unloaded"),
+    ):
+        metric = family(name, doc, labels=["model"])
+        for model, figures in models.items():
+            metric.add_metric([model], float(figures[key] or 0))
+        yield metric

@@ -1,13 +1,15 @@
 """One live stream per WebSocket (`/v1/stream`).
 
 Protocol: the client sends a JSON start message, then binary audio frames, then `{"type": "end"}`;
-the server answers `ready`, then `interim`, `final`, `stats` and `error` events (the same records
-as the journal and `--jsonl`), and closes with a code that says why:
+the server answers `loading` while the start message's model loads (or waits for a free model
+slot), `ready`, then `interim`, `final`, `stats` and `error` events (the same records as the
+journal and `--jsonl`), and closes with a code that says why:
 
     1000 the stream ended (client's end)     1001 the server is shutting down
     1003 unsupported audio format            1007 malformed message or audio
     1008 unauthorized, idle or too long,     1009 frame over the size limit
-         or the client reads too slowly      1013 at capacity: try again later
+         or the client reads too slowly      1011 the model failed to load
+    1013 at capacity: try again later        4404 no such model
 
 The model never runs on the event loop: the stream's stages are threads, and a pump thread per
 stream (`pump`, also used by the shared sessions of sessions.py) moves its events onto the loop.
@@ -31,6 +33,7 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketState
 
 from livecap.asr.base import DecodeOptions
+from livecap.asr.registry import Lease
 from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError
 from livecap.output.records import error_record, final_record, interim_record, stats_record
 from livecap.pipeline.stats import StatsSnapshot, latency_breakdown
@@ -47,6 +50,7 @@ MAX_TEXT_BYTES = 64 * 1024
 MAX_F32 = 8.0  # f32le samples beyond this are not audio
 STATS_EVERY_S = 2.0
 SEND_CLOSE_WAIT_S = 5.0  # a client that does not read its last events is cut off after this
+CLOSE_FOR_STATUS = {404: 4404, 503: 1013}  # a refused model's HTTP status as a close code (else 1011)
 
 
 class Closing(Exception):
@@ -69,8 +73,8 @@ class Start:
     decode: DecodeOptions
 
 
-def parse_start(text: str, multilingual: bool, model: str) -> Start:
-    """The start message, or `Closing` with the reason it cannot be used."""
+def start_message(text: str) -> dict[str, Any]:
+    """The start message with its audio format checked, or `Closing` with the reason it cannot be used."""
     try:
         message = json.loads(text)
     except ValueError:
@@ -80,14 +84,23 @@ def parse_start(text: str, multilingual: bool, model: str) -> Start:
     rate = message.get("sample_rate", 16_000)
     if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
         raise Closing(1003, f"sample_rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz")
-    fmt = message.get("sample_format", "s16le")
-    if fmt not in SAMPLE_FORMATS:
+    if message.get("sample_format", "s16le") not in SAMPLE_FORMATS:
         raise Closing(1003, 'sample_format must be "s16le" or "f32le" (mono PCM)')
+    return message
+
+
+def checked_start(message: dict[str, Any], multilingual: bool, model: str) -> Start:
+    """A start message's decoding checked against the model that will run it."""
     try:
         decode = decode_options(message, multilingual=multilingual, model=model)
     except RequestError as error:
         raise Closing(1007, str(error)) from None
-    return Start(rate, fmt, decode)
+    return Start(message.get("sample_rate", 16_000), message.get("sample_format", "s16le"), decode)
+
+
+def parse_start(text: str, multilingual: bool, model: str) -> Start:
+    """The start message, or `Closing` with the reason it cannot be used."""
+    return checked_start(start_message(text), multilingual, model)
 
 
 def decode_frame(data: bytes, sample_format: str) -> np.ndarray:
@@ -181,13 +194,16 @@ def pump(stream: Stream, hub: Hub, post: Post, stats: Callable[[], dict[str, Any
 
 
 class StreamConnection:
-    """One admitted connection: its stream, its pump thread and its sender. `tap`, when given, also
-    receives every record of the stream on the event loop (a shared session's viewers)."""
+    """One admitted connection: its model, its stream, its pump thread and its sender. `tap`, when
+    given, also receives every record of the stream on the event loop (a shared session's viewers);
+    `model`, when given, is the only model its start message may name (a session's)."""
 
-    def __init__(self, websocket: WebSocket, hub: Hub, tap: Post | None = None) -> None:
+    def __init__(self, websocket: WebSocket, hub: Hub, tap: Post | None = None, model: str | None = None) -> None:
         self.ws = websocket
         self.hub = hub
         self.tap = tap
+        self.model = model
+        self.lease: Lease | None = None
         self.ending: Closing | None = None
         self.settings = hub.settings
         self.loop = asyncio.get_running_loop()
@@ -199,13 +215,52 @@ class StreamConnection:
         self._stop_now = asyncio.Event()
 
     async def run(self) -> None:
+        """The connection from its start message to its close; its model is let go at the end."""
         try:
-            start = parse_start(await self._receive_text_first(), self.hub.engine.backend.multilingual, self.hub.model)
+            await self._run()
+        finally:
+            if self.lease is not None:
+                self.lease.release()
+
+    async def _start(self) -> Start:
+        """The start message, its model leased (loaded first if needed: the client is told)."""
+        message = start_message(await self._receive_text_first())
+        requested = message.get("model")
+        if self.model is not None and requested not in (None, self.model):
+            raise Closing(1008, f"this session runs model {self.model!r}: its publisher cannot choose another")
+        states: asyncio.Queue[str] = asyncio.Queue()
+        leasing = asyncio.ensure_future(
+            self.hub.lease(self.model or requested, "stream", lambda state: self._call_soon(states.put_nowait, state))
+        )
+        try:
+            while not leasing.done():
+                told = asyncio.ensure_future(states.get())
+                await asyncio.wait({leasing, told}, return_when=asyncio.FIRST_COMPLETED)
+                if not told.done():
+                    told.cancel()
+                    break
+                await self.ws.send_json({"type": "loading", "model": requested, "state": told.result()})
+            self.lease = await leasing
+            while not states.empty():  # told just before the lease came
+                await self.ws.send_json({"type": "loading", "model": requested, "state": states.get_nowait()})
+        except RequestError as refused:
+            raise Closing(CLOSE_FOR_STATUS.get(refused.status, 1011), refused.message) from None
+        finally:
+            leasing.cancel()  # the client left while it loaded: the lease is let go when it comes
+        return checked_start(message, self.lease.multilingual, self.lease.name)
+
+    async def _run(self) -> None:
+        try:
+            start = await self._start()
         except Closing as closing:
             await close_with(self.ws, closing.code, closing.reason)
             return
+        except Exception:  # the client left while its model loaded: nothing runs yet
+            log.debug("a stream's client left before it started", exc_info=True)
+            return
+        assert self.lease is not None
         self.source = PushSource(start.sample_rate, name=f"ws:{self.ws.client.host if self.ws.client else '?'}")
-        self.stream = self.hub.engine.stream(
+        self.stream = self.lease.stream(
             self.source, live=True, decode=start.decode, converter=self.source.converter()
         )
         try:
@@ -213,7 +268,7 @@ class StreamConnection:
                 {
                     "type": "ready",
                     "stream_id": self.stream.stream_id,
-                    "model": self.hub.model,
+                    "model": self.lease.name,
                     "sample_rate": start.sample_rate,
                     "sample_format": start.sample_format,
                     "max_frame_bytes": self.settings.max_frame_bytes,

@@ -11,7 +11,6 @@ from livecap.asr.base import DecodeOptions
 
 MAX_PROMPT_CHARS = 2000
 TASKS = ("transcribe", "translate")
-MODEL_ALIASES = ("whisper-1",)  # what OpenAI clients send by default: the loaded model
 
 
 class RequestError(Exception):
@@ -40,13 +39,6 @@ def _text(fields: Mapping[str, Any], *names: str) -> str | None:
             raise RequestError(f"{name} is limited to {MAX_PROMPT_CHARS} characters")
         return value
     return None
-
-
-def check_model(requested: object, loaded: str) -> None:
-    """One model is loaded and others are not loaded on demand: asking for another is a 404."""
-    if requested not in (None, "", loaded, *MODEL_ALIASES):
-        raise RequestError(f"model {requested!r} is not loaded: this server serves {loaded!r} (or 'whisper-1')", 404,
-                           code="model_not_found")
 
 
 def decode_options(

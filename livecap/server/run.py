@@ -13,8 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from livecap.config import Config
-from livecap.engine import Engine
-from livecap.server.app import create_app
+from livecap.server.app import create_app, open_server_models
 from livecap.server.live import MAX_TEXT_BYTES
 from livecap.server.settings import ServerSettings
 
@@ -47,7 +46,10 @@ def make_server(app: FastAPI, settings: ServerSettings, log_level: str = "info")
 
 
 def serve(config: Config, settings: ServerSettings) -> None:
-    """Load the model (a bad one fails here, as a one-line error, before anything listens), serve
-    until SIGTERM or Ctrl-C, drain, exit (the `livecap serve` command)."""
-    with Engine(config) as engine:
-        make_server(create_app(config, settings, engine=engine), settings).run()
+    """Load the default and preloaded models (a bad one fails here, as a one-line error, before
+    anything listens), serve until SIGTERM or Ctrl-C, drain, exit (the `livecap serve` command)."""
+    models = open_server_models(config, settings)
+    try:
+        make_server(create_app(config, settings, models=models), settings).run()
+    finally:
+        models.close()

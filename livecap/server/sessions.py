@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 
 from livecap.asr.base import DecodeOptions
+from livecap.asr.registry import Lease
 from livecap.closecodes import NO_SESSION, REJOIN
 from livecap.errors import LivecapError
 from livecap.output.records import stats_record
@@ -35,7 +36,7 @@ from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
 from livecap.server.live import Closing, Outbox, StreamConnection, close_with, pump
 from livecap.server.media import MediaLibrary
-from livecap.server.requests import RequestError, check_model, decode_options
+from livecap.server.requests import RequestError, decode_options
 from livecap.sources.file import FileSource
 
 log = logging.getLogger("livecap.server")
@@ -110,11 +111,15 @@ class Fanout:
 
 
 class SharedSession:
-    """One captioned source and its viewers; `run()` is its task."""
+    """One captioned source and its viewers; `run()` is its task. It holds its model (`lease`)
+    from its creation to its end, so the model stays loaded while it waits for its publisher."""
 
-    def __init__(self, hub: Hub, kind: str, decode: DecodeOptions, media: str | None, translate_to: str | None) -> None:
+    def __init__(
+        self, hub: Hub, kind: str, decode: DecodeOptions, media: str | None, translate_to: str | None, lease: Lease
+    ) -> None:
         self.id = secrets.token_hex(6)
         self.hub = hub
+        self.lease = lease
         self.kind = kind  # "media" or "publish"
         self.media = media
         self.decode = decode
@@ -140,7 +145,7 @@ class SharedSession:
         snap = self.stream.stats_snapshot() if self.stream is not None else None
         return {
             "id": self.id, "state": self.state, "source": self.kind, "media": self.media,
-            "model": self.hub.model, "language": (self.stream.decode if self.stream else self.decode).language,
+            "model": self.lease.name, "language": (self.stream.decode if self.stream else self.decode).language,
             "translate_to": self.translate_to,
             "created": round(self.created, 3), "end_reason": self.end_reason,
             "viewers": len(self.fanout.viewers), "viewers_total": self.fanout.joined,
@@ -175,6 +180,7 @@ class SharedSession:
             if self.media is not None:
                 library.in_use[self.media] -= 1
             self.hub.release_stream(self.stream.stats_snapshot() if self.stream is not None else None)
+            self.lease.release()
 
     async def _until(self, *events: asyncio.Event, timeout: float | None = None) -> None:
         waits = [asyncio.create_task(e.wait()) for e in events]
@@ -191,7 +197,7 @@ class SharedSession:
         except LivecapError as error:
             raise RequestError(str(error).replace(str(path), "the media file")) from None
         self.duration = source.duration
-        stream = self._stream = self.hub.engine.stream(source, live=True, decode=self.decode)
+        stream = self._stream = self.lease.stream(source, live=True, decode=self.decode)
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
 
@@ -268,30 +274,34 @@ class Sessions:
         return {"sessions_active": live, "viewers": self.viewers(), "media_files": len(self.library.items)}
 
     async def create(self, request: Request) -> SharedSession:
-        """POST /v1/sessions: check the request, take a slot, start the session."""
+        """POST /v1/sessions: check the request, lease its model, take a slot, start the session."""
         fields = await _json_body(request)
         kind = fields.get("source", "media" if "media" in fields else None)
         if kind not in ("media", "publish"):
             raise RequestError('give "media": an id from GET /v1/media, or "source": "publish"')
-        check_model(fields.get("model"), self.hub.model)
         if kind == "publish" and {"language", "prompt", "hotwords"} & set(fields):
             raise RequestError("a publish session is decoded as its publisher's start message says: give language, "
                                "prompt and hotwords there")
         translate_to = fields.get("translate_to") or None
-        served = self.hub.engine.config.translate.translate_to
+        served = self.hub.config.translate.translate_to
         if translate_to is not None and translate_to != served:
             offer = f"it translates to {served!r} only" if served else "set translate_to in the profile it serves"
             raise RequestError(f"this server cannot translate to {translate_to!r}: {offer}")
-        decode = decode_options(fields, multilingual=self.hub.engine.backend.multilingual, model=self.hub.model)
-        media = self.library.get(fields.get("media")).id if kind == "media" else None
-        if self.hub.draining.is_set():
-            raise RequestError("the server is shutting down", 503, "server_error")
-        if not self.hub.admit_stream():
-            raise RequestError(f"at capacity ({self.hub.max_streams} streams and sessions): try again later", 503,
-                               "server_error")
+        lease = await self.hub.lease(fields.get("model"), "session")  # loaded first when needed
+        try:
+            decode = decode_options(fields, multilingual=lease.multilingual, model=lease.name)
+            media = self.library.get(fields.get("media")).id if kind == "media" else None
+            if self.hub.draining.is_set():
+                raise RequestError("the server is shutting down", 503, "server_error")
+            if not self.hub.admit_stream():
+                raise RequestError(f"at capacity ({self.hub.max_streams} streams and sessions): try again later", 503,
+                                   "server_error")
+        except RequestError:
+            lease.release()
+            raise
         if media is not None:
             self.library.in_use[media] = self.library.in_use.get(media, 0) + 1
-        session = SharedSession(self.hub, kind, decode, media, translate_to or served)
+        session = SharedSession(self.hub, kind, decode, media, translate_to or served, lease)
         self._forget_ended()
         self.items[session.id] = session
         session.task = asyncio.create_task(session.run(self.library))
@@ -373,7 +383,7 @@ class Sessions:
         if session.state != "waiting" or session.publisher is not None:
             await close_with(websocket, 1008, f"this session is {session.state}: it has its publisher")
             return
-        live = StreamConnection(websocket, self.hub, tap=session.fanout.publish)
+        live = StreamConnection(websocket, self.hub, tap=session.fanout.publish, model=session.lease.name)
         session.publisher = live
         session.publisher_came.set()
         try:

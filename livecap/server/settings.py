@@ -50,3 +50,7 @@ class ServerSettings:
     history_finals: int = 1000  # finals a session keeps for late joiners
     ended_sessions: int = 20  # ended sessions still listed (with their history) for late viewers
     ping_s: float = 20.0  # WebSocket ping interval and timeout: a client that stops answering is closed
+    preload: tuple[str, ...] = ()  # models loaded at start and kept, besides the default one
+    model_ttl_s: float = 300.0  # a model no request uses is unloaded after this long; -1: never
+    max_models: int = 2  # models loaded on demand at once (the default and preloaded ones aside); 0: none
+    model_wait_s: float = 120.0  # how long a request waits for a model slot before a 503

@@ -3,10 +3,10 @@
 The body is streamed through a byte counter into the multipart parser, so an upload over the limit
 is refused (413) while it arrives, not after it filled the disk. The file is copied to a private
 temporary directory under a fixed name (the client's file name never reaches a path), decoded by
-PyAV, transcribed on the shared ASR pool off the event loop, and removed. With `stream=true` the
-captions go out as server-sent events while the file is transcribed (OpenAI's `transcript.text.delta`
-per caption, then `transcript.text.done`); a client that reads slowly holds the transcription back
-(a file is not live), one that leaves stops it.
+PyAV, transcribed on the ASR pool of the model it names (loaded first when needed) off the event
+loop, and removed. With `stream=true` the captions go out as server-sent events while the file is
+transcribed (OpenAI's `transcript.text.delta` per caption, then `transcript.text.done`); a client
+that reads slowly holds the transcription back (a file is not live), one that leaves stops it.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from livecap.asr.base import DecodeOptions
-from livecap.engine import Engine
+from livecap.asr.registry import Lease
 from livecap.errors import LivecapError
 from livecap.messages import Caption
 from livecap.output.writers import render_srt, render_txt, render_vtt
 from livecap.pipeline.runner import NoDisplay, RunResult, run_stream
 from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
-from livecap.server.requests import RequestError, check_model, decode_options
+from livecap.server.requests import RequestError, decode_options
 from livecap.sources.file import FileSource
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
@@ -82,22 +82,22 @@ async def read_form(request: Request, max_bytes: int) -> tuple[UploadFile, dict[
     return upload, fields
 
 
-def _open(engine: Engine, upload: UploadFile, folder: Path, decode: DecodeOptions) -> Stream:
+def _open(model: Lease, upload: UploadFile, folder: Path, decode: DecodeOptions) -> Stream:
     """Copy the upload to a private file and open it as a (not live) stream; runs in a thread."""
     path = folder / "audio"
     with path.open("wb") as out:
         upload.file.seek(0)
         shutil.copyfileobj(upload.file, out, length=1 << 20)
     try:
-        return engine.stream(FileSource(path), live=False, decode=decode)
+        return model.stream(FileSource(path), live=False, decode=decode)
     except LivecapError as error:
         raise RequestError(str(error).replace(str(path), "the uploaded file")) from None
 
 
-async def _transcribe(request: Request, engine: Engine, upload: UploadFile, decode: DecodeOptions) -> RunResult:
+async def _transcribe(request: Request, model: Lease, upload: UploadFile, decode: DecodeOptions) -> RunResult:
     """Transcribe off the event loop; a client that goes away stops its transcription (the pool is shared)."""
     with tempfile.TemporaryDirectory(prefix="livecap-upload-") as folder:
-        stream = await asyncio.to_thread(_open, engine, upload, Path(folder), decode)
+        stream = await asyncio.to_thread(_open, model, upload, Path(folder), decode)
         job = asyncio.ensure_future(asyncio.to_thread(run_stream, stream))
         while not job.done():
             await asyncio.wait({job}, timeout=DISCONNECT_POLL_S)
@@ -157,11 +157,11 @@ def _sse(record: dict[str, Any]) -> str:
 
 class _StreamedUpload(StreamingResponse):
     """The SSE response of one upload: a delta per caption as it is made, then the whole text (or an
-    error event). It owns the opened stream, its temporary folder and the upload slot, and gives
-    them back however the response ends (done, failed, the client gone, or never started)."""
+    error event). It owns the opened stream, its temporary folder, its model and the upload slot, and
+    gives them back however the response ends (done, failed, the client gone, or never started)."""
 
-    def __init__(self, stream: Stream, folder: tempfile.TemporaryDirectory, hub: Hub) -> None:
-        self.stream, self.folder, self.hub = stream, folder, hub
+    def __init__(self, stream: Stream, folder: tempfile.TemporaryDirectory, hub: Hub, model: Lease) -> None:
+        self.stream, self.folder, self.hub, self.model = stream, folder, hub, model
         self._released = False
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         super().__init__(self._events(), media_type="text/event-stream", headers=headers)
@@ -176,6 +176,7 @@ class _StreamedUpload(StreamingResponse):
         if not self._released:
             self._released = True
             self.folder.cleanup()
+            self.model.release()
             self.hub.release_upload(result.stats if result else None)
 
     async def _events(self) -> AsyncIterator[str]:
@@ -215,16 +216,16 @@ def _wants_stream(fields: dict[str, str], fmt: str) -> bool:
     return value == "true"
 
 
-async def _streamed(hub: Hub, upload: UploadFile, decode: DecodeOptions) -> StreamingResponse:
+async def _streamed(hub: Hub, model: Lease, upload: UploadFile, decode: DecodeOptions) -> StreamingResponse:
     """Open the upload (a file that cannot be read is still a plain 400), then stream its captions;
-    the response owns the temporary folder and the upload slot from here on."""
+    the response owns the temporary folder, the model and the upload slot from here on."""
     folder = tempfile.TemporaryDirectory(prefix="livecap-upload-")
     try:
-        stream = await asyncio.to_thread(_open, hub.engine, upload, Path(folder.name), decode)
+        stream = await asyncio.to_thread(_open, model, upload, Path(folder.name), decode)
     except BaseException:
         folder.cleanup()
         raise
-    return _StreamedUpload(stream, folder, hub)
+    return _StreamedUpload(stream, folder, hub, model)
 
 
 async def transcription(request: Request, hub: Hub, task: str) -> Response:
@@ -233,24 +234,27 @@ async def transcription(request: Request, hub: Hub, task: str) -> Response:
         raise RequestError(f"busy: {hub.max_uploads} uploads are being transcribed; try again", 503, "server_error")
     stats = None
     streaming = False
+    model: Lease | None = None
     try:
         upload, fields = await read_form(request, hub.settings.max_upload_bytes)
         try:
-            check_model(fields.get("model"), hub.model)
             fmt = fields.get("response_format") or "json"
             if fmt not in FORMATS:
                 raise RequestError(f"response_format must be one of {', '.join(FORMATS)}")
+            model = await hub.lease(fields.get("model"), "upload")
             decode = decode_options(
-                fields, multilingual=hub.engine.backend.multilingual, model=hub.model,
+                fields, multilingual=model.multilingual, model=model.name,
                 task="translate" if task == "translate" else "transcribe",
             )
             if _wants_stream(fields, fmt):
-                response = await _streamed(hub, upload, decode)
+                response = await _streamed(hub, model, upload, decode)
                 streaming = True
                 return response
-            result = await _transcribe(request, hub.engine, upload, decode)
+            result = await _transcribe(request, model, upload, decode)
         finally:
             await upload.close()
+            if model is not None and not streaming:  # a streamed response lets its model go itself
+                model.release()
         if result.end_reason is not None or result.errors:
             raise RequestError(f"transcription failed: {result.end_reason or result.errors[0]}", 500, "server_error")
         stats = result.stats
