@@ -7,7 +7,13 @@ import threading
 
 import pytest
 
-from livecap.asr.registry import Cancelled, ModelBusy, ModelLoadFailed, ModelRegistry, ModelUnavailable
+from livecap.asr.registry import (
+    Cancelled,
+    ModelBusy,
+    ModelLoadFailed,
+    ModelRegistry,
+    ModelUnavailable,
+)
 
 
 class FakePool:
@@ -57,8 +63,9 @@ def loader() -> Loader:
 
 
 def registry(loader: Loader, **options: object) -> ModelRegistry:
-    models = ModelRegistry(loader, default="tiny.en", known=KNOWN.__contains__, offer=lambda: sorted(KNOWN),
-                           **options)  # type: ignore[arg-type]
+    models = ModelRegistry(
+        loader, default="tiny.en", known=KNOWN.__contains__, offer=lambda: sorted(KNOWN), **options
+    )  # type: ignore[arg-type]
     models.preload()
     return models
 
@@ -79,7 +86,9 @@ def test_default_is_loaded_at_start_and_aliases_name_it(loader: Loader) -> None:
 
 def test_unknown_model_names_the_available_ones(loader: Loader) -> None:
     models = registry(loader)
-    with pytest.raises(ModelUnavailable, match=r"unknown model 'nonesuch': available are tiny.en, base"):
+    with pytest.raises(
+        ModelUnavailable, match=r"unknown model 'nonesuch': available are tiny.en, base"
+    ):
         models.acquire("nonesuch")
     with pytest.raises(ModelUnavailable, match="must be a string"):
         models.acquire(5)
@@ -98,8 +107,10 @@ def test_a_model_is_loaded_once_for_concurrent_requests(loader: Loader) -> None:
     loader.gate = threading.Event()
     told: list[str] = []
     leases = []
-    threads = [threading.Thread(target=lambda: leases.append(models.acquire("base", on_state=told.append)))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: leases.append(models.acquire("base", on_state=told.append)))
+        for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     assert loader.started.wait(10)
@@ -117,11 +128,20 @@ def test_lru_idle_model_is_evicted_and_a_model_in_use_never(loader: Loader) -> N
     models = registry(loader, max_models=2, ttl_s=-1, wait_s=0.3)
     models.acquire("base").release()
     small = models.acquire("small")
-    models.acquire("medium").release()  # two slots: base (idle, least recent) goes, small (in use) stays
-    assert states(models) == {"tiny.en": "loaded", "base": "unloaded", "small": "loaded", "medium": "loaded"}
+    models.acquire(
+        "medium"
+    ).release()  # two slots: base (idle, least recent) goes, small (in use) stays
+    assert states(models) == {
+        "tiny.en": "loaded",
+        "base": "unloaded",
+        "small": "loaded",
+        "medium": "loaded",
+    }
     assert loader.engines[1].closed and not loader.engines[2].closed
     medium = models.acquire("medium")
-    with pytest.raises(ModelBusy, match="every model slot stayed in use"):  # both in use: base must wait
+    with pytest.raises(
+        ModelBusy, match="every model slot stayed in use"
+    ):  # both in use: base must wait
         models.acquire("base")
     small.release()
     medium.release()
@@ -136,7 +156,9 @@ def test_a_load_waits_for_a_slot_and_gets_it_when_one_frees(loader: Loader) -> N
     held = models.acquire("base")
     told: list[str] = []
     got = []
-    waiter = threading.Thread(target=lambda: got.append(models.acquire("small", on_state=told.append)))
+    waiter = threading.Thread(
+        target=lambda: got.append(models.acquire("small", on_state=told.append))
+    )
     waiter.start()
     while not told:  # it says it waits, and waits
         threading.Event().wait(0.01)
@@ -186,7 +208,9 @@ def test_idle_model_is_unloaded_after_its_ttl_and_not_while_in_use(loader: Loade
     models.close()
 
 
-def test_failed_load_fails_its_waiters_with_the_reason_and_the_next_request_retries(loader: Loader) -> None:
+def test_failed_load_fails_its_waiters_with_the_reason_and_the_next_request_retries(
+    loader: Loader,
+) -> None:
     models = registry(loader)
     loader.failing.add("base")
     loader.gate = threading.Event()
@@ -216,8 +240,13 @@ def test_failed_load_fails_its_waiters_with_the_reason_and_the_next_request_retr
 
 def test_close_unloads_what_it_loaded_but_not_an_adopted_engine(loader: Loader) -> None:
     adopted = FakeEngine("tiny.en")
-    models = ModelRegistry(loader, default="tiny.en", known=KNOWN.__contains__, offer=lambda: [],
-                           adopted={"tiny.en": adopted})  # type: ignore[dict-item]
+    models = ModelRegistry(
+        loader,
+        default="tiny.en",
+        known=KNOWN.__contains__,
+        offer=lambda: [],
+        adopted={"tiny.en": adopted},
+    )  # type: ignore[dict-item]
     models.preload()
     assert loader.loaded == []
     models.acquire("base").release()

@@ -91,7 +91,9 @@ class ModelRecord:
 
     @property
     def busy_seconds(self) -> float:
-        return self.busy_retired + (self.engine.pool.busy_seconds if self.engine is not None else 0.0)
+        return self.busy_retired + (
+            self.engine.pool.busy_seconds if self.engine is not None else 0.0
+        )
 
 
 class Lease:
@@ -128,6 +130,7 @@ class Lease:
 
 
 def process_rss() -> int:
+    """This process's resident memory, in bytes."""
     return psutil.Process().memory_info().rss
 
 
@@ -204,7 +207,9 @@ class ModelRegistry:
                 f"it serves {', '.join(self.pinned_names())} (or 'whisper-1')"
             )
         if not self._known(requested):
-            raise ModelUnavailable(f"unknown model {requested!r}: available are {', '.join(self._names_offered())}")
+            raise ModelUnavailable(
+                f"unknown model {requested!r}: available are {', '.join(self._names_offered())}"
+            )
         return requested
 
     def pinned_names(self) -> list[str]:
@@ -287,7 +292,8 @@ class ModelRegistry:
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             raise ModelBusy(
-                f"every model slot stayed in use for {self.wait_s:g} s (--max-models {self.max_models}): try again later"
+                f"every model slot stayed in use for {self.wait_s:g} s "
+                f"(--max-models {self.max_models}): try again later"
             )
         if cancel is not None:
             left = CANCEL_POLL_S if left is None else min(left, CANCEL_POLL_S)
@@ -300,7 +306,11 @@ class ModelRegistry:
         unloading) when every slot was taken; (False, None): every slot is in use."""
         if record.pinned:
             return True, None
-        held = [r for r in self._records.values() if not r.pinned and r.state != "unloaded" and r is not record]
+        held = [
+            r
+            for r in self._records.values()
+            if not r.pinned and r.state != "unloaded" and r is not record
+        ]
         if len(held) < self.max_models:
             return True, None
         idle = [r for r in held if r.state == "loaded" and not r.in_use]
@@ -330,7 +340,11 @@ class ModelRegistry:
                 record.last_used = time.monotonic()
                 log.info("loaded model %s in %.2f s", record.name, record.load_seconds)
             else:
-                record.state, record.error, record.failed_attempt = "unloaded", error, record.attempts
+                record.state, record.error, record.failed_attempt = (
+                    "unloaded",
+                    error,
+                    record.attempts,
+                )
                 log.warning("model %s failed to load: %s", record.name, error)
             self._cond.notify_all()
 
@@ -358,8 +372,11 @@ class ModelRegistry:
         with self._cond:
             while not self._closed:
                 now = time.monotonic()
-                idle = [r for r in self._records.values()
-                        if r.state == "loaded" and not r.pinned and not r.in_use and self.ttl_s >= 0]
+                idle = [
+                    r
+                    for r in self._records.values()
+                    if r.state == "loaded" and not r.pinned and not r.in_use and self.ttl_s >= 0
+                ]
                 expired = [r for r in idle if now - r.last_used >= self.ttl_s]
                 if expired:
                     for record in expired:
@@ -395,7 +412,11 @@ class ModelRegistry:
     def engines(self) -> list[Engine]:
         """The engines loaded now."""
         with self._cond:
-            return [r.engine for r in self._records.values() if r.engine is not None and r.state == "loaded"]
+            return [
+                r.engine
+                for r in self._records.values()
+                if r.engine is not None and r.state == "loaded"
+            ]
 
     def describe(self, record: ModelRecord) -> dict[str, Any]:
         """A JSON-able record of one model: state, leases, loads, busy seconds, memory."""

@@ -39,7 +39,9 @@ logger = logging.getLogger(__name__)
 class WhisperBackend:
     """faster-whisper on CTranslate2, CPU or CUDA."""
 
-    def __init__(self, options: AsrConfig, device: str = "cpu", extra_workers: int = 0, path: str | None = None) -> None:
+    def __init__(
+        self, options: AsrConfig, device: str = "cpu", extra_workers: int = 0, path: str | None = None
+    ) -> None:
         """`extra_workers`: concurrent callers beyond the ASR pool (the Whisper translation thread);
         `path`: what to load, already resolved (default: `resolve_model(options.model)`)."""
         from faster_whisper import WhisperModel

@@ -14,7 +14,14 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from livecap.asr.registry import Cancelled, Lease, ModelBusy, ModelLoadFailed, ModelRegistry, ModelUnavailable
+from livecap.asr.registry import (
+    Cancelled,
+    Lease,
+    ModelBusy,
+    ModelLoadFailed,
+    ModelRegistry,
+    ModelUnavailable,
+)
 from livecap.pipeline.stats import WINDOW, StatsSnapshot, percentile
 from livecap.server.requests import RequestError
 from livecap.server.settings import ServerSettings, default_max_streams
