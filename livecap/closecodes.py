@@ -15,3 +15,4 @@ INTERNAL = 1011  # a server error
 TRY_LATER = 1013  # at capacity
 REJOIN = 4001  # a viewer fell too far behind: rejoin to catch up (the history comes again)
 NO_SESSION = 4404  # no such session
+NO_MODEL = 4405  # no such model on this server (the reason names the available ones)

@@ -9,7 +9,7 @@ journal and `--jsonl`), and closes with a code that says why:
     1003 unsupported audio format            1007 malformed message or audio
     1008 unauthorized, idle or too long,     1009 frame over the size limit
          or the client reads too slowly      1011 the model failed to load
-    1013 at capacity: try again later        4404 no such model
+    1013 at capacity: try again later        4405 no such model
 
 The model never runs on the event loop: the stream's stages are threads, and a pump thread per
 stream (`pump`, also used by the shared sessions of sessions.py) moves its events onto the loop.
@@ -34,6 +34,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from livecap.asr.base import DecodeOptions
 from livecap.asr.registry import Lease
+from livecap.closecodes import INTERNAL, NO_MODEL, TRY_LATER
 from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError
 from livecap.output.records import error_record, final_record, interim_record, stats_record
 from livecap.pipeline.stats import StatsSnapshot, latency_breakdown
@@ -50,7 +51,7 @@ MAX_TEXT_BYTES = 64 * 1024
 MAX_F32 = 8.0  # f32le samples beyond this are not audio
 STATS_EVERY_S = 2.0
 SEND_CLOSE_WAIT_S = 5.0  # a client that does not read its last events is cut off after this
-CLOSE_FOR_STATUS = {404: 4404, 503: 1013}  # a refused model's HTTP status as a close code (else 1011)
+CLOSE_FOR_STATUS = {404: NO_MODEL, 503: TRY_LATER}  # a refused model's HTTP status as a close code
 
 
 class Closing(Exception):
@@ -244,7 +245,7 @@ class StreamConnection:
             while not states.empty():  # told just before the lease came
                 await self.ws.send_json({"type": "loading", "model": requested, "state": states.get_nowait()})
         except RequestError as refused:
-            raise Closing(CLOSE_FOR_STATUS.get(refused.status, 1011), refused.message) from None
+            raise Closing(CLOSE_FOR_STATUS.get(refused.status, INTERNAL), refused.message) from None
         finally:
             leasing.cancel()  # the client left while it loaded: the lease is let go when it comes
         return checked_start(message, self.lease.multilingual, self.lease.name)

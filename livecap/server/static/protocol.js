@@ -6,6 +6,7 @@ export const CLOSE = Object.freeze({
   TRY_LATER: 1013, // at capacity
   REJOIN: 4001, // a viewer fell too far behind: rejoin to catch up
   NO_SESSION: 4404,
+  NO_MODEL: 4405,
 });
 
 const params = new URLSearchParams(location.search);
