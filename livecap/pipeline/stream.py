@@ -1,17 +1,33 @@
 """A stream: one audio source through its stages to captions, on an engine's shared ASR pool.
 
-    source ──RawBlock──▶ CaptureQueue ──▶ VAD (Segmenter) ──Utterance──▶ [Packer, files only]
-        ──AsrJob──▶ AsrPool (shared) ──▶ Reorderer ──Caption──▶ [TranslationStage] ──▶ events
+The stages in the order audio flows; each has one entry and one exit, and `Stream.__init__` wires
+them in this order:
 
-Every queue is bounded. Live sources never wait (a full capture queue drops audio and counts it);
-finals are never dropped: when too many wait for ASR, the VAD thread waits, and the capture queue
-absorbs, then drops, audio. Latency is recorded here, when the consumer takes a caption.
+    source ─▶ CaptureQueue ─▶ Segmentation ═finals═▶ AsrPool ═▶ Delivery ─▶ events ─▶ next_event()
+              (bounded)       (VAD, [Packer],        (shared)   (reorder, captions,
+                               final slots)                      [translation])
+                                   └─ open utterance ─▶ AsrPool ─▶ Interims ─▶ events (live only)
+
+- `CaptureQueue` (sources/queue.py): the source pushes blocks in; a live source never waits (a
+  full queue drops audio and counts it).
+- `Segmentation` (pipeline/segmentation.py), its own thread. Entry: the capture queue. It cuts
+  utterances (Silero VAD), packs them for files, and submits each final to the pool, numbered in
+  cut order. Exit: `Delivery.take`, called with each final's outcome (`Transcribed`, on a worker
+  thread), then once with `SegmentationEnd`. It owns the final slots: past `max_pending_finals`
+  it waits, and the capture queue absorbs, then drops, audio. Finals are never dropped.
+- `Interims` (pipeline/interims.py), live only. Entry: `offer()` after each block; the open
+  utterance is transcribed at a bounded cadence and stabilised. Exit: `Stream._offer`, which sheds
+  an interim when the consumer is behind. `cut()` ends the interims of an utterance made final.
+- `Delivery` (pipeline/delivery.py). Entry: `take()`. It puts finals back in cut order, makes
+  captions, translates them in order and ends with `StreamEnd`; it owns the delivery lock (the
+  consumer never takes it). Exit: `Stream._put`, which waits while the consumer is behind.
+- `next_event()`: the consumer takes events; taking a caption is showing it, so latency is
+  recorded there.
 """
 
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -19,30 +35,16 @@ from dataclasses import replace
 
 import numpy as np
 
-from livecap.asr.base import AsrRequest, AsrResult, DecodeOptions
-from livecap.asr.pool import AsrJob, AsrPool, Cancelled
+from livecap.asr.base import DecodeOptions
+from livecap.asr.pool import AsrPool
 from livecap.config import Config
-from livecap.messages import (
-    SAMPLE_RATE,
-    AudioChunk,
-    Caption,
-    Event,
-    InterimCaption,
-    StreamEnd,
-    StreamError,
-    Utterance,
-    Word,
-)
-from livecap.pipeline.packing import Packer
-from livecap.pipeline.reorder import Reorderer
-from livecap.pipeline.stabilize import LocalAgreement
+from livecap.messages import Caption, Event, InterimCaption
+from livecap.pipeline.delivery import Delivery
+from livecap.pipeline.interims import Interims
+from livecap.pipeline.segmentation import Segmentation
 from livecap.pipeline.stats import StatsSnapshot, StreamStats, latency_breakdown
-from livecap.pipeline.translate import TranslationStage
-from livecap.pipeline.vad import Segmenter
-from livecap.sources.queue import AudioSource, CaptureQueue, EndOfAudio
+from livecap.sources.queue import AudioSource, CaptureQueue
 from livecap.translators.base import Translator
-
-_END = object()  # after the last caption: becomes a StreamEnd
 
 
 class Stream:
@@ -65,52 +67,37 @@ class Stream:
         self.stream_id = stream_id
         self.decode = decode
         self.stats = StreamStats()
-        # the stages, in the order audio flows through them
-        self.capture = CaptureQueue(max_blocks=max(4, int(config.live.capture_queue_s / source.block_s)))
-        self._convert = converter or (lambda samples: samples)
-        self.segmenter = Segmenter(config.vad, stream_id)
-        self._packer = None if live else Packer()
-        self._agreement = LocalAgreement()
-        self._reorder: Reorderer[tuple[AsrJob, AsrResult | None, BaseException | None]] = Reorderer()
-        self._translation = (
-            TranslationStage(
-                translator, config.translate.translate_to or "en", translation_pool, self._put,
-                in_flight=2 * config.asr.workers, name=f"translate-{stream_id}", end_marker=_END,
-            )
-            if translator is not None and translation_pool is not None
-            else None
+        # the stages, in the order audio flows through them (see the module docstring)
+        blocks = max(4, int(config.live.capture_queue_s / source.block_s))
+        self.capture = CaptureQueue(max_blocks=blocks)
+        self.segmentation = Segmentation(
+            self.capture, pool, config, stream_id=stream_id, live=live, decode=decode,
+            stats=self.stats, converter=converter,
         )
-        self._events: queue.Queue[Event] = queue.Queue(maxsize=256)
-        # bookkeeping
-        # a worker running a batch holds batch_size finals, not one: room for the next batch too
-        self._final_slots = threading.Semaphore(config.live.max_pending_finals + pool.workers * (pool.batch_size - 1))
-        self._pending: dict[int, float] = {}  # job seq -> capture time of its last speech
-        self._lock = threading.Lock()  # state shared with the consumer thread
-        self._deliver_lock = threading.Lock()  # keeps delivery in order; never taken by the consumer
-        self._jobs = 0
-        self._jobs_total: int | None = None
-        self._captions = 0
-        self._shown_words = 0
-        self._interim_cost = 0.0  # seconds the last interim took: sets the interim cadence
-        self._end_reason: str | None = None
-        self._stop = threading.Event()
-        self.position = 0.0  # stream seconds through the VAD
-        self.transcribed = 0.0  # stream seconds up to which all captions are delivered
+        self.interims = None if not live else Interims(
+            pool, config.live, stream_id=stream_id, decode=decode, stats=self.stats,
+            current_utterance=self.segmentation.current_utterance, emit=self._offer,
+        )
+        self.delivery = Delivery(
+            stream_id=stream_id, stats=self.stats, emit=self._put, translator=translator,
+            translation_pool=translation_pool, translate_to=config.translate.translate_to or "en",
+            translation_in_flight=2 * config.asr.workers,
+        )
+        self._events: queue.Queue[Event] = queue.Queue(maxsize=256)  # what next_event() takes
+        self.segmentation.link(self.delivery.take, self.interims)
 
     # -- control -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        threading.Thread(target=self._vad_loop, name=f"vad-{self.stream_id}", daemon=True).start()
-        if self._translation is not None:
-            self._translation.start()
+        self.segmentation.start()
+        self.delivery.start()
         self.source.start(self.capture)
 
     def stop(self, reason: str | None = None) -> None:
         """Stop taking audio. Live: what was heard is still transcribed before the end. A file
         (offline) stops sooner: finals not yet started are dropped, the running ones finish."""
-        if self._end_reason is None:
-            self._end_reason = reason
-        self._stop.set()
+        self.delivery.note_end(reason)
+        self.segmentation.stop()
         self.source.stop()
         if not self.live:
             self.pool.cancel_finals(self.stream_id)
@@ -122,7 +109,8 @@ class Stream:
 
     def next_event(self, timeout: float = 0.1) -> Event | None:
         """The next event, or None after `timeout` seconds without one (time to redraw). Taking a
-        caption is showing it: its latency is recorded now, and it is stamped with the stream clock."""
+        caption is showing it: its latency is recorded now, and it is stamped with the stream
+        clock."""
         try:
             event = self._events.get(timeout=timeout)
         except queue.Empty:
@@ -138,15 +126,19 @@ class Stream:
         return event
 
     @property
-    def _discarding(self) -> bool:
-        """A stopped file stream drops audio it has not yet cut into utterances."""
-        return self._stop.is_set() and not self.live
+    def position(self) -> float:
+        """Stream seconds through the VAD."""
+        return self.segmentation.position
+
+    @property
+    def transcribed(self) -> float:
+        """Stream seconds up to which all captions are delivered."""
+        return self.delivery.transcribed
 
     def stats_snapshot(self) -> StatsSnapshot:
         finals, interims = self.pool.depth()
         now = time.monotonic()
-        with self._lock:
-            oldest = min(self._pending.values(), default=None)
+        oldest = self.segmentation.oldest_pending()
         capture_s = self.capture.depth() * self.source.block_s
         behind = max(capture_s, now - oldest if oldest is not None else 0.0)
         return self.stats.snapshot(
@@ -159,160 +151,15 @@ class Stream:
             transcribed_seconds=self.transcribed,
         )
 
-    # -- VAD stage -----------------------------------------------------------------------------
+    # -- the exits of the stages: the events next_event() takes ----------------------------------
 
-    def _vad_loop(self) -> None:
-        error = None
-        last_interim = 0.0
-        live = self.config.live
-        try:
-            while True:
-                item = self.capture.get(timeout=0.1)
-                if item is None:
-                    continue
-                now = time.monotonic()
-                if isinstance(item, EndOfAudio):
-                    error = item.error
-                    if not self._discarding:
-                        for utterance in self.segmenter.flush(now):
-                            self._submit_final(utterance)
-                    break
-                if self._discarding:
-                    continue
-                samples = self._convert(item.samples)
-                chunk = AudioChunk(samples, self.position, item.t_capture)
-                self.position = chunk.end
-                self.stats.add_audio(len(samples) / SAMPLE_RATE)
-                for utterance in self.segmenter.push(chunk, now):
-                    self._submit_final(utterance)
-                share = self.pool.interim_share_for(live.interim_share)  # the pool's budget, shared fairly
-                interval = max(live.interim_interval_ms / 1000, self._interim_cost / share)
-                if self.live and live.interim and now - last_interim >= interval:
-                    heard = self.segmenter.open_utterance(now)
-                    if heard is not None and self.pool.submit_interim(
-                        AsrJob(
-                            heard, AsrRequest(heard.samples, final=False, options=self.decode), self._on_interim
-                        )
-                    ):
-                        last_interim = now
-        except Exception as failure:  # keep what was heard: flush and end cleanly
-            error = f"VAD stage failed: {failure}"
-        if self._packer is not None and not self._discarding:
-            for utterance in self._packer.flush():
-                self._dispatch(utterance)
-        if error:
-            self._put(StreamError(error, fatal=True))
-            self._end_reason = self._end_reason or error
-        with self._deliver_lock:
-            if self._jobs == 0 or self._reorder.next_seq >= self._jobs:
-                self.transcribed = self.position
-            self._jobs_total = self._jobs
-            self._finish_if_done()
+    def _put(self, event: Event) -> None:
+        """Captions, errors and the end: waits while the consumer is behind (never drops)."""
+        self._events.put(event)
 
-    def _submit_final(self, utterance: Utterance) -> None:
-        if self.live:
-            self.pool.drop_interim(self.stream_id)
-            with self._lock:
-                self._agreement.reset()
-            self._dispatch(utterance)
-        else:
-            assert self._packer is not None
-            for packed in self._packer.push(utterance):
-                self._dispatch(packed)
-
-    def _dispatch(self, utterance: Utterance) -> None:
-        """Hand a final to ASR; waits (bounded) while too many finals are pending. A file stream
-        stopped meanwhile drops it: cancelling its queued finals frees slots, and the window waiting
-        here must not then be transcribed after the gap."""
-        self._final_slots.acquire()
-        if self._discarding:
-            self._final_slots.release()
-            return
-        with self._lock:
-            seq = self._jobs
-            self._jobs += 1
-            self._pending[seq] = utterance.t_speech_end
-        request = AsrRequest(
-            utterance.samples, final=True, options=self.decode, word_timestamps=self.config.asr.word_timestamps
-        )
-        self.pool.submit_final(
-            AsrJob(utterance, request, lambda job, result, error: self._on_final(seq, job, result, error))
-        )
-
-    # -- ASR results (worker threads) ----------------------------------------------------------
-
-    def _on_interim(self, job: AsrJob, result: AsrResult | None, error: BaseException | None) -> None:
-        self._interim_cost = job.cost
-        self.stats.add_asr(self._interim_cost, final=False)
-        if error is not None or result is None:
-            return
-        text = " ".join(s.text for s in result.segments).strip()
-        with self._lock:
-            if job.utterance.seq != self.segmenter.next_seq or not text:
-                return  # stale: its utterance is already final
-            interim = self._agreement.update(text)
-            words = len(interim.text.split())
-            new_words = max(0, words - self._shown_words)
-            self._shown_words = max(self._shown_words, words)
-        u = job.utterance
-        event = InterimCaption(self.stream_id, u.seq, interim.committed, interim.tail, new_words, u.t_speech_end, u.end)
+    def _offer(self, event: InterimCaption) -> None:
+        """An interim: dropped when the consumer is behind (interims are shed first under load)."""
         try:
             self._events.put_nowait(event)
         except queue.Full:
-            pass  # interims are shed first under load
-
-    def _on_final(self, seq: int, job: AsrJob, result: AsrResult | None, error: BaseException | None) -> None:
-        self._final_slots.release()
-        self.stats.add_asr(job.cost, final=True)
-        with self._deliver_lock:
-            with self._lock:
-                self._pending.pop(seq, None)
-                self._shown_words = 0
-            for done_job, done_result, done_error in self._reorder.push(seq, (job, result, error)):
-                self._deliver(done_job, done_result, done_error)
-            self._finish_if_done()
-
-    def _deliver(self, job: AsrJob, result: AsrResult | None, error: BaseException | None) -> None:
-        """Turn one in-order ASR result into captions (delivery lock held)."""
-        u = job.utterance
-        self.transcribed = u.end
-        if isinstance(error, Cancelled):
-            return
-        if error is not None or result is None:
-            self._put(StreamError(f"ASR failed on {u.start:.1f}-{u.end:.1f} s: {error}"))
-            return
-        for segment in result.segments:
-            caption = Caption(
-                stream_id=self.stream_id,
-                seq=self._captions,
-                start=u.to_stream_time(segment.start),
-                end=u.to_stream_time(segment.end),
-                text=segment.text,
-                final=True,
-                language=result.language,
-                timings={
-                    "speech_end": u.t_speech_end,
-                    "emitted": u.t_emitted,
-                    "asr_start": job.t_started,
-                    "asr_end": job.t_finished,
-                },
-                words=tuple(Word(*u.span_to_stream(w.start, w.end), w.word, w.probability) for w in segment.words),
-                utterance=u.seq,
-                audio=u.audio_between(segment.start, segment.end) if self._translation else None,
-            )
-            self._captions += 1
-            self._forward(caption)
-
-    def _finish_if_done(self) -> None:
-        if self._jobs_total is not None and self._reorder.next_seq >= self._jobs_total:
-            self._jobs_total = None  # once
-            self._forward(_END)
-
-    def _forward(self, item: object) -> None:
-        if self._translation is not None:
-            self._translation.put(item)
-        else:
-            self._put(item)
-
-    def _put(self, item: object) -> None:
-        self._events.put(StreamEnd(self._end_reason) if item is _END else item)  # type: ignore[arg-type]
+            pass

@@ -1,0 +1,197 @@
+"""The segmentation stage: capture queue -> VAD -> [packer] -> final slots -> ASR pool.
+
+Its own thread takes audio blocks from the capture queue, cuts them into utterances (Silero VAD via
+`Segmenter`), packs them into windows for files (`Packer`), and hands each final to the shared ASR
+pool, numbered in the order it was cut. Entry: the capture queue (the source fills it). Exit: `out`,
+called once per final with its ASR outcome (`Transcribed`, on a worker thread), then once with
+`SegmentationEnd` (on this thread) when no more finals will come.
+
+It owns the final slots: at most `max_pending_finals` finals wait for ASR; past that the thread
+waits, and the capture queue absorbs, then drops, audio. Finals are never dropped, except a
+stopped file stream's, whose audio not yet cut is thrown away.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from livecap.asr.base import AsrRequest, AsrResult, DecodeOptions
+from livecap.asr.pool import AsrJob, AsrPool
+from livecap.config import Config
+from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
+from livecap.pipeline.interims import Interims
+from livecap.pipeline.packing import Packer
+from livecap.pipeline.stats import StreamStats
+from livecap.pipeline.vad import Segmenter
+from livecap.sources.queue import CaptureQueue, EndOfAudio
+
+
+@dataclass(frozen=True)
+class Transcribed:
+    """One final's ASR outcome; `seq` numbers the finals in the order they were cut."""
+
+    seq: int
+    job: AsrJob
+    result: AsrResult | None
+    error: BaseException | None
+
+
+@dataclass(frozen=True)
+class SegmentationEnd:
+    """No more finals: `finals` were cut from `position` seconds of audio; `error` if it failed."""
+
+    finals: int
+    position: float
+    error: str | None
+
+
+Out = Callable[[Transcribed | SegmentationEnd], None]
+
+
+class Segmentation:
+    """Audio in, numbered finals out to the ASR pool; `start()` runs it on its own thread."""
+
+    def __init__(
+        self,
+        capture: CaptureQueue,
+        pool: AsrPool,
+        config: Config,
+        *,
+        stream_id: str,
+        live: bool,
+        decode: DecodeOptions,
+        stats: StreamStats,
+        converter: Callable[[np.ndarray], np.ndarray] | None,
+    ) -> None:
+        self.capture, self.pool, self.config, self.live = capture, pool, config, live
+        self.stream_id = stream_id
+        self.decode = decode
+        self.stats = stats
+        self._convert = converter or (lambda samples: samples)
+        self.segmenter = Segmenter(config.vad, stream_id)
+        self._packer = None if live else Packer()
+        # a worker running a batch holds batch_size finals, not one: room for the next batch too
+        self._final_slots = threading.Semaphore(
+            config.live.max_pending_finals + pool.workers * (pool.batch_size - 1)
+        )
+        self._pending: dict[int, float] = {}  # seq -> capture time of its last speech
+        self._lock = threading.Lock()
+        self._finals = 0
+        self._stop = threading.Event()
+        self._out: Out | None = None
+        self._interims: Interims | None = None
+        self.position = 0.0  # stream seconds through the VAD
+
+    def link(self, out: Out, interims: Interims | None) -> None:
+        """Where finals' outcomes go (the delivery stage) and the open utterance (live interims)."""
+        self._out, self._interims = out, interims
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=f"vad-{self.stream_id}", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop cutting: a file stream drops the audio not yet cut; a live one cuts what it has."""
+        self._stop.set()
+
+    @property
+    def discarding(self) -> bool:
+        """A stopped file stream drops audio it has not yet cut into utterances."""
+        return self._stop.is_set() and not self.live
+
+    def oldest_pending(self) -> float | None:
+        """Capture time of the last speech of the oldest final still waiting for its ASR result."""
+        with self._lock:
+            return min(self._pending.values(), default=None)
+
+    def current_utterance(self) -> int:
+        """The seq the utterance now open will have (an interim for an older one is stale)."""
+        return self.segmenter.next_seq
+
+    # -- the thread ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        assert self._out is not None, "link() the stage before start()"
+        try:
+            error = self._cut_until_end()
+        except Exception as failure:  # keep what was heard: flush and end cleanly
+            error = f"VAD stage failed: {failure}"
+        if self._packer is not None and not self.discarding:
+            for utterance in self._packer.flush():
+                self._submit(utterance)
+        self._out(SegmentationEnd(self._finals, self.position, error))
+
+    def _cut_until_end(self) -> str | None:
+        """Cut audio into finals until the source ends; its error, if it failed."""
+        while True:
+            item = self.capture.get(timeout=0.1)
+            if item is None:
+                continue
+            now = time.monotonic()
+            if isinstance(item, EndOfAudio):
+                if not self.discarding:
+                    for utterance in self.segmenter.flush(now):
+                        self._cut(utterance)
+                return item.error
+            if self.discarding:
+                continue
+            samples = self._convert(item.samples)
+            chunk = AudioChunk(samples, self.position, item.t_capture)
+            self.position = chunk.end
+            self.stats.add_audio(len(samples) / SAMPLE_RATE)
+            for utterance in self.segmenter.push(chunk, now):
+                self._cut(utterance)
+            if self._interims is not None:
+                self._interims.offer(now, self.segmenter.open_utterance)
+
+    def _cut(self, utterance: Utterance) -> None:
+        """A final utterance: live, straight to ASR (its interims end); a file's, packed first."""
+        if self._interims is not None:
+            self._interims.cut()
+        if self._packer is None:
+            self._submit(utterance)
+        else:
+            for packed in self._packer.push(utterance):
+                self._submit(packed)
+
+    def _submit(self, utterance: Utterance) -> None:
+        """Hand a final to ASR; waits (bounded) while too many finals are pending. A file stream
+        stopped meanwhile drops it: cancelling its queued finals frees slots, and the window waiting
+        here must not then be transcribed after the gap."""
+        self._final_slots.acquire()
+        if self.discarding:
+            self._final_slots.release()
+            return
+        with self._lock:
+            seq = self._finals
+            self._finals += 1
+            self._pending[seq] = utterance.t_speech_end
+        request = AsrRequest(
+            utterance.samples,
+            final=True,
+            options=self.decode,
+            word_timestamps=self.config.asr.word_timestamps,
+        )
+        self.pool.submit_final(
+            AsrJob(
+                utterance,
+                request,
+                lambda job, result, error: self._returned(seq, job, result, error),
+            )
+        )
+
+    def _returned(
+        self, seq: int, job: AsrJob, result: AsrResult | None, error: BaseException | None
+    ) -> None:
+        """A final's ASR is done (a worker thread): free its slot, hand the outcome on."""
+        self._final_slots.release()
+        with self._lock:
+            self._pending.pop(seq, None)
+        if self._interims is not None:
+            self._interims.final_returned()
+        assert self._out is not None
+        self._out(Transcribed(seq, job, result, error))
