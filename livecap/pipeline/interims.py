@@ -2,10 +2,11 @@
 
 While an utterance is being spoken, the segmentation stage offers it here after each audio block;
 now and then (at the configured cadence, slowed so interims take at most `interim_share` of a
-worker, or this stream's fair part of the pool's interim budget) it is transcribed again, and the words two hypotheses agree on are committed
-(`LocalAgreement`). Entry: `offer()`. Exit: `emit`, which may drop an interim (they are shed first
-under load). `cut()` says the utterance became final: a queued interim for it is dropped and the
-agreement starts again; a result that comes back for it later is stale and discarded.
+worker, or this stream's fair part of the pool's interim budget) it is transcribed again, and the
+words two hypotheses agree on are committed (`LocalAgreement`). Entry: `offer()`. Exit: `emit`,
+which may drop an interim (they are shed first under load). `cut()` says the utterance became
+final: a queued interim for it is dropped and the agreement starts again; a result that comes back
+for it later is stale and discarded.
 """
 
 from __future__ import annotations
