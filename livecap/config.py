@@ -118,13 +118,57 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """`livecap serve`: where it listens and what it allows. The API key is not a setting: a secret,
+    it comes from `--api-key` or LIVECAP_API_KEY only, so no file holds it and nothing prints it."""
+
+    host: str = _opt("127.0.0.1", "address to listen on (0.0.0.0: every interface; set an API key)")
+    port: int = _opt(8000, "TCP port (0: any free port)", min=0, max=65535)
+    max_streams: int | None = _opt(None, "live streams and sessions at once (none: 2 per worker)", min=1, max=10_000)
+    max_uploads: int | None = _opt(None, "uploads transcribed at once (none: one per ASR worker)", min=1, max=1_000)
+    max_upload_mb: float = _opt(100.0, "largest upload (MiB)", min=0.001, max=1_000_000.0)
+    max_frame_kb: float = _opt(256.0, "largest WebSocket message (KiB)", min=1.0, max=1_048_576.0)
+    idle_timeout_s: float = _opt(30.0, "a stream that sends nothing this long is ended", min=0.1, max=86_400.0)
+    max_stream_s: float = _opt(4 * 3600.0, "a stream is ended after this long", min=1.0, max=2_592_000.0)
+    drain_s: float = _opt(10.0, "on shutdown, time for open streams to send their last finals", min=0.0, max=3_600.0)
+    max_unsent_finals: int = _opt(
+        1000, "finals a stream's client may leave unread before it is cut off", min=1, max=1_000_000
+    )
+    data_dir: str | None = _opt(None, "the media library's folder (none: the user data folder)")
+    max_media: int = _opt(100, "files in the media library", min=1, max=100_000)
+    max_viewers: int = _opt(1000, "session viewers at once, all sessions together", min=1, max=1_000_000)
+    viewer_buffer: int = _opt(256, "events unsent to one viewer before it is cut off (it rejoins)", min=1, max=100_000)
+    history_finals: int = _opt(1000, "finals a session keeps for late viewers", min=1, max=1_000_000)
+    ended_sessions: int = _opt(20, "ended sessions still listed, with their history", min=1, max=10_000)
+    ping_s: float = _opt(20.0, "WebSocket ping interval and timeout", min=0.5, max=3_600.0)
+    preload: tuple[str, ...] | None = _opt(None, "models loaded at start and kept, besides the default one")
+    model_ttl_s: float = _opt(300.0, "unload a model no request has used for this long (-1: never)", min=-1.0,
+                              max=31_536_000.0)
+    max_models: int = _opt(2, "models loaded on demand at once, the default and preloaded ones aside", min=0, max=64)
+    model_wait_s: float = _opt(120.0, "how long a request waits for a model slot before a 503", min=0.0,
+                               max=3_600.0)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """`max_upload_mb` in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """`max_frame_kb` in bytes."""
+        return int(self.max_frame_kb * 1024)
+
+
+@dataclass(frozen=True)
 class Config:
     """Every setting, by section; `resolve` builds it from its layers."""
+
     asr: AsrConfig = field(default_factory=AsrConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     translate: TranslateConfig = field(default_factory=TranslateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     def flat(self) -> dict[str, Any]:
         """Every key with its value."""
@@ -181,6 +225,8 @@ def _allowed(key: str) -> str:
     rules = FIELDS[key][1].metadata
     if "choices" in rules:
         words = ("a list of " if kind is tuple else "one of ") + ", ".join(rules["choices"])
+    elif kind is tuple:
+        words = "a list of names"
     elif kind is bool:
         words = "true or false"
     elif kind in (int, float):
@@ -190,8 +236,9 @@ def _allowed(key: str) -> str:
     return words + (" (empty: none)" if optional else "")
 
 
-def _parse(kind: type, value: Any, text: bool) -> Any:
-    """`value` as `kind`; strings are parsed only from text sources (environment, command line)."""
+def _parse(kind: type, value: Any, text: bool, fold: bool = True) -> Any:
+    """`value` as `kind`; strings are parsed only from text sources (environment, command line).
+    `fold`: a list's items are lower-cased (choices); names such as model names keep their case."""
     if text and isinstance(value, str) and kind in (bool, int, float):
         word = value.strip().lower()
         if kind is bool:
@@ -210,7 +257,8 @@ def _parse(kind: type, value: Any, text: bool) -> Any:
     if kind is tuple:
         items = value.split(",") if text and isinstance(value, str) else value
         if isinstance(items, (list, tuple)) and all(isinstance(item, str) for item in items):
-            parsed = tuple(dict.fromkeys(item.strip().lower() for item in items if item.strip()))
+            names = (item.strip().lower() if fold else item.strip() for item in items if item.strip())
+            parsed = tuple(dict.fromkeys(names))
             if parsed:
                 return parsed
     raise ValueError(value)
@@ -226,7 +274,7 @@ def _coerce(key: str, value: Any, origin: str, *, text: bool = False) -> Any:
         return None
     rules = FIELDS[key][1].metadata
     try:
-        parsed = _parse(kind, value, text)
+        parsed = _parse(kind, value, text, fold="choices" in rules)
     except (TypeError, ValueError, OverflowError):
         valid = False
     else:

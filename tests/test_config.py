@@ -311,3 +311,20 @@ def test_profile_changes_what_runs(german_clip: Path, tmp_path: Path, no_user_co
     assert document["language"] == "en"  # the translate task writes English ...
     assert {s["spoken_language"] for s in document["segments"]} == {"de"}  # ... of German only base detects
     assert re.search(r"\bthe\b", document["text"], re.IGNORECASE), document["text"]  # translate task: English text
+
+
+def test_server_section_is_layered_like_the_others(tmp_path: Path, no_user_config: dict[str, str]) -> None:
+    profile = tmp_path / "server.toml"
+    profile.write_text('[server]\nport = 9000\nmax_viewers = 50\ndata_dir = "/srv/media"\n')
+    env = {**no_user_config, "LIVECAP_MAX_STREAMS": "3", "LIVECAP_DRAIN_S": "2.5"}
+    resolved = resolve(str(profile), {"port": "9100", "max_upload_mb": "1.5"}, env)
+    server = resolved.config.server
+    assert (server.port, server.max_viewers, server.data_dir, server.max_streams) == (9100, 50, "/srv/media", 3)
+    assert server.max_upload_bytes == 1536 * 1024 and server.max_frame_bytes == 256 * 1024
+    assert resolved.sources["port"] == "command line" and resolved.sources["max_viewers"] == f"profile {profile}"
+    assert resolved.sources["drain_s"] == "environment LIVECAP_DRAIN_S" and resolved.sources["host"] == "default"
+    assert "api_key" not in FIELDS  # a secret: --api-key or LIVECAP_API_KEY only, never a file or a listing
+    for flags, words in (({"port": "70000"}, "port must be a whole number from 0 to 65535"),
+                         ({"max_streams": "0"}, "max_streams must be a whole number from 1")):
+        with pytest.raises(LivecapError, match=words):
+            resolve(None, flags, no_user_config)

@@ -6,6 +6,7 @@ server (start message, frames, the send queue, PushSource) are tested without on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -26,17 +27,17 @@ import websockets
 from conftest import REPO, Clip, manifest
 from livecap.bench.streams import free_port
 from livecap.bench.wer import wer
-from livecap.config import Config
+from livecap.config import Config, ServerConfig
 from livecap.engine import Engine
 from livecap.server.app import create_app
 from livecap.server.client import pcm_frames, stream_file, stream_frames
 from livecap.server.live import Closing, Outbox, decode_frame, parse_start
 from livecap.server.run import make_server
-from livecap.server.settings import ServerSettings
 from livecap.sources.push import PushSource
 from livecap.sources.queue import CaptureQueue, EndOfAudio
 
 slow = pytest.mark.slow
+MIB = 1024 * 1024
 
 
 # -- without a server -----------------------------------------------------------------------------
@@ -132,8 +133,12 @@ def engine() -> Iterator[Engine]:
 @contextmanager
 def running(engine: Engine, **limits: object) -> Iterator[str]:
     """A server on a free loopback port sharing `engine`; yields its http:// base URL."""
-    settings = ServerSettings(port=0, **limits)  # type: ignore[arg-type]
-    server = make_server(create_app(engine.config, settings, engine=engine), settings, log_level="warning")
+    api_key = limits.pop("api_key", None)
+    if "data_dir" in limits:
+        limits["data_dir"] = str(limits["data_dir"])
+    config = dataclasses.replace(engine.config, server=ServerConfig(port=0, **limits))  # type: ignore[arg-type]
+    app = create_app(config, api_key=api_key, engine=engine)  # type: ignore[arg-type]
+    server = make_server(app, config.server, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -291,7 +296,7 @@ def test_api_key_guards_everything_but_health(engine: Engine, en_clips: list[Cli
 @slow
 def test_upload_errors_are_json_with_their_status(engine: Engine, en_clips: list[Clip]) -> None:
     clip = by_length(en_clips, 1)[0]
-    with running(engine, max_upload_bytes=20_000) as base:
+    with running(engine, max_upload_mb=20_000 / MIB) as base:
         url = base + "/v1/audio/transcriptions"
         cases = [
             (httpx.post(url, files={"file": ("a.wav", b"\0" * 200_000)}, data={"model": "whisper-1"}), 413, "limit"),
@@ -359,7 +364,7 @@ def test_bad_stream_input_closes_with_a_reason(engine: Engine) -> None:
         ),
     ]
 
-    with running(engine, max_frame_bytes=64_000) as base:
+    with running(engine, max_frame_kb=64_000 / 1024) as base:
         for messages, code, words in cases:
             got_code, reason, events = asyncio.run(exchange(ws_url(base), messages))
             assert got_code == code and words in reason, (messages[-1][:20], got_code, reason)
@@ -448,7 +453,7 @@ def test_compute_per_audio_second_counts_translation_too(engine: Engine) -> None
     from livecap.pipeline.stats import StreamStats
     from livecap.server.hub import Hub
 
-    hub = Hub(open_models(engine.config, engine=engine), ServerSettings())
+    hub = Hub(open_models(engine.config, engine=engine), ServerConfig())
     stats = StreamStats()
     stats.add_audio(20.0)
     stats.record_final({"latency": 1.0, "eos_wait": 0.5, "processing": 0.5, "translate": 3.0})

@@ -30,7 +30,7 @@ from livecap.server.client import pcm_frames
 from livecap.server.live import Closing, Outbox
 from livecap.server.media import display_name
 from livecap.server.sessions import Fanout
-from test_server import by_length, exchange, running
+from test_server import MIB, by_length, exchange, running
 
 # -- without a server -----------------------------------------------------------------------------
 
@@ -131,7 +131,7 @@ def test_media_upload_good_bad_oversized_and_deleted(engine: Engine, en_clips: l
     bad.write_bytes(b"ID3" + bytes(range(256)) * 40)
     text = tmp_path / "notes.wav"
     text.write_text("not audio at all\n" * 50)
-    with running(engine, data_dir=tmp_path / "data", max_upload_bytes=clip.path.stat().st_size + 1000) as base:
+    with running(engine, data_dir=tmp_path / "data", max_upload_mb=(clip.path.stat().st_size + 1000) / MIB) as base:
         good = upload(base, clip.path, name="../../escape.wav")
         assert good.status_code == 201, good.text
         item = good.json()

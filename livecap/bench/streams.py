@@ -21,6 +21,7 @@ import numpy as np
 
 from livecap.bench.run import Item
 from livecap.bench.wer import wer
+from livecap.closecodes import NORMAL, TRY_LATER
 from livecap.config import Config
 from livecap.errors import LivecapError
 
@@ -104,7 +105,7 @@ def measure(config: Config, items: list[Item], levels: list[int], seconds: float
             results = asyncio.run(_level(base.replace("http", "ws") + "/v1/stream", jobs))
             after = httpx.get(base + "/status").json()
             latencies = [f["latency"]["latency"] for r in results for f in r.finals if "latency" in f]
-            served = [(r, text) for r, (_, text) in zip(results, jobs) if r.close_code == 1000]
+            served = [(r, text) for r, (_, text) in zip(results, jobs) if r.close_code == NORMAL]
             audio = after["audio_seconds"] - before["audio_seconds"]
             out.append({
                 "streams": n,
@@ -112,7 +113,7 @@ def measure(config: Config, items: list[Item], levels: list[int], seconds: float
                 "final_p95": float(np.percentile(latencies, 95)) if latencies else None,
                 "finals": len(latencies),
                 "dropped_s": sum((r.stats or {}).get("dropped_seconds", 0.0) for r in results),
-                "refused": sum(r.close_code == 1013 for r in results),
+                "refused": sum(r.close_code == TRY_LATER for r in results),
                 "wer": float(np.mean([wer(text, r.text) for r, text in served])) if served else None,
                 "compute_per_audio_s": (  # ASR worker-seconds and translation, all streams
                     sum(after[k] - before[k] for k in ("busy_seconds", "translate_seconds")) / audio if audio else None

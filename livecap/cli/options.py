@@ -148,26 +148,32 @@ def _pipeline_options(
     """The options of every command that runs the pipeline (declared once, see `pipeline_command`)."""
 
 
-PIPELINE_OPTIONS = inspect.signature(_pipeline_options).parameters
+def options_from(declaration: Callable[..., None]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the options `declaration`'s signature lists: typer sees them in the command's
+    signature, and the command gets them as one dict in its `options` parameter (so a list of
+    options is written once, not per command)."""
+    declared = inspect.signature(declaration).parameters
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command).parameters
+        hints = {**get_type_hints(declaration, include_extras=True), **get_type_hints(command, include_extras=True)}
+        parameters = [p.replace(annotation=hints[name]) for name, p in own.items() if name != "options"]
+        parameters += [p.replace(annotation=hints[name]) for name, p in declared.items()]
+
+        @functools.wraps(command)
+        def wrapper(**given: Any) -> None:
+            options = {name: given.pop(name) for name in declared}
+            command(**given, options=options)
+
+        wrapper.__signature__ = inspect.Signature(parameters, return_annotation=None)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        del wrapper.__wrapped__  # typer must read the new signature, not the command's
+        return wrapper
+
+    return decorate
 
 
-def pipeline_command(command: Callable[..., None]) -> Callable[..., None]:
-    """Give a command the pipeline options: typer sees them in its signature, and the command gets
-    them as one dict in its `options` parameter (so the list is written once, not per command)."""
-    own = inspect.signature(command).parameters
-    hints = {**get_type_hints(_pipeline_options, include_extras=True), **get_type_hints(command, include_extras=True)}
-    parameters = [p.replace(annotation=hints[name]) for name, p in own.items() if name != "options"]
-    parameters += [p.replace(annotation=hints[name]) for name, p in PIPELINE_OPTIONS.items()]
-
-    @functools.wraps(command)
-    def wrapper(**given: Any) -> None:
-        options = {name: given.pop(name) for name in PIPELINE_OPTIONS}
-        command(**given, options=options)
-
-    wrapper.__signature__ = inspect.Signature(parameters, return_annotation=None)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
-    del wrapper.__wrapped__  # typer must read the new signature, not the command's
-    return wrapper
+pipeline_command = options_from(_pipeline_options)
 
 
 def config_flags(options: dict[str, Any], **extra: Any) -> tuple[str | None, dict[str, Any]]:

@@ -1,55 +1,72 @@
 """`livecap serve`: the HTTP/WebSocket server. The server package is loaded only when the command
-runs (the CLI and the server never import each other; `livecap[server]` may not be installed)."""
+runs (the CLI and the server never import each other; `livecap[server]` may not be installed).
+Its settings are the [server] section of the configuration: these flags, LIVECAP_<KEY>, a profile
+or the user config file; the API key is a secret and comes from --api-key or LIVECAP_API_KEY only."""
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from livecap.cli import options as opt
+from livecap.cli.options import setting
 
-MIB = 1024 * 1024
+Host = Annotated[
+    Optional[str], setting("host", "address to listen on (0.0.0.0: every interface; set --api-key)", metavar="ADDRESS")
+]
+Port = Annotated[Optional[int], setting("port", "TCP port", metavar="N")]
+ApiKey = Annotated[
+    Optional[str],
+    typer.Option(envvar="LIVECAP_API_KEY", metavar="KEY", help="require this key on every endpoint but /health"),
+]
+MaxStreams = Annotated[Optional[int], setting("max_streams", "live streams at once (none: 2 per worker)", metavar="N")]
+MaxUploads = Annotated[
+    Optional[int], setting("max_uploads", "uploads transcribed at once (none: workers)", metavar="N")
+]
+MaxUploadMb = Annotated[Optional[float], setting("max_upload_mb", "largest upload (MiB)", metavar="MB")]
+MaxFrameKb = Annotated[Optional[float], setting("max_frame_kb", "largest WebSocket message (KiB)", metavar="KB")]
+IdleTimeoutS = Annotated[
+    Optional[float], setting("idle_timeout_s", "end a stream that sends nothing this long", metavar="S")
+]
+MaxStreamS = Annotated[Optional[float], setting("max_stream_s", "end a stream after this long", metavar="S")]
+DrainS = Annotated[Optional[float], setting("drain_s", "on shutdown, time for open streams' last finals", metavar="S")]
+DataDir = Annotated[
+    Optional[str],
+    setting("data_dir", "the media library's folder (none: ~/.local/share/livecap/server on Linux)", metavar="DIR"),
+]
+MaxMedia = Annotated[Optional[int], setting("max_media", "files in the media library", metavar="N")]
+MaxViewers = Annotated[Optional[int], setting("max_viewers", "session viewers at once", metavar="N")]
+Preload = Annotated[
+    Optional[list[str]],
+    setting("preload", "load this model at start and keep it (repeatable), besides --model", metavar="NAME"),
+]
+ModelTtlS = Annotated[
+    Optional[float], setting("model_ttl_s", "unload a model no request has used for this long (-1: never)", metavar="S")
+]
+MaxModels = Annotated[
+    Optional[int],
+    setting("max_models", "models loaded on demand at once, --model and --preload aside (0: none)", metavar="N"),
+]
 
 
-def serve_command(
-    host: Annotated[
-        str, typer.Option(help="address to listen on (0.0.0.0: every interface; set --api-key)")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8000,
-    api_key: Annotated[
-        Optional[str], typer.Option(envvar="LIVECAP_API_KEY", help="require this key on every endpoint but /health")
-    ] = None,
-    max_streams: Annotated[
-        Optional[int], typer.Option(min=1, help="live streams at once (default: 2 per worker)")
-    ] = None,
-    max_uploads: Annotated[
-        Optional[int], typer.Option(min=1, help="uploads transcribed at once (default: workers)")
-    ] = None,
-    max_upload_mb: Annotated[float, typer.Option(min=0.001, help="largest upload (MiB)")] = 100.0,
-    max_frame_kb: Annotated[float, typer.Option(min=1, help="largest WebSocket message (KiB)")] = 256.0,
-    idle_timeout_s: Annotated[float, typer.Option(min=0.1, help="end a stream that sends nothing this long")] = 30.0,
-    max_stream_s: Annotated[float, typer.Option(min=1, help="end a stream after this long")] = 4 * 3600.0,
-    drain_s: Annotated[float, typer.Option(min=0, help="on shutdown, time for open streams' last finals")] = 10.0,
-    data_dir: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="the media library's folder [default: the user data folder, ~/.local/share/livecap/server on Linux]"
-        ),
-    ] = None,
-    max_media: Annotated[int, typer.Option(min=1, help="files in the media library")] = 100,
-    max_viewers: Annotated[int, typer.Option(min=1, help="session viewers at once")] = 1000,
-    preload: Annotated[
-        Optional[list[str]], typer.Option(help="load this model at start and keep it (repeatable), besides --model")
-    ] = None,
-    model_ttl_s: Annotated[
-        float, typer.Option(min=-1, help="unload a model no request has used for this long (-1: never)")
-    ] = 300.0,
-    max_models: Annotated[
-        int, typer.Option(min=0, help="models loaded on demand at once, --model and --preload aside (0: none)")
-    ] = 2,
+def _serve_options(
+    host: Host = None,
+    port: Port = None,
+    max_streams: MaxStreams = None,
+    max_uploads: MaxUploads = None,
+    max_upload_mb: MaxUploadMb = None,
+    max_frame_kb: MaxFrameKb = None,
+    idle_timeout_s: IdleTimeoutS = None,
+    max_stream_s: MaxStreamS = None,
+    drain_s: DrainS = None,
+    data_dir: DataDir = None,
+    max_media: MaxMedia = None,
+    max_viewers: MaxViewers = None,
+    preload: Preload = None,
+    model_ttl_s: ModelTtlS = None,
+    max_models: MaxModels = None,
     profile: opt.Profile = None,
     model: opt.Model = None,
     language: opt.Language = None,
@@ -64,6 +81,11 @@ def serve_command(
     max_utterance_s: opt.MaxUtteranceS = None,
     interim: opt.Interim = None,
 ) -> None:
+    """The options of `livecap serve` that are settings: the [server] section's and the engine's."""
+
+
+@opt.options_from(_serve_options)
+def serve_command(api_key: ApiKey = None, options: dict | None = None) -> None:
     """Serve live captions (WebSocket /v1/stream, a browser page at /), shared sessions watched by
     many (/v1/sessions) and OpenAI-compatible transcription (/v1/audio/transcriptions). SIGTERM or
     Ctrl-C drains open streams, then exits."""
@@ -71,48 +93,14 @@ def serve_command(
     from livecap.config import resolve
     from livecap.errors import LivecapError
 
-    resolved = resolve(
-        profile,
-        opt.flags(
-            model=model,
-            language=language,
-            beam_size=beam_size,
-            compute_type=compute_type,
-            workers=workers,
-            gpu=gpu,
-            initial_prompt=initial_prompt,
-            hotwords=hotwords,
-            word_timestamps=word_timestamps,
-            min_silence_ms=min_silence_ms,
-            max_utterance_s=max_utterance_s,
-            interim=interim,
-        ),
-    )
+    assert options is not None
+    resolved = resolve(*opt.config_flags(options))
     for warning in resolved.warnings:
         warn(warning)
     try:
-        settings_module = importlib.import_module("livecap.server.settings")
         run_module = importlib.import_module("livecap.server.run")
     except ImportError as error:
         raise LivecapError(
             f"the server is not installed ({error.name} is missing): pip install 'livecap[server]'"
         ) from None
-    settings = settings_module.ServerSettings(
-        host=host,
-        port=port,
-        api_key=api_key or None,
-        max_streams=max_streams,
-        max_uploads=max_uploads,
-        max_upload_bytes=int(max_upload_mb * MIB),
-        max_frame_bytes=int(max_frame_kb * 1024),
-        idle_timeout_s=idle_timeout_s,
-        max_stream_s=max_stream_s,
-        drain_s=drain_s,
-        data_dir=data_dir,
-        max_media=max_media,
-        max_viewers=max_viewers,
-        preload=tuple(preload or ()),
-        model_ttl_s=model_ttl_s,
-        max_models=max_models,
-    )
-    run_module.serve(resolved.config, settings)
+    run_module.serve(resolved.config, api_key or None)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from livecap.cli import options as opt
-from livecap.closecodes import REJOIN
+from livecap.closecodes import NORMAL, REJOIN
 
 if TYPE_CHECKING:  # loaded when a command runs, so that `livecap -h` stays quick
     from livecap.cli.signals import StopRequests
@@ -246,7 +246,7 @@ def _finish(code: int | None, reason: str, relay: Relay, stop: StopRequests) -> 
 
     if stop.count:
         raise typer.Exit(stop.exit_code)
-    if code == 1000:
+    if code == NORMAL:
         errors.print(f"[dim]{relay.ended or reason or 'ended'}[/]", highlight=False)
         return
     report_error(reason or f"the connection closed ({code})")

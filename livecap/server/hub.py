@@ -22,17 +22,26 @@ from livecap.asr.registry import (
     ModelRegistry,
     ModelUnavailable,
 )
+from livecap.config import ServerConfig
 from livecap.pipeline.stats import WINDOW, StatsSnapshot, percentile
 from livecap.server.requests import RequestError
-from livecap.server.settings import ServerSettings, default_max_streams
 
 LATENCY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+STREAMS_PER_WORKER = 2  # README, Server: where final latency stays near a single stream's
+
+
+def default_max_streams(workers: int) -> int:
+    """Live streams (and sessions) at once when `max_streams` is not set. A live stream needs a
+    worker for its finals and for interims, which the pool sheds under load; a faster machine or
+    model can take more (`livecap bench --streams` measures it)."""
+    return STREAMS_PER_WORKER * workers
 
 
 class Hub:
     """Shared server state; used from the event loop only, except `record_*` (any thread)."""
 
-    def __init__(self, models: ModelRegistry, settings: ServerSettings) -> None:
+    def __init__(self, models: ModelRegistry, settings: ServerConfig) -> None:
+        """`settings`: the [server] section of the configuration."""
         self.models = models
         self.settings = settings
         self.model = models.default

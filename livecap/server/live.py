@@ -34,7 +34,18 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from livecap.asr.base import DecodeOptions
 from livecap.asr.registry import Lease
-from livecap.closecodes import INTERNAL, NO_MODEL, TRY_LATER
+from livecap.closecodes import (
+    ABNORMAL,
+    GOING_AWAY,
+    INTERNAL,
+    INVALID,
+    NO_MODEL,
+    NORMAL,
+    POLICY,
+    TOO_BIG,
+    TRY_LATER,
+    UNSUPPORTED,
+)
 from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError
 from livecap.output.records import error_record, final_record, interim_record, stats_record
 from livecap.pipeline.stats import StatsSnapshot, latency_breakdown
@@ -79,14 +90,14 @@ def start_message(text: str) -> dict[str, Any]:
     try:
         message = json.loads(text)
     except ValueError:
-        raise Closing(1007, "the start message is not JSON") from None
+        raise Closing(INVALID, "the start message is not JSON") from None
     if not isinstance(message, dict) or message.get("type") != "start":
-        raise Closing(1007, 'the first message must be a JSON object with "type": "start"')
+        raise Closing(INVALID, 'the first message must be a JSON object with "type": "start"')
     rate = message.get("sample_rate", 16_000)
     if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
-        raise Closing(1003, f"sample_rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz")
+        raise Closing(UNSUPPORTED, f"sample_rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz")
     if message.get("sample_format", "s16le") not in SAMPLE_FORMATS:
-        raise Closing(1003, 'sample_format must be "s16le" or "f32le" (mono PCM)')
+        raise Closing(UNSUPPORTED, 'sample_format must be "s16le" or "f32le" (mono PCM)')
     return message
 
 
@@ -95,7 +106,7 @@ def checked_start(message: dict[str, Any], multilingual: bool, model: str) -> St
     try:
         decode = decode_options(message, multilingual=multilingual, model=model)
     except RequestError as error:
-        raise Closing(1007, str(error)) from None
+        raise Closing(INVALID, str(error)) from None
     return Start(message.get("sample_rate", 16_000), message.get("sample_format", "s16le"), decode)
 
 
@@ -109,10 +120,10 @@ def decode_frame(data: bytes, sample_format: str) -> np.ndarray:
     dtype, scale = SAMPLE_FORMATS[sample_format]
     width = np.dtype(dtype).itemsize
     if len(data) % width:
-        raise Closing(1007, f"an audio frame of {len(data)} bytes is not whole {sample_format} samples")
+        raise Closing(INVALID, f"an audio frame of {len(data)} bytes is not whole {sample_format} samples")
     samples = np.frombuffer(data, dtype=dtype).astype(np.float32) / scale
     if dtype is np.float32 and not (np.isfinite(samples).all() and np.abs(samples).max(initial=0) <= MAX_F32):
-        raise Closing(1007, "f32le samples must be finite and within [-1, 1]")
+        raise Closing(INVALID, "f32le samples must be finite and within [-1, 1]")
     return samples
 
 
@@ -137,7 +148,7 @@ class Outbox:
                 self.replaced += 1
         else:
             if self._kept >= self._max_kept:
-                raise Closing(1008, f"the client reads too slowly: {self._kept} events unsent")
+                raise Closing(POLICY, f"the client reads too slowly: {self._kept} events unsent")
             self._kept += 1
         self._items.append(item)
         self._ready.set()
@@ -291,19 +302,19 @@ class StreamConnection:
             ending = closing
         except Exception:  # a bug must not leave the stream running nor show a traceback to the client
             log.exception("live stream %s failed", self.stream.stream_id)
-            ending = Closing(1011, "internal server error")
+            ending = Closing(INTERNAL, "internal server error")
         self.ending = ending
         if not ending.graceful:
             self.stream.pool.cancel_finals(self.stream.stream_id)  # nobody will read them
         self.source.end()
         try:
-            await asyncio.wait_for(self.pump_done.wait(), self.settings.drain_s if ending.code == 1001 else None)
+            await asyncio.wait_for(self.pump_done.wait(), self.settings.drain_s if ending.code == GOING_AWAY else None)
         except asyncio.TimeoutError:
             self.stream.pool.cancel_finals(self.stream.stream_id)
-        if ending.code == 1006:
+        if ending.code == ABNORMAL:
             sender.cancel()
         else:
-            if ending.code != 1000:
+            if ending.code != NORMAL:
                 self._post(error_record(ending.reason))
             self._post(ending)
             try:
@@ -326,19 +337,19 @@ class StreamConnection:
         except asyncio.TimeoutError:
             if left < idle:  # the stream's limit came first
                 raise Closing(
-                    1008, f"the stream reached its limit of {self.settings.max_stream_s:g} s", graceful=True
+                    POLICY, f"the stream reached its limit of {self.settings.max_stream_s:g} s", graceful=True
                 ) from None
-            raise Closing(1008, f"idle: nothing received for {idle:g} s", graceful=True) from None
+            raise Closing(POLICY, f"idle: nothing received for {idle:g} s", graceful=True) from None
         if message["type"] == "websocket.disconnect":
-            raise Closing(1006, "client disconnected")
+            raise Closing(ABNORMAL, "client disconnected")
         return message
 
     async def _receive_text_first(self) -> str:
         message = await self._receive(float("inf"))  # only the idle timeout bounds the wait
         if message.get("text") is None:
-            raise Closing(1003, "the first message must be the JSON start message, not audio")
+            raise Closing(UNSUPPORTED, "the first message must be the JSON start message, not audio")
         if len(message["text"]) > MAX_TEXT_BYTES:
-            raise Closing(1009, f"a text message is limited to {MAX_TEXT_BYTES} bytes")
+            raise Closing(TOO_BIG, f"a text message is limited to {MAX_TEXT_BYTES} bytes")
         return message["text"]
 
     async def _receive_audio(self, sample_format: str) -> Closing:
@@ -354,17 +365,18 @@ class StreamConnection:
                 await asyncio.wait({receiving, draining, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if draining.done() or stopping.done():
                     receiving.cancel()
-                    return self.stop_reason or Closing(1001, "server shutting down", graceful=True)
+                    return self.stop_reason or Closing(GOING_AWAY, "server shutting down", graceful=True)
                 message = receiving.result()
                 data = message.get("bytes")
                 if data is not None:
                     if len(data) > self.settings.max_frame_bytes:
-                        raise Closing(1009, f"frame of {len(data)} bytes: the limit is {self.settings.max_frame_bytes}")
+                        limit = self.settings.max_frame_bytes
+                        raise Closing(TOO_BIG, f"frame of {len(data)} bytes: the limit is {limit}")
                     self.source.push(decode_frame(data, sample_format))
                 elif _is_end(message.get("text") or ""):
-                    return Closing(1000, "end of stream", graceful=True)
+                    return Closing(NORMAL, "end of stream", graceful=True)
                 else:
-                    raise Closing(1007, 'text after the start message must be {"type": "end"}')
+                    raise Closing(INVALID, 'text after the start message must be {"type": "end"}')
         finally:
             draining.cancel()
             stopping.cancel()
@@ -425,10 +437,10 @@ async def serve_stream(websocket: WebSocket, hub: Hub) -> None:
     """Admit a connection (or close it with the reason) and run its stream."""
     await websocket.accept()
     if hub.draining.is_set():
-        await close_with(websocket, 1001, "server shutting down")
+        await close_with(websocket, GOING_AWAY, "server shutting down")
         return
     if not hub.admit_stream():
-        await close_with(websocket, 1013, f"server at capacity ({hub.max_streams} streams): try again later")
+        await close_with(websocket, TRY_LATER, f"server at capacity ({hub.max_streams} streams): try again later")
         return
     connection = StreamConnection(websocket, hub)
     task = asyncio.current_task()
@@ -438,7 +450,7 @@ async def serve_stream(websocket: WebSocket, hub: Hub) -> None:
         await connection.run()
     except Exception:  # a bug here must not leak a traceback to the client, nor a slot
         log.exception("live stream failed")
-        await close_with(websocket, 1011, "internal server error")
+        await close_with(websocket, INTERNAL, "internal server error")
     finally:
         hub.connections.discard(task)
         hub.release_stream(connection.stats_snapshot())

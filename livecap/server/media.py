@@ -13,17 +13,19 @@ import json
 import re
 import secrets
 import shutil
+import tempfile
 import time
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from starlette.datastructures import UploadFile
-from starlette.requests import Request
+import platformdirs
 
 from livecap.errors import LivecapError
 from livecap.server.requests import RequestError
-from livecap.server.uploads import read_form
 from livecap.sources.file import probe_duration
 
 ID = re.compile(r"[0-9a-f]{16}")
@@ -40,6 +42,17 @@ class MediaItem:
     format: str
     bytes: int
     created: float
+
+
+def default_data_dir() -> Path:
+    """Where the media library lives by default: the user's data folder (platformdirs:
+    ~/.local/share/livecap/server on Linux), or a fresh temporary folder when that cannot be created."""
+    folder = platformdirs.user_data_path("livecap") / "server"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="livecap-server-"))
+    return folder
 
 
 def display_name(name: str | None) -> str:
@@ -65,7 +78,7 @@ class MediaLibrary:
         self.max_bytes = max_bytes
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.items: dict[str, MediaItem] = {}
-        self.in_use: dict[str, int] = {}  # media id -> sessions replaying it
+        self._in_use: dict[str, int] = {}  # media id -> sessions replaying it
         self._adding = 0
         for meta in folder.glob("*.json"):  # what an earlier run stored
             try:
@@ -79,6 +92,14 @@ class MediaLibrary:
         """Where a stored file lives; only ever called with a server-chosen id."""
         return self.folder / f"{media_id}.media"
 
+    def claim(self, media_id: str) -> None:
+        """A session starts replaying a file: it cannot be deleted until `release`."""
+        self._in_use[media_id] = self._in_use.get(media_id, 0) + 1
+
+    def release(self, media_id: str) -> None:
+        """A session stopped replaying a file."""
+        self._in_use[media_id] -= 1
+
     def get(self, media_id: object) -> MediaItem:
         item = self.items.get(media_id) if isinstance(media_id, str) else None
         if item is None:
@@ -88,34 +109,36 @@ class MediaLibrary:
     def listing(self) -> list[dict]:
         return [asdict(item) for item in sorted(self.items.values(), key=lambda i: i.created)]
 
-    async def add(self, request: Request) -> MediaItem:
-        """Store an uploaded file if it decodes; refuse it with the reason otherwise."""
+    @contextmanager
+    def reserve(self) -> Iterator[None]:
+        """A place for one file while it arrives: refused at once when the library is full or too
+        many files are arriving, before any of it is read."""
         if len(self.items) + self._adding >= self.max_files:
             raise RequestError(f"the media library is full ({self.max_files} files): delete some first", 507)
         if self._adding >= MAX_ADDING:
             raise RequestError(f"busy: {MAX_ADDING} uploads are arriving; try again", 503, "server_error")
         self._adding += 1
         try:
-            upload, _ = await read_form(request, self.max_bytes)
-            try:
-                media_id = secrets.token_hex(8)
-                item = await asyncio.to_thread(self._store, upload, media_id)
-            finally:
-                await upload.close()
+            yield
         finally:
             self._adding -= 1
+
+    async def add(self, name: str | None, file: BinaryIO) -> MediaItem:
+        """Store a file (`name`: the client's, shown only) if it decodes; refuse it with the reason
+        otherwise. Call it inside `reserve()`."""
+        item = await asyncio.to_thread(self._store, name, file, secrets.token_hex(8))
         self.items[item.id] = item
         return item
 
-    def _store(self, upload: UploadFile, media_id: str) -> MediaItem:
+    def _store(self, name: str | None, file: BinaryIO, media_id: str) -> MediaItem:
         path = self.path(media_id)
         try:
             with path.open("wb") as out:
-                upload.file.seek(0)
-                shutil.copyfileobj(upload.file, out, length=1 << 20)
+                file.seek(0)
+                shutil.copyfileobj(file, out, length=1 << 20)
             duration = probe_duration(path)
             fmt = _container_format(path)
-            item = MediaItem(media_id, display_name(upload.filename), None if duration is None else round(duration, 3),
+            item = MediaItem(media_id, display_name(name), None if duration is None else round(duration, 3),
                              fmt, path.stat().st_size, time.time())
             (self.folder / f"{media_id}.json").write_text(json.dumps(asdict(item)), encoding="utf-8")
         except LivecapError as error:
@@ -128,7 +151,7 @@ class MediaLibrary:
 
     def delete(self, media_id: str) -> None:
         item = self.get(media_id)
-        if self.in_use.get(item.id):
+        if self._in_use.get(item.id):
             raise RequestError("the media is being replayed by a session: stop it first", 409, code="media_in_use")
         del self.items[item.id]
         (self.folder / f"{item.id}.json").unlink(missing_ok=True)

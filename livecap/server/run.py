@@ -12,10 +12,9 @@ import socket
 import uvicorn
 from fastapi import FastAPI
 
-from livecap.config import Config
+from livecap.config import Config, ServerConfig
 from livecap.server.app import create_app, open_server_models
 from livecap.server.live import MAX_TEXT_BYTES
-from livecap.server.settings import ServerSettings
 
 
 class DrainingServer(uvicorn.Server):
@@ -34,7 +33,7 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def make_server(app: FastAPI, settings: ServerSettings, log_level: str = "info") -> DrainingServer:
+def make_server(app: FastAPI, settings: ServerConfig, log_level: str = "info") -> DrainingServer:
     """A uvicorn server for `app` with the limits and drain time of `settings`."""
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on",
@@ -45,11 +44,11 @@ def make_server(app: FastAPI, settings: ServerSettings, log_level: str = "info")
     return DrainingServer(app, config)
 
 
-def serve(config: Config, settings: ServerSettings) -> None:
+def serve(config: Config, api_key: str | None = None) -> None:
     """Load the default and preloaded models (a bad one fails here, as a one-line error, before
     anything listens), serve until SIGTERM or Ctrl-C, drain, exit (the `livecap serve` command)."""
-    models = open_server_models(config, settings)
+    models = open_server_models(config)
     try:
-        make_server(create_app(config, settings, models=models), settings).run()
+        make_server(create_app(config, api_key=api_key, models=models), config.server).run()
     finally:
         models.close()

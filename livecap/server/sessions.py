@@ -24,12 +24,20 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.requests import Request
 from starlette.websockets import WebSocket
 
 from livecap.asr.base import DecodeOptions
 from livecap.asr.registry import Lease
-from livecap.closecodes import NO_SESSION, REJOIN
+from livecap.closecodes import (
+    ABNORMAL,
+    GOING_AWAY,
+    INTERNAL,
+    NO_SESSION,
+    NORMAL,
+    POLICY,
+    REJOIN,
+    TRY_LATER,
+)
 from livecap.errors import LivecapError
 from livecap.output.records import stats_record
 from livecap.pipeline.stream import Stream
@@ -41,8 +49,6 @@ from livecap.sources.file import FileSource
 
 log = logging.getLogger("livecap.server")
 
-MAX_BODY_BYTES = 16 * 1024
-FIELDS = ("source", "media", "model", "language", "translate_to", "prompt", "hotwords")
 
 
 class Record(dict):
@@ -166,7 +172,7 @@ class SharedSession:
 
     async def run(self, library: MediaLibrary) -> None:
         """The session from start to end; always ends its viewers and frees its slot."""
-        code, reason = 1011, "internal server error"
+        code, reason = INTERNAL, "internal server error"
         try:
             code, reason = await (self._run_media(library) if self.kind == "media" else self._run_publish())
         except RequestError as error:
@@ -178,7 +184,7 @@ class SharedSession:
             self.end_reason = reason
             self.fanout.end(code, reason)
             if self.media is not None:
-                library.in_use[self.media] -= 1
+                library.release(self.media)
             self.hub.release_stream(self.stream.stats_snapshot() if self.stream is not None else None)
             self.lease.release()
 
@@ -211,41 +217,41 @@ class SharedSession:
                          name=f"pump-{self.id}", daemon=True).start()
         await self._until(done, self.stopping, self.hub.draining)
         if done.is_set():
-            return 1000, "the media file ended"
+            return NORMAL, "the media file ended"
         draining = self.hub.draining.is_set()
         stream.stop("server shutting down" if draining else "stopped")
         await self._until(done, timeout=self.hub.settings.drain_s)
         if not done.is_set():
             stream.pool.cancel_finals(stream.stream_id)
-        return (1001, "server shutting down") if draining else (1000, "the session was stopped")
+        return (GOING_AWAY, "server shutting down") if draining else (NORMAL, "the session was stopped")
 
     async def _run_publish(self) -> tuple[int, str]:
         wait_s = self.hub.settings.idle_timeout_s
         await self._until(self.publisher_came, self.stopping, self.hub.draining, timeout=wait_s)
         if not self.publisher_came.is_set():
             if self.hub.draining.is_set():
-                return 1001, "server shutting down"
+                return GOING_AWAY, "server shutting down"
             if self.stopping.is_set():
-                return 1000, "the session was stopped"
-            return 1000, f"no publisher connected within {wait_s:g} s"
+                return NORMAL, "the session was stopped"
+            return NORMAL, f"no publisher connected within {wait_s:g} s"
         self.state = "live"
         await self._until(self.publisher_left, self.stopping)
         if not self.publisher_left.is_set():  # DELETE: the publisher is told, its last finals still sent
             assert self.publisher is not None
-            self.publisher.end_with(Closing(1000, "the session was stopped", graceful=True))
+            self.publisher.end_with(Closing(NORMAL, "the session was stopped", graceful=True))
             await self.publisher_left.wait()
         ending = self.publisher.ending if self.publisher is not None else None
         if ending is None:
-            return 1000, "the publisher left before sending audio"
-        if ending.code == 1001:
-            return 1001, "server shutting down"
+            return NORMAL, "the publisher left before sending audio"
+        if ending.code == GOING_AWAY:
+            return GOING_AWAY, "server shutting down"
         if self.stopping.is_set():
-            return 1000, "the session was stopped"
-        if ending.code == 1000:
-            return 1000, "the publisher ended the stream"
-        if ending.code == 1006:
-            return 1000, "the publisher disconnected"
-        return 1000, f"the publisher was closed ({ending.code}): {ending.reason}"
+            return NORMAL, "the session was stopped"
+        if ending.code == NORMAL:
+            return NORMAL, "the publisher ended the stream"
+        if ending.code == ABNORMAL:
+            return NORMAL, "the publisher disconnected"
+        return NORMAL, f"the publisher was closed ({ending.code}): {ending.reason}"
 
 
 class Sessions:
@@ -273,24 +279,26 @@ class Sessions:
         live = sum(s.state != "ended" for s in self.items.values())
         return {"sessions_active": live, "viewers": self.viewers(), "media_files": len(self.library.items)}
 
-    async def create(self, request: Request) -> SharedSession:
-        """POST /v1/sessions: check the request, lease its model, take a slot, start the session."""
-        fields = await _json_body(request)
-        kind = fields.get("source", "media" if "media" in fields else None)
-        if kind not in ("media", "publish"):
-            raise RequestError('give "media": an id from GET /v1/media, or "source": "publish"')
-        if kind == "publish" and {"language", "prompt", "hotwords"} & set(fields):
-            raise RequestError("a publish session is decoded as its publisher's start message says: give language, "
-                               "prompt and hotwords there")
-        translate_to = fields.get("translate_to") or None
+    async def create(
+        self,
+        kind: str,
+        model: str | None,
+        decode_fields: Mapping[str, Any],
+        media: str | None = None,
+        translate_to: str | None = None,
+    ) -> SharedSession:
+        """Start a session of `kind` ("media": replay the library's file `media`; "publish": wait for
+        a publisher) on `model` (loaded first when needed) if the server can: the translation it
+        serves, a known file, a free slot. `decode_fields`: language, prompt and hotwords, checked
+        against the model."""
         served = self.hub.config.translate.translate_to
         if translate_to is not None and translate_to != served:
             offer = f"it translates to {served!r} only" if served else "set translate_to in the profile it serves"
             raise RequestError(f"this server cannot translate to {translate_to!r}: {offer}")
-        lease = await self.hub.lease(fields.get("model"), "session")  # loaded first when needed
+        lease = await self.hub.lease(model, "session")  # loaded first when needed
         try:
-            decode = decode_options(fields, multilingual=lease.multilingual, model=lease.name)
-            media = self.library.get(fields.get("media")).id if kind == "media" else None
+            decode = decode_options(decode_fields, multilingual=lease.multilingual, model=lease.name)
+            media = self.library.get(media).id if kind == "media" else None
             if self.hub.draining.is_set():
                 raise RequestError("the server is shutting down", 503, "server_error")
             if not self.hub.admit_stream():
@@ -300,7 +308,7 @@ class Sessions:
             lease.release()
             raise
         if media is not None:
-            self.library.in_use[media] = self.library.in_use.get(media, 0) + 1
+            self.library.claim(media)
         session = SharedSession(self.hub, kind, decode, media, translate_to or served, lease)
         self._forget_ended()
         self.items[session.id] = session
@@ -344,7 +352,8 @@ class Sessions:
         if session is None:
             return
         if self.viewers() >= self.hub.settings.max_viewers:
-            await close_with(websocket, 1013, f"at capacity ({self.hub.settings.max_viewers} viewers): try again later")
+            limit = self.hub.settings.max_viewers
+            await close_with(websocket, TRY_LATER, f"at capacity ({limit} viewers): try again later")
             return
         outbox = Outbox(self.hub.settings.viewer_buffer)
         history = session.fanout.join(outbox)
@@ -378,10 +387,10 @@ class Sessions:
         if session is None:
             return
         if session.kind != "publish":
-            await close_with(websocket, 1008, "this session replays a media file: it takes no publisher")
+            await close_with(websocket, POLICY, "this session replays a media file: it takes no publisher")
             return
         if session.state != "waiting" or session.publisher is not None:
-            await close_with(websocket, 1008, f"this session is {session.state}: it has its publisher")
+            await close_with(websocket, POLICY, f"this session is {session.state}: it has its publisher")
             return
         live = StreamConnection(websocket, self.hub, tap=session.fanout.publish, model=session.lease.name)
         session.publisher = live
@@ -390,7 +399,7 @@ class Sessions:
             await live.run()
         except Exception:
             log.exception("publisher of session %s failed", session.id)
-            await close_with(websocket, 1011, "internal server error")
+            await close_with(websocket, INTERNAL, "internal server error")
         finally:
             session.publisher_left.set()
 
@@ -399,25 +408,3 @@ async def _until_gone(websocket: WebSocket) -> None:
     """Viewers only listen: whatever they send is read and ignored until they leave."""
     while (await websocket.receive())["type"] != "websocket.disconnect":
         pass
-
-
-async def _json_body(request: Request) -> Mapping[str, Any]:
-    """A small JSON object body, its fields checked against FIELDS."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise RequestError(f"the request body is over {MAX_BODY_BYTES} bytes", 413)
-    try:
-        fields = json.loads(body or b"{}")
-    except ValueError:
-        raise RequestError("the body must be a JSON object") from None
-    if not isinstance(fields, dict):
-        raise RequestError("the body must be a JSON object")
-    unknown = sorted(set(fields) - set(FIELDS))
-    if unknown:
-        raise RequestError(f"unknown field(s) {', '.join(unknown)}: use {', '.join(FIELDS)}")
-    for name in ("source", "media", "model", "translate_to"):
-        if fields.get(name) is not None and not isinstance(fields[name], str):
-            raise RequestError(f"{name} must be a string")
-    return fields

@@ -1,0 +1,35 @@
+"""/v1/media: the media library (add a file, list, delete)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Request
+
+from livecap.server.routes import library_of
+from livecap.server.uploads import read_form
+
+router = APIRouter()
+
+
+@router.post("/v1/media", status_code=201)
+async def add_media(request: Request) -> dict:
+    library = library_of(request)
+    with library.reserve():  # refused before the body is read when the library is full or busy
+        upload, _ = await read_form(request, library.max_bytes)
+        try:
+            item = await library.add(upload.filename, upload.file)
+        finally:
+            await upload.close()
+    return asdict(item)
+
+
+@router.get("/v1/media")
+async def list_media(request: Request) -> dict:
+    return {"object": "list", "data": library_of(request).listing()}
+
+
+@router.delete("/v1/media/{media_id}")
+async def delete_media(request: Request, media_id: str) -> dict:
+    library_of(request).delete(media_id)
+    return {"id": media_id, "deleted": True}
