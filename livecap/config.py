@@ -67,7 +67,10 @@ class VadConfig:
     vad_neg_threshold: float = _opt(0.35, "speech ends below this probability", min=0.01, max=0.95)
     min_silence_ms: int = _opt(500, "silence that ends an utterance", min=32, max=10_000)
     speech_pad_ms: int = _opt(400, "audio kept before speech starts (pre-roll) and after it ends", min=0, max=2_000)
-    min_speech_ms: int = _opt(200, "shorter bursts are ignored", min=0, max=5_000)
+    min_speech_ms: int = _opt(
+        200, "shorter bursts join speech within 2 s (or go alone just after it); far from speech, dropped",
+        min=0, max=5_000,
+    )
     max_utterance_s: float = _opt(15.0, "longer speech is cut at its quietest point", min=1.0, max=30.0)
 
 

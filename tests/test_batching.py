@@ -265,7 +265,6 @@ def test_the_faster_whisper_steps_the_loop_calls_are_the_pinned_ones() -> None:
         "segments", "tokenizer", "encoder_output", "num_frames", "prepend_punctuations",
         "append_punctuations", "last_speech_timestamp",
     ]
-    assert parameters(WhisperModel.generate_with_fallback)[:4] == ["encoder_output", "prompt", "tokenizer", "options"]
     assert parameters(WhisperModel.get_prompt)[:2] == ["tokenizer", "previous_tokens"]
     assert {"hotwords", "without_timestamps"} <= set(parameters(WhisperModel.get_prompt))
     options = window_options(5, (1, 2))

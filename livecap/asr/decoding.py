@@ -1,9 +1,9 @@
 """Decode options: what each kind of decode asks of Whisper, in one place.
 
-A final gets the full-quality decode (beam, temperature fallback, timestamps) whether it goes alone
-through `WhisperModel.transcribe` (`transcribe_options`) or through the batched window loop
-(`window_options`: the same settings as faster-whisper's per-window `TranscriptionOptions`). An
-interim is one greedy look (`INTERIM_*`). Per-request options (`DecodeOptions`) override the
+A final gets the full-quality decode (beam, a deterministic fallback, timestamps) in the window
+loop (`window_options`: faster-whisper's per-window `TranscriptionOptions`; `FALLBACK_DECODES`), alone
+or batched. An interim is one greedy look (`INTERIM_*`), or faster-whisper's greedy `transcribe`
+while its language is still to be detected (`transcribe_options`). Per-request options (`DecodeOptions`) override the
 configured ones; `requested_language` is None when the language is to be detected.
 """
 
@@ -18,7 +18,14 @@ from livecap.config import AsrConfig
 if TYPE_CHECKING:
     from faster_whisper.transcribe import TranscriptionOptions
 
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's, for finals
+# A final's decodes after a first one that failed the guards' checks, in order (`WindowLoop`): beam
+# searches, not faster-whisper's sampling at rising temperatures, so that the same audio always
+# gives the same caption (CTranslate2 samples from per-thread random generators that cannot be
+# seeded per call); the last also bars repeated 3-grams, as the usual failure is a loop.
+FALLBACK_DECODES: tuple[dict[str, Any], ...] = (
+    {"beam_size": 5},
+    {"beam_size": 5, "no_repeat_ngram_size": 3},
+)
 # faster-whisper's defaults for attaching punctuation to words
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
@@ -50,18 +57,18 @@ def initial_prompt_of(request: AsrRequest, config: AsrConfig) -> str | None:
 
 
 def transcribe_options(request: AsrRequest, config: AsrConfig, multilingual: bool) -> dict[str, Any]:
-    """Keyword arguments of `WhisperModel.transcribe` for one request decoded alone."""
-    final = request.final
+    """Keyword arguments of `WhisperModel.transcribe` for an interim whose language is unknown:
+    greedy, at temperature 0 only (deterministic), without timestamps."""
     return {
         "language": requested_language(request, config, multilingual),
         "task": task_of(request, config),
-        "beam_size": config.beam_size if final else 1,
-        "best_of": config.beam_size if final else 1,
-        "temperature": FALLBACK_TEMPERATURES if final else 0.0,
+        "beam_size": 1,
+        "best_of": 1,
+        "temperature": 0.0,
         "condition_on_previous_text": False,  # no context carried across windows: no loops across them
         "initial_prompt": initial_prompt_of(request, config),
         "hotwords": hotwords_of(request, config),
-        "without_timestamps": not final,
+        "without_timestamps": True,
         "word_timestamps": request.word_timestamps,
         "vad_filter": False,  # the VAD stage already cut speech
         "no_speech_threshold": NO_SPEECH_PROB,
@@ -71,7 +78,8 @@ def transcribe_options(request: AsrRequest, config: AsrConfig, multilingual: boo
 
 
 def window_options(beam_size: int, suppress_tokens: tuple[int, ...]) -> TranscriptionOptions:
-    """The options `transcribe_options` gives faster-whisper for a final, for its per-window steps."""
+    """faster-whisper's per-window options for a final (its steps read them); the fallback's
+    decodes are `FALLBACK_DECODES`, so only the first temperature, 0, is ever used."""
     from faster_whisper.transcribe import TranscriptionOptions
 
     return TranscriptionOptions(
@@ -86,7 +94,7 @@ def window_options(beam_size: int, suppress_tokens: tuple[int, ...]) -> Transcri
         compression_ratio_threshold=COMPRESSION_RATIO,
         condition_on_previous_text=False,
         prompt_reset_on_temperature=0.5,
-        temperatures=list(FALLBACK_TEMPERATURES),
+        temperatures=[0.0],
         initial_prompt=None,
         prefix=None,
         suppress_blank=True,

@@ -80,10 +80,13 @@ class WhisperBackend:
             del self.model
 
     def transcribe(self, request: AsrRequest) -> AsrResult:
-        """One request alone: a final through faster-whisper's `transcribe`, an interim (in a known
-        language) through `_glance`."""
+        """One request alone: a final through the window loop (`windows`, as a batch of one: the
+        same caption as in any batch, and the same on every run), an interim through `_glance`, or
+        through faster-whisper's greedy `transcribe` while its language is unknown."""
+        if request.final:
+            return WindowLoop(self.model, self.options, self.device, self.multilingual).run([request])[0]
         language = requested_language(request, self.options, self.multilingual)
-        if not request.final and language is not None:
+        if language is not None:
             return self._glance(request, language)
         segments, info = self.model.transcribe(
             request.samples, **transcribe_options(request, self.options, self.multilingual)
@@ -138,12 +141,11 @@ class WhisperBackend:
 
     def transcribe_batch(self, requests: Sequence[AsrRequest]) -> list[AsrResult | Exception]:
         """Finals of any streams decoded together through the window loop (`windows`), so a caption
-        is the one `transcribe` gives; a lone final gains too when its language is detected (one
-        encode of the window, where `transcribe` makes two). Interims go alone through
-        `transcribe`. A failing batch sends each request alone: one bad item fails only itself."""
+        is the one `transcribe` gives. Interims go alone through `transcribe`. A failing batch
+        sends each request alone: one bad item fails only itself."""
         results: list[AsrResult | Exception | None] = [None] * len(requests)
         finals = [i for i, r in enumerate(requests) if r.final]
-        if finals:  # even one: with its language detected, it is encoded once, not twice
+        if finals:
             loop = WindowLoop(self.model, self.options, self.device, self.multilingual)
             try:
                 for i, result in zip(finals, loop.run([requests[i] for i in finals])):

@@ -2,10 +2,10 @@
 
 Each round encodes every unfinished final's next 30 s window and decodes them in one CTranslate2
 call, each with its own language, task, prompt and hotwords (its own prompt tokens). The steps
-around the call are faster-whisper's own for one window (`add_word_timestamps`,
-`generate_with_fallback` for the rare window that needs a higher temperature, alone, and the
-cutting of a window's tokens at its timestamps, which `split_at_timestamps` owns), with the options
-and guards of a final decoded alone, so a caption is the one `WhisperModel.transcribe` gives.
+around the call are faster-whisper's own for one window (`add_word_timestamps`, and the cutting of
+a window's tokens at its timestamps, which `split_at_timestamps` owns), with its options and
+guards; the rare window that fails the checks is decoded again alone (`_fallback`), by beam search
+instead of faster-whisper's random sampling, so the same audio always gives the same caption.
 The faster-whisper methods called here are pinned by the version range in pyproject.toml and
 checked in tests/test_batching.py.
 """
@@ -20,6 +20,7 @@ import numpy as np
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment, AsrWord
 from livecap.asr.decoding import (
     APPEND_PUNCTUATIONS,
+    FALLBACK_DECODES,
     PREPEND_PUNCTUATIONS,
     hotwords_of,
     initial_prompt_of,
@@ -27,7 +28,14 @@ from livecap.asr.decoding import (
     task_of,
     window_options,
 )
-from livecap.asr.guards import collapse_repeats, is_hallucination, is_silent_window, needs_fallback
+from livecap.asr.guards import (
+    COMPRESSION_RATIO,
+    collapse_repeats,
+    compression_ratio,
+    is_hallucination,
+    is_silent_window,
+    needs_fallback,
+)
 from livecap.config import AsrConfig
 
 if TYPE_CHECKING:
@@ -146,7 +154,7 @@ class WindowLoop:
         tokens = output.sequences_ids[0]
         avg_logprob = output.scores[0] * len(tokens) / (len(tokens) + 1)
         if needs_fallback(output.no_speech_prob, avg_logprob, tokenizer.decode(tokens).strip()):
-            output, avg_logprob, _, _ = model.generate_with_fallback(own, prompt, tokenizer, self._options)
+            output, avg_logprob = self._fallback(own, prompt, tokenizer, (output, avg_logprob))
             tokens = output.sequences_ids[0]
         if is_silent_window(output.no_speech_prob, avg_logprob):
             item.seek += size  # no speech in this window: skipped, as faster-whisper does
@@ -163,6 +171,32 @@ class WindowLoop:
             text = tokenizer.decode(segment["tokens"])
             if segment["start"] != segment["end"] and text.strip():
                 item.keep(segment, collapse_repeats(text.strip()), output.no_speech_prob, avg_logprob)
+
+    def _fallback(
+        self, own: Any, prompt: list[int], tokenizer: Tokenizer, first: tuple[Any, float]
+    ) -> tuple[Any, float]:
+        """faster-whisper's fallback made deterministic (`FALLBACK_DECODES`): the first decode
+        that passes the checks is kept, else the most probable one that is not too repetitive, as
+        faster-whisper picks among its samples."""
+        options, model = self._options, self.model
+        assert options is not None
+        tried = [first]
+        for settings in FALLBACK_DECODES:
+            output = model.model.generate(
+                own, [prompt], max_length=model.max_length, return_scores=True, return_no_speech_prob=True,
+                suppress_blank=options.suppress_blank, suppress_tokens=list(options.suppress_tokens),
+                max_initial_timestamp_index=round(options.max_initial_timestamp / model.time_precision),
+                **settings,
+            )[0]
+            tokens = output.sequences_ids[0]
+            tried.append((output, output.scores[0] * len(tokens) / (len(tokens) + 1)))
+            if not needs_fallback(output.no_speech_prob, tried[-1][1], tokenizer.decode(tokens).strip()):
+                return tried[-1]
+
+        def varied(attempt: tuple[Any, float]) -> bool:
+            return compression_ratio(tokenizer.decode(attempt[0].sequences_ids[0]).strip()) <= COMPRESSION_RATIO
+
+        return max([t for t in tried if varied(t)] or tried, key=lambda t: t[1])
 
     def _align_words(
         self, item: Pending, segments: list[dict[str, Any]], seek: int, single_ending: bool, size: int, own: Any

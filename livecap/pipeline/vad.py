@@ -20,6 +20,10 @@ from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
 WINDOW = 512  # samples per Silero window (32 ms at 16 kHz)
 CONTEXT = 64  # samples of the previous window the model sees
 TONAL_FLATNESS_LOG10 = -3.5  # below: a hum or buzz, not speech (see `tonal`)
+# Soft speech (see `Segmenter`): faint sound this close to speech belongs to it (faster-whisper's own
+# VAD merges speech up to 2 s apart), and an utterance reaches back at most this far for it
+JOIN_GAP_S = 2.0
+JOIN_REACH_S = 4.0
 
 
 @functools.cache
@@ -147,6 +151,17 @@ def tonal(samples: np.ndarray) -> bool:
 
 
 @dataclass
+class _Soft:
+    """Faint sound not yet in an utterance: windows between the two thresholds, or bursts of speech
+    too short to stand alone; the next utterance takes it in, or it goes alone or is dropped."""
+
+    start: int  # first sample it holds (pre-roll included)
+    until: int  # it joins an utterance that opens before this sample
+    anchored: bool  # it began soon after an utterance: part of a turn, not a lone blip
+    burst: tuple[int, int] | None = None  # (speech end, end) of the last short burst it holds
+
+
+@dataclass
 class _Open:
     """The utterance being spoken."""
 
@@ -157,7 +172,16 @@ class _Open:
 
 
 class Segmenter:
-    """Cut a stream of 16 kHz audio into utterances; one instance per stream."""
+    """Cut a stream of 16 kHz audio into utterances; one instance per stream.
+
+    No faint speech is thrown away for being faint or short: a soft phrase between two sentences
+    often gives Silero a single window above the threshold, or none, with its neighbours between
+    the two thresholds. So a pause shorter than JOIN_GAP_S between two utterances belongs to the
+    later one, whatever Silero said of it; other faint sound (`_Soft`: windows above
+    `vad_neg_threshold`, and bursts shorter than `min_speech_ms`) is taken into the next utterance
+    when one opens within JOIN_GAP_S of it; otherwise a short burst that came within JOIN_GAP_S
+    after an utterance goes alone, for Whisper and its guards to judge, and a lone faint sound far
+    from any speech is dropped. All decisions depend on the audio alone, window by window."""
 
     def __init__(self, options: VadConfig, stream_id: str = "0") -> None:
         self.options = options
@@ -167,6 +191,7 @@ class Segmenter:
         self._min_silence = int(options.min_silence_ms * SAMPLE_RATE / 1000)
         self._min_speech = int(options.min_speech_ms * SAMPLE_RATE / 1000)
         self._max_len = int(options.max_utterance_s * SAMPLE_RATE)
+        self._join_gap, self._reach = int(JOIN_GAP_S * SAMPLE_RATE), int(JOIN_REACH_S * SAMPLE_RATE)
         self._audio = np.zeros(0, dtype=np.float32)  # kept audio, starting at stream sample `_audio_start`
         self._audio_start = 0
         self._probs: list[float] = []  # probabilities of the open utterance's windows
@@ -175,6 +200,8 @@ class Segmenter:
         self._captures: deque[tuple[int, float]] = deque(maxlen=512)  # (end sample, capture time) per chunk
         self._open: _Open | None = None
         self._last_end = 0  # end of the previous utterance: pre-roll never reaches before it
+        self._last_speech: int | None = None  # last speech sample of the previous utterance
+        self._soft: _Soft | None = None
         self.rejected_tonal = 0  # utterances dropped as a hum or buzz
         self.next_seq = 0
 
@@ -197,10 +224,11 @@ class Segmenter:
 
     def flush(self, now: float) -> list[Utterance]:
         """End of audio: close the open utterance, if it holds enough speech."""
-        if self._open is None:
-            return []
-        end = min(self._open.last_speech + self._pad, self._received)
-        return self._close(self._open.last_speech, end, now)
+        finished = []
+        if self._open is not None:
+            end = min(self._open.last_speech + self._pad, self._received)
+            finished = self._close(self._open.last_speech, end, now)
+        return finished + self._release_soft(now)
 
     def open_utterance(self, now: float) -> Utterance | None:
         """The open utterance so far, for an interim transcription."""
@@ -216,10 +244,11 @@ class Segmenter:
         current = self._open
         if current is None:
             if prob >= opts.vad_threshold:
-                speech_start = window_end - WINDOW
-                start = max(speech_start - self._pad, self._last_end, self._audio_start)
-                self._open = _Open(start, speech_start, window_end, None)
-                self._probs = [prob]
+                self._start_utterance(prob, window_end)
+            elif prob >= opts.vad_neg_threshold:
+                self._hold_soft(window_end - WINDOW - self._pad, window_end)
+            elif self._soft is not None and window_end > self._soft.until:
+                finished.extend(self._release_soft(now))
             return
         self._probs.append(prob)
         if prob >= opts.vad_threshold:
@@ -232,6 +261,41 @@ class Segmenter:
             finished.extend(self._close(current.silence_since, end, now))
         elif window_end - current.start >= self._max_len:
             finished.extend(self._cut_at_quietest(current, window_end, now))
+
+    def _start_utterance(self, prob: float, window_end: int) -> None:
+        """Open an utterance at a speech window. Its pre-roll takes in the soft sound before it, and
+        the whole pause since the previous utterance when that is short: what the VAD heard nothing
+        in gets a second look by Whisper, with the speech after it as context."""
+        speech_start = window_end - WINDOW
+        start = speech_start - self._pad
+        if self._last_speech is not None and start - self._last_end <= self._join_gap:
+            start = self._last_end
+        if self._soft is not None:
+            start = min(start, max(self._soft.start, speech_start - self._reach))
+            self._soft = None
+        self._open = _Open(max(start, self._last_end, self._audio_start), speech_start, window_end, None)
+        self._probs = [prob]
+
+    def _hold_soft(self, start: int, last: int, burst: tuple[int, int] | None = None) -> None:
+        """Keep faint sound (or a short burst) from `start` to `last` for the next utterance."""
+        gap = self._join_gap
+        if self._soft is None:
+            anchored = self._last_speech is not None and start + self._pad - self._last_speech <= gap
+            self._soft = _Soft(max(start, self._last_end), last + gap, anchored)
+        self._soft.until = last + gap
+        self._soft.burst = burst or self._soft.burst
+
+    def _release_soft(self, now: float) -> list[Utterance]:
+        """No utterance came for the held sound: a short burst after an utterance goes alone."""
+        soft, self._soft = self._soft, None
+        if soft is None or soft.burst is None or not soft.anchored:
+            return []
+        (speech_end, end) = soft.burst
+        start = max(soft.start, self._last_end, self._audio_start, speech_end - self._reach)
+        self._last_end, self._last_speech = end, speech_end
+        if self._tonal(start, end):
+            return []
+        return [self._utterance(start, end, speech_end, now, final=True)]
 
     def _cut_at_quietest(self, current: _Open, window_end: int, now: float) -> list[Utterance]:
         """Cut an over-long utterance at its quietest window in the later half; speech goes on after it."""
@@ -254,8 +318,11 @@ class Segmenter:
         assert current is not None
         self._open = None
         self._probs = []
-        self._last_end = end
-        if speech_end - current.speech_start < self._min_speech or self._tonal(current.start, end):
+        if speech_end - current.speech_start < self._min_speech:  # too short alone: held (see `_Soft`)
+            self._hold_soft(current.start, speech_end, (speech_end, end))
+            return []
+        self._last_end, self._last_speech = end, speech_end
+        if self._tonal(current.start, end):
             return []
         return [self._utterance(current.start, end, speech_end, now, final=True)]
 
@@ -292,7 +359,9 @@ class Segmenter:
 
     def _trim(self) -> None:
         """Drop audio that no utterance can need any more (keeps memory bounded)."""
-        keep_from = self._open.start if self._open else max(self._position - self._pad, self._last_end)
+        keep_from = self._open.start if self._open else max(self._position - self._pad - self._reach, self._last_end)
+        if self._soft is not None:
+            keep_from = min(keep_from, self._soft.start)
         keep_from = max(keep_from, self._position - self._pad - self._max_len)
         if keep_from > self._audio_start:
             self._audio = self._audio[keep_from - self._audio_start :]
