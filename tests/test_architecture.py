@@ -91,3 +91,19 @@ def test_no_import_cycles() -> None:
         if name not in state and visit(name, []):
             break
     assert not cycle, " -> ".join(cycle)
+
+
+MAX_FUNCTION_LINES = 90  # about 80 is the aim; past this a function decides too many things: split it
+
+
+def test_no_function_is_too_long() -> None:
+    """Every function and method in livecap/, signature and docstring included, fits in
+    MAX_FUNCTION_LINES lines."""
+    long = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{name}.{node.name} ({path.name}:{node.lineno}): {lines} lines")
+    assert not long, long

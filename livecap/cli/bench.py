@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -25,73 +25,74 @@ from livecap.cli import options as opt
 from livecap.cli.common import warn
 from livecap.errors import LivecapError
 
+Inputs = Annotated[
+    Optional[list[Path]],
+    typer.Argument(help="audio files or a manifest.tsv (default: the bundled sample)", show_default=False,
+                   metavar="FILES..."),
+]
+
+
+def _list(help: str) -> Any:
+    """A comma-list option of configurations to sweep."""
+    return Annotated[Optional[str], typer.Option(help=help, metavar="LIST")]
+
+
+Models = _list("comma list of models [default: tiny.en]")
+ComputeTypes = _list("comma list of compute types")
+WorkerCounts = _list("comma list of worker counts [default: 2]")
+BeamSizes = _list("comma list of beam sizes [default: 1]")
+Devices = _list("compute devices: comma list of cpu, cuda, auto [default: cpu]")
+BatchSizes = _list("comma list of ASR batch sizes (1: no batching)")
+Repeat = Annotated[int, typer.Option(min=1, max=50, metavar="N", help="runs per configuration (median, min-max)")]
+Live = Annotated[bool, typer.Option("--live/--no-live", help="also replay at 1x through the live pipeline")]
+LiveLimit = Annotated[
+    float, typer.Option(min=0, metavar="S", help="seconds of audio replayed live per run (takes that long)")
+]
+Baseline = Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run plain faster-whisper")]
+Mix = Annotated[
+    Optional[float],
+    typer.Option(
+        min=0.5, max=180, metavar="MINUTES", help="build a long mix of this many minutes from the inputs and measure it"
+    ),
+]
+Session = Annotated[Optional[float], typer.Option(min=0.5, max=180, hidden=True, help="deprecated: --mix")]
+Streams = Annotated[
+    Optional[str],
+    typer.Option(metavar="LIST", help="instead: N concurrent 1x streams through `livecap serve` on loopback, "
+                                      "for each N of this comma list"),
+]
+StreamSeconds = Annotated[float, typer.Option(min=1, metavar="S", help="speech each --streams client sends")]
+JsonPath = Annotated[
+    Optional[Path], typer.Option("--json", metavar="FILE", help="write every figure to this JSON file")
+]
+Plot = Annotated[Optional[Path], typer.Option(metavar="FILE", help="draw latency and RTF per configuration into a PNG")]
+
 
 def bench_command(
-    inputs: Annotated[
-        Optional[list[Path]],
-        typer.Argument(
-            help="audio files or a manifest.tsv (default: the bundled sample)", show_default=False, metavar="FILES..."
-        ),
-    ] = None,
+    inputs: Inputs = None,
     profile: opt.Profile = None,
-    model: Annotated[
-        Optional[str], typer.Option(help="comma list of models [default: tiny.en]", metavar="LIST")
-    ] = None,
-    compute_type: Annotated[Optional[str], typer.Option(help="comma list of compute types", metavar="LIST")] = None,
-    workers: Annotated[
-        Optional[str], typer.Option(help="comma list of worker counts [default: 2]", metavar="LIST")
-    ] = None,
-    beam_size: Annotated[
-        Optional[str], typer.Option(help="comma list of beam sizes [default: 1]", metavar="LIST")
-    ] = None,
-    device: Annotated[
-        Optional[str],
-        typer.Option(help="compute devices: comma list of cpu, cuda, auto [default: cpu]", metavar="LIST"),
-    ] = None,
-    batch_size: Annotated[
-        Optional[str], typer.Option(help="comma list of ASR batch sizes (1: no batching)", metavar="LIST")
-    ] = None,
+    model: Models = None,
+    compute_type: ComputeTypes = None,
+    workers: WorkerCounts = None,
+    beam_size: BeamSizes = None,
+    device: Devices = None,
+    batch_size: BatchSizes = None,
     language: opt.Language = None,
     translate_to: opt.TranslateTo = None,
     translator: opt.Translator = None,
-    repeat: Annotated[
-        int, typer.Option(min=1, max=50, metavar="N", help="runs per configuration (median, min-max)")
-    ] = 1,
-    live: Annotated[bool, typer.Option("--live/--no-live", help="also replay at 1x through the live pipeline")] = True,
-    live_limit: Annotated[
-        float, typer.Option(min=0, metavar="S", help="seconds of audio replayed live per run (takes that long)")
-    ] = LIVE_LIMIT_S,
-    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run plain faster-whisper")] = True,
-    mix: Annotated[
-        Optional[float],
-        typer.Option(
-            min=0.5,
-            max=180,
-            metavar="MINUTES",
-            help="build a long mix of this many minutes from the inputs and measure it",
-        ),
-    ] = None,
-    session: Annotated[Optional[float], typer.Option(min=0.5, max=180, hidden=True, help="deprecated: --mix")] = None,
-    streams: Annotated[
-        Optional[str],
-        typer.Option(
-            metavar="LIST",
-            help="instead: N concurrent 1x streams through `livecap serve` on loopback, for each N of this comma list",
-        ),
-    ] = None,
-    stream_seconds: Annotated[
-        float, typer.Option(min=1, metavar="S", help="speech each --streams client sends")
-    ] = 30.0,
-    json_path: Annotated[
-        Optional[Path], typer.Option("--json", metavar="FILE", help="write every figure to this JSON file")
-    ] = None,
-    plot: Annotated[
-        Optional[Path], typer.Option(metavar="FILE", help="draw latency and RTF per configuration into a PNG")
-    ] = None,
+    repeat: Repeat = 1,
+    live: Live = True,
+    live_limit: LiveLimit = LIVE_LIMIT_S,
+    baseline: Baseline = True,
+    mix: Mix = None,
+    session: Session = None,
+    streams: Streams = None,
+    stream_seconds: StreamSeconds = 30.0,
+    json_path: JsonPath = None,
+    plot: Plot = None,
 ) -> None:
     """Measure RTF, latency, WER and memory per configuration, against plain faster-whisper."""
     from livecap.bench import report
-    from livecap.bench.run import Job, run_job, steps
 
     if plot is not None:
         report.check_plot(plot)
@@ -102,56 +103,65 @@ def bench_command(
         warn("--session is deprecated: use --mix")
         mix = session if mix is None else mix
     items = load_inputs(list(inputs or []))
-    sweeps = {
-        "model": model,
-        "compute_type": compute_type,
-        "workers": workers,
-        "beam_size": beam_size,
-        "device": device,
-        "batch_size": batch_size,
-    }
-    fixed = {
-        k: v
-        for k, v in {"language": language, "translate_to": translate_to, "translator": translator}.items()
-        if v is not None
-    }
-    configs = configurations(profile, sweeps, fixed)
+    sweeps = {"model": model, "compute_type": compute_type, "workers": workers, "beam_size": beam_size,
+              "device": device, "batch_size": batch_size}
+    fixed = {"language": language, "translate_to": translate_to, "translator": translator}
+    configs = configurations(profile, sweeps, {k: v for k, v in fixed.items() if v is not None})
     check_configurations(configs)
-    keys = varying(configs)
     if streams is not None:
-        bench_streams(configs, keys, items, streams, stream_seconds, json_path)
+        bench_streams(configs, varying(configs), items, streams, stream_seconds, json_path)
         return
     limit = live_limit if live else 0.0
-    results: list[dict] = []
-    failure: LivecapError | None = None
     with tempfile.TemporaryDirectory(prefix="livecap-bench-") as tmp:
         if mix is not None:
             items = [mix_item(items, mix, Path(tmp))]
         nonspeech = write_nonspeech(Path(tmp) / "nonspeech.wav")
-        jobs = [
-            [Job(kind, config, tuple(items), nonspeech, limit) for kind in ("livecap", "baseline")[: 1 + baseline]]
-            for config in configs
-        ]
-        with report.progress() as bar:
-            task = bar.add_task("bench", total=sum(steps(j) for runs in jobs for j in runs) * repeat)
+        kinds = ("livecap", "baseline")[: 1 + baseline]
+        results, failure = measure_configurations(configs, items, nonspeech, kinds, repeat, limit)
+    document = bench_document(items, repeat, limit, results)
+    if results:
+        report.show(document)
+        if json_path is not None:
+            report.write_json(document, json_path)
+        if plot is not None:
+            report.draw(document, plot)
+    if failure is not None:
+        raise failure
+
+
+def measure_configurations(
+    configs: list, items: list, nonspeech: Path, kinds: tuple[str, ...], repeat: int, limit: float
+) -> tuple[list[dict], LivecapError | None]:
+    """Every configuration `repeat` times (each run in its own processes), behind one progress bar;
+    the summaries measured, and the failure that stopped the rest (the ones before it are kept)."""
+    from livecap.bench import report
+    from livecap.bench.run import Job, run_job, steps
+
+    keys = varying(configs)
+    jobs = [[Job(kind, config, tuple(items), nonspeech, limit) for kind in kinds] for config in configs]
+    results: list[dict] = []
+    with report.progress() as bar:
+        task = bar.add_task("bench", total=sum(steps(j) for runs in jobs for j in runs) * repeat)
+        for config, runs in zip(configs, jobs):
+            raws = []
             try:
-                for config, runs in zip(configs, jobs):
-                    raws = []
-                    for index in range(repeat):
-                        raw = {}
-                        for job in runs:
-                            name = f"{label(config, keys)} #{index + 1}"
-                            raw[job.kind] = run_job(
-                                job, lambda text, name=name: bar.update(task, advance=1, description=f"{name}: {text}")
-                            )
-                        raws.append(raw)
-                    results.append(report.configuration(label(config, keys), config, raws))
+                for index in range(repeat):
+                    name = f"{label(config, keys)} #{index + 1}"
+
+                    def step(text: str, name: str = name) -> None:
+                        bar.update(task, advance=1, description=f"{name}: {text}")
+
+                    raws.append({job.kind: run_job(job, step) for job in runs})
             except LivecapError as error:  # keep and show what was measured before the failure
-                failure = LivecapError(
-                    f"{label(config, keys)}: {error}"
-                    + (f" (the {len(results)} configuration(s) measured before it are shown above)" if results else "")
-                )
-    document = {
+                before = f" (the {len(results)} configuration(s) measured before it are shown above)" if results else ""
+                return results, LivecapError(f"{label(config, keys)}: {error}{before}")
+            results.append(report.configuration(label(config, keys), config, raws))
+    return results, None
+
+
+def bench_document(items: list, repeat: int, limit: float, results: list[dict]) -> dict:
+    """The bench's JSON document (its shape is described in `livecap.bench.plan`)."""
+    return {
         "machine": machine(),
         "command": "livecap " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "livecap bench",
         "inputs": [
@@ -162,14 +172,6 @@ def bench_command(
         "live_limit_s": limit,
         "configurations": results,
     }
-    if results:
-        report.show(document)
-        if json_path is not None:
-            report.write_json(document, json_path)
-        if plot is not None:
-            report.draw(document, plot)
-    if failure is not None:
-        raise failure
 
 
 def check_target(target: Path) -> None:
