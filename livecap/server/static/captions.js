@@ -49,6 +49,10 @@ function addCaption(event) {
 }
 
 export const captionHandlers = {
+  loading(event) {
+    if (event.state === "waiting") setState(`waiting for a free model slot for ${event.model}`);
+    else setState(`loading model ${event.model}...`);
+  },
   ready(event) {
     if (event.session) setState(`watching session ${event.session.id} (${event.session.state})`);
     else setState(`listening (${event.model}, stream ${event.stream_id})`);

@@ -2,6 +2,7 @@
 // session's publish socket, its events shown as captions.
 import { CLOSE, api, connect, pageUrl } from "./protocol.js";
 import { $, captionHandlers, setState } from "./captions.js";
+import { chosenModel } from "./models.js";
 
 let socket = null, context = null, media = null;
 
@@ -18,13 +19,15 @@ async function openMicrophone() {
   return new AudioWorkletNode(context, "pcm-sender");
 }
 
-export async function start(path = "/v1/stream") {
+// `model`: what the start message names (a published session's model is the session's own).
+export async function start(path = "/v1/stream", model = chosenModel()) {
   $("start").disabled = $("publish").disabled = true;
   try {
     const sender = await openMicrophone();
     socket = connect(path, captionHandlers, {
       onOpen(open) {
-        open.send(JSON.stringify({ type: "start", sample_rate: context.sampleRate, sample_format: "s16le" }));
+        const begin = { type: "start", sample_rate: context.sampleRate, sample_format: "s16le" };
+        open.send(JSON.stringify(model ? { ...begin, model } : begin));
         sender.port.onmessage = (message) => { if (open.readyState === WebSocket.OPEN) open.send(message.data); };
         context.createMediaStreamSource(media).connect(sender);
         $("stop").disabled = false;
@@ -59,12 +62,12 @@ function cleanUp() {
 // A shared session fed by this microphone; its viewer link is shown for others.
 export async function publish(onPublished = () => {}) {
   try {
-    const session = await api("POST", "/v1/sessions", { source: "publish" });
+    const session = await api("POST", "/v1/sessions", { source: "publish", model: chosenModel() });
     $("watch-link").href = pageUrl({ watch: session.id });
     $("watch-link").textContent = new URL($("watch-link").href, location.href).href;
     $("published").hidden = false;
     $("published").dataset.session = session.id;
-    await start(`/v1/sessions/${session.id}/publish`);
+    await start(`/v1/sessions/${session.id}/publish`, null);
     onPublished();
   } catch (error) {
     setState(`cannot publish: ${error.message}`, true);

@@ -2,6 +2,7 @@
 // session from one of its files.
 import { api, pageUrl } from "./protocol.js";
 import { $ } from "./captions.js";
+import { chosenModel } from "./models.js";
 
 const REFRESH_MS = 2000;
 
@@ -20,7 +21,7 @@ function sessionRow(s) {
   link.textContent = s.id;
   cell(row, link);
   cell(row, s.state + (s.end_reason ? `: ${s.end_reason}` : ""));
-  cell(row, s.source === "media" ? `media ${s.media}` : "publisher");
+  cell(row, (s.source === "media" ? `media ${s.media}` : "publisher") + `, ${s.model}`);
   cell(row, String(s.viewers));
   cell(row, `${s.position.toFixed(0)} s` + (s.duration ? ` / ${s.duration.toFixed(0)} s` : ""));
   cell(row, s.final_latency_p50 == null ? "" : `${s.final_latency_p50.toFixed(2)} s`);
@@ -80,7 +81,7 @@ async function addMedia(event) {
 async function startFromMedia(event) {
   event.preventDefault();
   try {
-    const session = await api("POST", "/v1/sessions", { media: $("media-list").value });
+    const session = await api("POST", "/v1/sessions", { media: $("media-list").value, model: chosenModel() });
     say(`session ${session.id} started`);
     await refreshSessions();
   } catch (error) {
