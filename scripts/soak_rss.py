@@ -27,7 +27,32 @@ from livecap.config import resolve  # noqa: E402
 from livecap.engine import Engine  # noqa: E402
 from livecap.messages import Caption  # noqa: E402
 from livecap.output.writers import Journal  # noqa: E402
+from livecap.pipeline.runner import NoDisplay, run_stream  # noqa: E402
+from livecap.pipeline.stream import Stream  # noqa: E402
 from livecap.sources.file import FileSource  # noqa: E402
+
+
+class Sampler(NoDisplay):
+    """Counts finals and samples RSS every `every_s` seconds of audio (on run_stream's ticks)."""
+
+    def __init__(self, stream: Stream, process: psutil.Process, every_s: float) -> None:
+        self.stream, self.process, self.every_s = stream, process, every_s
+        self.samples: list[tuple[float, float]] = []
+        self.finals = 0
+        self.next_mark = 0.0
+
+    def final(self, caption: Caption, latency: dict[str, float]) -> None:
+        self.finals += 1
+
+    def tick(self, stats: object) -> None:
+        if self.stream.position >= self.next_mark:
+            self.sample()
+            print(f"{self.samples[-1][0]:6.1f} min of audio  RSS {self.samples[-1][1]:7.1f} MB  finals {self.finals}",
+                  flush=True)
+            self.next_mark += self.every_s
+
+    def sample(self) -> None:
+        self.samples.append((self.stream.position / 60, self.process.memory_info().rss / 2**20))
 
 
 def main() -> None:
@@ -36,7 +61,6 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=5.0)
     parser.add_argument("--model", default="tiny.en")
     args = parser.parse_args()
-    process = psutil.Process()
     with tempfile.TemporaryDirectory() as tmp:
         mix = Path(tmp) / "mix.wav"
         clips = [(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()]
@@ -44,27 +68,11 @@ def main() -> None:
         config = resolve(None, {"model": args.model}).config
         with Engine(config) as engine:
             stream = engine.stream(FileSource(mix, realtime=False), live=True)
-            journal = Journal(Path(tmp) / "soak.journal.jsonl")
-            samples: list[tuple[float, float]] = []
-            finals = 0
-            next_mark = 0.0
+            sampler = Sampler(stream, psutil.Process(), args.every * 60)
             started = time.monotonic()
-            stream.start()
-            while True:
-                event = stream.next_event(timeout=0.2)
-                if isinstance(event, Caption):
-                    journal.append(event)
-                    finals += 1
-                elif event is not None and type(event).__name__ == "StreamEnd":
-                    break
-                if stream.position >= next_mark:
-                    samples.append((stream.position / 60, process.memory_info().rss / 2**20))
-                    print(
-                        f"{samples[-1][0]:6.1f} min of audio  RSS {samples[-1][1]:7.1f} MB  finals {finals}", flush=True
-                    )
-                    next_mark += args.every * 60
-            journal.close()
-            samples.append((stream.position / 60, process.memory_info().rss / 2**20))
+            run_stream(stream, sampler, Journal(Path(tmp) / "soak.journal.jsonl"), keep=False)
+            sampler.sample()
+    samples, finals = sampler.samples, sampler.finals
     rss = np.array([r for _, r in samples[1:]])  # the first sample is before the first model run
     print(
         f"\n{args.minutes:g} min of audio in {time.monotonic() - started:.0f} s, {finals} finals; RSS after the first "

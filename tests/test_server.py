@@ -29,9 +29,12 @@ from livecap.bench.streams import free_port
 from livecap.bench.wer import wer
 from livecap.config import Config, ServerConfig
 from livecap.engine import Engine
+from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError
+from livecap.pipeline.runner import run_stream
+from livecap.pipeline.stats import StatsSnapshot, StreamStats
 from livecap.server.app import create_app
 from livecap.server.client import pcm_frames, stream_file, stream_frames
-from livecap.server.live import Closing, Outbox, decode_frame, parse_start
+from livecap.server.live import Closing, Outbox, RecordFeed, decode_frame, parse_start
 from livecap.server.run import make_server
 from livecap.sources.push import PushSource
 from livecap.sources.queue import CaptureQueue, EndOfAudio
@@ -78,6 +81,49 @@ def test_frames_are_checked() -> None:
         with pytest.raises(Closing) as raised:
             decode_frame(data, fmt)
         assert raised.value.code == 1007
+
+
+class _ScriptedStream:
+    """Hands out a fixed list of events, as `Stream.next_event` would (a unit test of the switch)."""
+
+    stream_id = "s1"
+
+    def __init__(self, events: list[object]) -> None:
+        self.events = events
+        self.stats = StreamStats()
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, reason: str | None = None) -> None:
+        pass
+
+    def next_event(self, timeout: float = 0.1) -> object:
+        return self.events.pop(0)
+
+    def stats_snapshot(self) -> StatsSnapshot:
+        return self.stats.snapshot(
+            dropped_seconds=0.0, capture_depth_s=0.0, pending_finals=0, pending_interims=0, behind_seconds=0.0,
+            interims_skipped=0, transcribed_seconds=0.0,
+        )
+
+
+def test_the_server_feed_is_a_display_of_the_run_loop() -> None:
+    t = {"speech_end": 1.0, "emitted": 1.5, "asr_start": 1.6, "asr_end": 1.9, "shown": 2.0}
+    caption = Caption("s1", 0, 0.0, 1.0, "hello", True, timings=t, utterance=0)
+    interim = InterimCaption("s1", 0, "hel", "lo", 2, t_audio_end=1.0, audio_end=0.9)
+    stream = _ScriptedStream([interim, None, caption, StreamError("ASR failed"), StreamEnd()])
+    latencies: list[float] = []
+    hub = type("HubStub", (), {"record_final": staticmethod(latencies.append)})()
+    posted: list[dict] = []
+    done: list[bool] = []
+    feed = RecordFeed(hub, posted.append, lambda: {"interims_unsent": 0}, lambda: done.append(True))  # type: ignore[arg-type]
+    result = run_stream(stream, feed, keep=False)  # type: ignore[arg-type]
+    records = [r for r in posted if r["type"] != "stats"]  # stats come every 2 s, and at the end
+    assert [r["type"] for r in records] == ["interim", "final", "error"] and posted[-1]["type"] == "stats"
+    assert records[1]["text"] == "hello" and records[1]["latency"]["latency"] == 1.0 and latencies == [1.0]
+    assert posted[-1]["interims_unsent"] == 0 and done == [True]
+    assert result.captions == [] and result.errors == ["ASR failed"]  # a server keeps no captions
 
 
 def test_outbox_sheds_interims_never_finals() -> None:

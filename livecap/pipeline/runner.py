@@ -1,7 +1,8 @@
 """Run a stream to its end: hand events to a display, journal finals, stop when asked, lose nothing.
 
-The loop knows nothing of terminals or signals: the caller passes a `Display` (a terminal view, a
-network connection, or nothing) and a `stop_requests` counter (the CLI counts Ctrl-C and SIGTERM
+This is the one place a stream's events are told apart. The loop knows nothing of terminals,
+signals or sockets: the caller passes a `Display` (a terminal view, a network connection: the
+server's `RecordFeed`, or nothing) and a `stop_requests` counter (the CLI counts Ctrl-C and SIGTERM
 in it; a server counts shutdown requests).
 """
 
@@ -64,10 +65,13 @@ def run_stream(
     journal: CaptionSink | None = None,
     duration: float | None = None,
     stop_requests: Callable[[], int] = lambda: 0,
+    *,
+    keep: bool = True,
 ) -> RunResult:
     """Drive `stream` until it ends. The first stop request stops capture and finishes pending
     finals (a file stream drops the finals not yet started); a second one stops waiting. Either way
-    the captions produced so far are returned."""
+    the captions produced so far are returned; with `keep=False` none are kept (a server's
+    connection: its client has them, and its memory stays bounded)."""
     display = display or NoDisplay()
     result = RunResult()
     stopping = False
@@ -82,8 +86,9 @@ def run_stream(
         now = time.monotonic()
         if isinstance(event, Caption):
             latency = latency_breakdown(event)
-            result.captions.append(event)
-            result.latencies.append(latency)
+            if keep:
+                result.captions.append(event)
+                result.latencies.append(latency)
             if result.t_first_caption is None:
                 result.t_first_caption = now - t_start
             if journal is not None:

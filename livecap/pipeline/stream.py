@@ -84,11 +84,17 @@ class Stream:
             translation_in_flight=2 * config.asr.workers,
         )
         self._events: queue.Queue[Event] = queue.Queue(maxsize=256)  # what next_event() takes
+        self._started = False
         self.segmentation.link(self.delivery.take, self.interims)
 
     # -- control -------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the stages and the source, once (a server starts a stream before it takes audio;
+        `run_stream` then starts it again, which does nothing)."""
+        if self._started:
+            return
+        self._started = True
         self.segmentation.start()
         self.delivery.start()
         self.source.start(self.capture)

@@ -105,7 +105,7 @@ class Hub:
             self.translate_seconds += stats.translate_seconds
 
     def record_final(self, latency: float) -> None:
-        """A live final's latency (from a stream's pump thread)."""
+        """A live final's latency (from a stream's run thread)."""
         self._latencies.append(latency)
         self.final_latency.observe(latency)
 

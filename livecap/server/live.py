@@ -11,8 +11,10 @@ journal and `--jsonl`), and closes with a code that says why:
          or the client reads too slowly      1011 the model failed to load
     1013 at capacity: try again later        4405 no such model
 
-The model never runs on the event loop: the stream's stages are threads, and a pump thread per
-stream (`pump`, also used by the shared sessions of sessions.py) moves its events onto the loop.
+The model never runs on the event loop: the stream's stages are threads, and each stream is run
+to its end by `run_stream` (the CLI's run loop) on a thread of its own, with a `RecordFeed` as its
+display that moves the events, as records, onto the loop (the shared sessions of sessions.py run
+theirs the same way).
 What waits to be sent is bounded: a newer interim (or stats) replaces an unsent one, finals are
 never dropped, and a client that leaves too many unsent is disconnected.
 """
@@ -46,9 +48,10 @@ from livecap.closecodes import (
     TRY_LATER,
     UNSUPPORTED,
 )
-from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError
+from livecap.messages import Caption, InterimCaption
 from livecap.output.records import error_record, final_record, interim_record, stats_record
-from livecap.pipeline.stats import StatsSnapshot, latency_breakdown
+from livecap.pipeline.runner import Display, run_stream
+from livecap.pipeline.stats import StatsSnapshot
 from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
 from livecap.server.requests import RequestError, decode_options
@@ -182,31 +185,59 @@ async def close_with(websocket: WebSocket, code: int, reason: str) -> None:
 Post = Callable[[dict[str, Any]], None]
 
 
-def pump(stream: Stream, hub: Hub, post: Post, stats: Callable[[], dict[str, Any]], done: Callable[[], None]) -> None:
-    """A stream's events as records, handed to `post` (from this thread), with `stats()` now and
-    then and at the end; then `done()`. Runs in its own thread and never waits on a client."""
-    last_stats = time.monotonic()
-    while True:
-        event = stream.next_event(timeout=0.25)
-        if isinstance(event, Caption):
-            latency = latency_breakdown(event)
-            hub.record_final(latency["latency"])
-            post(final_record(event, latency))
-        elif isinstance(event, InterimCaption):
-            post(interim_record(event))
-        elif isinstance(event, StreamError):
-            post(error_record(event.message))
-        elif isinstance(event, StreamEnd):
-            break
-        if time.monotonic() - last_stats >= STATS_EVERY_S:
-            last_stats = time.monotonic()
-            post(stats())
-    post(stats())
-    done()
+class RecordFeed(Display):
+    """A stream's network side, as a `Display` of `run_stream` (which alone tells events apart):
+    each event becomes its wire record, handed to `post` on the run thread (`post` moves it onto the
+    event loop), with a stats record (plus `extras()`) every STATS_EVERY_S and at the end; then
+    `done()`. It never waits on a client."""
+
+    def __init__(
+        self, hub: Hub, post: Post, extras: Callable[[], dict[str, Any]], done: Callable[[], None]
+    ) -> None:
+        self.hub, self.post, self.extras, self.done = hub, post, extras, done
+        self._latest: StatsSnapshot | None = None
+        self._sent: StatsSnapshot | None = None
+        self._sent_at = time.monotonic()
+
+    def start(self) -> None:
+        """Nothing to open: the connection is up before its stream runs."""
+
+    def final(self, caption: Caption, latency: dict[str, float]) -> None:
+        self.hub.record_final(latency["latency"])
+        self.post(final_record(caption, latency))
+
+    def interim(self, event: InterimCaption) -> None:
+        self.post(interim_record(event))
+
+    def error(self, message: str) -> None:
+        self.post(error_record(message))
+
+    def tick(self, stats: StatsSnapshot) -> None:
+        self._latest = stats
+        if time.monotonic() - self._sent_at >= STATS_EVERY_S:
+            self._send_stats()
+
+    def stop(self) -> None:
+        if self._latest is not None and self._latest is not self._sent:
+            self._send_stats()  # the final figures, once
+        self.done()
+
+    def _send_stats(self) -> None:
+        assert self._latest is not None
+        self._sent, self._sent_at = self._latest, time.monotonic()
+        self.post({**stats_record(self._latest), **self.extras()})
+
+
+def run_in_thread(stream: Stream, feed: RecordFeed) -> None:
+    """Run `stream` to its end (`run_stream`) on its own thread: the model never runs on the loop."""
+    threading.Thread(
+        target=run_stream, args=(stream, feed), kwargs={"keep": False}, name=f"run-{stream.stream_id}",
+        daemon=True,
+    ).start()
 
 
 class StreamConnection:
-    """One admitted connection: its model, its stream, its pump thread and its sender. `tap`, when
+    """One admitted connection: its model, its stream, its run thread and its sender. `tap`, when
     given, also receives every record of the stream on the event loop (a shared session's viewers);
     `model`, when given, is the only model its start message may name (a session's)."""
 
@@ -220,7 +251,7 @@ class StreamConnection:
         self.settings = hub.settings
         self.loop = asyncio.get_running_loop()
         self.outbox = Outbox(self.settings.max_unsent_finals)
-        self.pump_done = asyncio.Event()
+        self.run_done = asyncio.Event()
         self.source: PushSource | None = None
         self.stream: Stream | None = None
         self.stop_reason: Closing | None = None  # set by `end_with`
@@ -289,12 +320,8 @@ class StreamConnection:
         except Exception:  # the client left before its stream started: nothing runs yet
             return
         self.stream.start()
-        threading.Thread(
-            target=pump,
-            args=(self.stream, self.hub, self._post_threadsafe, self._stats_record, self._pump_done),
-            name=f"pump-{self.stream.stream_id}",
-            daemon=True,
-        ).start()
+        feed = RecordFeed(self.hub, self._post_threadsafe, self._stats_extras, self._run_done)
+        run_in_thread(self.stream, feed)
         sender = asyncio.create_task(self._send_loop())
         try:
             ending = await self._receive_audio(start.sample_format)
@@ -308,7 +335,7 @@ class StreamConnection:
             self.stream.pool.cancel_finals(self.stream.stream_id)  # nobody will read them
         self.source.end()
         try:
-            await asyncio.wait_for(self.pump_done.wait(), self.settings.drain_s if ending.code == GOING_AWAY else None)
+            await asyncio.wait_for(self.run_done.wait(), self.settings.drain_s if ending.code == GOING_AWAY else None)
         except asyncio.TimeoutError:
             self.stream.pool.cancel_finals(self.stream.stream_id)
         if ending.code == ABNORMAL:
@@ -321,7 +348,7 @@ class StreamConnection:
                 await asyncio.wait_for(sender, SEND_CLOSE_WAIT_S)
             except Exception:  # the client left or stopped reading: it is closed anyway
                 sender.cancel()
-        await self.pump_done.wait()  # the stream has ended: its figures are final
+        await self.run_done.wait()  # the stream has ended: its figures are final
 
     def stats_snapshot(self) -> StatsSnapshot | None:
         return self.stream.stats_snapshot() if self.stream is not None else None
@@ -386,14 +413,13 @@ class StreamConnection:
         self.stop_reason = self.stop_reason or closing
         self._stop_now.set()
 
-    # -- the pump (its own thread) and the sender (event loop) -----------------------------------
+    # -- the run thread and the sender (event loop) ---------------------------------------------
 
-    def _pump_done(self) -> None:
-        self._call_soon(self.pump_done.set)
+    def _run_done(self) -> None:
+        self._call_soon(self.run_done.set)
 
-    def _stats_record(self) -> dict[str, Any]:
-        assert self.stream is not None
-        return {**stats_record(self.stream.stats_snapshot()), "interims_unsent": self.outbox.replaced}
+    def _stats_extras(self) -> dict[str, Any]:
+        return {"interims_unsent": self.outbox.replaced}
 
     def _call_soon(self, callback: Any, *args: Any) -> None:
         try:

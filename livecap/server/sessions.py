@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import secrets
-import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -39,10 +38,16 @@ from livecap.closecodes import (
     TRY_LATER,
 )
 from livecap.errors import LivecapError
-from livecap.output.records import stats_record
 from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
-from livecap.server.live import Closing, Outbox, StreamConnection, close_with, pump
+from livecap.server.live import (
+    Closing,
+    Outbox,
+    RecordFeed,
+    StreamConnection,
+    close_with,
+    run_in_thread,
+)
 from livecap.server.media import MediaLibrary
 from livecap.server.requests import RequestError, decode_options
 from livecap.sources.file import FileSource
@@ -165,10 +170,9 @@ class SharedSession:
             "dropped_audio_s": round(snap.dropped_seconds, 3) if snap else None,
         }
 
-    def stats_record(self) -> dict[str, Any]:
-        """A media session's stats record (from its pump thread: a length read is safe)."""
-        assert self._stream is not None
-        return {**stats_record(self._stream.stats_snapshot()), "viewers": len(self.fanout.viewers)}
+    def stats_extras(self) -> dict[str, Any]:
+        """What a media session's stats records add (from its run thread: a length read is safe)."""
+        return {"viewers": len(self.fanout.viewers)}
 
     async def run(self, library: MediaLibrary) -> None:
         """The session from start to end; always ends its viewers and frees its slot."""
@@ -212,9 +216,8 @@ class SharedSession:
 
         stream.start()
         self.state = "live"
-        threading.Thread(target=pump, args=(stream, self.hub, post, self.stats_record,
-                                            lambda: loop.call_soon_threadsafe(done.set)),
-                         name=f"pump-{self.id}", daemon=True).start()
+        feed = RecordFeed(self.hub, post, self.stats_extras, lambda: loop.call_soon_threadsafe(done.set))
+        run_in_thread(stream, feed)
         await self._until(done, self.stopping, self.hub.draining)
         if done.is_set():
             return NORMAL, "the media file ended"
