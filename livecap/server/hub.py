@@ -131,6 +131,12 @@ class Hub:
 
     # -- shutdown ------------------------------------------------------------------------------
 
+    def track(self, task: asyncio.Task) -> None:
+        """A connection's task (a stream, a session, a viewer): a shutdown drains it; it is
+        forgotten when it ends."""
+        self.connections.add(task)
+        task.add_done_callback(self.connections.discard)
+
     async def drain(self) -> None:
         """Refuse new streams and let the open ones send their last finals (each connection bounds
         its own wait by `drain_s`); then they close with 1001."""

@@ -471,12 +471,11 @@ async def serve_stream(websocket: WebSocket, hub: Hub) -> None:
     connection = StreamConnection(websocket, hub)
     task = asyncio.current_task()
     assert task is not None
-    hub.connections.add(task)
+    hub.track(task)
     try:
         await connection.run()
     except Exception:  # a bug here must not leak a traceback to the client, nor a slot
         log.exception("live stream failed")
         await close_with(websocket, INTERNAL, "internal server error")
     finally:
-        hub.connections.discard(task)
         hub.release_stream(connection.stats_snapshot())

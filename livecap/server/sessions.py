@@ -316,8 +316,7 @@ class Sessions:
         self._forget_ended()
         self.items[session.id] = session
         session.task = asyncio.create_task(session.run(self.library))
-        self.hub.connections.add(session.task)
-        session.task.add_done_callback(self.hub.connections.discard)
+        self.hub.track(session.task)
         return session
 
     def _forget_ended(self) -> None:
@@ -345,8 +344,7 @@ class Sessions:
             return None
         task = asyncio.current_task()
         assert task is not None
-        self.hub.connections.add(task)
-        task.add_done_callback(self.hub.connections.discard)
+        self.hub.track(task)
         return session
 
     async def watch(self, websocket: WebSocket, session_id: str) -> None:
