@@ -107,3 +107,24 @@ def loopback_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def hub_repo(cache: Path, repo_id: str, damaged: bool = False) -> None:
+    """`repo_id` in a Hugging Face cache, laid out as huggingface_hub lays out a download (blobs and
+    snapshot links) with the packaged tiny.en's files; with `damaged`, a model.bin that is no model."""
+    from livecap.asr.models import local_models
+
+    (packaged,) = [m.path for m in local_models() if m.name == "tiny.en"]
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / HUB_COMMIT
+    for folder in (repo / "refs", repo / "blobs", snapshot):
+        folder.mkdir(parents=True)
+    (repo / "refs" / "main").write_text(HUB_COMMIT)
+    for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(packaged / name, repo / "blobs" / name)
+        (snapshot / name).symlink_to(Path("../../blobs") / name)
+    if damaged:
+        (repo / "blobs" / "model.bin").write_bytes(b"not a CTranslate2 model" * 1000)

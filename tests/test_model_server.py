@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -16,37 +15,19 @@ import httpx
 import pytest
 import websockets
 
-from conftest import Clip
-from livecap.asr.models import local_models
+from conftest import Clip, hub_repo
 from livecap.bench.streams import serve_process
 from livecap.bench.wer import wer
 from livecap.closecodes import INTERNAL, NO_MODEL
 from livecap.server.client import pcm_frames, stream_file
 from test_browser import chromium, fake_microphone, first_pass_captions  # noqa: F401 - a fixture
-from test_server import by_length, ws_url
+from test_server import by_length, collect, ws_url
 
 pytestmark = pytest.mark.slow
 
 HUB_COPY = "Systran/faster-whisper-tiny.en"  # tiny.en laid out in a Hugging Face cache: a third model
 BROKEN = "livecap-test/broken-whisper"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 FOREIGN_WER = 0.45  # base on a short German or Spanish sentence: a word or two of ten may differ
-
-
-def hub_repo(cache: Path, repo_id: str, damaged: bool = False) -> None:
-    """`repo_id` in a hub cache, as huggingface_hub lays out a download: the packaged tiny.en's
-    files, or with `damaged` a model.bin that is not a model."""
-    (packaged,) = [m.path for m in local_models() if m.name == "tiny.en"]
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / COMMIT
-    for folder in (repo / "refs", repo / "blobs", snapshot):
-        folder.mkdir(parents=True)
-    (repo / "refs" / "main").write_text(COMMIT)
-    for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copyfile(packaged / name, repo / "blobs" / name)
-        (snapshot / name).symlink_to(Path("../../blobs") / name)
-    if damaged:
-        (repo / "blobs" / "model.bin").write_bytes(b"not a CTranslate2 model" * 1000)
 
 
 @pytest.fixture
@@ -92,13 +73,7 @@ async def send_clip_and_end(ws: websockets.ClientConnection, clip: Clip) -> list
     for frame in pcm_frames(clip.path):
         await ws.send(frame)
     await ws.send(json.dumps({"type": "end"}))
-    events = []
-    try:
-        async for message in ws:
-            events.append(json.loads(message))
-    except websockets.ConnectionClosed:
-        pass
-    return events
+    return await collect(ws)
 
 
 def text_of(events: list[dict]) -> str:

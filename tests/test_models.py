@@ -4,17 +4,15 @@ cache is filled from the packaged tiny.en, laid out as huggingface_hub lays out 
 from __future__ import annotations
 
 import importlib.metadata
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import Clip, run_cli
-from livecap.asr.models import local_models
+from conftest import HUB_COMMIT, Clip, hub_repo, run_cli
 
 pytestmark = pytest.mark.slow
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
+COMMIT = HUB_COMMIT
 REPO_ID = "Systran/faster-whisper-tiny.en"
 
 
@@ -28,15 +26,7 @@ def one_line_error(done, *fragments: str) -> None:  # noqa: ANN001 - a Completed
 @pytest.fixture
 def hub_cache(tmp_path: Path) -> dict[str, str]:
     """A Hugging Face cache holding REPO_ID (the packaged tiny.en files, as blobs and snapshot links)."""
-    (packaged,) = [m.path for m in local_models() if m.name == "tiny.en"]
-    repo = tmp_path / "hub" / f"models--{REPO_ID.replace('/', '--')}"
-    snapshot = repo / "snapshots" / COMMIT
-    for folder in (repo / "refs", repo / "blobs", snapshot):
-        folder.mkdir(parents=True)
-    (repo / "refs" / "main").write_text(COMMIT)
-    for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copyfile(packaged / name, repo / "blobs" / name)
-        (snapshot / name).symlink_to(Path("../../blobs") / name)
+    hub_repo(tmp_path / "hub", REPO_ID)
     return {"HF_HUB_CACHE": str(tmp_path / "hub"), "COLUMNS": "200"}
 
 
