@@ -55,23 +55,34 @@ class Engine:
         decode: DecodeOptions | None = None,
         converter: Callable[[np.ndarray], np.ndarray] | None = None,
         stream_id: str | None = None,
+        config: Config | None = None,
+        vad_events: bool = False,
     ) -> Stream:
         """A new stream on this engine's pools, with its own id (or `stream_id`, unique among the
-        streams of this engine) and decoding options."""
+        streams of this engine) and decoding options. `config`: this stream's own VAD and live
+        settings (a client's endpointing, interims off); the model, the workers and translation stay
+        the engine's."""
         if stream_id is None:
             with self._ids_lock:
                 stream_id = f"s{next(self._ids)}"
         return Stream(
             source,
             self.pool,
-            self.config,
+            self._own(config),
             stream_id=stream_id,
             live=live,
             decode=decode or DecodeOptions(),
             translator=self.translator,
             translation_pool=self.translation_pool,
             converter=converter,
+            vad_events=vad_events,
         )
+
+    def _own(self, config: Config | None) -> Config:
+        """The engine's config with a stream's VAD and live settings (nothing else may differ)."""
+        if config is None:
+            return self.config
+        return replace(self.config, vad=config.vad, live=config.live)
 
     def close(self) -> None:
         self.pool.shutdown()

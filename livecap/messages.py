@@ -99,6 +99,7 @@ class Caption:
     timings: dict[str, float] = field(default_factory=dict)  # monotonic times of each stage
     words: tuple[Word, ...] = ()
     utterance: int = 0  # the utterance (or packed window) it was transcribed from
+    last_in_utterance: bool = True  # False while more captions of the same utterance follow
     emitted_at: float | None = None  # stream clock (seconds of audio captured) when it was handed out
     audio: np.ndarray | None = field(default=None, repr=False, compare=False)  # for speech translation
 
@@ -117,6 +118,8 @@ class Caption:
             out["translation_failed"] = self.translation_failed
         if self.words:
             out["words"] = [w.to_dict() for w in self.words]
+        if not self.last_in_utterance:
+            out["last_in_utterance"] = False
         if self.emitted_at is not None:
             out["emitted_at"] = round(self.emitted_at, 3)
         return out
@@ -158,4 +161,24 @@ class StreamEnd:
     reason: str | None = None
 
 
-Event = Caption | InterimCaption | StreamError | StreamEnd
+VAD_KINDS = ("speech_started", "speech_stopped", "finalized", "cleared")
+
+
+@dataclass(frozen=True)
+class VadEvent:
+    """What the VAD decided, for protocols that report it (only streams opened with `vad_events`).
+    `speech_started` / `speech_stopped` bracket an utterance (`kept`: a final will come for it; a
+    too-short or tonal one is dropped). `finalized` and `cleared` answer the source's `finalize()`
+    and `clear()`: the open utterance (None when there was none) was cut, or dropped."""
+
+    stream_id: str
+    kind: str  # one of VAD_KINDS
+    utterance: int | None  # the utterance it concerns (finals carry the same number)
+    at: float  # stream seconds
+    kept: bool = True
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "utterance": self.utterance, "at": round(self.at, 3), "kept": self.kept}
+
+
+Event = Caption | InterimCaption | StreamError | StreamEnd | VadEvent

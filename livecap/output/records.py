@@ -6,7 +6,7 @@ import dataclasses
 import time
 from typing import Any
 
-from livecap.messages import Caption, InterimCaption
+from livecap.messages import Caption, InterimCaption, VadEvent
 from livecap.pipeline.stats import StatsSnapshot
 
 
@@ -21,6 +21,11 @@ def final_record(caption: Caption, latency: dict[str, float] | None = None) -> d
 def interim_record(event: InterimCaption) -> dict[str, Any]:
     """`latency`: seconds from the capture of the end of the audio it was computed on until now."""
     return {"type": "interim", **event.to_dict(), "latency": round(time.monotonic() - event.t_audio_end, 4)}
+
+
+def vad_record(event: VadEvent) -> dict[str, Any]:
+    """A VAD decision, for the protocol adapters that report speech (never written to the journal)."""
+    return {"type": "vad", **event.to_dict()}
 
 
 def error_record(message: str) -> dict[str, Any]:

@@ -105,7 +105,7 @@ class Delivery:
         if error is not None or result is None:
             self._put(StreamError(f"ASR failed on {u.start:.1f}-{u.end:.1f} s: {error}"))
             return
-        for segment in result.segments:
+        for index, segment in enumerate(result.segments):
             caption = Caption(
                 stream_id=self.stream_id,
                 seq=self._captions,
@@ -125,6 +125,7 @@ class Delivery:
                     for w in segment.words
                 ),
                 utterance=u.seq,
+                last_in_utterance=index == len(result.segments) - 1,
                 audio=u.audio_between(segment.start, segment.end) if self._translation else None,
             )
             self._captions += 1

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError
+from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError, VadEvent
 from livecap.pipeline.stats import StatsSnapshot, latency_breakdown
 from livecap.pipeline.stream import Stream
 
@@ -34,6 +34,9 @@ class Display(Protocol):
     def tick(self, stats: StatsSnapshot) -> None: ...
 
     def stop(self) -> None: ...
+
+    def vad(self, event: VadEvent) -> None:
+        """What the VAD decided: only a stream opened with `vad_events` (a protocol adapter) has these."""
 
 
 class NoDisplay(Display):
@@ -99,6 +102,8 @@ def run_stream(
         elif isinstance(event, StreamError):
             result.errors.append(event.message)
             display.error(event.message)
+        elif isinstance(event, VadEvent):
+            display.vad(event)
         elif isinstance(event, StreamEnd):
             result.end_reason = result.end_reason or event.reason
             return True

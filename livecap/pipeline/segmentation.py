@@ -6,7 +6,9 @@ pool, numbered in the order it was cut. Entry: the capture queue (the source fil
 called once per final with its ASR outcome (`Transcribed`, on a worker thread), then once with
 `SegmentationEnd` (on this thread) when no more finals will come.
 
-It owns the final slots: at most `max_pending_finals` finals wait for ASR; past that the thread
+Asked to (`report`), it also tells what the VAD decided (`VadEvent`: speech started and stopped,
+and the answers to the source's `finalize` and `clear` controls, which reach it in order with the
+audio). It owns the final slots: at most `max_pending_finals` finals wait for ASR; past that the thread
 waits, and the capture queue absorbs, then drops, audio. Finals are never dropped, except a
 stopped file stream's, whose audio not yet cut is thrown away.
 """
@@ -23,12 +25,12 @@ import numpy as np
 from livecap.asr.base import AsrRequest, AsrResult, DecodeOptions
 from livecap.asr.pool import AsrJob, AsrPool
 from livecap.config import Config
-from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
+from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance, VadEvent
 from livecap.pipeline.interims import Interims
 from livecap.pipeline.packing import Packer
 from livecap.pipeline.stats import StreamStats
 from livecap.pipeline.vad import Segmenter
-from livecap.sources.queue import CaptureQueue, EndOfAudio
+from livecap.sources.queue import CaptureQueue, Control, EndOfAudio
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,11 @@ class Segmentation:
         decode: DecodeOptions,
         stats: StreamStats,
         converter: Callable[[np.ndarray], np.ndarray] | None,
+        report: Callable[[VadEvent], None] | None = None,
     ) -> None:
         self.capture, self.pool, self.config, self.live = capture, pool, config, live
+        self._report = report
+        self._speaking: int | None = None  # the utterance announced as speech_started
         self.stream_id = stream_id
         self.decode = decode
         self.stats = stats
@@ -134,19 +139,65 @@ class Segmentation:
             now = time.monotonic()
             if isinstance(item, EndOfAudio):
                 if not self.discarding:
-                    for utterance in self.segmenter.flush(now):
-                        self._cut(utterance)
+                    self._finish(self.segmenter.flush(now))
                 return item.error
             if self.discarding:
+                continue
+            if isinstance(item, Control):
+                self._control(item.action, now)
                 continue
             samples = self._convert(item.samples)
             chunk = AudioChunk(samples, self.position, item.t_capture)
             self.position = chunk.end
             self.stats.add_audio(len(samples) / SAMPLE_RATE)
-            for utterance in self.segmenter.push(chunk, now):
-                self._cut(utterance)
+            self._finish(self.segmenter.push(chunk, now))
             if self._interims is not None:
                 self._interims.offer(now, self.segmenter.open_utterance)
+
+    def _finish(self, finished: list[Utterance]) -> None:
+        """Report what the VAD decided (when asked), then cut the finished utterances."""
+        if self._report is not None:
+            self._report_speech(finished)
+        for utterance in finished:
+            self._cut(utterance)
+
+    def _report_speech(self, finished: list[Utterance]) -> None:
+        """speech_started / speech_stopped around each utterance, from the segmenter's state after a
+        push: an utterance cut at its length limit stops and the next one starts at once."""
+        segmenter = self.segmenter
+        for utterance in finished:
+            if self._speaking is None:
+                self._vad("speech_started", utterance.seq, utterance.start)
+            self._vad("speech_stopped", utterance.seq, utterance.end)
+            self._speaking = None
+        if self._speaking is not None and not segmenter.in_speech:  # too short or tonal: no final
+            self._vad("speech_stopped", self._speaking, segmenter.position_s, kept=False)
+            self._speaking = None
+        if self._speaking is None and segmenter.speech_start is not None:
+            self._speaking = segmenter.next_seq
+            self._vad("speech_started", self._speaking, segmenter.speech_start)
+
+    def _vad(self, kind: str, utterance: int | None, at: float, kept: bool = True) -> None:
+        assert self._report is not None
+        self._report(VadEvent(self.stream_id, kind, utterance, at, kept))
+
+    def _control(self, action: str, now: float) -> None:
+        """A client's finalize (cut the open utterance now) or clear (drop it unheard)."""
+        segmenter = self.segmenter
+        if action == "finalize":
+            finished = segmenter.flush(now)
+            self._finish(finished)
+            kind, utterance = "finalized", finished[-1].seq if finished else None
+        else:
+            utterance = segmenter.discard()
+            if self._interims is not None:
+                self._interims.cut()
+            if self._report is not None and self._speaking is not None:
+                self._vad("speech_stopped", self._speaking, segmenter.position_s, kept=False)
+                self._speaking = None
+            kind = "cleared"
+        if self._report is not None:
+            self._vad(kind, utterance, segmenter.position_s, kept=utterance is not None)
 
     def _cut(self, utterance: Utterance) -> None:
         """A final utterance: live, straight to ASR (its interims end); a file's, packed first."""

@@ -62,6 +62,7 @@ class Stream:
         translator: Translator | None = None,
         translation_pool: Executor | None = None,
         converter: Callable[[np.ndarray], np.ndarray] | None = None,
+        vad_events: bool = False,
     ) -> None:
         self.source, self.pool, self.config, self.live = source, pool, config, live
         self.stream_id = stream_id
@@ -72,7 +73,7 @@ class Stream:
         self.capture = CaptureQueue(max_blocks=blocks)
         self.segmentation = Segmentation(
             self.capture, pool, config, stream_id=stream_id, live=live, decode=decode,
-            stats=self.stats, converter=converter,
+            stats=self.stats, converter=converter, report=self._put if vad_events else None,
         )
         self.interims = None if not live else Interims(
             pool, config.live, stream_id=stream_id, decode=decode, stats=self.stats,

@@ -209,6 +209,27 @@ class Segmenter:
     def in_speech(self) -> bool:
         return self._open is not None
 
+    @property
+    def speech_start(self) -> float | None:
+        """Stream seconds where the open utterance's speech began (None outside speech)."""
+        return self._open.speech_start / SAMPLE_RATE if self._open is not None else None
+
+    @property
+    def position_s(self) -> float:
+        return self._position / SAMPLE_RATE
+
+    def discard(self) -> int | None:
+        """Drop the open utterance unheard (a client's "clear"); its number is never used, so an
+        interim of it still in flight is stale. Returns that number, or None outside speech."""
+        if self._open is None:
+            return None
+        dropped = self.next_seq
+        self._open = None
+        self._probs = []
+        self._last_end = self._position
+        self.next_seq += 1
+        return dropped
+
     def push(self, chunk: AudioChunk, now: float) -> list[Utterance]:
         """Feed audio; returns the utterances it completed (finals, in order)."""
         self._received += len(chunk.samples)

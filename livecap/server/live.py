@@ -11,7 +11,10 @@ journal and `--jsonl`), and closes with a code that says why:
          or the client reads too slowly      1011 the model failed to load
     1013 at capacity: try again later        4405 no such model
 
-The model never runs on the event loop: the stream's stages are threads, and each stream is run
+`sample_format` "opus" takes Opus in an Ogg or WebM container (a browser's MediaRecorder) instead
+of PCM, decoded by PyAV on its own thread. The adapters of other protocols (deepgram.py,
+realtime.py) are this same connection with their own start, messages and records
+(`StreamConnection`'s hooks). The model never runs on the event loop: the stream's stages are threads, and each stream is run
 to its end by `run_stream` (the CLI's run loop) on a thread of its own, with a `RecordFeed` as its
 display that moves the events, as records, onto the loop (the shared sessions of sessions.py run
 theirs the same way).
@@ -48,19 +51,33 @@ from livecap.closecodes import (
     TRY_LATER,
     UNSUPPORTED,
 )
-from livecap.messages import Caption, InterimCaption
-from livecap.output.records import error_record, final_record, interim_record, stats_record
+from livecap.config import Config
+from livecap.messages import SAMPLE_RATE, Caption, InterimCaption, VadEvent
+from livecap.output.records import (
+    error_record,
+    final_record,
+    interim_record,
+    stats_record,
+    vad_record,
+)
 from livecap.pipeline.runner import Display, run_stream
 from livecap.pipeline.stats import StatsSnapshot
 from livecap.pipeline.stream import Stream
 from livecap.server.hub import Hub
 from livecap.server.requests import RequestError, decode_options
+from livecap.sources.codecs import ALAW, MULAW, ContainerDecoder, downmix, g711
 from livecap.sources.push import PushSource
 
 log = logging.getLogger("livecap.server")
 
 SAMPLE_FORMATS: dict[str, tuple[type[np.number], float]] = {"s16le": (np.int16, 32768.0), "f32le": (np.float32, 1.0)}
+G711 = {"mulaw": MULAW, "alaw": ALAW}  # one byte a sample (telephony; Deepgram and OpenAI Realtime take them)
+CONTAINED = "opus"  # Opus in Ogg or WebM, decoded to 16 kHz by PyAV
+ANY_CONTAINER = "container"  # any container FFmpeg reads (Deepgram's default: no `encoding`)
+CONTAINERS = (CONTAINED, ANY_CONTAINER)
+SUBPROTOCOLS = ("token", "realtime")  # the browser forms of Deepgram's and OpenAI's auth (app.offered_key)
 MIN_RATE, MAX_RATE = 8_000, 192_000
+MAX_PENDING_COMPRESSED = 4 * 1024 * 1024  # compressed bytes waiting to be decoded: minutes of Opus
 MAX_TEXT_BYTES = 64 * 1024
 MAX_F32 = 8.0  # f32le samples beyond this are not audio
 STATS_EVERY_S = 2.0
@@ -84,8 +101,10 @@ class Start:
     """The client's start message, checked."""
 
     sample_rate: int
-    sample_format: str
+    sample_format: str  # a SAMPLE_FORMATS or G711 key, or one of CONTAINERS
     decode: DecodeOptions
+    channels: int = 1  # interleaved PCM is mixed down to mono
+    config: Config | None = None  # the stream's own VAD and live settings (Engine.stream)
 
 
 def start_message(text: str) -> dict[str, Any]:
@@ -99,8 +118,8 @@ def start_message(text: str) -> dict[str, Any]:
     rate = message.get("sample_rate", 16_000)
     if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
         raise Closing(UNSUPPORTED, f"sample_rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz")
-    if message.get("sample_format", "s16le") not in SAMPLE_FORMATS:
-        raise Closing(UNSUPPORTED, 'sample_format must be "s16le" or "f32le" (mono PCM)')
+    if message.get("sample_format", "s16le") not in (*SAMPLE_FORMATS, CONTAINED):
+        raise Closing(UNSUPPORTED, 'sample_format must be "s16le" or "f32le" (mono PCM) or "opus" (in Ogg or WebM)')
     return message
 
 
@@ -118,16 +137,59 @@ def parse_start(text: str, multilingual: bool, model: str) -> Start:
     return checked_start(start_message(text), multilingual, model)
 
 
-def decode_frame(data: bytes, sample_format: str) -> np.ndarray:
-    """PCM bytes as float32 samples, or `Closing` for bytes that cannot be audio in that format."""
-    dtype, scale = SAMPLE_FORMATS[sample_format]
-    width = np.dtype(dtype).itemsize
-    if len(data) % width:
-        raise Closing(INVALID, f"an audio frame of {len(data)} bytes is not whole {sample_format} samples")
-    samples = np.frombuffer(data, dtype=dtype).astype(np.float32) / scale
-    if dtype is np.float32 and not (np.isfinite(samples).all() and np.abs(samples).max(initial=0) <= MAX_F32):
-        raise Closing(INVALID, "f32le samples must be finite and within [-1, 1]")
-    return samples
+def decode_frame(data: bytes, sample_format: str, channels: int = 1) -> np.ndarray:
+    """PCM or G.711 bytes as float32 mono samples, or `Closing` for bytes that cannot be audio in
+    that format."""
+    if sample_format in G711:
+        width, samples = 1, None
+    else:
+        dtype, scale = SAMPLE_FORMATS[sample_format]
+        width = np.dtype(dtype).itemsize
+    if len(data) % (width * channels):
+        whole = f"{channels}-channel frames of " if channels > 1 else ""
+        raise Closing(INVALID, f"an audio frame of {len(data)} bytes is not whole {whole}{sample_format} samples")
+    if sample_format in G711:
+        samples = g711(data, G711[sample_format])
+    else:
+        samples = np.frombuffer(data, dtype=dtype).astype(np.float32) / scale
+        if dtype is np.float32 and not (np.isfinite(samples).all() and np.abs(samples).max(initial=0) <= MAX_F32):
+            raise Closing(INVALID, "f32le samples must be finite and within [-1, 1]")
+    return downmix(samples, channels)
+
+
+class AudioInput:
+    """A connection's audio bytes into its stream's source: PCM and G.711 decoded at once, Opus in a
+    container decoded on its own thread (its failure ends the connection with 1007 through
+    `fail`, after the finals of what was decoded)."""
+
+    def __init__(self, start: Start, source: PushSource, fail: Callable[[Closing], None]) -> None:
+        self.start, self.source = start, source
+        self.bytes_in = 0
+        self.decoder: ContainerDecoder | None = None
+        if start.sample_format in CONTAINERS:
+            self.decoder = ContainerDecoder(source.push, self._decoded, max_pending=MAX_PENDING_COMPRESSED,
+                                            opus_only=start.sample_format == CONTAINED, name=f"decode-{source.name}")
+        self._fail = fail
+
+    def push(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        if self.decoder is None:
+            self.source.push(decode_frame(data, self.start.sample_format, self.start.channels))
+        elif not self.decoder.feed(data):
+            raise Closing(POLICY, "compressed audio arrives faster than it can be decoded", graceful=True)
+
+    def finish(self, graceful: bool) -> None:
+        """No more audio: the source ends now, or (compressed, graceful) once the rest is decoded."""
+        if self.decoder is not None:
+            self.decoder.close()
+            if graceful:
+                return
+        self.source.end()
+
+    def _decoded(self, error: str | None) -> None:  # the decoder's thread
+        if error is not None:
+            self._fail(Closing(INVALID, error, graceful=True))
+        self.source.end()
 
 
 class Outbox:
@@ -173,10 +235,13 @@ class Outbox:
         return item
 
 
-async def close_with(websocket: WebSocket, code: int, reason: str) -> None:
-    """Say why in an error event and in the close frame (reasons are cut to the 123 bytes allowed)."""
+async def close_with(
+    websocket: WebSocket, code: int, reason: str, shape: Callable[[str], dict[str, Any]] = error_record
+) -> None:
+    """Say why in an error event (in the protocol's `shape`) and in the close frame (reasons are cut
+    to the 123 bytes allowed)."""
     try:
-        await websocket.send_json(error_record(reason))
+        await websocket.send_json(shape(reason))
         await websocket.close(code, reason.encode()[:123].decode(errors="ignore"))
     except Exception:  # the client is already gone: nothing to tell
         pass
@@ -212,6 +277,9 @@ class RecordFeed(Display):
     def error(self, message: str) -> None:
         self.post(error_record(message))
 
+    def vad(self, event: VadEvent) -> None:
+        self.post(vad_record(event))
+
     def tick(self, stats: StatsSnapshot) -> None:
         self._latest = stats
         if time.monotonic() - self._sent_at >= STATS_EVERY_S:
@@ -239,7 +307,15 @@ def run_in_thread(stream: Stream, feed: RecordFeed) -> None:
 class StreamConnection:
     """One admitted connection: its model, its stream, its run thread and its sender. `tap`, when
     given, also receives every record of the stream on the event loop (a shared session's viewers);
-    `model`, when given, is the only model its start message may name (a session's)."""
+    `model`, when given, is the only model its start message may name (a session's).
+
+    Another protocol over the same connection overrides the hooks: `begin` (what the stream is, its
+    model leased), `ready`, `flowing`, `on_message` (each client message once audio flows), `wire`
+    (a record as the messages its clients read), `farewell` (sent before the close) and
+    `error_message`."""
+
+    max_text = MAX_TEXT_BYTES  # one text message
+    vad_events = False  # ask the stream for VadEvents (protocols that report speech)
 
     def __init__(self, websocket: WebSocket, hub: Hub, tap: Post | None = None, model: str | None = None) -> None:
         self.ws = websocket
@@ -253,6 +329,7 @@ class StreamConnection:
         self.outbox = Outbox(self.settings.max_unsent_finals)
         self.run_done = asyncio.Event()
         self.source: PushSource | None = None
+        self.audio: AudioInput | None = None
         self.stream: Stream | None = None
         self.stop_reason: Closing | None = None  # set by `end_with`
         self._stop_now = asyncio.Event()
@@ -265,15 +342,21 @@ class StreamConnection:
             if self.lease is not None:
                 self.lease.release()
 
-    async def _start(self) -> Start:
-        """The start message, its model leased (loaded first if needed: the client is told)."""
+    async def begin(self) -> Start:
+        """What the stream is: here the client's start message, its model leased (loaded first if
+        needed: the client is told); `Closing` when it cannot be served."""
         message = start_message(await self._receive_text_first())
         requested = message.get("model")
         if self.model is not None and requested not in (None, self.model):
-            raise Closing(1008, f"this session runs model {self.model!r}: its publisher cannot choose another")
+            raise Closing(POLICY, f"this session runs model {self.model!r}: its publisher cannot choose another")
+        self.lease = await self.lease_model(self.model or requested, tell=True)
+        return checked_start(message, self.lease.multilingual, self.lease.name)
+
+    async def lease_model(self, requested: object, tell: bool) -> Lease:
+        """The model for this stream, loaded first if needed (`tell`: with `loading` events)."""
         states: asyncio.Queue[str] = asyncio.Queue()
         leasing = asyncio.ensure_future(
-            self.hub.lease(self.model or requested, "stream", lambda state: self._call_soon(states.put_nowait, state))
+            self.hub.lease(requested, "stream", lambda state: self._call_soon(states.put_nowait, state))
         )
         try:
             while not leasing.done():
@@ -282,49 +365,48 @@ class StreamConnection:
                 if not told.done():
                     told.cancel()
                     break
-                await self.ws.send_json({"type": "loading", "model": requested, "state": told.result()})
-            self.lease = await leasing
-            while not states.empty():  # told just before the lease came
+                if tell:
+                    await self.ws.send_json({"type": "loading", "model": requested, "state": told.result()})
+            lease = await leasing
+            while tell and not states.empty():  # told just before the lease came
                 await self.ws.send_json({"type": "loading", "model": requested, "state": states.get_nowait()})
         except RequestError as refused:
             raise Closing(CLOSE_FOR_STATUS.get(refused.status, INTERNAL), refused.message) from None
         finally:
             leasing.cancel()  # the client left while it loaded: the lease is let go when it comes
-        return checked_start(message, self.lease.multilingual, self.lease.name)
+        return lease
 
     async def _run(self) -> None:
         try:
-            start = await self._start()
+            start = await self.begin()
         except Closing as closing:
-            await close_with(self.ws, closing.code, closing.reason)
+            await close_with(self.ws, closing.code, closing.reason, self.error_message)
             return
-        except Exception:  # the client left while its model loaded: nothing runs yet
+        except Exception:  # the client left while its model loaded (or a bug): nothing runs yet
             log.debug("a stream's client left before it started", exc_info=True)
+            await close_with(self.ws, INTERNAL, "internal server error", self.error_message)  # if it is still there
             return
         assert self.lease is not None
-        self.source = PushSource(start.sample_rate, name=f"ws:{self.ws.client.host if self.ws.client else '?'}")
+        rate = SAMPLE_RATE if start.sample_format in CONTAINERS else start.sample_rate
+        self.source = PushSource(rate, name=f"ws:{self.ws.client.host if self.ws.client else '?'}")
         self.stream = self.lease.stream(
-            self.source, live=True, decode=start.decode, converter=self.source.converter()
+            self.source, live=True, decode=start.decode, converter=self.source.converter(),
+            config=start.config, vad_events=self.vad_events,
         )
+        self.audio = AudioInput(start, self.source, lambda closing: self._call_soon(self.end_with, closing))
         try:
-            await self.ws.send_json(
-                {
-                    "type": "ready",
-                    "stream_id": self.stream.stream_id,
-                    "model": self.lease.name,
-                    "sample_rate": start.sample_rate,
-                    "sample_format": start.sample_format,
-                    "max_frame_bytes": self.settings.max_frame_bytes,
-                }
-            )
+            for message in self.ready(start):
+                await self.ws.send_json(message)
         except Exception:  # the client left before its stream started: nothing runs yet
+            self.audio.finish(graceful=False)
             return
         self.stream.start()
+        self.flowing()
         feed = RecordFeed(self.hub, self._post_threadsafe, self._stats_extras, self._run_done)
         run_in_thread(self.stream, feed)
         sender = asyncio.create_task(self._send_loop())
         try:
-            ending = await self._receive_audio(start.sample_format)
+            ending = await self._receive_audio()
         except Closing as closing:
             ending = closing
         except Exception:  # a bug must not leave the stream running nor show a traceback to the client
@@ -333,7 +415,7 @@ class StreamConnection:
         self.ending = ending
         if not ending.graceful:
             self.stream.pool.cancel_finals(self.stream.stream_id)  # nobody will read them
-        self.source.end()
+        self.audio.finish(ending.graceful)
         try:
             await asyncio.wait_for(self.run_done.wait(), self.settings.drain_s if ending.code == GOING_AWAY else None)
         except asyncio.TimeoutError:
@@ -343,6 +425,8 @@ class StreamConnection:
         else:
             if ending.code != NORMAL:
                 self._post(error_record(ending.reason))
+            for message in self.farewell(ending):
+                self._post(Native(message))
             self._post(ending)
             try:
                 await asyncio.wait_for(sender, SEND_CLOSE_WAIT_S)
@@ -379,10 +463,9 @@ class StreamConnection:
             raise Closing(TOO_BIG, f"a text message is limited to {MAX_TEXT_BYTES} bytes")
         return message["text"]
 
-    async def _receive_audio(self, sample_format: str) -> Closing:
-        """Take audio until the client ends, leaves, breaks a rule or the server shuts down; what
+    async def _receive_audio(self) -> Closing:
+        """Take messages until the client ends, leaves, breaks a rule or the server shuts down; what
         ended it comes back (or is raised) as the close to send."""
-        assert self.source is not None
         deadline = time.monotonic() + self.settings.max_stream_s
         draining = asyncio.create_task(self.hub.draining.wait())
         stopping = asyncio.create_task(self._stop_now.wait())
@@ -394,19 +477,53 @@ class StreamConnection:
                     receiving.cancel()
                     return self.stop_reason or Closing(GOING_AWAY, "server shutting down", graceful=True)
                 message = receiving.result()
-                data = message.get("bytes")
-                if data is not None:
-                    if len(data) > self.settings.max_frame_bytes:
-                        limit = self.settings.max_frame_bytes
-                        raise Closing(TOO_BIG, f"frame of {len(data)} bytes: the limit is {limit}")
-                    self.source.push(decode_frame(data, sample_format))
-                elif _is_end(message.get("text") or ""):
-                    return Closing(NORMAL, "end of stream", graceful=True)
-                else:
-                    raise Closing(INVALID, 'text after the start message must be {"type": "end"}')
+                self._check_size(message)
+                ending = self.on_message(message)
+                if ending is not None:
+                    return ending
         finally:
             draining.cancel()
             stopping.cancel()
+
+    def _check_size(self, message: dict[str, Any]) -> None:
+        data, text = message.get("bytes"), message.get("text")
+        if data is not None and len(data) > self.settings.max_frame_bytes:
+            raise Closing(TOO_BIG, f"frame of {len(data)} bytes: the limit is {self.settings.max_frame_bytes}")
+        if text is not None and len(text) > self.max_text:
+            raise Closing(TOO_BIG, f"a text message of {len(text)} bytes: the limit is {self.max_text}")
+
+    # -- the hooks: livecap's own protocol -------------------------------------------------------
+
+    def ready(self, start: Start) -> list[dict[str, Any]]:
+        """Sent once the stream exists, before any event."""
+        assert self.stream is not None
+        assert self.lease is not None
+        return [{"type": "ready", "stream_id": self.stream.stream_id, "model": self.lease.name,
+                 "sample_rate": start.sample_rate, "sample_format": start.sample_format,
+                 "max_frame_bytes": self.settings.max_frame_bytes}]
+
+    def flowing(self) -> None:
+        """The stream has started: audio pushed from here on is heard."""
+
+    def on_message(self, message: dict[str, Any]) -> Closing | None:
+        """One client message once audio flows (size checked); a `Closing` ends the connection."""
+        assert self.audio is not None
+        if message.get("bytes") is not None:
+            self.audio.push(message["bytes"])
+            return None
+        if _is_end(message.get("text") or ""):
+            return Closing(NORMAL, "end of stream", graceful=True)
+        raise Closing(INVALID, 'text after the start message must be {"type": "end"}')
+
+    def wire(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """A stream record as the messages this protocol's clients read."""
+        return [record]
+
+    def farewell(self, ending: Closing) -> list[dict[str, Any]]:
+        """Messages sent after the last record, before the close frame."""
+        return []
+
+    error_message = staticmethod(error_record)  # how this protocol says why (before a close)
 
     def end_with(self, closing: Closing) -> None:
         """End the connection now, from outside its receiver (a client too slow, a session stopped)."""
@@ -435,6 +552,10 @@ class StreamConnection:
         if self.tap is not None:
             self.tap(record)
 
+    def post_native(self, message: dict[str, Any]) -> None:
+        """A message of this protocol's own (an answer to a client's message), in order with the records."""
+        self._post(Native(message))
+
     def _post(self, item: dict[str, Any] | Closing) -> None:
         try:
             self.outbox.put(item)
@@ -448,7 +569,12 @@ class StreamConnection:
                 if self.ws.application_state == WebSocketState.CONNECTED:
                     await self.ws.close(item.code, item.reason.encode()[:123].decode(errors="ignore"))
                 return
-            await self.ws.send_json(item)
+            for message in [item] if isinstance(item, Native) else self.wire(item):
+                await self.ws.send_json(message)
+
+
+class Native(dict):
+    """A message already in the connection's protocol: sent as it is, not through `wire`."""
 
 
 def _is_end(text: str) -> bool:
@@ -459,16 +585,26 @@ def _is_end(text: str) -> bool:
     return isinstance(message, dict) and message.get("type") == "end"
 
 
-async def serve_stream(websocket: WebSocket, hub: Hub) -> None:
-    """Admit a connection (or close it with the reason) and run its stream."""
-    await websocket.accept()
+async def accept(websocket: WebSocket) -> None:
+    """Accept, choosing the subprotocol a browser offered to carry its key (it must be echoed, or the
+    browser drops the connection)."""
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
+    await websocket.accept(subprotocol=next((p for p in offered if p in SUBPROTOCOLS), None))
+
+
+async def serve_stream(websocket: WebSocket, hub: Hub, kind: type[StreamConnection] | None = None) -> None:
+    """Admit a connection (or close it with the reason) and run it as `kind` (livecap's own protocol
+    by default, or an adapter)."""
+    kind = kind or StreamConnection
+    await accept(websocket)
     if hub.draining.is_set():
-        await close_with(websocket, GOING_AWAY, "server shutting down")
+        await close_with(websocket, GOING_AWAY, "server shutting down", kind.error_message)
         return
     if not hub.admit_stream():
-        await close_with(websocket, TRY_LATER, f"server at capacity ({hub.max_streams} streams): try again later")
+        await close_with(websocket, TRY_LATER, f"server at capacity ({hub.max_streams} streams): try again later",
+                         kind.error_message)
         return
-    connection = StreamConnection(websocket, hub)
+    connection = kind(websocket, hub)
     task = asyncio.current_task()
     assert task is not None
     hub.track(task)

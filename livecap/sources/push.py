@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from livecap.sources.queue import CaptureQueue, RawBlock
+from livecap.sources.queue import CaptureQueue, Control, RawBlock
 from livecap.sources.resample import converter_from
 
 BLOCK_S = 0.1
@@ -62,10 +62,23 @@ class PushSource:
             self._ended = True
             if self._sink is None:
                 return
-            if len(self._pending):
-                self._sink.offer(RawBlock(self._pending, time.monotonic()))
-                self._pending = np.zeros(0, dtype=np.float32)
+            self._hand_on_partial()
         self._sink.end(error)
+
+    def control(self, action: str) -> None:
+        """After the audio pushed so far (its partial block too): "finalize" or "clear" the open
+        utterance (see `Control`). Ignored after the end."""
+        with self._lock:
+            if self._ended or self._sink is None:
+                return
+            self._hand_on_partial()
+            self._sink.control(Control(action))
+
+    def _hand_on_partial(self) -> None:
+        assert self._sink is not None
+        if len(self._pending):
+            self._sink.offer(RawBlock(self._pending, time.monotonic()))
+            self._pending = np.zeros(0, dtype=np.float32)
 
     def stop(self) -> None:
         self.end()

@@ -18,6 +18,14 @@ class RawBlock:
     t_capture: float  # when the block's last sample was captured
 
 
+@dataclass(frozen=True)
+class Control:
+    """An instruction for the VAD stage, in order with the audio before it: "finalize" cuts the open
+    utterance now (as if the speaker paused), "clear" drops it."""
+
+    action: str
+
+
 class EndOfAudio:
     """Marks the end of a source's audio; `error` says why it ended early."""
 
@@ -29,7 +37,7 @@ class CaptureQueue:
     """A bounded queue of audio blocks. Live sources never wait on it: a full queue drops and counts."""
 
     def __init__(self, max_blocks: int) -> None:
-        self._queue: queue.Queue[RawBlock | EndOfAudio] = queue.Queue(maxsize=max_blocks)
+        self._queue: queue.Queue[RawBlock | Control | EndOfAudio] = queue.Queue(maxsize=max_blocks)
         self.dropped_samples = 0
         self.dropped_blocks = 0
         self.captured_samples = 0  # every sample a source delivered, dropped ones included: the stream clock
@@ -56,9 +64,14 @@ class CaptureQueue:
 
     def end(self, error: str | None = None) -> None:
         """Signal the end of audio; always delivered, even on a full queue."""
+        self.control(EndOfAudio(error))
+
+    def control(self, item: Control | EndOfAudio) -> None:
+        """Put a control item after the audio so far; always delivered (a full queue drops its
+        oldest audio to make room: the reader is gone or stalled)."""
         while True:
             try:
-                self._queue.put(EndOfAudio(error), timeout=0.1)
+                self._queue.put(item, timeout=0.1)
                 return
             except queue.Full:
                 try:  # make room: the reader is gone or stalled, and the end must get through
@@ -66,7 +79,7 @@ class CaptureQueue:
                 except queue.Empty:
                     pass
 
-    def get(self, timeout: float) -> RawBlock | EndOfAudio | None:
+    def get(self, timeout: float) -> RawBlock | Control | EndOfAudio | None:
         try:
             return self._queue.get(timeout=timeout)
         except queue.Empty:

@@ -1,10 +1,12 @@
-"""WS /v1/stream: live captions for one audio stream (the protocol is in server/live.py)."""
+"""WS /v1/stream: live captions for one audio stream (the protocol is in server/live.py); WS
+/v1/listen: the same as Deepgram's live API (server/deepgram.py)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
 from livecap.server.auth import key_checked
+from livecap.server.deepgram import DeepgramConnection
 from livecap.server.live import serve_stream
 from livecap.server.routes import hub_of
 
@@ -15,3 +17,9 @@ router = APIRouter()
 async def stream(websocket: WebSocket) -> None:
     if await key_checked(websocket):
         await serve_stream(websocket, hub_of(websocket))
+
+
+@router.websocket("/v1/listen")
+async def listen(websocket: WebSocket) -> None:
+    if await key_checked(websocket, DeepgramConnection.error_message):
+        await serve_stream(websocket, hub_of(websocket), DeepgramConnection)
