@@ -14,10 +14,10 @@ journal and `--jsonl`), and closes with a code that says why:
 `sample_format` "opus" takes Opus in an Ogg or WebM container (a browser's MediaRecorder) instead
 of PCM, decoded by PyAV on its own thread. The adapters of other protocols (deepgram.py,
 realtime.py) are this same connection with their own start, messages and records
-(`StreamConnection`'s hooks). The model never runs on the event loop: the stream's stages are threads, and each stream is run
-to its end by `run_stream` (the CLI's run loop) on a thread of its own, with a `RecordFeed` as its
-display that moves the events, as records, onto the loop (the shared sessions of sessions.py run
-theirs the same way).
+(`StreamConnection`'s hooks). The model never runs on the event loop: the stream's stages are
+threads, and each stream is run to its end by `run_stream` (the CLI's run loop) on a thread of its
+own, with a `RecordFeed` as its display that moves the events, as records, onto the loop (the
+shared sessions of sessions.py run theirs the same way).
 What waits to be sent is bounded: a newer interim (or stats) replaces an unsent one, finals are
 never dropped, and a client that leaves too many unsent is disconnected.
 """
