@@ -91,9 +91,8 @@ class ModelRecord:
 
     @property
     def busy_seconds(self) -> float:
-        return self.busy_retired + (
-            self.engine.pool.busy_seconds if self.engine is not None else 0.0
-        )
+        engine = self.engine  # read once: an unload may drop it meanwhile (with its seconds retired first)
+        return self.busy_retired + (engine.pool.busy_seconds if engine is not None else 0.0)
 
 
 class Lease:
@@ -332,6 +331,9 @@ class ModelRegistry:
             log.exception("loading model %s failed", record.name)
             error = f"{type(failure).__name__}: {failure}"
         with self._cond:
+            if engine is not None and self._closed:  # shut down while it loaded: not kept
+                engine.close()
+                engine, error = None, "the server is shutting down"
             if engine is not None:
                 record.engine, record.state, record.error = engine, "loaded", None
                 record.loads += 1
@@ -352,16 +354,15 @@ class ModelRegistry:
         """Close an idle model marked `unloading` (lock not held) and give its memory back."""
         engine = record.engine
         assert engine is not None
-        busy = engine.pool.busy_seconds
         if record.owned:
             engine.close()
-        del engine
-        with self._cond:
+        with self._cond:  # its final busy seconds move to the record as the engine goes: no dip
+            record.busy_retired += engine.pool.busy_seconds
             record.engine = None
+        del engine
         gc.collect()
         trim_heap()
         with self._cond:
-            record.busy_retired += busy
             record.unloads += 1
             record.state, record.memory_bytes = "unloaded", None
             self._cond.notify_all()
