@@ -115,12 +115,12 @@ class Hub:
         """The named model, loaded first when needed, off the event loop (other streams go on);
         a refusal is a `RequestError`: 404 unknown, 503 no free slot in time, 500 failed to load."""
         cancel = threading.Event()
-        job = asyncio.ensure_future(asyncio.to_thread(self.models.acquire, requested, kind, on_state, cancel))
+        job = _own_thread(self.models.acquire, requested, kind, on_state, cancel)
         try:
             return await asyncio.shield(job)
         except asyncio.CancelledError:  # the request went away: a lease that still comes is let go
             cancel.set()
-            job.add_done_callback(lambda done: done.cancelled() or done.exception() or done.result().release())
+            job.add_done_callback(lambda done: done.exception() or done.result().release())
             raise
         except ModelUnavailable as error:
             raise RequestError(str(error), 404, code="model_not_found") from None
@@ -185,6 +185,34 @@ class Hub:
             "draining": self.draining.is_set(),
             "models": {r.name: self.models.describe(r) for r in records},
         }
+
+
+def _own_thread(call: Callable[..., Lease], *args: object) -> asyncio.Future[Lease]:
+    """`call(*args)` in a thread of its own, as a future of the running loop: a request waiting
+    for a model slot (up to `model_wait_s`) must not hold one of the loop's few default-executor
+    threads, which uploads and the media library need meanwhile."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Lease] = loop.create_future()
+
+    def settle(result: Lease | None, error: BaseException | None) -> None:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = call(*args), None
+        except BaseException as failure:  # handed to the awaiting request, which says why
+            result, error = None, failure
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is gone (the server stopped): nobody holds the lease
+            if result is not None:
+                result.release()
+
+    threading.Thread(target=run, name="model-lease", daemon=True).start()
+    return future
 
 
 def _round(value: float | None) -> float | None:
