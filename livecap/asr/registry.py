@@ -328,7 +328,7 @@ class ModelRegistry:
         except LivecapError as failure:
             error = str(failure)
         except Exception as failure:  # CTranslate2, the hub and the file system raise many types
-            log.exception("loading model %s failed", record.name)
+            log.debug("loading model %s failed", record.name, exc_info=True)
             error = f"{type(failure).__name__}: {failure}"
         with self._cond:
             if engine is not None and self._closed:  # shut down while it loaded: not kept
@@ -347,7 +347,7 @@ class ModelRegistry:
                     error,
                     record.attempts,
                 )
-                log.warning("model %s failed to load: %s", record.name, error)
+                log.info("model %s failed to load: %s", record.name, error)  # the requests say why
             self._cond.notify_all()
 
     def _unload(self, record: ModelRecord) -> None:
