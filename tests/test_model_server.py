@@ -15,7 +15,7 @@ import httpx
 import pytest
 import websockets
 
-from conftest import Clip, hub_repo
+from conftest import Clip, hub_repo, run_cli
 from livecap.bench.streams import serve_process
 from livecap.bench.wer import wer
 from livecap.closecodes import INTERNAL, NO_MODEL
@@ -244,3 +244,10 @@ def test_the_page_picker_chooses_the_model_of_the_upload_the_microphone_and_a_se
             page.screenshot(path=str(tmp_path / "picker.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_a_preload_that_cannot_load_is_one_line_before_anything_listens() -> None:
+    done = run_cli("serve", "--port", "0", "--preload", "nonesuch", timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
+    assert "model 'nonesuch' failed to load" in done.stderr and "not available offline" in done.stderr
