@@ -1,10 +1,13 @@
 """The interfaces other apps already speak, over the same engine and stream code, each driven by its
 real client library unchanged against a real server on loopback with real speech: OpenAI's streamed
-transcription (server-sent events). Malformed and oversized input on each gets a clear error."""
+transcription (server-sent events), Deepgram's live API (deepgram-sdk), OpenAI's Realtime
+transcription (the openai client, GA and beta), and Opus in Ogg/WebM on /v1/stream. Malformed and
+oversized input on each gets a clear error. The audio formats are tested without a server."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 import threading
@@ -320,3 +323,135 @@ def test_stream_takes_ogg_and_webm_opus_as_recorded(engine: Engine, en_clips: li
         closed, reason, events = asyncio.run(exchange(url, [json.dumps({"type": "start", "sample_format": "opus"}),
                                                             b"\0" * 32_000]))
         assert closed == 1007 and "expected Opus in Ogg or WebM" in reason and events[-1]["type"] == "error"
+
+
+# -- OpenAI Realtime, transcription mode: WS /v1/realtime?intent=transcription ------------------------
+
+
+def realtime_turns(connection, audio: bytes, chunk: int, rate_bytes: int) -> list:  # noqa: ANN001 - openai's
+    """Append `audio` at 1x through the real openai Realtime connection (GA or beta), then commit,
+    and read events until the commit is answered (`committed`, or the error that nothing was left
+    to commit) and every committed turn is completed; every event, in order."""
+    events: list = []
+    done = threading.Event()
+
+    def read() -> None:
+        counts = {"started": 0, "stopped": 0, "committed": 0, "completed": 0, "answered": 0}
+        names = {"input_audio_buffer.speech_started": "started", "input_audio_buffer.speech_stopped": "stopped",
+                 "input_audio_buffer.committed": "committed",
+                 "conversation.item.input_audio_transcription.completed": "completed"}
+        try:
+            for event in connection:
+                events.append(event)
+                if event.type in names:
+                    counts[names[event.type]] += 1
+                answer = event.type == "error" or event.type == "input_audio_buffer.committed"
+                counts["answered"] += done.is_set() and answer
+                if counts["answered"] and counts["started"] == counts["stopped"] and \
+                        counts["completed"] >= counts["committed"] > 0:
+                    return
+        except websockets.ConnectionClosed:
+            pass
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    t0 = time.monotonic()
+    for index, offset in enumerate(range(0, len(audio), chunk)):
+        time.sleep(max(0.0, t0 + index * chunk / rate_bytes - time.monotonic()))  # the pace of live audio
+        connection.input_audio_buffer.append(audio=base64.b64encode(audio[offset : offset + chunk]).decode())
+    done.set()
+    connection.input_audio_buffer.commit()
+    reader.join(timeout=120)
+    return events
+
+
+def check_turns(events: list, reference: str) -> None:
+    kinds = [e.type for e in events]
+    completed = [e for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
+    assert "input_audio_buffer.speech_started" in kinds and "input_audio_buffer.speech_stopped" in kinds, kinds
+    assert "input_audio_buffer.committed" in kinds and completed, kinds
+    # the only error: the last commit found the server's VAD had committed everything already
+    assert all(e.error.code == "input_audio_buffer_commit_empty" for e in events if e.type == "error")
+    text = " ".join(e.transcript for e in completed)
+    assert wer(reference, text) < 0.35, text
+    deltas = [e for e in events if e.type == "conversation.item.input_audio_transcription.delta"]
+    assert deltas
+    for item in completed:  # the deltas (committed words, never retracted) are the transcript's start, but for
+        joined = "".join(d.delta for d in deltas if d.item_id == item.item_id).split()  # its last re-decoded words
+        start = " ".join(item.transcript.split()[: len(joined)])
+        assert not joined or wer(start, " ".join(joined)) < 0.35, (joined, item.transcript)
+    committed = [e.item_id for e in events if e.type == "input_audio_buffer.committed"]
+    assert {e.item_id for e in completed} <= set(committed)
+
+
+@slow
+def test_openai_realtime_transcription_ga_and_beta(engine: Engine, en_clips: list[Clip]) -> None:
+    import openai
+
+    clip = by_length(en_clips, 1)[0]
+    convert = ["ffmpeg", "-v", "error", "-i", str(clip.path), "-ac", "1"]
+    pcm24 = subprocess.run([*convert, "-af", "apad=pad_dur=1.5", "-ar", "24000", "-f", "s16le", "-"],
+                           check=True, capture_output=True).stdout  # the server's VAD ends the last turn
+    ulaw = subprocess.run([*convert, "-ar", "8000", "-f", "mulaw", "-"],
+                          check=True, capture_output=True).stdout  # no silence after: the commit ends it
+    with running(engine) as base:
+        client = openai.OpenAI(base_url=base + "/v1", websocket_base_url=base.replace("http", "ws") + "/v1",
+                               api_key="unused", max_retries=0)
+        with client.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+            assert connection.recv().type == "session.created"
+            connection.session.update(session={"type": "transcription", "audio": {"input": {
+                "format": {"type": "audio/pcm", "rate": 24000},
+                "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
+                "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}}})
+            updated = connection.recv()
+            assert updated.type == "session.updated" and updated.session.audio.input.format.rate == 24000
+            check_turns(realtime_turns(connection, pcm24, 4800, 48_000), clip.reference)
+        with client.beta.realtime.connect(model="gpt-4o-transcribe", extra_query={"intent": "transcription"}) as beta:
+            assert beta.recv().type == "transcription_session.created"
+            beta.transcription_session.update(session={"input_audio_format": "g711_ulaw",
+                                                       "input_audio_transcription": {"model": "whisper-1"},
+                                                       "turn_detection": None})
+            assert beta.recv().type == "transcription_session.updated"
+            check_turns(realtime_turns(beta, ulaw, 800, 8000), clip.reference)
+
+
+@slow
+def test_openai_realtime_bad_events_get_errors_and_bad_streams_a_close(engine: Engine) -> None:
+    with running(engine, max_frame_kb=16, api_key="s3cret") as base:
+        url = base.replace("http://", "ws://") + "/v1/realtime?intent=transcription&api_key=s3cret"
+
+        async def talk(messages: list[str]) -> tuple[int | None, list[dict]]:
+            async with websockets.connect(url) as ws:
+                for message in messages:
+                    await ws.send(message)
+                events = [json.loads(await ws.recv()) for _ in range(len(messages) + 1)]
+                return ws.close_code, events
+
+        code, events = asyncio.run(talk([
+            "not json", '{"type": "response.create"}', '{"type": "session.update", "session": {"type": "realtime"}}',
+            json.dumps({"type": "session.update", "session": {"audio": {"input": {"format": {"type": "audio/mp3"}}}}}),
+            '{"type": "input_audio_buffer.append", "audio": "***"}', '{"type": "input_audio_buffer.commit"}',
+        ]))
+        assert events[0]["type"] == "session.created" and code is None  # still open after every error
+        errors = [e["error"] for e in events[1:]]
+        assert [e["code"] for e in errors] == ["invalid_json", "unknown_event", "invalid_value", "invalid_value",
+                                               "invalid_value", "input_audio_buffer_commit_empty"], errors
+        assert all(e["type"] == "invalid_request_error" and e["message"] for e in errors)
+        silence = base64.b64encode(b"\0" * 40_000).decode()
+        oversized = json.dumps({"type": "input_audio_buffer.append", "audio": silence})
+        closed, reason, _ = asyncio.run(exchange(url, [oversized]))
+        assert closed == 1009 and "limit" in reason
+        odd = json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(b"\0" * 3).decode()})
+        closed, reason, events = asyncio.run(exchange(url, [odd]))
+        assert closed == 1007 and "not whole" in reason and events[-1]["type"] == "error"
+        closed, reason, _ = asyncio.run(exchange(url.replace("intent=transcription", "model=gpt-realtime"), []))
+        assert closed == 1003 and "intent=transcription" in reason
+        closed, reason, _ = asyncio.run(exchange(url.replace("&api_key=s3cret", ""), []))
+        assert closed == 1008 and "API key" in reason
+
+        async def browser_form() -> tuple[str | None, str]:  # new WebSocket(url, ["realtime", "openai-...KEY"])
+            plain = url.replace("&api_key=s3cret", "")
+            async with websockets.connect(plain, subprotocols=["realtime", "openai-insecure-api-key.s3cret"]) as ws:
+                return ws.subprotocol, json.loads(await ws.recv())["type"]
+
+        assert asyncio.run(browser_form()) == ("realtime", "session.created")

@@ -24,14 +24,20 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from livecap.asr.base import DecodeOptions
-from livecap.asr.registry import ModelUnavailable
 from livecap.closecodes import INVALID, NORMAL, UNSUPPORTED
 from livecap.config import Config
-from livecap.server.live import ANY_CONTAINER, CONTAINED, Closing, Start, StreamConnection
+from livecap.server.live import (
+    ANY_CONTAINER,
+    CONTAINED,
+    Closing,
+    Start,
+    StreamConnection,
+    known_or_default,
+    stream_vad,
+)
 from livecap.server.requests import RequestError, decode_options
 
 ENCODINGS = {"linear16": "s16le", "mulaw": "mulaw", "alaw": "alaw", "opus": CONTAINED, "ogg-opus": CONTAINED}
-MIN_ENDPOINTING_MS, MAX_ENDPOINTING_MS = 300, 10_000  # Whisper needs whole phrases: shorter cuts words
 MAX_CHANNELS = 8
 _PUNCTUATION = re.compile(r"[^\w\s'-]")
 
@@ -81,17 +87,21 @@ def parse_query(query: QueryParams, base: Config) -> Listen:
     terms = query.getlist("keyterm") + [k.rsplit(":", 1)[0] for k in query.getlist("keywords")]
     fields = {"language": None if language in ("", "multi") else language, "hotwords": " ".join(terms)}
     interim = _flag(query, "interim_results", False)
-    vad = base.vad
     endpointing = query.get("endpointing")
-    if endpointing is not None and endpointing.lower() != "false":
-        silence = _integer(query, "endpointing", 0, 60_000)
-        assert silence is not None
-        vad = dataclasses.replace(vad, min_silence_ms=min(max(silence, MIN_ENDPOINTING_MS), MAX_ENDPOINTING_MS))
-    config = dataclasses.replace(base, vad=vad, live=dataclasses.replace(base.live, interim=interim))
+    silence = (
+        None if endpointing is None or endpointing.lower() == "false" else _integer(query, "endpointing", 0, 60_000)
+    )
+    config = stream_vad(base, silence_ms=silence, interim=interim)
     start = Start(rate or 16_000, fmt, DecodeOptions(), channels=channels, config=config)
-    return Listen(start, fields, interim, _flag(query, "punctuate", False) or _flag(query, "smart_format", False),
-                  _flag(query, "vad_events", False), _integer(query, "utterance_end_ms", 0, 60_000) is not None,
-                  (query.get("model") or "")[:100])
+    return Listen(
+        start,
+        fields,
+        interim,
+        _flag(query, "punctuate", False) or _flag(query, "smart_format", False),
+        _flag(query, "vad_events", False),
+        _integer(query, "utterance_end_ms", 0, 60_000) is not None,
+        (query.get("model") or "")[:100],
+    )
 
 
 def plain(text: str) -> str:
@@ -120,11 +130,7 @@ class DeepgramConnection(StreamConnection):
 
     async def begin(self) -> Start:
         self.listen = listen = parse_query(self.ws.query_params, self.hub.config)
-        try:
-            model: str | None = self.hub.models.canonical(listen.model or None)
-        except ModelUnavailable:  # a Deepgram model name: the default answers
-            model = None
-        self.lease = await self.lease_model(model, tell=False)
+        self.lease = await self.lease_model(known_or_default(self.hub, listen.model), tell=False)
         try:
             decode = decode_options(listen.fields, multilingual=self.lease.multilingual, model=self.lease.name)
         except RequestError as error:
@@ -192,8 +198,18 @@ class DeepgramConnection(StreamConnection):
         last = record.get("last_in_utterance", True)
         utterance = record["utterance"]
         confidence = sum(w["probability"] for w in words) / len(words) if words else 0.0
-        out = [self._results(record["text"].strip(), record["start"], record["end"], confidence, words,
-                             is_final=True, speech_final=last, from_finalize=utterance in self._finalized)]
+        out = [
+            self._results(
+                record["text"].strip(),
+                record["start"],
+                record["end"],
+                confidence,
+                words,
+                is_final=True,
+                speech_final=last,
+                from_finalize=utterance in self._finalized,
+            )
+        ]
         if last:
             self._speech_start.pop(utterance, None)
             self._finalized.discard(utterance)
@@ -201,32 +217,60 @@ class DeepgramConnection(StreamConnection):
                 out.append({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": record["end"]})
         return out
 
-    def _results(self, text: str, start: float, end: float, confidence: float, words: list[dict[str, Any]], *,
-                 is_final: bool, speech_final: bool, from_finalize: bool = False) -> dict[str, Any]:
+    def _results(
+        self,
+        text: str,
+        start: float,
+        end: float,
+        confidence: float,
+        words: list[dict[str, Any]],
+        *,
+        is_final: bool,
+        speech_final: bool,
+        from_finalize: bool = False,
+    ) -> dict[str, Any]:
         assert self.listen is not None
         punctuate = self.listen.punctuate
         return {
-            "type": "Results", "channel_index": [0, 1],
-            "start": round(start, 3), "duration": round(max(0.0, end - start), 3),
-            "is_final": is_final, "speech_final": speech_final, "from_finalize": from_finalize,
-            "channel": {"alternatives": [{
-                "transcript": text if punctuate else plain(text), "confidence": round(confidence, 4),
-                "words": [_word(w, punctuate) for w in words],
-            }]},
-            "metadata": {"request_id": self.request_id, "model_uuid": self.request_id,
-                         "model_info": {"name": self._model_name, "version": "livecap", "arch": "whisper"}},
+            "type": "Results",
+            "channel_index": [0, 1],
+            "start": round(start, 3),
+            "duration": round(max(0.0, end - start), 3),
+            "is_final": is_final,
+            "speech_final": speech_final,
+            "from_finalize": from_finalize,
+            "channel": {
+                "alternatives": [
+                    {
+                        "transcript": text if punctuate else plain(text),
+                        "confidence": round(confidence, 4),
+                        "words": [_word(w, punctuate) for w in words],
+                    }
+                ]
+            },
+            "metadata": {
+                "request_id": self.request_id,
+                "model_uuid": self.request_id,
+                "model_info": {"name": self._model_name, "version": "livecap", "arch": "whisper"},
+            },
         }
 
     def farewell(self, ending: Closing) -> list[dict[str, Any]]:
         assert self.listen is not None
         stats = self.stats_snapshot()
-        return [{
-            "type": "Metadata", "transaction_key": "deprecated", "request_id": self.request_id,
-            "sha256": self._sha.hexdigest(), "created": datetime.now(timezone.utc).isoformat(),
-            "duration": round(stats.audio_seconds, 3) if stats else 0.0, "channels": self.listen.start.channels,
-            "models": [self.request_id],
-            "model_info": {self.request_id: {"name": self._model_name, "version": "livecap", "arch": "whisper"}},
-        }]
+        return [
+            {
+                "type": "Metadata",
+                "transaction_key": "deprecated",
+                "request_id": self.request_id,
+                "sha256": self._sha.hexdigest(),
+                "created": datetime.now(timezone.utc).isoformat(),
+                "duration": round(stats.audio_seconds, 3) if stats else 0.0,
+                "channels": self.listen.start.channels,
+                "models": [self.request_id],
+                "model_info": {self.request_id: {"name": self._model_name, "version": "livecap", "arch": "whisper"}},
+            }
+        ]
 
 
 def _word(word: dict[str, Any], punctuate: bool) -> dict[str, Any]:

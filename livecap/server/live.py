@@ -31,14 +31,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketState
 
 from livecap.asr.base import DecodeOptions
-from livecap.asr.registry import Lease
+from livecap.asr.registry import Lease, ModelUnavailable
 from livecap.closecodes import (
     ABNORMAL,
     GOING_AWAY,
@@ -77,6 +77,7 @@ ANY_CONTAINER = "container"  # any container FFmpeg reads (Deepgram's default: n
 CONTAINERS = (CONTAINED, ANY_CONTAINER)
 SUBPROTOCOLS = ("token", "realtime")  # the browser forms of Deepgram's and OpenAI's auth (app.offered_key)
 MIN_RATE, MAX_RATE = 8_000, 192_000
+MIN_SILENCE_MS, MAX_SILENCE_MS = 300, 10_000  # what other protocols may set as the end of an utterance
 MAX_PENDING_COMPRESSED = 4 * 1024 * 1024  # compressed bytes waiting to be decoded: minutes of Opus
 MAX_TEXT_BYTES = 64 * 1024
 MAX_F32 = 8.0  # f32le samples beyond this are not audio
@@ -155,6 +156,31 @@ def decode_frame(data: bytes, sample_format: str, channels: int = 1) -> np.ndarr
         if dtype is np.float32 and not (np.isfinite(samples).all() and np.abs(samples).max(initial=0) <= MAX_F32):
             raise Closing(INVALID, "f32le samples must be finite and within [-1, 1]")
     return downmix(samples, channels)
+
+
+def known_or_default(hub: Hub, requested: str | None) -> str | None:
+    """A model name another protocol's client sent: one livecap knows, or None (the default) for
+    the names of that vendor's catalogue (`nova-3`, `gpt-4o-transcribe` ...)."""
+    try:
+        return hub.models.canonical(requested or None)
+    except ModelUnavailable:
+        return None
+
+
+def stream_vad(
+    base: Config, *, silence_ms: float | None = None, threshold: float | None = None, pad_ms: float | None = None,
+    interim: bool,
+) -> Config:
+    """A stream's own VAD and interim settings from another protocol's turn detection; the silence
+    that ends an utterance is at least MIN_SILENCE_MS (Whisper needs whole phrases: shorter cuts words)."""
+    vad = base.vad
+    if silence_ms is not None:
+        vad = replace(vad, min_silence_ms=int(min(max(silence_ms, MIN_SILENCE_MS), MAX_SILENCE_MS)))
+    if threshold is not None:
+        vad = replace(vad, vad_threshold=threshold, vad_neg_threshold=max(0.01, threshold - 0.15))
+    if pad_ms is not None:
+        vad = replace(vad, speech_pad_ms=int(pad_ms))
+    return replace(base, vad=vad, live=replace(base.live, interim=interim))
 
 
 class AudioInput:
