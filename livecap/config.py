@@ -144,6 +144,11 @@ class ServerConfig:
     history_finals: int = _opt(1000, "finals a session keeps for late viewers", min=1, max=1_000_000)
     ended_sessions: int = _opt(20, "ended sessions still listed, with their history", min=1, max=10_000)
     ping_s: float = _opt(20.0, "WebSocket ping interval and timeout", min=0.5, max=3_600.0)
+    redis_url: str | None = _opt(None, "share sessions and the media index with other replicas through this Redis "
+                                       "(redis://HOST:PORT/DB; none: this server alone)")
+    replica: str | None = _opt(None, "this replica's name in the cluster (none: host:port)")
+    lease_s: float = _opt(5.0, "a replica's sessions are taken over this long after it stops renewing them",
+                          min=0.5, max=600.0)
     preload: tuple[str, ...] | None = _opt(None, "models loaded at start and kept, besides the default one")
     model_ttl_s: float = _opt(300.0, "unload a model no request has used for this long (-1: never)", min=-1.0,
                               max=31_536_000.0)

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg espeak-ng sox pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins alsa-utils chromium)
+# redis-server and haproxy: the cluster tests start their own on loopback ports (no system service is needed)
+APT_PACKAGES=(ffmpeg espeak-ng sox pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins alsa-utils chromium redis-server haproxy)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for package in "${APT_PACKAGES[@]}"; do

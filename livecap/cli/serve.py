@@ -38,6 +38,17 @@ DataDir = Annotated[
 ]
 MaxMedia = Annotated[Optional[int], setting("max_media", "files in the media library", metavar="N")]
 MaxViewers = Annotated[Optional[int], setting("max_viewers", "session viewers at once", metavar="N")]
+RedisUrl = Annotated[
+    Optional[str],
+    setting("redis_url", "share sessions and the media index with other replicas through this Redis "
+                         "(redis://HOST:PORT/DB); --data-dir must then be a folder they all share", metavar="URL"),
+]
+Replica = Annotated[Optional[str], setting("replica", "this replica's name in the cluster (default host:port)",
+                                           metavar="NAME")]
+LeaseS = Annotated[
+    Optional[float], setting("lease_s", "with --redis-url: a dead replica's sessions are taken over after this",
+                             metavar="S"),
+]
 Preload = Annotated[
     Optional[list[str]],
     setting("preload", "load this model at start and keep it (repeatable), besides --model", metavar="NAME"),
@@ -64,6 +75,9 @@ def _serve_options(
     data_dir: DataDir = None,
     max_media: MaxMedia = None,
     max_viewers: MaxViewers = None,
+    redis_url: RedisUrl = None,
+    replica: Replica = None,
+    lease_s: LeaseS = None,
     preload: Preload = None,
     model_ttl_s: ModelTtlS = None,
     max_models: MaxModels = None,

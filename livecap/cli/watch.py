@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from livecap.cli import options as opt
-from livecap.closecodes import NORMAL, REJOIN
+from livecap.closecodes import ABNORMAL, NORMAL, REJOIN
 
 if TYPE_CHECKING:  # loaded when a command runs, so that `livecap -h` stays quick
     from livecap.cli.signals import StopRequests
@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # loaded when a command runs, so that `livecap -h` stays quic
 
 POLL_S = 0.25  # how often a waiting client looks at Ctrl-C
 CLOSE_WAIT_S = 30.0  # after Ctrl-C, how long a publisher waits for the finals of what it sent
-MAX_REJOINS = 5  # a viewer cut off for reading too slowly rejoins this often, then gives up
+MAX_REJOINS = 5  # a viewer cut off (too slow, or its replica went away) rejoins this often, then gives up
+REJOIN_PAUSE_S = 1.0  # before rejoining after a dropped connection: the balancer finds another replica
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,19 +183,28 @@ async def _receive(connection: Any, relay: Relay, stop: StopRequests, stop_at: i
 
 
 async def watch_session(target: Target, relay: Relay, stop: StopRequests) -> tuple[int | None, str]:
-    """Watch until the session ends or Ctrl-C; a viewer cut off for falling behind rejoins."""
+    """Watch until the session ends or Ctrl-C. A viewer told to rejoin (it fell behind, or its
+    replica of a cluster drains) rejoins at once; one whose connection dropped before the end (its
+    replica died) rejoins after a pause, through the same address (a load balancer)."""
     import websockets
 
-    for _ in range(MAX_REJOINS + 1):
+    code, reason = None, ""
+    for attempt in range(MAX_REJOINS + 1):
         try:
             connection = await websockets.connect(target.socket("captions"), additional_headers=target.headers)
         except (OSError, websockets.InvalidHandshake) as error:
-            return None, f"cannot connect to {target.base}: {error}"
+            if attempt == 0:
+                return None, f"cannot connect to {target.base}: {error}"
+            await asyncio.sleep(REJOIN_PAUSE_S)
+            continue
         await _receive(connection, relay, stop, 1)
         await connection.close()
-        if stop.count or connection.close_code != REJOIN:
-            return connection.close_code, connection.close_reason or ""
-    return connection.close_code, connection.close_reason or ""
+        code, reason = connection.close_code, connection.close_reason or ""
+        if stop.count or relay.ended is not None or code not in (REJOIN, ABNORMAL):
+            return code, reason
+        if code == ABNORMAL:
+            await asyncio.sleep(REJOIN_PAUSE_S)
+    return code, reason
 
 
 async def publish_source(

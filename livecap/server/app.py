@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 from livecap.asr.registry import ModelRegistry
-from livecap.config import Config
+from livecap.config import Config, ServerConfig
 from livecap.engine import Engine, open_models
 from livecap.server.auth import RequireKey
 from livecap.server.hub import Hub
@@ -25,6 +26,7 @@ from livecap.server.requests import RequestError
 from livecap.server.routes import audio, media, sessions, status, streams
 from livecap.server.routes.page import page_router
 from livecap.server.sessions import Sessions
+from livecap.server.state import SharedState
 
 log = logging.getLogger("livecap.server")
 
@@ -39,6 +41,15 @@ def open_server_models(config: Config, engine: Engine | None = None) -> ModelReg
     )
 
 
+def shared_state(settings: ServerConfig) -> SharedState:
+    """This server alone, or a replica of a cluster on Redis (the client is loaded only then)."""
+    if settings.redis_url is None:
+        return SharedState()
+    from livecap.server.cluster import RedisState
+
+    return RedisState(settings.redis_url, settings.replica or f"{socket.gethostname()}:{settings.port}", settings)
+
+
 def create_app(
     config: Config, *, api_key: str | None = None, engine: Engine | None = None, models: ModelRegistry | None = None
 ) -> FastAPI:
@@ -50,16 +61,19 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         used = models or await asyncio.to_thread(open_server_models, config, engine)
         app.state.hub = Hub(used, settings)
+        shared = shared_state(settings)
         data_dir = Path(settings.data_dir) if settings.data_dir else await asyncio.to_thread(default_data_dir)
         library = await asyncio.to_thread(
-            MediaLibrary, data_dir / "media", settings.max_media, settings.max_upload_bytes
+            MediaLibrary, data_dir / "media", settings.max_media, settings.max_upload_bytes, shared
         )
-        app.state.sessions = Sessions(app.state.hub, library)
+        app.state.sessions = Sessions(app.state.hub, library, shared)
         log.info("media library in %s", library.folder)
+        await shared.start(app.state.sessions)
         try:
             yield
         finally:
             await app.state.hub.drain()
+            await shared.close()
             if models is None:
                 await asyncio.to_thread(used.close)
 

@@ -17,7 +17,7 @@ from livecap.output.records import error_record
 from livecap.server.live import accept, close_with
 from livecap.server.requests import RequestError
 
-OPEN_PATHS = ("/health",)
+OPEN_PATHS = ("/health", "/ready")
 SCRIPTS = "/static/"  # the page's scripts: code, no data, so open like /health (modules cannot send a key)
 
 

@@ -26,6 +26,7 @@ import platformdirs
 
 from livecap.errors import LivecapError
 from livecap.server.requests import RequestError
+from livecap.server.state import SharedState
 from livecap.sources.file import probe_duration
 
 ID = re.compile(r"[0-9a-f]{16}")
@@ -70,23 +71,35 @@ def _container_format(path: Path) -> str:
 
 
 class MediaLibrary:
-    """The stored files (event loop only; file work runs in threads)."""
+    """The stored files (event loop only; file work runs in threads). With replicas, the index is
+    shared (`shared`) and the folder is on storage they all mount."""
 
-    def __init__(self, folder: Path, max_files: int, max_bytes: int) -> None:
+    def __init__(self, folder: Path, max_files: int, max_bytes: int, shared: SharedState | None = None) -> None:
         self.folder = folder
         self.max_files = max_files
         self.max_bytes = max_bytes
+        self.shared = shared or SharedState()
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.items: dict[str, MediaItem] = {}
-        self._in_use: dict[str, int] = {}  # media id -> sessions replaying it
+        self._in_use: dict[str, int] = {}  # media id -> sessions here replaying it
         self._adding = 0
-        for meta in folder.glob("*.json"):  # what an earlier run stored
+        self.items = {i: MediaItem(**item) for i, item in self.on_disk().items()}
+
+    def on_disk(self) -> dict[str, dict]:
+        """The items stored in the folder (by this run, an earlier one, or another replica)."""
+        found = {}
+        for meta in self.folder.glob("*.json"):
             try:
                 item = MediaItem(**json.loads(meta.read_text(encoding="utf-8")))
             except (ValueError, TypeError, OSError):
                 continue
             if ID.fullmatch(item.id) and self.path(item.id).is_file():
-                self.items[item.id] = item
+                found[item.id] = asdict(item)
+        return found
+
+    async def refresh(self) -> None:
+        """Take in the shared index (alone: the items are this server's own already)."""
+        shared = await self.shared.media_items({i: asdict(item) for i, item in self.items.items()})
+        self.items = {i: MediaItem(**item) for i, item in shared.items() if ID.fullmatch(i)}
 
     def path(self, media_id: str) -> Path:
         """Where a stored file lives; only ever called with a server-chosen id."""
@@ -100,13 +113,16 @@ class MediaLibrary:
         """A session stopped replaying a file."""
         self._in_use[media_id] -= 1
 
-    def get(self, media_id: object) -> MediaItem:
+    async def get(self, media_id: object) -> MediaItem:
+        if isinstance(media_id, str) and media_id not in self.items:
+            await self.refresh()
         item = self.items.get(media_id) if isinstance(media_id, str) else None
         if item is None:
             raise RequestError("no such media: GET /v1/media lists them", 404, code="media_not_found")
         return item
 
-    def listing(self) -> list[dict]:
+    async def listing(self) -> list[dict]:
+        await self.refresh()
         return [asdict(item) for item in sorted(self.items.values(), key=lambda i: i.created)]
 
     @contextmanager
@@ -128,6 +144,7 @@ class MediaLibrary:
         otherwise. Call it inside `reserve()`."""
         item = await asyncio.to_thread(self._store, name, file, secrets.token_hex(8))
         self.items[item.id] = item
+        await self.shared.media_put(asdict(item))
         return item
 
     def _store(self, name: str | None, file: BinaryIO, media_id: str) -> MediaItem:
@@ -149,10 +166,12 @@ class MediaLibrary:
             raise
         return item
 
-    def delete(self, media_id: str) -> None:
-        item = self.get(media_id)
-        if self._in_use.get(item.id):
+    async def delete(self, media_id: str, in_use: bool) -> None:
+        """Remove a file unless a session replays it (`in_use`: on another replica)."""
+        item = await self.get(media_id)
+        if in_use or self._in_use.get(item.id):
             raise RequestError("the media is being replayed by a session: stop it first", 409, code="media_in_use")
-        del self.items[item.id]
+        self.items.pop(item.id, None)
+        await self.shared.media_remove(item.id)
         (self.folder / f"{item.id}.json").unlink(missing_ok=True)
         self.path(item.id).unlink(missing_ok=True)

@@ -7,6 +7,7 @@ first stops accepting, lets open streams send the finals of what they heard (bou
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import uvicorn
@@ -45,8 +46,18 @@ def make_server(app: FastAPI, settings: ServerConfig, log_level: str = "info") -
 
 
 def serve(config: Config, api_key: str | None = None) -> None:
-    """Load the default and preloaded models (a bad one fails here, as a one-line error, before
-    anything listens), serve until SIGTERM or Ctrl-C, drain, exit (the `livecap serve` command)."""
+    """Check Redis (with --redis-url) and load the default and preloaded models (either fails here,
+    as a one-line error, before anything listens), serve until SIGTERM or Ctrl-C, drain, exit (the
+    `livecap serve` command)."""
+    if config.server.redis_url is not None:
+        from livecap.server.cluster import check_reachable
+
+        check_reachable(config.server.redis_url)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))  # beside uvicorn's own lines
+    server_log = logging.getLogger("livecap.server")
+    server_log.addHandler(handler)
+    server_log.setLevel(logging.INFO)
     models = open_server_models(config)
     try:
         make_server(create_app(config, api_key=api_key, models=models), config.server).run()

@@ -317,8 +317,10 @@ class FileSource:
 
     rate = SAMPLE_RATE
 
-    def __init__(self, path: Path, realtime: bool = False, block_s: float = 0.1, track: int = 0) -> None:
+    def __init__(self, path: Path, realtime: bool = False, block_s: float = 0.1, track: int = 0,
+                 start_s: float = 0.0) -> None:
         self.path = path
+        self.start_s = start_s  # audio before this is skipped (a replay resumed where another left off)
         self.name = str(path)
         self.realtime = realtime
         self.track = track
@@ -339,8 +341,13 @@ class FileSource:
         error = None
         t0 = time.monotonic()
         position = 0
+        skip = int(self.start_s * SAMPLE_RATE)
         try:
             for samples in decode_blocks(self.path, self.block_s, report=self.report, track=self.track):
+                if skip:
+                    samples, skip = samples[skip:], max(0, skip - len(samples))
+                    if not len(samples):
+                        continue
                 position += len(samples)
                 if self.realtime:  # a live source: deliver each block when it would have been captured
                     due = t0 + position / SAMPLE_RATE

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Request
 
-from livecap.server.routes import library_of
+from livecap.server.routes import library_of, sessions_of
 from livecap.server.uploads import read_form
 
 router = APIRouter()
@@ -15,6 +15,7 @@ router = APIRouter()
 @router.post("/v1/media", status_code=201)
 async def add_media(request: Request) -> dict:
     library = library_of(request)
+    await library.refresh()  # the count of files is the service's
     with library.reserve():  # refused before the body is read when the library is full or busy
         upload, _ = await read_form(request, library.max_bytes)
         try:
@@ -26,10 +27,10 @@ async def add_media(request: Request) -> dict:
 
 @router.get("/v1/media")
 async def list_media(request: Request) -> dict:
-    return {"object": "list", "data": library_of(request).listing()}
+    return {"object": "list", "data": await library_of(request).listing()}
 
 
 @router.delete("/v1/media/{media_id}")
 async def delete_media(request: Request, media_id: str) -> dict:
-    library_of(request).delete(media_id)
+    await sessions_of(request).delete_media(media_id)
     return {"id": media_id, "deleted": True}

@@ -37,17 +37,17 @@ async def create_session(request: Request) -> dict:
 
 @router.get("/v1/sessions")
 async def list_sessions(request: Request) -> dict:
-    return {"object": "list", "data": sessions_of(request).listing()}
+    return {"object": "list", "data": await sessions_of(request).listing()}
 
 
 @router.get("/v1/sessions/{session_id}")
 async def get_session(request: Request, session_id: str) -> dict:
-    return sessions_of(request).get(session_id).describe()
+    return (await sessions_of(request).get(session_id)).describe()
 
 
 @router.delete("/v1/sessions/{session_id}")
 async def stop_session(request: Request, session_id: str) -> dict:
-    return (await sessions_of(request).stop(session_id)).describe()
+    return await sessions_of(request).stop(session_id)
 
 
 @router.websocket("/v1/sessions/{session_id}/captions")

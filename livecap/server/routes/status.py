@@ -1,4 +1,4 @@
-"""GET /health, /status, /metrics and /v1/models: what the server is and how it is doing."""
+"""GET /health, /ready, /status, /metrics and /v1/models: what the server is and how it is doing."""
 
 from __future__ import annotations
 
@@ -22,6 +22,14 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(
         {"status": "draining" if draining else "ok", "model": hub.model}, status_code=503 if draining else 200
     )
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """For a load balancer's health check: not ready while draining or at capacity."""
+    hub = hub_of(request)
+    state = "draining" if hub.draining.is_set() else "at capacity" if hub.active >= hub.max_streams else "ready"
+    return JSONResponse({"status": state}, status_code=200 if state == "ready" else 503)
 
 
 @router.get("/status")
