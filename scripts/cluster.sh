@@ -36,7 +36,7 @@ ready() { curl -sf "http://127.0.0.1:$1/ready"; }
 
 start_replica() {  # start_replica NAME PORT
   # shellcheck disable=SC2086 # SERVE_ARGS is a list of words
-  $LIVECAP serve --port "$2" --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --replica-name "$1" \
+  $LIVECAP serve --port "$2" --redis-url "redis://127.0.0.1:$REDIS_PORT/0" --replica "$1" \
     --data-dir "$dir/data" $SERVE_ARGS >>"$dir/$1.log" 2>&1 &
   echo $! >"$dir/$1.pid"
 }

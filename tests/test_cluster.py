@@ -92,8 +92,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "HF_HUB_OFFLINE": "1",
            "LIVECAP": f"{sys.executable} -m livecap", "SERVE_ARGS": f"--lease-s {LEASE_S:g} --drain-s 5"}
     running = Cluster(folder, env, ports)
-    running.script("start", str(folder))
     try:
+        running.script("start", str(folder))
         yield running
     finally:
         running.script("stop", str(folder))
