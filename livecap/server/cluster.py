@@ -115,11 +115,12 @@ class RedisState(SharedState):
         self._quiet_until = 0.0
         self._suspects: set[str] = set()  # orphaned at the last tick
         self._tasks: list[asyncio.Task] = []
+        self.closing = False
 
     # -- reachability ---------------------------------------------------------------------------
 
     def _lost(self, error: BaseException) -> None:
-        if self.reachable:
+        if self.reachable and not self.closing:
             self.reachable, self.unreachable_since = False, time.time()
             log.warning("Redis at %s is unreachable (%s): this replica goes on serving its own streams and viewers, "
                         "and reconnects", self.url, error)
@@ -146,6 +147,7 @@ class RedisState(SharedState):
 
     async def close(self) -> None:
         """Write what is queued (briefly: Redis may be gone), then stop."""
+        self.closing = True
         deadline = time.monotonic() + 3
         while (self._queue or self._records) and self.reachable and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
