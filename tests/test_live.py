@@ -1,13 +1,9 @@
-"""The live pipeline: `livecap file --realtime` on real speech (1x replay), silence and noise, `--gpu`,
-and the pipeline under overload (a slow fake ASR backend: unit level)."""
+"""The live pipeline: `livecap file --realtime` on real speech (1x replay), silence and noise, `--gpu`
+(the pipeline under overload, with a fake ASR backend, is in test_stream)."""
 
 from __future__ import annotations
 
 import json
-import random
-import threading
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +11,8 @@ import pytest
 
 from conftest import Clip, run_cli
 from live_audio import join_clips, joined_clips, write_wav
-from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
-from livecap.asr.pool import AsrPool
 from livecap.bench.wer import wer
-from livecap.config import Config
-from livecap.messages import SAMPLE_RATE, Caption, StreamEnd
-from livecap.pipeline.stream import Stream
-from livecap.sources.file import decode_blocks
-from livecap.sources.queue import CaptureQueue, RawBlock
+from livecap.messages import SAMPLE_RATE
 
 pytestmark = pytest.mark.slow
 
@@ -83,85 +73,3 @@ def test_file_gpu_without_cuda_is_a_one_line_error(turns: tuple[Path, str]) -> N
     assert result.returncode == 2
     assert result.stderr.startswith("error: --gpu: CTranslate2 sees no CUDA device")
     assert len(result.stderr.strip().splitlines()) == 1
-
-
-# -- overload (unit level: a fake, slow ASR backend) -----------------------------------------------
-
-
-class SlowBackend:
-    """Takes longer than the audio lasts; each final's text is its call number, to track every one."""
-
-    name, device, compute_type, multilingual = "slow", "cpu", "int8", False
-
-    def __init__(self) -> None:
-        self.finals: list[str] = []
-        self._lock = threading.Lock()
-        self._random = random.Random(0)
-
-    def transcribe(self, request: AsrRequest) -> AsrResult:
-        samples, final = request.samples, request.final
-        with self._lock:
-            text = str(len(self.finals)) if final else "interim words"
-            if final:
-                self.finals.append(text)
-            delay = self._random.choice((0.2, 1.5))  # uneven: later jobs often finish first
-        time.sleep(delay)
-        return AsrResult((AsrSegment(0.0, len(samples) / SAMPLE_RATE, text),), "en", 1.0)
-
-
-class FastSource:
-    """A live source that delivers audio ten times faster than real time, never waiting."""
-
-    name, rate, duration, block_s = "fast", SAMPLE_RATE, None, 0.1
-
-    def __init__(self, samples: np.ndarray) -> None:
-        self._blocks = np.array_split(samples, max(1, len(samples) // (SAMPLE_RATE // 10)))
-        self._stop = threading.Event()
-
-    def start(self, sink: CaptureQueue) -> None:
-        threading.Thread(target=self._run, args=(sink,), daemon=True).start()
-
-    def _run(self, sink: CaptureQueue) -> None:
-        for block in self._blocks:
-            if self._stop.wait(0.01):
-                break
-            sink.offer(RawBlock(block, time.monotonic()))
-        sink.end()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-def test_overload_keeps_queues_bounded_and_finals_whole_and_ordered(turns: tuple[Path, str]) -> None:
-    audio = np.concatenate(list(decode_blocks(turns[0])))
-    base = Config()
-    config = replace(base, live=replace(base.live, capture_queue_s=1.0, max_pending_finals=2, interim_interval_ms=100))
-    backend = SlowBackend()
-    pool = AsrPool(backend, workers=1)  # one slow worker: finals alone outrun it, whatever the interim cadence
-    stream = Stream(FastSource(np.concatenate([audio, audio])), pool, config, stream_id="s1", live=True)
-    captions: list[Caption] = []
-    depths, pending, behind = [], [], []
-    stream.start()
-    try:
-        while True:
-            event = stream.next_event(timeout=0.02)
-            snapshot = stream.stats_snapshot()
-            depths.append(stream.capture.depth())
-            pending.append(snapshot.pending_finals)
-            behind.append(snapshot.behind_seconds)
-            if isinstance(event, Caption):
-                captions.append(event)
-            elif isinstance(event, StreamEnd):
-                break
-    finally:
-        pool.shutdown()
-    capacity = stream.capture._queue.maxsize
-    assert capacity == 10 and max(depths) <= capacity
-    assert stream.capture.dropped_samples > 0  # it was overloaded: audio beyond the queue was dropped, counted
-    assert max(pending) <= config.live.max_pending_finals
-    # Every final that went to ASR came out, once, in stream order.
-    assert sorted(c.text for c in captions) == sorted(backend.finals) and len(captions) >= 4
-    assert [c.seq for c in captions] == list(range(len(captions)))
-    assert all(a.start < b.start for a, b in zip(captions, captions[1:]))
-    assert stream.pool.interims_skipped > 0  # interims are shed under load, finals never
-    assert max(behind) >= capacity * 0.1  # the backlog shows: at least the full capture queue

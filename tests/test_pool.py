@@ -1,51 +1,15 @@
-"""The ASR pool's scheduling rules, with a backend that blocks until released (fakes only here:
-the rules are about queues and order, not recognition)."""
+"""The ASR pool's scheduling rules, with a backend that blocks until released (the fakes of
+`fakes`: the rules are about queues and order, not recognition)."""
 
 from __future__ import annotations
 
 import threading
-import time
 
-import numpy as np
 import pytest
 
+from fakes import GateBackend, job, wait_for
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
-from livecap.asr.pool import AsrJob, AsrPool, Cancelled, Hung
-from livecap.messages import Utterance
-
-
-class GateBackend:
-    """Records the order jobs start in; each call waits until the test opens the gate."""
-
-    name, device, compute_type, multilingual = "gate", "cpu", "int8", False
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-        self.gate = threading.Event()
-        self._lock = threading.Lock()
-
-    def transcribe(self, request: AsrRequest) -> AsrResult:
-        with self._lock:
-            self.started.append(str(request.samples[0]))
-        self.gate.wait(5)
-        return AsrResult((AsrSegment(0.0, 1.0, "x"),), "en", 1.0)
-
-
-def job(stream: str, label: float, *, final: bool, done: list | None = None) -> AsrJob:
-    samples = np.full(16, label, dtype=np.float32)
-    utterance = Utterance(stream, 0, 0.0, 1.0, samples, final, 0.0, 0.0)
-    return AsrJob(
-        utterance,
-        AsrRequest(samples, final=final),
-        lambda j, r, e: (done if done is not None else []).append((j, r, e)),
-    )
-
-
-def wait_for(condition, timeout: float = 5.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
+from livecap.asr.pool import AsrPool, Cancelled, Hung
 
 
 @pytest.fixture

@@ -1,33 +1,20 @@
-"""Translation: Whisper speech translation on real non-English speech, the ordered translation stage,
-subtitle text, and the Argos backend through the CLI (a real tiny package built at test time)."""
+"""Translation: Whisper speech translation on real non-English speech, subtitle text, and the Argos
+backend through the CLI (a real tiny package built at test time); the ordered translation stage,
+with fakes, is in test_stream."""
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import subprocess
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import srt
 
 from conftest import Clip, run_cli
-from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
-from livecap.asr.pool import AsrPool
-from livecap.bench.mix import write_wav
-from livecap.config import Config
-from livecap.messages import SAMPLE_RATE, Caption, StreamEnd, StreamError
-from livecap.pipeline.stream import Stream
-from livecap.sources.file import FileSource
-from livecap.translators.base import TranslationRequest
 
 pytestmark = pytest.mark.slow
 
@@ -70,98 +57,6 @@ def test_whisper_translates_speech_to_english(non_en_clips: list[Clip], tmp_path
             assert " ".join(cue.content for cue in cues).split() == text.split()
         for segment in segments:
             assert f"{segment['text']} || {segment['translation']}" in result.stdout
-
-
-class FakeBackend:
-    """Two segments per utterance, numbered in call order, after a random delay (unit test only)."""
-
-    name, device, compute_type, multilingual = "fake", "cpu", "int8", True
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls = 0
-
-    def transcribe(self, request: AsrRequest) -> AsrResult:
-        samples = request.samples
-        time.sleep(random.uniform(0, 0.03))
-        with self._lock:
-            self.calls += 1
-            n = self.calls
-        half = len(samples) / SAMPLE_RATE / 2
-        segments = (AsrSegment(0.0, half, f"u{n} first"), AsrSegment(half, 2 * half, f"u{n} second"))
-        return AsrResult(segments, "de", 1.0)
-
-
-FAILING = "u2 first"
-
-
-class FakeTranslator:
-    """Sleeps a random time per caption; one caption ("u2 first") fails (unit test only).
-    Called from several translation threads at once, in no particular order."""
-
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def translate(self, request: TranslationRequest) -> str:
-        assert request.samples is not None and len(request.samples) > 0
-        self.seen.append(request.text)
-        time.sleep(random.uniform(0, 0.05))
-        if request.text == FAILING:
-            raise RuntimeError("translation backend broke")
-        return f"{request.target_language}: {request.text}"
-
-
-def test_translation_keeps_order_and_survives_a_failure(en_clips: list[Clip], tmp_path: Path) -> None:
-    """Two streams share the ASR pool and the engine's one translation pool: real audio through the
-    real VAD and reordering, with fake ASR and translation timings. Each stream's captions leave in
-    order, each translated once, a failing translation does not stop them, and no caption keeps its
-    audio once translated (a long result must not hold all its audio)."""
-    from faster_whisper.audio import decode_audio
-
-    gap = np.zeros(SAMPLE_RATE * 3 // 2, dtype=np.float32)
-    audio = np.concatenate([part for clip in en_clips[:4] for part in (decode_audio(str(clip.path)), gap)])
-    path = write_wav(tmp_path / "several.wav", audio)
-    base = Config()
-    config = replace(base, live=replace(base.live, interim=False), translate=replace(base.translate, translate_to="en"))
-    translator = FakeTranslator()
-    pool = AsrPool(FakeBackend(), workers=3)
-    translation_pool = ThreadPoolExecutor(3)
-    streams = [
-        Stream(FileSource(path), pool, config, stream_id=f"s{i}", live=True, translator=translator,
-               translation_pool=translation_pool)
-        for i in (1, 2)
-    ]
-    events: dict[str, list[object]] = {s.stream_id: [] for s in streams}
-    for stream in streams:
-        stream.start()
-    while not all(e and isinstance(e[-1], StreamEnd) for e in events.values()):
-        for stream in streams:
-            event = stream.next_event(timeout=0.05)
-            if event is not None:
-                events[stream.stream_id].append(event)
-    pool.shutdown()
-    translation_pool.shutdown()
-    everything = []
-    for stream_id, received in events.items():
-        assert isinstance(received[-1], StreamEnd) and received[-1].reason is None
-        assert not [e for e in received if isinstance(e, StreamError)]
-        captions = [e for e in received if isinstance(e, Caption)]
-        assert len(captions) >= 6  # two per utterance, at least one utterance per clip
-        assert {c.stream_id for c in captions} == {stream_id}
-        assert [c.seq for c in captions] == list(range(len(captions)))
-        assert [c.start for c in captions] == sorted(c.start for c in captions)
-        everything += captions
-    assert sorted(c.text for c in everything) == sorted(translator.seen)  # each translated once
-    assert any(c.text == FAILING for c in everything)
-    for caption in everything:
-        if caption.text == FAILING:
-            assert caption.translation == caption.text and caption.translation_failed
-        else:
-            assert caption.translation == f"en: {caption.text}" and not caption.translation_failed
-        assert caption.timings["translate_start"] >= caption.timings["asr_end"]
-        assert caption.audio is None
 
 
 NO_ARGOS = (
