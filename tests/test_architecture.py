@@ -4,6 +4,7 @@ breaks a layer boundary or adds an import cycle fails here."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "livecap"
@@ -107,3 +108,14 @@ def test_no_function_is_too_long() -> None:
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{name}.{node.name} ({path.name}:{node.lineno}): {lines} lines")
     assert not long, long
+
+
+def test_slow_tests_are_marked_one_way() -> None:
+    """A module of slow tests says `pytestmark = pytest.mark.slow`; a mixed one marks each slow test
+    `@pytest.mark.slow`: no aliases of the mark, no test marked twice."""
+    for path in sorted((PACKAGE.parent / "tests").glob("test_*.py")):
+        text = path.read_text(encoding="utf-8")
+        names = re.findall(r"^(\w+) = pytest\.mark\.slow\b", text, re.MULTILINE)
+        assert names in ([], ["pytestmark"]), (path.name, names)
+        assert not (names and "@pytest.mark.slow" in text), f"{path.name}: marked by module and by test"
+        assert not re.search(r"^@(?!pytest\.mark\.slow\b)\w*slow\b", text, re.MULTILINE), path.name

@@ -31,7 +31,6 @@ from livecap.output.atomic import check_writable, unique_stems, write_atomic
 from livecap.output.writers import Journal, read_journal
 from livecap.sources.file import DecodeReport, decode_blocks, probe_duration
 
-slow = pytest.mark.slow
 DAMAGE_AT, DAMAGE_BYTES = 142_000, 20_000  # the issue's case: 20 kB of noise 1/3 into the sonnet
 
 
@@ -182,7 +181,7 @@ def test_other_formats_survive_damage_and_report_truncation(suffix: str, sonnet:
         assert report.truncated and report.missing_s > 8
 
 
-@slow
+@pytest.mark.slow
 def test_damaged_mp3_is_transcribed_past_the_damage(damaged: Path, sonnet: tuple[Path, str], tmp_path: Path) -> None:
     result = run_cli("file", str(damaged), "--output-format", "json", "--output-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -195,7 +194,7 @@ def test_damaged_mp3_is_transcribed_past_the_damage(damaged: Path, sonnet: tuple
     assert wer(sonnet[1], document["text"]) < 0.35
 
 
-@slow
+@pytest.mark.slow
 def test_truncated_mp3_warns_writes_and_fails(truncated: Path, sonnet: tuple[Path, str], tmp_path: Path) -> None:
     result = run_cli("file", str(truncated), "--output-format", "json,txt", "--output-dir", str(tmp_path))
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -218,7 +217,7 @@ def _start(args: list[str], cwd: Path | None = None) -> subprocess.Popen:
     )
 
 
-@slow
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
 def test_stop_signals_keep_the_captions(signum: int, code: int, long_wav: Path, tmp_path: Path) -> None:
     """SIGTERM, SIGHUP and Ctrl-C after the first caption: the captions so far are written, marked
@@ -247,7 +246,7 @@ def _unread(fd: int) -> int:
     return int.from_bytes(buffer, sys.byteorder)
 
 
-@slow
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_stop_signal_before_the_model_loads_says_interrupted(signum: int, tmp_path: Path) -> None:
     """`livecap file -` reads all of standard input before anything else: a signal while it waits
@@ -273,7 +272,7 @@ def test_a_stop_signal_before_the_model_loads_says_interrupted(signum: int, tmp_
     assert not list(tmp_path.iterdir())
 
 
-@slow
+@pytest.mark.slow
 def test_killed_run_leaves_a_journal_that_recovers(long_wav: Path, tmp_path: Path) -> None:
     process = _start(["file", str(long_wav), "--workers", "1", "--plain", "--output-format", "json,txt",
                       "--output-dir", str(tmp_path)])
@@ -292,7 +291,7 @@ def test_killed_run_leaves_a_journal_that_recovers(long_wav: Path, tmp_path: Pat
     assert not journal.exists()
 
 
-@slow
+@pytest.mark.slow
 def test_successful_run_removes_its_journal(en_clips: list[Clip], tmp_path: Path) -> None:
     result = run_cli("file", str(_jfk(en_clips)), "--output-format", "txt", "--output-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -361,7 +360,7 @@ def _no_room() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
 
-@slow
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_captions_stay_on_screen(en_clips: list[Clip], tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run_cli("file", str(_jfk(en_clips)), "--plain", "--output-dir", str(out), preexec_fn=_no_room)
@@ -409,7 +408,7 @@ def test_unique_stems() -> None:
     assert len(unique_stems(["é" * 200])[0].encode()) <= 200
 
 
-@slow
+@pytest.mark.slow
 def test_a_write_failure_does_not_stop_the_batch(en_clips: list[Clip], tmp_path: Path) -> None:
     good = _jfk(en_clips)
     blocked = tmp_path / "blocked.flac"
@@ -425,7 +424,7 @@ def test_a_write_failure_does_not_stop_the_batch(en_clips: list[Clip], tmp_path:
     assert any(len(p.name) > 150 for p in (tmp_path / "out").glob("n*.json"))  # the long name, shortened
 
 
-@slow
+@pytest.mark.slow
 def test_same_names_never_overwrite_within_a_run(en_clips: list[Clip], tmp_path: Path) -> None:
     clip = _jfk(en_clips)
     for folder in ("x", "y"):
@@ -444,7 +443,7 @@ def test_same_names_never_overwrite_within_a_run(en_clips: list[Clip], tmp_path:
     assert written == ["clip-2.txt", "clip-3.txt", "clip-4.txt", "clip.txt"]
 
 
-@slow
+@pytest.mark.slow
 def test_parallel_runs_into_one_folder(en_clips: list[Clip], tmp_path: Path) -> None:
     clips = sorted(en_clips, key=lambda c: c.duration)[:2]
     runs = [
@@ -475,7 +474,7 @@ def test_language_table_is_whispers() -> None:
     assert set(LANGUAGES) == set(_LANGUAGE_CODES)
 
 
-@slow
+@pytest.mark.slow
 def test_bad_language_fails_before_any_work(en_clips: list[Clip], tmp_path: Path) -> None:
     _one_error_line(
         run_cli(
@@ -506,7 +505,7 @@ def test_environment_mistakes_are_named() -> None:
         resolve(env={"LIVECAP_PROFILE": "no-such-profile"})
 
 
-@slow
+@pytest.mark.slow
 def test_zero_sample_wav_fails_once_and_writes_nothing(tmp_path: Path) -> None:
     empty = tmp_path / "zero.wav"
     with wave.open(str(empty), "wb") as out:
@@ -517,7 +516,7 @@ def test_zero_sample_wav_fails_once_and_writes_nothing(tmp_path: Path) -> None:
     assert not list((tmp_path / "out").iterdir())
 
 
-@slow
+@pytest.mark.slow
 def test_standard_input_and_pipes(en_clips: list[Clip], tmp_path: Path) -> None:
     clip = _jfk(en_clips)
     for arg, stem in (("-", "stdin"), ("/dev/stdin", "stdin-pipe")):
@@ -533,7 +532,7 @@ def test_standard_input_and_pipes(en_clips: list[Clip], tmp_path: Path) -> None:
         assert wer(next(c for c in en_clips if c.path == clip).reference, written.read_text()) < 0.2, stem
 
 
-@slow
+@pytest.mark.slow
 def test_audio_track_option(en_clips: list[Clip], tmp_path: Path) -> None:
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
@@ -569,7 +568,7 @@ def test_audio_track_option(en_clips: list[Clip], tmp_path: Path) -> None:
     _one_error_line(run_cli("file", str(media), "--audio-track", "2", "--output-dir", str(tmp_path)), "--audio-track")
 
 
-@slow
+@pytest.mark.slow
 def test_jsonl_events_name_their_file(en_clips: list[Clip], tmp_path: Path) -> None:
     clips = sorted(en_clips, key=lambda c: c.duration)[:2]
     result = run_cli("file", *(str(c.path) for c in clips), "--jsonl", "--output-dir", str(tmp_path))
@@ -578,7 +577,7 @@ def test_jsonl_events_name_their_file(en_clips: list[Clip], tmp_path: Path) -> N
     assert {f["source"] for f in finals} == {c.path.stem for c in clips}
 
 
-@slow
+@pytest.mark.slow
 def test_early_ctrl_c_prints_no_traceback(en_clips: list[Clip], tmp_path: Path) -> None:
     for delay in (0.1, 0.3, 0.6, 0.9):
         process = _start(["file", str(_jfk(en_clips)), "--plain", "--output-dir", str(tmp_path)], cwd=REPO)

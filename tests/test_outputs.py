@@ -301,7 +301,7 @@ def check_progress(view: RecordingProgress, captions: list[Caption], duration: f
 def test_progress_with_translation_waits_for_the_translated_captions(non_en_clips: list[Clip]) -> None:
     (clip,) = [c for c in non_en_clips if c.language == "de"]
     captions = progress_run(clip.path, model="base", translate_to="en")
-    assert all(c.translation for c in captions)
+    assert captions and all(c.translation and not c.translation_failed for c in captions), captions
 
 
 @pytest.mark.slow

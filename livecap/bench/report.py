@@ -354,18 +354,24 @@ def show_streams(name: str, measured: dict[str, Any], seconds: float, console: C
 
     table = Table(title=f"{name}: {seconds:g} s of speech per stream at 1x (capacity: {measured['capacity']} "
                         f"at p95 final latency <= {LATENCY_LIMIT_S:g} s)")
-    table.caption = ("N: concurrent streams; final latency p50/p95 (s); drop: audio the server dropped (s); "
-                     "compute: ASR worker-seconds and translation per audio second; cores: server CPU")
-    for column in ("N", "p50", "p95", "finals", "drop", "refused", "WER", "compute", "cores"):
+    table.caption = ("N: concurrent streams; final latency p50/p95 (s), and the worst stream's own p95; drop: "
+                     "audio the server dropped (s); compute: ASR worker-seconds and translation per audio second; "
+                     "cores: server CPU")
+    for column in ("N", "p50", "p95", "worst p95", "finals", "drop", "refused", "WER", "compute", "cores"):
         table.add_column(column, justify="right")
     for level in measured["levels"]:
         table.add_row(
             str(level["streams"]), figure(level["final_p50"]), figure(level["final_p95"]),
-            str(level["finals"]), f"{level['dropped_s']:.1f}", str(level["refused"]),
-            figure(level["wer"], "{:.1%}"), figure(level["compute_per_audio_s"], "{:.3f}"),
+            figure(level["worst_stream_p95"]), str(level["finals"]), f"{level['dropped_s']:.1f}",
+            str(level["refused"]), figure(level["wer"], "{:.1%}"), figure(level["compute_per_audio_s"], "{:.3f}"),
             f"{level['server_cores']:.2f}",
         )
-    (console or Console()).print(table)
+    out = console or Console()
+    out.print(table)
+    r = measured["reactions"]
+    out.print(f"a DELETEd session's quiet publisher closed after {r['delete_publisher_s']:.2f} s; an abandoned "
+              f"upload freed its slot after {r['upload_stop_s']:.2f} s ({r['upload_busy_after_s']:.1f} ASR "
+              "worker-seconds after the client left)", soft_wrap=True)
 
 
 def write_json(document: dict[str, Any], path: Path) -> None:

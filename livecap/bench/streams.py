@@ -3,7 +3,9 @@
 the inputs' speech at 1x at once over `/v1/stream`. Per N: final latency p50/p95 (the finals' own
 records), finals, audio the server dropped, refusals (close 1013), WER, the server's compute per
 audio second (ASR worker-seconds and translation from /status, all streams) and CPU cores used. The capacity is
-the largest N whose p95 final latency stays within `LATENCY_LIMIT_S` with nothing dropped or refused."""
+the largest N whose p95 final latency stays within `LATENCY_LIMIT_S` with nothing dropped or refused.
+Then how fast the server lets go of work nobody waits for: a session DELETEd under a quiet publisher,
+and an upload whose client gives up while it is transcribed (timings the tests leave to the bench)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+import wave
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +31,7 @@ from livecap.config import Config
 from livecap.errors import LivecapError
 
 LATENCY_LIMIT_S = 2.0
+ABANDONED_UPLOAD_S = 300.0  # speech in the upload that is given up on: far more than is done before
 SETTINGS = ("model", "device", "compute_type", "workers", "beam_size", "cpu_threads", "batch_size")
 
 
@@ -91,6 +97,85 @@ def serve_process(serve_args: list[str], env: dict[str, str] | None = None) -> I
             server.kill()
 
 
+def _until(condition: Callable[[], Any], what: str, limit_s: float = 600.0) -> Any:
+    """Poll `condition` until it is true; its value. A server that never gets there is an error."""
+    deadline = time.monotonic() + limit_s
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise LivecapError(f"the server did not {what} within {limit_s:g} s")
+        time.sleep(0.05)
+    return value
+
+
+def start_upload(base: str, path: Path) -> socket.socket:
+    """POST `path` to /v1/audio/transcriptions over a plain socket, its answer unread: closing the
+    socket is a client that gives up while the server transcribes."""
+    import httpx
+
+    request = httpx.Request("POST", base + "/v1/audio/transcriptions", files={"file": (path.name, path.read_bytes())})
+    body = request.read()
+    head = f"POST {request.url.raw_path.decode()} HTTP/1.1\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in request.headers.items()) + "\r\n"
+    sock = socket.create_connection((request.url.host, request.url.port or 80))
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def abandoned_upload(base: str, path: Path) -> dict[str, float]:
+    """Upload `path`, give up once the server has transcribed some of it, and measure how long the
+    server goes on: seconds until the upload's slot is free, ASR worker-seconds spent meanwhile."""
+    import httpx
+
+    def status_when(ready: Callable[[dict[str, Any]], bool]) -> Callable[[], dict[str, Any] | None]:
+        def poll() -> dict[str, Any] | None:
+            status = httpx.get(base + "/status").json()
+            return status if ready(status) else None
+        return poll
+
+    busy = httpx.get(base + "/status").json()["busy_seconds"]
+    with start_upload(base, path):
+        working = _until(status_when(lambda s: s["busy_seconds"] > busy), "start transcribing the upload")
+    gave_up = time.monotonic()
+    done = _until(status_when(lambda s: s["uploads_active"] == 0), "stop the abandoned upload")
+    return {"upload_stop_s": time.monotonic() - gave_up,
+            "upload_busy_after_s": done["busy_seconds"] - working["busy_seconds"]}
+
+
+async def stopped_publisher(base: str, frames: list[bytes]) -> float:
+    """Seconds from the DELETE of a session until its publisher, quiet after `frames`, is closed."""
+    import httpx
+    import websockets
+
+    async with httpx.AsyncClient() as client:
+        session = (await client.post(base + "/v1/sessions", json={"source": "publish"})).json()["id"]
+        async with websockets.connect(base.replace("http", "ws", 1) + f"/v1/sessions/{session}/publish") as publisher:
+            await publisher.send('{"type": "start"}')
+            for frame in frames:
+                await publisher.send(frame)
+            asked = time.monotonic()
+            await client.delete(base + f"/v1/sessions/{session}", timeout=60)
+            try:
+                async for _ in publisher:
+                    pass
+            except websockets.ConnectionClosed:
+                pass
+            return time.monotonic() - asked
+
+
+def reactions(base: str, items: list[Item]) -> dict[str, float]:
+    """How fast the server lets go: a DELETEd session's quiet publisher, an abandoned upload."""
+    frames, _ = _speech(items, 0, ABANDONED_UPLOAD_S)
+    with tempfile.TemporaryDirectory(prefix="livecap-bench-") as folder:
+        path = Path(folder) / "long.wav"
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(16_000)
+            out.writeframes(b"".join(frames))
+        upload = abandoned_upload(base, path)
+    return {"delete_publisher_s": asyncio.run(stopped_publisher(base, frames[:20])), **upload}
+
+
 def measure(config: Config, items: list[Item], levels: list[int], seconds: float) -> dict[str, Any]:
     """Start a server with `config`'s ASR settings (as LIVECAP_* variables) and measure every level."""
     import httpx
@@ -111,6 +196,10 @@ def measure(config: Config, items: list[Item], levels: list[int], seconds: float
                 "streams": n,
                 "final_p50": float(np.percentile(latencies, 50)) if latencies else None,
                 "final_p95": float(np.percentile(latencies, 95)) if latencies else None,
+                "worst_stream_p95": max(  # fairness: no stream's finals wait behind the others'
+                    (r.stats["final_p95"] for r in results if r.stats and r.stats.get("final_p95") is not None),
+                    default=None,
+                ),
                 "finals": len(latencies),
                 "dropped_s": sum((r.stats or {}).get("dropped_seconds", 0.0) for r in results),
                 "refused": sum(r.close_code == TRY_LATER for r in results),
@@ -120,7 +209,7 @@ def measure(config: Config, items: list[Item], levels: list[int], seconds: float
                 ),
                 "server_cores": (sum(process.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0),
             })
-        return {"levels": out, "capacity": capacity(out)}
+        return {"levels": out, "capacity": capacity(out), "reactions": reactions(base, items)}
 
 
 def capacity(levels: list[dict[str, Any]]) -> int:
