@@ -381,7 +381,7 @@ def check_turns(events: list, reference: str) -> None:
     assert {e.item_id for e in completed} <= set(committed)
 
 
-@slow
+@pytest.mark.slow
 def test_openai_realtime_transcription_ga_and_beta(engine: Engine, en_clips: list[Clip]) -> None:
     import openai
 
@@ -412,7 +412,7 @@ def test_openai_realtime_transcription_ga_and_beta(engine: Engine, en_clips: lis
             check_turns(realtime_turns(beta, ulaw, 800, 8000), clip.reference)
 
 
-@slow
+@pytest.mark.slow
 def test_openai_realtime_bad_events_get_errors_and_bad_streams_a_close(engine: Engine) -> None:
     with running(engine, max_frame_kb=16, api_key="s3cret") as base:
         url = base.replace("http://", "ws://") + "/v1/realtime?intent=transcription&api_key=s3cret"
