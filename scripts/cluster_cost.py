@@ -40,6 +40,17 @@ def redis_counters(port: int) -> tuple[int, int, int]:
             int(fields["total_net_output_bytes"]))
 
 
+def command_calls(port: int) -> dict[str, int]:
+    """Calls of each Redis command since the start (INFO commandstats)."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True, text=True).stdout
+    calls = {}
+    for line in out.splitlines():
+        if line.startswith("cmdstat_"):
+            name, fields = line[len("cmdstat_"):].split(":", 1)
+            calls[name] = int(dict(f.split("=") for f in fields.split(","))["calls"])
+    return calls
+
+
 async def viewer(base: str, session: str, arrivals: dict[int, float]) -> None:
     url = base.replace("http://", "ws://") + f"/v1/sessions/{session}/captions"
     async with websockets.connect(url) as connection:
@@ -86,14 +97,21 @@ def main() -> None:
         print("| viewers per replica | finals | Redis commands per final | bytes into Redis per final "
               "| bytes out of Redis per final | remote viewer's added latency p50 / p95 / max |")
         print("|---|---|---|---|---|---|")
+        breakdown = []
         for n in [int(x) for x in args.viewers.split(",")]:
+            calls = command_calls(ports["REDIS_PORT"])
             before, t0 = redis_counters(ports["REDIS_PORT"]), time.monotonic()
             finals, added = asyncio.run(one_session(a, b, media, n))
             after, took = redis_counters(ports["REDIS_PORT"]), time.monotonic() - t0
+            now = command_calls(ports["REDIS_PORT"])
+            breakdown.append((n, took, {c: now[c] - calls.get(c, 0) for c in now if now[c] > calls.get(c, 0)}))
             used = [(y - x) - rate * took for x, y, rate in zip(before, after, idle)]
             ms = [1000 * x for x in added]
             print(f"| {n} | {finals} | {used[0] / finals:.1f} | {used[1] / finals:.0f} | {used[2] / finals:.0f} | "
                   f"{percentile(ms, 50):.1f} / {percentile(ms, 95):.1f} / {max(ms):.1f} ms |")
+        for n, took, used_calls in breakdown:  # the idle work included: heartbeats, leases, records
+            print(f"{n} viewers per replica, {took:.0f} s, commands:", ", ".join(
+                f"{c} {k}" for c, k in sorted(used_calls.items(), key=lambda item: -item[1])))
     finally:
         subprocess.run([*script, "stop", folder], env=env, check=False)
 

@@ -217,10 +217,17 @@ def test_media_and_sessions_are_shared_and_20_viewers_over_both_get_every_final(
     refused = httpx.delete(b + f"/v1/media/{media}")
     assert refused.status_code == 409, refused.text  # replayed on a
 
-    async def viewers() -> list[Watched]:
-        return await asyncio.gather(*(watch(a if n % 2 else b, session["id"]) for n in range(20)))
+    async def viewers() -> tuple[list[Watched], int]:
+        watching = [asyncio.create_task(watch(a if n % 2 else b, session["id"])) for n in range(20)]
+        async with httpx.AsyncClient(timeout=30) as client:
+            while (now := (await client.get(b + f"/v1/sessions/{session['id']}")).json())["viewers"] < 20:
+                assert now["state"] != "ended", now
+                await asyncio.sleep(0.1)
+            readers = (await client.get(b + "/status")).json()["cluster"]["readers"]
+        return await asyncio.gather(*watching), readers
 
-    results = asyncio.run(viewers())
+    results, readers_on_b = asyncio.run(viewers())
+    assert readers_on_b == 1  # ten viewers on b, one Redis reader
     first = results[0]
     check_whole(first, clip.reference)
     for seen in results:

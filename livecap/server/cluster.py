@@ -116,6 +116,7 @@ class RedisState(SharedState):
         self._suspects: set[str] = set()  # orphaned at the last tick
         self._tasks: list[asyncio.Task] = []
         self.closing = False
+        self.readers = 0  # sessions followed from Redis now (one reader each, however many viewers)
 
     # -- reachability ---------------------------------------------------------------------------
 
@@ -395,6 +396,15 @@ class RedisState(SharedState):
         self, session_id: str, fanout: Any, synced: asyncio.Event, stops: tuple[asyncio.Event, ...]
     ) -> None:
         """The history (XRANGE), then the tail of both streams (XREAD BLOCK), into `fanout`."""
+        self.readers += 1
+        try:
+            await self._follow(session_id, fanout, synced, stops)
+        finally:
+            self.readers -= 1
+
+    async def _follow(
+        self, session_id: str, fanout: Any, synced: asyncio.Event, stops: tuple[asyncio.Event, ...]
+    ) -> None:
         finals, live = key(session_id, "finals"), key(session_id, "live")
         last = {finals: f"{fanout.next_seq}-0", live: "0-0"}  # the entry of the last final it has
         while fanout.ended is None and not any(stop.is_set() for stop in stops):
@@ -431,6 +441,7 @@ class RedisState(SharedState):
             "records_written": self.written,
             "live_records_dropped": self.live_dropped,
             "sessions_owned": len(self.leases),
+            "readers": self.readers,
             "replicas": [
                 {"name": name, **{k: v for k, v in beat.items() if k not in ("viewers_by_session", "at")},
                  "sessions_watched": len(beat["viewers_by_session"]), "seen_s_ago": round(now - beat["at"], 1)}

@@ -440,6 +440,8 @@ class Sessions:
         record = await self.shared.get_session(session_id)
         if record is None:
             return None
+        if session_id in self.items:  # another viewer found it meanwhile: one follower per session
+            return self.items[session_id]
         session = SharedSession.followed(self.hub, self.shared, record)
         self._forget_ended()
         self.items[session.id] = session
