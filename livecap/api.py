@@ -25,12 +25,18 @@ def transcribe(
     display: Display | None = None,
     journal: CaptionSink | None = None,
 ) -> RunResult:
-    """Transcribe (and translate) one file; `realtime` replays it at 1x through the live pipeline."""
+    """Transcribe (and translate) one file; `realtime` replays it at 1x through the live pipeline.
+    With `diarize` on in the config, captions carry speakers (from one pass over the whole file)."""
     own = engine is None
     engine = engine or Engine(config or Config())
     try:
         source = FileSource(Path(path), realtime=realtime)
-        return run_stream(engine.stream(source, live=realtime), display, journal)
+        result = run_stream(engine.stream(source, live=realtime), display, journal)
+        if engine.config.diarize.diarize and result.captions:
+            from livecap.diarize.files import diarize_result
+
+            result = diarize_result(result, source.path, engine.config)
+        return result
     finally:
         if own:
             engine.close()

@@ -106,6 +106,15 @@ class TranslateConfig:
 
 
 @dataclass(frozen=True)
+class DiarizeConfig:
+    """Speaker labels (the diarize extra)."""
+    diarize: bool = _opt(False, "label who speaks (S1, S2, ...) in captions and files")
+    speakers: int | None = _opt(None, "how many speakers there are, when known", min=1, max=32)
+    min_speakers: int | None = _opt(None, "at least this many speakers", min=1, max=32)
+    max_speakers: int | None = _opt(None, "at most this many speakers", min=1, max=32)
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """Caption files: where, which formats, which text."""
     output_dir: str = _opt(".", "where caption files are written")
@@ -179,6 +188,7 @@ class Config:
     vad: VadConfig = field(default_factory=VadConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     translate: TranslateConfig = field(default_factory=TranslateConfig)
+    diarize: DiarizeConfig = field(default_factory=DiarizeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
@@ -443,6 +453,9 @@ def resolve(
     if values["vad_neg_threshold"] > values["vad_threshold"]:
         neg, pos = (f"{values[k]} ({sources[k]})" for k in ("vad_neg_threshold", "vad_threshold"))
         raise LivecapError(f"vad_neg_threshold {neg} must not exceed vad_threshold {pos}")
+    if None not in (values["min_speakers"], values["max_speakers"]) and values["min_speakers"] > values["max_speakers"]:
+        low, high = (f"{values[k]} ({sources[k]})" for k in ("min_speakers", "max_speakers"))
+        raise LivecapError(f"min_speakers {low} must not exceed max_speakers {high}")
     sections = {
         name: kind(**{k: values[k] for k, (s, _) in FIELDS.items() if s == name})
         for name, kind in _SECTION_TYPES.items()

@@ -77,10 +77,14 @@ class Word:
     end: float
     word: str
     probability: float
+    speaker: str | None = None  # with speaker labels on: "S1", "S2", ...
 
     def to_dict(self) -> dict:
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "word": self.word,
-                "probability": round(self.probability, 3)}
+        out = {"start": round(self.start, 3), "end": round(self.end, 3), "word": self.word,
+               "probability": round(self.probability, 3)}
+        if self.speaker is not None:
+            out["speaker"] = self.speaker
+        return out
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Caption:
     last_in_utterance: bool = True  # False while more captions of the same utterance follow
     emitted_at: float | None = None  # stream clock (seconds of audio captured) when it was handed out
     audio: np.ndarray | None = field(default=None, repr=False, compare=False)  # for speech translation
+    speaker: str | None = None  # with speaker labels on: "S1", "S2", ... (a caption is one speaker's)
 
     def to_dict(self) -> dict:
         """JSON-ready form (used by the journal, jsonl events and the json writer)."""
@@ -113,6 +118,8 @@ class Caption:
             "text": self.text,
             "language": self.language,
         }
+        if self.speaker is not None:
+            out["speaker"] = self.speaker
         if self.translation is not None:
             out["translation"] = self.translation
             out["translation_failed"] = self.translation_failed

@@ -21,7 +21,8 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# argostranslate pulls torch through stanza: pin the CPU build first, or pip takes gigabytes of CUDA.
+# argostranslate (through stanza) and senko (the diarize extra) pull torch: pin the CPU build first,
+# or pip takes gigabytes of CUDA.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test,mic,argos,plot,server]"
+.venv/bin/python -m pip install -q -e ".[test,mic,argos,plot,server,diarize]"
 .venv/bin/livecap models

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "livecap"
-CORE = ("pipeline", "asr", "sources", "output", "translators")
+CORE = ("pipeline", "asr", "sources", "output", "translators", "diarize")
 UI_LIBRARIES = {"rich", "typer", "click", "fastapi", "starlette", "uvicorn"}
 
 

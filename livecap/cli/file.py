@@ -115,6 +115,10 @@ def _transcribe_one(
     view = choose_view(engine, plain=options["plain"], jsonl=options["jsonl"], live=source.realtime, label=stem,
                        duration=source.duration)
     result = run_stream(engine.stream(source, live=source.realtime), view, journal, stop_requests=stop_requests)
+    if config.diarize.diarize and result.captions:
+        from livecap.diarize.files import diarize_result
+
+        result = diarize_result(result, source.path, config, source.track)
     report = source.report
     warnings = report.warnings(name)
     for line in warnings:
@@ -177,6 +181,10 @@ def file_command(
                 failed += 1
         if not sources:
             raise typer.Exit(1)
+        if config.diarize.diarize:
+            from livecap.diarize.model import shared_model
+
+            shared_model()  # the extra is missing: one line before any work
         stems = _stems(["stdin" if arg == "-" else Path(arg).stem for _, arg in sources], out_dir, overwrite)
         # signals count from before the model loads: a stop then (even inside an extension's import)
         # ends the run cleanly once the load is done, before any file starts

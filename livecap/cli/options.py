@@ -78,6 +78,11 @@ WordTimestamps = Annotated[
     Optional[bool],
     setting("word_timestamps", "time each word of the finals", "--word-timestamps/--no-word-timestamps"),
 ]
+Diarize = Annotated[Optional[bool], setting("diarize", "label speakers S1, S2, ... (the diarize extra)",
+                                           "--diarize/--no-diarize")]
+Speakers = Annotated[Optional[int], setting("speakers", "with --diarize: how many speakers", metavar="N")]
+MinSpeakers = Annotated[Optional[int], setting("min_speakers", "with --diarize: at least N speakers", metavar="N")]
+MaxSpeakers = Annotated[Optional[int], setting("max_speakers", "with --diarize: at most N speakers", metavar="N")]
 Plain = Annotated[bool, typer.Option(help="one line per final caption, no live view")]
 Jsonl = Annotated[bool, typer.Option(help="machine-readable events, one JSON object a line")]
 
@@ -142,6 +147,10 @@ def _pipeline_options(
     min_silence_ms: MinSilenceMs = None,
     max_utterance_s: MaxUtteranceS = None,
     interim: Interim = None,
+    diarize: Diarize = None,
+    speakers: Speakers = None,
+    min_speakers: MinSpeakers = None,
+    max_speakers: MaxSpeakers = None,
     plain: Plain = False,
     jsonl: Jsonl = False,
 ) -> None:

@@ -61,6 +61,7 @@ def stats_footer(stats: StatsSnapshot, model: str, device: str, compute_type: st
     compute = Text(
         f"finals {stats.asr_seconds / audio:.2f} + interims {stats.interim_asr_seconds / audio:.2f}"
         + (f" + translation {stats.translate_seconds / audio:.2f}" if stats.translate_seconds else "")
+        + (f" + speakers {stats.diarize_seconds / audio:.2f}" if stats.diarize_seconds else "")
         + (f", CPU {stats.cpu_per_audio_s:.2f}" if stats.cpu_per_audio_s is not None else ""),
         style="dim",
     )

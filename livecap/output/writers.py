@@ -51,18 +51,42 @@ def track_text(caption: Caption, track: str) -> str:
     return caption.text
 
 
-def cues(captions: Sequence[Caption], track: str, layout: Layout) -> list[Cue]:
-    """Subtitle cues of a track; the original is split at its word times, a translation by characters."""
-    return [
-        cue
-        for c in captions
-        for cue in split_caption(track_text(c, track), c.start, c.end, layout, c.words if track == "original" else ())
-    ]
+def speaker_turns(captions: Sequence[Caption]) -> list[str | None]:
+    """For each caption, its speaker where the speaker changes (None elsewhere and without labels):
+    text formats name a speaker when a new one starts talking."""
+    out, previous = [], None
+    for c in captions:
+        out.append(c.speaker if c.speaker is not None and c.speaker != previous else None)
+        previous = c.speaker
+    return out
+
+
+def _named(caption: Caption, track: str, speaker: str | None) -> tuple[str, tuple[Word, ...]]:
+    """A caption's text and words, led by "[S2]" when a new speaker starts (a word of its own, at the
+    caption's start, so that the layout and word times stay right)."""
+    text, words = track_text(caption, track), caption.words if track == "original" else ()
+    if speaker is None:
+        return text, words
+    tag = f"[{speaker}]"
+    return f"{tag} {text}", ((Word(caption.start, caption.start, f" {tag}", 1.0),) + words if words else ())
+
+
+def cues(captions: Sequence[Caption], track: str, layout: Layout, *, tags: bool = True) -> list[Cue]:
+    """Subtitle cues of a track; the original is split at its word times, a translation by characters.
+    `tags`: a new speaker's first cue starts with "[S2]"."""
+    out = []
+    for c, speaker in zip(captions, speaker_turns(captions)):
+        text, words = _named(c, track, speaker if tags else None)
+        out += split_caption(text, c.start, c.end, layout, words)
+    return out
 
 
 def render_txt(captions: Sequence[Caption], track: str = "original") -> str:
-    """One caption a line."""
-    return "".join(track_text(c, track) + "\n" for c in captions)
+    """One caption a line; "[S2] " where a new speaker starts."""
+    return "".join(
+        (f"[{speaker}] " if speaker else "") + track_text(c, track) + "\n"
+        for c, speaker in zip(captions, speaker_turns(captions))
+    )
 
 
 def render_srt(captions: Sequence[Caption], track: str = "original", layout: Layout = Layout()) -> str:
@@ -74,9 +98,11 @@ def render_srt(captions: Sequence[Caption], track: str = "original", layout: Lay
 
 
 def render_vtt(captions: Sequence[Caption], track: str = "original", layout: Layout = Layout()) -> str:
-    """WebVTT cues, laid out by `layout`."""
+    """WebVTT cues, laid out by `layout`; with speaker labels, each cue is a voice span (`<v S2>`)."""
+    voiced = [(cue, c.speaker) for c in captions for cue in cues([c], track, layout, tags=False)]
     body = "\n".join(
-        f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}\n{cue.text}\n" for cue in cues(captions, track, layout)
+        f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}\n{f'<v {speaker}>' if speaker else ''}{cue.text}\n"
+        for cue, speaker in voiced
     )
     return "WEBVTT\n\n" + body
 
@@ -84,8 +110,9 @@ def render_vtt(captions: Sequence[Caption], track: str = "original", layout: Lay
 def render_tsv(captions: Sequence[Caption], track: str = "original") -> str:
     """openai-whisper's tsv: start and end in integer milliseconds, one caption a row."""
     rows = (
-        f"{round(c.start * 1000)}\t{round(c.end * 1000)}\t{' '.join(track_text(c, track).split())}\n"
-        for c in captions
+        f"{round(c.start * 1000)}\t{round(c.end * 1000)}\t{'[' + speaker + '] ' if speaker else ''}"
+        f"{' '.join(track_text(c, track).split())}\n"
+        for c, speaker in zip(captions, speaker_turns(captions))
     )
     return "start\tend\ttext\n" + "".join(rows)
 
@@ -129,7 +156,8 @@ def render_verbose_json(captions: Sequence[Caption], duration: float | None, tas
         "duration": duration,
         "text": " ".join(c.text for c in captions),
         "segments": [
-            {"id": i, "start": round(c.start, 3), "end": round(c.end, 3), "text": c.text}
+            {"id": i, "start": round(c.start, 3), "end": round(c.end, 3), "text": c.text,
+             **({"speaker": c.speaker} if c.speaker is not None else {})}
             for i, c in enumerate(captions)
         ],
         "words": [
@@ -257,10 +285,11 @@ def read_journal(path: Path) -> list[Caption]:
             raise LivecapError(f"{path}: line {number} is not JSON: not a livecap journal") from None
         if not isinstance(record, dict) or record.get("type") != "final":
             raise LivecapError(f"{path}: line {number} is not a final caption: not a livecap journal")
-        words = tuple(Word(w["start"], w["end"], w["word"], w["probability"]) for w in record.get("words", ()))
+        words = tuple(Word(w["start"], w["end"], w["word"], w["probability"], w.get("speaker"))
+                      for w in record.get("words", ()))
         captions.append(Caption(
             "recovered", record["seq"], record["start"], record["end"], record["text"], True,
             record.get("language"), record.get("translation"), record.get("translation_failed", False),
-            words=words, utterance=record.get("utterance", 0),
+            words=words, utterance=record.get("utterance", 0), speaker=record.get("speaker"),
         ))
     return captions

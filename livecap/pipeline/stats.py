@@ -5,8 +5,8 @@ The one place these figures are defined:
   consumer (`Stream.next_event`), split into end-of-speech wait and processing;
 - interim latency: capture time of the end of the audio an interim was decoded from -> handed out,
   for interims that add words;
-- RTF: all compute spent on the stream (ASR worker-seconds for finals and interims, plus translation)
-  per second of audio; `cpu_per_audio_s`: the process's CPU seconds per second of audio.
+- RTF: all compute spent on the stream (ASR worker-seconds for finals and interims, plus translation
+  and speaker labelling) per second of audio; `cpu_per_audio_s`: the process's CPU seconds per second of audio.
 """
 
 from __future__ import annotations
@@ -68,14 +68,15 @@ class StatsSnapshot:
     behind_seconds: float
     interims_skipped: int
     transcribed_seconds: float  # stream position up to which every final is delivered
+    diarize_seconds: float = 0.0  # CPU seconds labelling speakers (embeddings, clustering, the file pass)
 
     @property
     def compute_seconds(self) -> float:
-        return self.asr_seconds + self.interim_asr_seconds + self.translate_seconds
+        return self.asr_seconds + self.interim_asr_seconds + self.translate_seconds + self.diarize_seconds
 
     @property
     def rtf(self) -> float | None:
-        """All compute per audio second: finals, interims and translation."""
+        """All compute per audio second: finals, interims, translation and speaker labels."""
         return self.compute_seconds / self.audio_seconds if self.audio_seconds else None
 
     @property
@@ -98,6 +99,7 @@ class StreamStats:
         self.asr_seconds = 0.0
         self.interim_asr_seconds = 0.0
         self.translate_seconds = 0.0
+        self.diarize_seconds = 0.0
         self._cpu_start = time.process_time()
 
     def record_final(self, breakdown: dict[str, float]) -> None:
@@ -125,6 +127,10 @@ class StreamStats:
             else:
                 self.interim_asr_seconds += seconds
 
+    def add_diarize(self, seconds: float) -> None:
+        with self._lock:
+            self.diarize_seconds += seconds
+
     def snapshot(self, **load: float) -> StatsSnapshot:
         with self._lock:
             final_p50 = percentile(self.final, 50)
@@ -144,5 +150,6 @@ class StreamStats:
                 translate_p50=translate_p50,
                 translate_share=translate_p50 / final_p50 if translate_p50 is not None and final_p50 else None,
                 finals=self.finals,
+                diarize_seconds=self.diarize_seconds,
                 **load,  # type: ignore[arg-type]
             )
