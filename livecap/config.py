@@ -136,8 +136,17 @@ class ServerConfig:
 
     host: str = _opt("127.0.0.1", "address to listen on (0.0.0.0: every interface; set an API key)")
     port: int = _opt(8000, "TCP port (0: any free port)", min=0, max=65535)
-    max_streams: int | None = _opt(None, "live streams and sessions at once (none: 2 per worker)", min=1, max=10_000)
+    max_streams: int | None = _opt(
+        None, "live streams and sessions at once (none or auto: estimated from the measured load)", min=1, max=10_000
+    )
+    max_wait_s: float = _opt(30.0, "how long a stream, session or upload waits in line for a place (0: refuse at once)",
+                             min=0.0, max=86_400.0)
+    max_waiting: int = _opt(100, "streams and sessions waiting in line at once; more are refused", min=1, max=100_000)
     max_uploads: int | None = _opt(None, "uploads transcribed at once (none: one per ASR worker)", min=1, max=1_000)
+    max_queued_uploads: int | None = _opt(None, "uploads waiting in line at once (none: four per upload place)",
+                                          min=1, max=100_000)
+    max_rss_mb: int | None = _opt(None, "memory budget (MiB): above it interims are shed and new work waits "
+                                  "(none: half the machine's memory)", min=1, max=16_777_216)
     max_upload_mb: float = _opt(100.0, "largest upload (MiB)", min=0.001, max=1_000_000.0)
     max_frame_kb: float = _opt(256.0, "largest WebSocket message (KiB)", min=1.0, max=1_048_576.0)
     idle_timeout_s: float = _opt(30.0, "a stream that sends nothing this long is ended", min=0.1, max=86_400.0)
@@ -292,7 +301,7 @@ def _coerce(key: str, value: Any, origin: str, *, text: bool = False) -> Any:
     `text`: the value comes from text (environment, command line), so "3" may mean 3.
     """
     kind, optional = _KINDS[key]
-    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))):
+    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "auto"))):
         return None
     rules = FIELDS[key][1].metadata
     try:

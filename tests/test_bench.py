@@ -136,11 +136,14 @@ def test_manifest_without_file_column(tmp_path: Path) -> None:
 def test_capacity_is_the_largest_level_that_held() -> None:
     from livecap.bench.streams import capacity
 
-    def level(n: int, p95: float | None, refused: int = 0, dropped: float = 0.0) -> dict:
-        return {"streams": n, "final_p95": p95, "refused": refused, "dropped_s": dropped}
+    def level(n: int, p95: float | None, refused: int = 0, dropped: float = 0.0, words: float = 1.0,
+              waited: int = 0) -> dict:
+        return {"streams": n, "final_p95": p95, "committed_p95": words, "refused": refused, "dropped_s": dropped,
+                "waited": waited}
 
     assert capacity([level(1, 0.9), level(2, 1.8), level(4, 2.6)]) == 2
     assert capacity([level(1, 0.9), level(2, 1.5, dropped=0.3), level(4, 1.9, refused=1)]) == 1
+    assert capacity([level(1, 0.9), level(2, 1.5, words=2.6), level(4, 1.9, waited=1)]) == 1
     assert capacity([level(1, None)]) == 0
 
 
@@ -154,6 +157,7 @@ def test_streams_through_a_real_server(tmp_path: Path) -> None:
     assert [level["streams"] for level in result["levels"]] == [1, 2]
     for level in result["levels"]:
         assert level["finals"] >= level["streams"] and level["refused"] == 0
+        assert level["committed_p95"] is not None and level["estimate"] >= 1
         assert level["wer"] is not None and level["wer"] < 0.35
         assert 0 < level["compute_per_audio_s"] < 5
         assert 0 < level["worst_stream_p95"] and level["final_p50"] <= level["final_p95"]

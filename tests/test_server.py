@@ -566,7 +566,7 @@ def test_vanished_client_frees_its_slot_and_capacity_refuses_with_1013(engine: E
         first.transport.abort()  # vanishes mid-stream: no close frame
         return code, reason, await asyncio.to_thread(streams_active_settles, base)
 
-    with running(engine, max_streams=1) as base:
+    with running(engine, max_streams=1, max_wait_s=0) as base:  # no waiting: refused at once
         code, reason, active = asyncio.run(scenario(base))
         status = httpx.get(base + "/status").json()
     assert code == 1013 and "capacity" in reason
@@ -585,7 +585,7 @@ def test_compute_per_audio_second_counts_translation_too(engine: Engine) -> None
     stats = StreamStats()
     stats.add_audio(20.0)
     stats.record_final({"latency": 1.0, "eos_wait": 0.5, "processing": 0.5, "translate": 3.0})
-    assert hub.admit_stream()
+    assert hub.streams_line.take_now()
     hub.release_stream(
         stats.snapshot(
             dropped_seconds=0.0,
@@ -606,7 +606,12 @@ def test_compute_per_audio_second_counts_translation_too(engine: Engine) -> None
 def test_status_metrics_health_models_page(engine: Engine) -> None:
     with running(engine) as base:
         status = httpx.get(base + "/status").json()
-        assert status["workers"] == engine.pool.workers and status["streams_max"] == 2 * engine.pool.workers
+        assert status["workers"] == engine.pool.workers and status["streams_limit"] == "auto"
+        estimate = status["admission_estimate"]
+        assert status["streams_max"] == estimate["streams"] >= 1 and estimate["basis"] == "calibration"
+        assert estimate["finals_per_audio_s"] > 0 and estimate["interim_cost_s"] > 0
+        assert [w["state"] for w in status["asr_workers"]] == ["idle"] * engine.pool.workers
+        assert status["rss_mb"] > 0 and status["max_rss_mb"] > 0 and status["memory_pressure"] is False
         assert {
             "busy_seconds",
             "queued_finals",
@@ -618,6 +623,9 @@ def test_status_metrics_health_models_page(engine: Engine) -> None:
         } <= status.keys()
         metrics = httpx.get(base + "/metrics").text
         assert "livecap_streams_active 0.0" in metrics and "livecap_final_latency_seconds_bucket" in metrics
+        assert f"livecap_admission_estimate_streams {float(estimate['streams'])}" in metrics
+        assert 'livecap_asr_worker_restarts_total{worker="0"} 0.0' in metrics
+        assert "livecap_streams_waiting 0.0" in metrics
         assert httpx.get(base + "/health").json() == {"status": "ok", "model": "tiny.en"}
         models = httpx.get(base + "/v1/models").json()["data"]
         assert [m["id"] for m in models if m["loaded"]] == ["tiny.en"]

@@ -307,7 +307,7 @@ async def exchange_close(connection: websockets.ClientConnection) -> tuple[int, 
 
 @pytest.mark.slow
 def test_session_requests_are_checked(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
-    with running(engine, data_dir=tmp_path, max_streams=1, idle_timeout_s=1.0) as base:
+    with running(engine, data_dir=tmp_path, max_streams=1, max_wait_s=0, idle_timeout_s=1.0) as base:
         post = lambda body: httpx.post(base + "/v1/sessions", json=body)  # noqa: E731
         assert post({"media": "0123456789abcdef"}).status_code == 404
         assert post({"media": "../../etc/passwd"}).status_code == 404

@@ -347,23 +347,28 @@ def show(document: dict[str, Any], console: Console | None = None) -> None:
 
 def show_streams(name: str, measured: dict[str, Any], seconds: float, console: Console | None = None) -> None:
     """`--streams`: one row per level of concurrent streams (livecap.bench.streams)."""
-    from livecap.bench.streams import LATENCY_LIMIT_S
+    from livecap.bench.streams import LATENCY_LIMIT_S, WORDS_LIMIT_S
 
     def figure(value: float | None, fmt: str = "{:.2f}") -> str:
         return "–" if value is None else fmt.format(value)
 
     table = Table(title=f"{name}: {seconds:g} s of speech per stream at 1x (capacity: {measured['capacity']} "
-                        f"at p95 final latency <= {LATENCY_LIMIT_S:g} s)")
-    table.caption = ("N: concurrent streams; final latency p50/p95 (s), and the worst stream's own p95; drop: "
-                     "audio the server dropped (s); compute: ASR worker-seconds and translation per audio second; "
-                     "cores: server CPU")
-    for column in ("N", "p50", "p95", "worst p95", "finals", "drop", "refused", "WER", "compute", "cores"):
+                        f"at p95 final <= {LATENCY_LIMIT_S:g} s, committed words <= {WORDS_LIMIT_S:g} s)")
+    table.caption = ("N: clients; final latency p50/p95 (s), and the worst stream's own p95; committed-word latency "
+                     "p50/p95 (s); est: the server's admission estimate; waited: clients that waited in line (longest "
+                     "wait, s); drop: audio the server dropped (s); compute: ASR worker-seconds and translation per "
+                     "audio second; cores: server CPU")
+    for column in ("N", "p50", "p95", "worst p95", "words p50", "words p95", "finals", "est", "waited", "drop",
+                   "refused", "WER", "compute", "cores"):
         table.add_column(column, justify="right")
     for level in measured["levels"]:
         table.add_row(
             str(level["streams"]), figure(level["final_p50"]), figure(level["final_p95"]),
-            figure(level["worst_stream_p95"]), str(level["finals"]), f"{level['dropped_s']:.1f}",
-            str(level["refused"]), figure(level["wer"], "{:.1%}"), figure(level["compute_per_audio_s"], "{:.3f}"),
+            figure(level["worst_stream_p95"]), figure(level.get("committed_p50")), figure(level.get("committed_p95")),
+            str(level["finals"]), str(level.get("estimate", "–")),
+            f"{level.get('waited', 0)} ({level.get('wait_max_s', 0.0):.0f})",
+            f"{level['dropped_s']:.1f}", str(level["refused"]),
+            figure(level["wer"], "{:.1%}"), figure(level["compute_per_audio_s"], "{:.3f}"),
             f"{level['server_cores']:.2f}",
         )
     out = console or Console()

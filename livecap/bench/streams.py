@@ -1,9 +1,14 @@
 """`livecap bench --streams`: how many live streams one server takes. For each configuration a
-`livecap serve` process starts on loopback with those settings; for each level N, N clients stream
-the inputs' speech at 1x at once over `/v1/stream`. Per N: final latency p50/p95 (the finals' own
-records), finals, audio the server dropped, refusals (close 1013), WER, the server's compute per
-audio second (ASR worker-seconds and translation from /status, all streams) and CPU cores used. The capacity is
-the largest N whose p95 final latency stays within `LATENCY_LIMIT_S` with nothing dropped or refused.
+`livecap serve` process starts on loopback with those settings and its default admission
+(`--max-streams auto`), with a long `--max-wait-s` so that clients past its estimate wait in line
+instead of being refused; for each level N, N clients stream the inputs' speech at 1x at once
+over `/v1/stream`. Per N: final latency p50/p95 (the finals' own records), committed-word latency
+p50/p95 (from spoken, in faster-whisper's word times, to first shown committed: livecap.bench.latency),
+finals, clients that waited and for how long, the server's estimate, audio dropped, refusals
+(close 1013), WER, the server's compute per audio second (ASR worker-seconds and translation from
+/status, all streams) and CPU cores used. The capacity is the largest N admitted at once whose
+p95 final latency stays within `LATENCY_LIMIT_S` and committed words within `WORDS_LIMIT_S`, with
+nothing dropped or refused.
 Then how fast the server lets go of work nobody waits for: a session DELETEd under a quiet publisher,
 and an upload whose client gives up while it is transcribed (timings the tests leave to the bench)."""
 
@@ -31,6 +36,8 @@ from livecap.config import Config
 from livecap.errors import LivecapError
 
 LATENCY_LIMIT_S = 2.0
+WORDS_LIMIT_S = 2.5
+MAX_WAIT_S = 900  # clients past the server's estimate wait this long in line before a refusal
 ABANDONED_UPLOAD_S = 300.0  # speech in the upload that is given up on: far more than is done before
 SETTINGS = ("model", "device", "compute_type", "workers", "beam_size", "cpu_threads", "batch_size")
 
@@ -42,26 +49,57 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _speech(items: list[Item], offset: int, seconds: float) -> tuple[list[bytes], str]:
-    """About `seconds` of the inputs with references, starting at input `offset`, and their text."""
-    from livecap.server.client import FRAME_S, pcm_frames
+def _speech(items: list[Item], offset: int, seconds: float) -> tuple[list[bytes], str, list[tuple[float, Item]]]:
+    """About `seconds` of the inputs with references, starting at input `offset`: the frames, their
+    text and where each input starts in the stream (seconds)."""
+    from livecap.server.client import pcm_frames
 
     spoken = [i for i in items if i.reference] or items
     frames: list[bytes] = []
     texts: list[str] = []
+    starts: list[tuple[float, Item]] = []
     index = offset
-    while len(frames) * FRAME_S < seconds:
+    sent = 0.0
+    while sent < seconds:
         item = spoken[index % len(spoken)]
-        frames += pcm_frames(item.path, silence_s=1.0)
+        starts.append((sent, item))
+        clip = pcm_frames(item.path, silence_s=1.0)
+        frames += clip
+        sent += sum(len(frame) for frame in clip) / 32_000
         texts.append(item.reference or "")
         index += 1
-    return frames, " ".join(texts)
+    return frames, " ".join(texts), starts
 
 
-async def _level(url: str, jobs: list[tuple[list[bytes], str]]) -> list[Any]:
+def reference_words(config: Config, items: list[Item]) -> dict[str, list[Any]]:
+    """Each input's words with faster-whisper's own times (no VAD, word timestamps): when each word was spoken."""
+    from livecap.asr.device import pick_device
+    from livecap.asr.whisper import WhisperBackend
+    from livecap.bench.latency import faster_whisper_text
+
+    backend = WhisperBackend(config.asr, device=pick_device(config.asr.device))
+    language = backend.options.language if backend.multilingual else "en"
+    return {
+        str(item.path): faster_whisper_text(backend.model, item.path, word_timestamps=True, vad_filter=False,
+                                            beam_size=backend.options.beam_size, language=language)[1]
+        for item in items
+    }
+
+
+def committed_latencies(result: Any, starts: list[tuple[float, Item]], words: dict[str, list[Any]]) -> list[float]:
+    """Seconds from each word spoken to first shown committed, for one client's stream."""
+    from livecap.bench.latency import TimedWord, shown_words, word_latencies
+
+    reference = [
+        TimedWord(w.word, w.start + start, w.end + start) for start, item in starts for w in words[str(item.path)]
+    ]
+    return word_latencies(reference, shown_words(result.events))["committed"]
+
+
+async def _level(url: str, jobs: list[tuple[list[bytes], str, Any]]) -> list[Any]:
     from livecap.server.client import stream_frames
 
-    return list(await asyncio.gather(*(stream_frames(url, frames, speed=1.0, timeout=600) for frames, _ in jobs)))
+    return list(await asyncio.gather(*(stream_frames(url, job[0], speed=1.0, timeout=1800) for job in jobs)))
 
 
 @contextmanager
@@ -164,7 +202,7 @@ async def stopped_publisher(base: str, frames: list[bytes]) -> float:
 
 def reactions(base: str, items: list[Item]) -> dict[str, float]:
     """How fast the server lets go: a DELETEd session's quiet publisher, an abandoned upload."""
-    frames, _ = _speech(items, 0, ABANDONED_UPLOAD_S)
+    frames = _speech(items, 0, ABANDONED_UPLOAD_S)[0]
     with tempfile.TemporaryDirectory(prefix="livecap-bench-") as folder:
         path = Path(folder) / "long.wav"
         with wave.open(str(path), "wb") as out:
@@ -176,12 +214,18 @@ def reactions(base: str, items: list[Item]) -> dict[str, float]:
     return {"delete_publisher_s": asyncio.run(stopped_publisher(base, frames[:20])), **upload}
 
 
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
 def measure(config: Config, items: list[Item], levels: list[int], seconds: float) -> dict[str, Any]:
-    """Start a server with `config`'s ASR settings (as LIVECAP_* variables) and measure every level."""
+    """Start a server with `config`'s ASR settings (as LIVECAP_* variables) and its default
+    admission, and measure every level."""
     import httpx
 
+    words = reference_words(config, [i for i in items if i.reference] or items)
     env = {f"LIVECAP_{key.upper()}": str(getattr(config.asr, key)) for key in SETTINGS}
-    with serve_process(["--max-streams", str(max(levels))], env) as (base, process, _):
+    with serve_process(["--max-wait-s", str(MAX_WAIT_S)], env) as (base, process, _):
         out = []
         for n in levels:
             before = httpx.get(base + "/status").json()
@@ -189,34 +233,49 @@ def measure(config: Config, items: list[Item], levels: list[int], seconds: float
             jobs = [_speech(items, i * 3, seconds) for i in range(n)]
             results = asyncio.run(_level(base.replace("http", "ws") + "/v1/stream", jobs))
             after = httpx.get(base + "/status").json()
-            latencies = [f["latency"]["latency"] for r in results for f in r.finals if "latency" in f]
-            served = [(r, text) for r, (_, text) in zip(results, jobs) if r.close_code == NORMAL]
-            audio = after["audio_seconds"] - before["audio_seconds"]
-            out.append({
-                "streams": n,
-                "final_p50": float(np.percentile(latencies, 50)) if latencies else None,
-                "final_p95": float(np.percentile(latencies, 95)) if latencies else None,
-                "worst_stream_p95": max(  # fairness: no stream's finals wait behind the others'
-                    (r.stats["final_p95"] for r in results if r.stats and r.stats.get("final_p95") is not None),
-                    default=None,
-                ),
-                "finals": len(latencies),
-                "dropped_s": sum((r.stats or {}).get("dropped_seconds", 0.0) for r in results),
-                "refused": sum(r.close_code == TRY_LATER for r in results),
-                "wer": float(np.mean([wer(text, r.text) for r, text in served])) if served else None,
-                "compute_per_audio_s": (  # ASR worker-seconds and translation, all streams
-                    sum(after[k] - before[k] for k in ("busy_seconds", "translate_seconds")) / audio if audio else None
-                ),
-                "server_cores": (sum(process.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0),
-            })
+            out.append(_level_figures(n, jobs, results, words, before, after))
+            out[-1]["server_cores"] = (sum(process.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
         return {"levels": out, "capacity": capacity(out), "reactions": reactions(base, items)}
 
 
+def _level_figures(
+    n: int, jobs: list[Any], results: list[Any], words: dict[str, list[Any]], before: dict, after: dict
+) -> dict[str, Any]:
+    latencies = [f["latency"]["latency"] for r in results for f in r.finals if "latency" in f]
+    committed = [x for r, job in zip(results, jobs) for x in committed_latencies(r, job[2], words)]
+    served = [(r, job[1]) for r, job in zip(results, jobs) if r.close_code == NORMAL]
+    waited = [r.waited_seconds for r in results if r.positions]
+    audio = after["audio_seconds"] - before["audio_seconds"]
+    return {
+        "streams": n,
+        "final_p50": _percentile(latencies, 50),
+        "final_p95": _percentile(latencies, 95),
+        "committed_p50": _percentile(committed, 50),
+        "committed_p95": _percentile(committed, 95),
+        "worst_stream_p95": max(  # fairness: no stream's finals wait behind the others'
+            (r.stats["final_p95"] for r in results if r.stats and r.stats.get("final_p95") is not None),
+            default=None,
+        ),
+        "finals": len(latencies),
+        "waited": len(waited),
+        "wait_max_s": max(waited, default=0.0),
+        "estimate": after["streams_max"],
+        "dropped_s": sum((r.stats or {}).get("dropped_seconds", 0.0) for r in results),
+        "refused": sum(r.close_code == TRY_LATER for r in results),
+        "wer": float(np.mean([wer(text, r.text) for r, text in served])) if served else None,
+        "compute_per_audio_s": (  # ASR worker-seconds and translation, all streams
+            sum(after[k] - before[k] for k in ("busy_seconds", "translate_seconds")) / audio if audio else None
+        ),
+    }
+
+
 def capacity(levels: list[dict[str, Any]]) -> int:
-    """The largest N that kept p95 final latency within the limit with nothing dropped or refused."""
+    """The largest N admitted at once that kept p95 final latency and committed words within their
+    limits, with nothing dropped or refused."""
     held = [
         level["streams"] for level in levels
         if level["final_p95"] is not None and level["final_p95"] <= LATENCY_LIMIT_S
-        and not level["refused"] and level["dropped_s"] == 0
+        and level.get("committed_p95") is not None and level["committed_p95"] <= WORDS_LIMIT_S
+        and not level["refused"] and level["dropped_s"] == 0 and not level.get("waited")
     ]
     return max(held, default=0)

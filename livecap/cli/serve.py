@@ -21,7 +21,18 @@ ApiKey = Annotated[
     Optional[str],
     typer.Option(envvar="LIVECAP_API_KEY", metavar="KEY", help="require this key on every endpoint but /health"),
 ]
-MaxStreams = Annotated[Optional[int], setting("max_streams", "live streams at once (none: 2 per worker)", metavar="N")]
+MaxStreams = Annotated[
+    Optional[str],
+    setting("max_streams", "live streams and sessions at once (auto: from the measured load)", metavar="auto|N"),
+]
+MaxWaitS = Annotated[
+    Optional[float],
+    setting("max_wait_s", "how long a stream, session or upload waits for a place (0: refuse)", metavar="S"),
+]
+MaxRssMb = Annotated[
+    Optional[int],
+    setting("max_rss_mb", "memory budget: above it interims are shed, new work waits (none: RAM / 2)", metavar="MB"),
+]
 MaxUploads = Annotated[
     Optional[int], setting("max_uploads", "uploads transcribed at once (none: workers)", metavar="N")
 ]
@@ -66,6 +77,8 @@ def _serve_options(
     host: Host = None,
     port: Port = None,
     max_streams: MaxStreams = None,
+    max_wait_s: MaxWaitS = None,
+    max_rss_mb: MaxRssMb = None,
     max_uploads: MaxUploads = None,
     max_upload_mb: MaxUploadMb = None,
     max_frame_kb: MaxFrameKb = None,

@@ -136,6 +136,7 @@ class Relay:
         self.shown = -1
         self.stats = stats_from({})
         self.ended: str | None = None
+        self.ready = False  # the server gave the stream its place: audio may go
 
     def take(self, record: dict[str, Any]) -> None:
         kind = record.get("type")
@@ -153,10 +154,32 @@ class Relay:
             self.stats = stats_from(record)
         elif kind == "error":
             self.view.error(record.get("message", ""))
+        elif kind == "queued":
+            _notice(waiting_line(record))
+        if kind == "ready":
+            self.ready = True
         if kind == "end":
             self.ended = record.get("reason")
         if not self.jsonl:
             self.view.tick(self.stats)
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ... 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def waiting_line(record: dict[str, Any]) -> str:
+    """A `queued` event in words: "waiting: 3rd in line (about 40 s)"."""
+    eta = record.get("eta_s")
+    return f"waiting: {ordinal(int(record['position']))} in line" + (f" (about {eta:.0f} s)" if eta else "")
+
+
+def _notice(text: str) -> None:
+    from livecap.cli.common import errors
+
+    errors.print(f"[dim]{text}[/]", highlight=False)
 
 
 def _view(plain: bool, jsonl: bool, target: Target) -> Display:
@@ -223,6 +246,8 @@ async def publish_source(
         return None, f"cannot connect to {target.base}: {error}"
     await connection.send(json.dumps({"type": "start", "sample_rate": source.rate, "sample_format": "s16le"}))
     receiver = asyncio.create_task(_receive(connection, relay, stop, 2))
+    while not (relay.ready or receiver.done() or stop.count):  # a busy server puts the session in line first
+        await asyncio.sleep(POLL_S)
     sink = CaptureQueue(max_blocks=300)
     source.start(sink)
     sent = 0.0

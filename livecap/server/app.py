@@ -68,11 +68,13 @@ def create_app(
         )
         app.state.sessions = Sessions(app.state.hub, library, shared)
         log.info("media library in %s", library.folder)
+        await app.state.hub.start()
         await shared.start(app.state.sessions)
         try:
             yield
         finally:
             await app.state.hub.drain()
+            app.state.hub.stop()
             await shared.close()
             if models is None:
                 await asyncio.to_thread(used.close)

@@ -25,7 +25,13 @@ class StreamResult:
     close_code: int | None = None
     close_reason: str = ""
     sent_seconds: float = 0.0
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0  # connection to close, waiting included
+    waited_seconds: float = 0.0  # connection to `ready`
+
+    @property
+    def positions(self) -> list[int]:
+        """The places in line the server gave while the stream waited (empty: admitted at once)."""
+        return [e["position"] for e in self.events if e["type"] == "queued"]
 
     @property
     def finals(self) -> list[dict[str, Any]]:
@@ -61,25 +67,34 @@ async def stream_frames(
 ) -> StreamResult:
     """Stream 100 ms frames of 16 kHz s16le (see `pcm_frames`) like `stream_file`."""
     result = StreamResult()
-    t0 = time.monotonic()
+    connected = time.monotonic()
     ws = await websockets.connect(url, max_size=None)
+    ready = asyncio.Event()  # set by `ready`, or by the close that came instead
 
     async def receive() -> None:
         try:
             async for message in ws:
-                result.events.append(json.loads(message))
+                event = json.loads(message)
+                result.events.append(event)
+                if event["type"] == "ready":
+                    ready.set()
         except websockets.ConnectionClosed:
             pass
+        ready.set()
 
     receiver = asyncio.create_task(receive())
     try:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16_000, "sample_format": "s16le", **(start or {})}))
-        for index, frame in enumerate(frames):
-            if speed:
-                await asyncio.sleep(max(0.0, t0 + index * FRAME_S / speed - time.monotonic()))
-            await ws.send(frame)
-            result.sent_seconds += len(frame) / 32_000
-        await ws.send(json.dumps({"type": "end"}))
+        await ready.wait()  # a server at capacity answers `queued` first: audio waits for its place
+        t0 = time.monotonic()
+        result.waited_seconds = t0 - connected
+        if not receiver.done():  # closed instead of ready: nothing to send
+            for index, frame in enumerate(frames):
+                if speed:
+                    await asyncio.sleep(max(0.0, t0 + index * FRAME_S / speed - time.monotonic()))
+                await ws.send(frame)
+                result.sent_seconds += len(frame) / 32_000
+            await ws.send(json.dumps({"type": "end"}))
     except websockets.ConnectionClosed:  # the server closed first: its events say why
         pass
     try:
@@ -90,5 +105,5 @@ async def stream_frames(
         except websockets.ConnectionClosed:  # websockets reports a non-1000 close here too
             pass
     result.close_code, result.close_reason = ws.close_code, ws.close_reason or ""
-    result.wall_seconds = time.monotonic() - t0
+    result.wall_seconds = time.monotonic() - connected
     return result

@@ -130,6 +130,7 @@ class DeepgramConnection(StreamConnection):
 
     async def begin(self) -> Start:
         self.listen = listen = parse_query(self.ws.query_params, self.hub.config)
+        self.take_place_now()  # Deepgram's protocol has no place in line to tell
         self.lease = await self.lease_model(known_or_default(self.hub, listen.model), tell=False)
         try:
             decode = decode_options(listen.fields, multilingual=self.lease.multilingual, model=self.lease.name)

@@ -23,18 +23,56 @@ from livecap.asr.registry import (
     ModelUnavailable,
 )
 from livecap.config import ServerConfig
+from livecap.engine import Engine
 from livecap.pipeline.stats import WINDOW, StatsSnapshot, percentile
+from livecap.pipeline.stream import Stream
+from livecap.server.admission import Estimate, Refused, Told, WaitingList, calibrate, estimate
+from livecap.server.memory import MemoryBudget, default_max_rss_mb, trim
 from livecap.server.requests import RequestError
 
 LATENCY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
-STREAMS_PER_WORKER = 2  # README, Server: where final latency stays near a single stream's
+MONITOR_S = 1.0  # how often memory is sampled and the waiting lists looked at
 
 
-def default_max_streams(workers: int) -> int:
-    """Live streams (and sessions) at once when `max_streams` is not set. A live stream needs a
-    worker for its finals and for interims, which the pool sheds under load; a faster machine or
-    model can take more (`livecap bench --streams` measures it)."""
-    return STREAMS_PER_WORKER * workers
+class _Streams:
+    """The stream places (live streams and shared sessions) as a waiting list's gate."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def fits(self) -> bool:
+        hub = self.hub
+        if hub.draining.is_set() or hub.active >= hub.stream_limit():
+            return False
+        return not (hub.memory.pressure and hub.active)  # under pressure only an idle server takes one
+
+    def take(self) -> None:
+        self.hub.active += 1
+        self.hub.streams_total += 1
+
+    def give_back(self) -> None:
+        self.hub.active -= 1
+        self.hub.streams_total -= 1
+
+
+class _Uploads:
+    """The upload places as a waiting list's gate."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def fits(self) -> bool:
+        hub = self.hub
+        busy = hub.uploads_active >= hub.max_uploads or (hub.memory.pressure and hub.uploads_active)
+        return not (hub.draining.is_set() or busy)
+
+    def take(self) -> None:
+        self.hub.uploads_active += 1
+        self.hub.uploads_total += 1
+
+    def give_back(self) -> None:
+        self.hub.uploads_active -= 1
+        self.hub.uploads_total -= 1
 
 
 class Hub:
@@ -50,7 +88,6 @@ class Hub:
         self.config = default.config  # the server's settings for every model but its name
         self.device, self.compute_type = default.backend.device, default.backend.compute_type
         self.workers = workers = default.pool.workers  # per model: each loaded model has its own pool
-        self.max_streams = settings.max_streams or default_max_streams(workers)
         self.max_uploads = settings.max_uploads or workers
         self.started = time.monotonic()
         self._cpu_start = time.process_time()
@@ -59,11 +96,21 @@ class Hub:
         self.streams_total = 0
         self.uploads_active = 0
         self.uploads_total = 0
+        self.uploads_refused = 0
         self.audio_seconds = 0.0  # live and uploaded audio taken through the pipeline
         self.translate_seconds = 0.0  # busy seconds translating it (outside the ASR pool)
         self._latencies: deque[float] = deque(maxlen=WINDOW)  # deque appends are thread-safe
+        self._live: set[Stream] = set()  # open live streams: their finals cost is measured as they go
+        self._live_done = (0.0, 0.0)  # ended live streams: final worker-seconds, audio seconds
+        self._prior: tuple[float, float] | None = None  # calibration: one final, one interim call (s)
         self.connections: set[asyncio.Task] = set()  # streams, shared sessions, viewers
         self.draining = asyncio.Event()
+        self.memory = MemoryBudget(settings.max_rss_mb or default_max_rss_mb())
+        self.streams_line = WaitingList(_Streams(self), "streams", settings.max_wait_s, settings.max_waiting)
+        self.uploads_line = WaitingList(_Uploads(self), "uploads", settings.max_wait_s,
+                                        settings.max_queued_uploads or 4 * self.max_uploads)
+        self._released = False  # a stream or upload ended since the last heap trim
+        self._monitor_task: asyncio.Task | None = None
         self.registry = CollectorRegistry()
         self.final_latency = Histogram(
             "livecap_final_latency_seconds", "last speech sample to final caption handed to the connection",
@@ -71,31 +118,98 @@ class Hub:
         )
         self.registry.register(_HubCollector(self))
 
+    async def start(self) -> None:
+        """Before serving: measure one final and one interim call (auto admission starts from
+        them), look at memory once, then keep watching it (`_monitor`) until `stop()`."""
+        if self.settings.max_streams is None:
+            default = self.default_engine
+            self._prior = await asyncio.to_thread(calibrate, default.backend, default.config.asr.word_timestamps)
+        self._shed(await asyncio.to_thread(self.memory.check))
+        self._monitor_task = asyncio.create_task(self._monitor())
+
+    def stop(self) -> None:
+        """Stop watching; the engines (perhaps shared) are left with interims on."""
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
+        self._shed(False)
+
+    @property
+    def default_engine(self) -> Engine:
+        """The default model's engine (loaded for the server's whole life): admission is sized on it."""
+        engine = self.models.engine(self.model)
+        assert engine is not None, "the default model stays loaded"
+        return engine
+
+    def _shed(self, pressure: bool) -> None:
+        for engine in self.models.engines():
+            engine.pool.shed_interims = pressure
+
+    async def _monitor(self) -> None:
+        """Every MONITOR_S: sample memory and shed interims over the budget, give freed heap back
+        once streams have ended, and admit who now fits."""
+        while True:
+            await asyncio.sleep(MONITOR_S)
+            if self._released and not self.active and not self.uploads_active:
+                self._released = False
+                await asyncio.to_thread(trim)
+            self._shed(await asyncio.to_thread(self.memory.check))
+            self.streams_line.kick()
+            self.uploads_line.kick()
+
     # -- admission -----------------------------------------------------------------------------
 
-    def admit_stream(self) -> bool:
-        if self.active >= self.max_streams:
-            self.refused += 1
-            return False
-        self.active += 1
-        self.streams_total += 1
-        return True
+    def stream_limit(self) -> int:
+        """Streams admitted at once: `--max-streams`, or the estimate from measured load."""
+        if self.settings.max_streams is not None:
+            return self.settings.max_streams
+        return self.estimate().streams
 
-    def release_stream(self, stats: StatsSnapshot | None) -> None:
+    def estimate(self) -> Estimate:
+        """How many streams the default model's pool takes, from the calibration and the live streams."""
+        pool = self.default_engine.pool
+        final_s, audio_s = self._live_done
+        for stream in self._live:
+            final_s += stream.stats.asr_seconds
+            audio_s += stream.stats.audio_seconds
+        prior = self._prior or (1.0, 1.0)  # not calibrated (a hub not yet started): few streams
+        return estimate(pool.workers, pool.interim_slots, prior, (final_s, audio_s), pool.interim_cost())
+
+    async def enter_stream(self, told: Told) -> None:
+        """A place for a live stream or session, now or after waiting in line; `Refused` otherwise."""
+        try:
+            await self.streams_line.enter(told)
+        except Refused:
+            self.refused += 1
+            raise
+
+    async def enter_upload(self) -> None:
+        """A place for an upload, now or after waiting in line; `Refused` otherwise."""
+        try:
+            await self.uploads_line.enter(lambda position, eta: None)
+        except Refused:
+            self.uploads_refused += 1
+            raise
+
+    def measure(self, stream: Stream) -> None:
+        """An admitted live stream started: its finals cost counts in the estimate."""
+        self._live.add(stream)
+
+    def release_stream(self, stats: StatsSnapshot | None, stream: Stream | None = None) -> None:
         """A stream ended; `stats` are its final figures (None when it never started)."""
         self.active -= 1
         self._account(stats)
-
-    def admit_upload(self) -> bool:
-        if self.uploads_active >= self.max_uploads:
-            return False
-        self.uploads_active += 1
-        self.uploads_total += 1
-        return True
+        if stream is not None and stream in self._live:
+            self._live.discard(stream)
+            if stats is not None:
+                self._live_done = (self._live_done[0] + stats.asr_seconds, self._live_done[1] + stats.audio_seconds)
+        self._released = True
+        self.streams_line.released()
 
     def release_upload(self, stats: StatsSnapshot | None) -> None:
         self.uploads_active -= 1
         self._account(stats)
+        self._released = True
+        self.uploads_line.released()
 
     def _account(self, stats: StatsSnapshot | None) -> None:
         """Count a finished stream's audio and the translation work done on it, so the compute
@@ -151,6 +265,7 @@ class Hub:
         records = self.models.records()
         engines = self.models.engines()
         depths = [engine.pool.depth() for engine in engines]
+        default = self.default_engine
         busy = sum(r.busy_seconds for r in records)
         uptime = time.monotonic() - self.started
         latencies = list(self._latencies)
@@ -165,12 +280,26 @@ class Hub:
             "queued_finals": sum(finals for finals, _ in depths),
             "queued_interims": sum(interims for _, interims in depths),
             "interims_skipped": sum(engine.pool.interims_skipped for engine in engines),
+            "interims_shed": sum(engine.pool.interims_shed for engine in engines),
+            "interim_workers": default.pool.interim_slots,
             "streams_active": self.active,
-            "streams_max": self.max_streams,
+            "streams_max": self.stream_limit(),
+            "streams_limit": "auto" if self.settings.max_streams is None else "fixed",
+            "admission_estimate": self.estimate().describe(),
             "streams_total": self.streams_total,
             "streams_refused": self.refused,
+            "streams_waiting": len(self.streams_line),
+            "streams_admitted_after_wait": self.streams_line.admitted_after_wait,
+            "max_wait_s": self.settings.max_wait_s,
             "uploads_active": self.uploads_active,
+            "uploads_max": self.max_uploads,
             "uploads_total": self.uploads_total,
+            "uploads_waiting": len(self.uploads_line),
+            "uploads_admitted_after_wait": self.uploads_line.admitted_after_wait,
+            "uploads_refused": self.uploads_refused,
+            **self.memory.describe(),
+            "asr_workers": default.pool.describe_workers(),  # the default model's; each model has its own pool
+            "asr_retries": sum(engine.pool.retries for engine in engines),
             "audio_seconds": round(self.audio_seconds, 3),
             "final_latency_p50": _round(percentile(latencies, 50)),
             "final_latency_p95": _round(percentile(latencies, 95)),
@@ -234,8 +363,31 @@ class _HubCollector(Collector):
             ("livecap_asr_workers", "workers", "ASR workers"),
             ("livecap_queued_finals", "queued_finals", "final utterances waiting for a worker"),
             ("livecap_queued_interims", "queued_interims", "interim decodes waiting for a worker"),
+            ("livecap_streams_waiting", "streams_waiting", "live streams and sessions waiting for a place"),
+            ("livecap_uploads_waiting", "uploads_waiting", "uploads waiting for a place"),
+            ("livecap_rss_megabytes", "rss_mb", "resident memory of the server (MiB)"),
+            ("livecap_max_rss_megabytes", "max_rss_mb", "the memory budget: above it interims are shed"),
+            ("livecap_memory_pressure", "memory_pressure", "1 while over the memory budget"),
         ):
-            yield GaugeMetricFamily(name, doc, value=s[key])
+            yield GaugeMetricFamily(name, doc, value=float(s[key]))
+        estimate = s["admission_estimate"]
+        for name, key, doc in (
+            ("livecap_admission_estimate_streams", "streams", "live streams the measured load admits"),
+            ("livecap_admission_finals_per_audio_second", "finals_per_audio_s",
+             "measured worker-seconds of finals per second of a stream's audio"),
+            ("livecap_admission_interim_cost_seconds", "interim_cost_s", "measured worker-seconds of one interim"),
+        ):
+            yield GaugeMetricFamily(name, doc, value=estimate[key])
+        workers = s["asr_workers"]
+        for name, key, doc in (
+            ("livecap_asr_worker_failures", "failures", "ASR calls that raised"),
+            ("livecap_asr_worker_hangs", "hangs", "ASR calls declared hung"),
+            ("livecap_asr_worker_restarts", "restarts", "ASR worker threads replaced"),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["worker"])
+            for worker in workers:
+                family.add_metric([str(worker["worker"])], worker[key])
+            yield family
         for name, key, doc in (
             ("livecap_streams", "streams_total", "live streams admitted"),
             ("livecap_streams_refused", "streams_refused", "live streams refused at capacity"),

@@ -1,15 +1,17 @@
 """One live stream per WebSocket (`/v1/stream`).
 
-Protocol: the client sends a JSON start message, then binary audio frames, then `{"type": "end"}`;
-the server answers `loading` while the start message's model loads (or waits for a free model
-slot), `ready`, then `interim`, `final`, `stats` and `error` events (the same records as the
-journal and `--jsonl`), and closes with a code that says why:
+Protocol: the client sends a JSON start message, waits for `ready`, then sends binary audio
+frames, then `{"type": "end"}`. When no place is free the server first answers
+`{"type": "queued", "position": N, "eta_s": ...}` (again whenever the position changes; audio sent
+meanwhile is discarded), then `loading` while the start message's model loads (or waits for a
+free model slot), then `ready`; then `interim`, `final`, `stats` and `error` events (the same
+records as the journal and `--jsonl`), and closes with a code that says why:
 
     1000 the stream ended (client's end)     1001 the server is shutting down
     1003 unsupported audio format            1007 malformed message or audio
     1008 unauthorized, idle or too long,     1009 frame over the size limit
          or the client reads too slowly      1011 the model failed to load
-    1013 at capacity: try again later        4405 no such model
+    1013 no place within --max-wait-s        4405 no such model
 
 `sample_format` "opus" takes Opus in an Ogg or WebM container (a browser's MediaRecorder) instead
 of PCM, decoded by PyAV on its own thread. The adapters of other protocols (deepgram.py,
@@ -30,7 +32,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,6 +65,7 @@ from livecap.output.records import (
 from livecap.pipeline.runner import Display, run_stream
 from livecap.pipeline.stats import StatsSnapshot
 from livecap.pipeline.stream import Stream
+from livecap.server.admission import Refused, Told, queued_record
 from livecap.server.hub import Hub
 from livecap.server.requests import RequestError, decode_options
 from livecap.sources.codecs import ALAW, MULAW, ContainerDecoder, downmix, g711
@@ -222,7 +225,7 @@ class Outbox:
     """Records waiting to be sent to one client (event loop only). A newer interim or stats record
     replaces an unsent one of its kind; finals, errors and the close are kept, up to `max_kept`."""
 
-    REPLACEABLE = ("interim", "stats")
+    REPLACEABLE = ("interim", "stats", "queued")
 
     def __init__(self, max_kept: int) -> None:
         self._items: deque[dict[str, Any] | Closing] = deque()
@@ -274,6 +277,7 @@ async def close_with(
 
 
 Post = Callable[[dict[str, Any]], None]
+Admit = Callable[[Told], Awaitable[None]]  # a place for the stream, now or after waiting; Refused otherwise
 
 
 class RecordFeed(Display):
@@ -343,9 +347,14 @@ class StreamConnection:
     max_text = MAX_TEXT_BYTES  # one text message
     vad_events = False  # ask the stream for VadEvents (protocols that report speech)
 
-    def __init__(self, websocket: WebSocket, hub: Hub, tap: Post | None = None, model: str | None = None) -> None:
+    def __init__(
+        self, websocket: WebSocket, hub: Hub, admit: Admit, tap: Post | None = None, model: str | None = None
+    ) -> None:
         self.ws = websocket
         self.hub = hub
+        self.admit = admit
+        self.admitted = False
+        self.discarded_bytes = 0  # audio sent while waiting for a place (not transcribed)
         self.tap = tap
         self.model = model
         self.lease: Lease | None = None
@@ -375,6 +384,8 @@ class StreamConnection:
         requested = message.get("model")
         if self.model is not None and requested not in (None, self.model):
             raise Closing(POLICY, f"this session runs model {self.model!r}: its publisher cannot choose another")
+        await self._wait_in_line()
+        self.admitted = True
         self.lease = await self.lease_model(self.model or requested, tell=True)
         return checked_start(message, self.lease.multilingual, self.lease.name)
 
@@ -406,7 +417,8 @@ class StreamConnection:
         try:
             start = await self.begin()
         except Closing as closing:
-            await close_with(self.ws, closing.code, closing.reason, self.error_message)
+            if closing.code != ABNORMAL:
+                await close_with(self.ws, closing.code, closing.reason, self.error_message)
             return
         except Exception:  # the client left while its model loaded (or a bug): nothing runs yet
             log.debug("a stream's client left before it started", exc_info=True)
@@ -419,6 +431,7 @@ class StreamConnection:
             self.source, live=True, decode=start.decode, converter=self.source.converter(),
             config=start.config, vad_events=self.vad_events,
         )
+        self.hub.measure(self.stream)
         self.audio = AudioInput(start, self.source, lambda closing: self._call_soon(self.end_with, closing))
         try:
             for message in self.ready(start):
@@ -462,6 +475,55 @@ class StreamConnection:
 
     def stats_snapshot(self) -> StatsSnapshot | None:
         return self.stream.stats_snapshot() if self.stream is not None else None
+
+    async def _wait_in_line(self) -> None:
+        """Get a place (`admit`), telling the client its position in line as it changes; a client
+        that leaves or ends meanwhile gives up its place. Audio sent while waiting is discarded."""
+        notices: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        entering = asyncio.create_task(self.admit(lambda place, eta: notices.put_nowait(queued_record(place, eta))))
+        draining = asyncio.create_task(self.hub.draining.wait())
+        receiving: asyncio.Task | None = None
+        noticing: asyncio.Task | None = None
+        try:
+            while not entering.done():
+                receiving = receiving or asyncio.create_task(self.ws.receive())
+                noticing = noticing or asyncio.create_task(notices.get())
+                await asyncio.wait({entering, receiving, noticing, draining}, return_when=asyncio.FIRST_COMPLETED)
+                if noticing.done():
+                    await self._send_or_leave(noticing.result())
+                    noticing = None
+                if draining.done() and not entering.done():
+                    raise Closing(GOING_AWAY, "server shutting down")
+                if receiving.done() and not entering.done():
+                    self._while_waiting(receiving.result())
+                    receiving = None
+            entering.result()
+        except Refused as refused:
+            raise Closing(TRY_LATER, str(refused)) from None
+        finally:
+            for task in (entering, draining, receiving, noticing):
+                if task is not None and not task.done():
+                    task.cancel()
+
+    async def _send_or_leave(self, record: dict[str, Any]) -> None:
+        try:
+            await self.ws.send_json(record)
+        except Exception:  # the client left while waiting
+            raise Closing(ABNORMAL, "client disconnected") from None
+
+    def _while_waiting(self, message: dict[str, Any]) -> None:
+        """A message that came while waiting for a place: audio is discarded, an end leaves the line."""
+        if message["type"] == "websocket.disconnect":
+            raise Closing(ABNORMAL, "client disconnected")
+        data = message.get("bytes")
+        if data is not None:
+            if len(data) > self.settings.max_frame_bytes:
+                raise Closing(TOO_BIG, f"frame of {len(data)} bytes: the limit is {self.settings.max_frame_bytes}")
+            self.discarded_bytes += len(data)
+        elif _is_end(message.get("text") or ""):
+            raise Closing(NORMAL, "the client ended the stream while waiting for a place")
+        else:
+            raise Closing(INVALID, 'text after the start message must be {"type": "end"}')
 
     # -- receiving (event loop) ----------------------------------------------------------------
 
@@ -526,7 +588,14 @@ class StreamConnection:
         assert self.lease is not None
         return [{"type": "ready", "stream_id": self.stream.stream_id, "model": self.lease.name,
                  "sample_rate": start.sample_rate, "sample_format": start.sample_format,
-                 "max_frame_bytes": self.settings.max_frame_bytes}]
+                 "max_frame_bytes": self.settings.max_frame_bytes, "discarded_bytes": self.discarded_bytes}]
+
+    def take_place_now(self) -> None:
+        """A place without waiting, for a protocol that has no `queued` message: 1013 when none is free."""
+        if not self.hub.streams_line.take_now():
+            self.hub.refused += 1
+            raise Closing(TRY_LATER, "at capacity (streams): try again later")
+        self.admitted = True
 
     def flowing(self) -> None:
         """The stream has started: audio pushed from here on is heard."""
@@ -626,11 +695,7 @@ async def serve_stream(websocket: WebSocket, hub: Hub, kind: type[StreamConnecti
     if hub.draining.is_set():
         await close_with(websocket, GOING_AWAY, "server shutting down", kind.error_message)
         return
-    if not hub.admit_stream():
-        await close_with(websocket, TRY_LATER, f"server at capacity ({hub.max_streams} streams): try again later",
-                         kind.error_message)
-        return
-    connection = kind(websocket, hub)
+    connection = kind(websocket, hub, hub.enter_stream)
     task = asyncio.current_task()
     assert task is not None
     hub.track(task)
@@ -640,4 +705,5 @@ async def serve_stream(websocket: WebSocket, hub: Hub, kind: type[StreamConnecti
         log.exception("live stream failed")
         await close_with(websocket, INTERNAL, "internal server error")
     finally:
-        hub.release_stream(connection.stats_snapshot())
+        if connection.admitted:
+            hub.release_stream(connection.stats_snapshot(), connection.stream)

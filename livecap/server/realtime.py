@@ -246,6 +246,7 @@ class RealtimeConnection(StreamConnection):
             raise Closing(
                 UNSUPPORTED, "only ?intent=transcription is served: livecap transcribes, it does not converse"
             )
+        self.take_place_now()  # OpenAI's protocol has no place in line to tell
         await self.ws.send_json(
             self._event(
                 "transcription_session.created" if self.beta else "session.created",

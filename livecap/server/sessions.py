@@ -47,6 +47,7 @@ from livecap.closecodes import (
 )
 from livecap.errors import LivecapError
 from livecap.pipeline.stream import Stream
+from livecap.server.admission import Told
 from livecap.server.hub import Hub
 from livecap.server.live import (
     Closing,
@@ -273,7 +274,7 @@ class SharedSession:
         finally:
             if self.media is not None:
                 library.release(self.media)
-            self.hub.release_stream(self.stream.stats_snapshot() if self.stream is not None else None)
+            self.hub.release_stream(self.stream.stats_snapshot() if self.stream is not None else None, self.stream)
             if self.lease is not None:
                 self.lease.release()
             await self._after(code, reason)
@@ -356,6 +357,7 @@ class SharedSession:
         self.duration = source.duration
         assert self.lease is not None
         stream = self._stream = self.lease.stream(source, live=True, decode=self.decode)
+        self.hub.measure(stream)
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
 
@@ -529,8 +531,9 @@ class Sessions:
         it the producer), or the reason not."""
         if self.hub.draining.is_set():
             raise RequestError("the server is shutting down", 503, "server_error")
-        if not self.hub.admit_stream():
-            raise RequestError(f"at capacity ({self.hub.max_streams} streams and sessions): try again later", 503,
+        if not self.hub.streams_line.take_now():  # sessions do not wait in line (yet): a place now or 503
+            self.hub.refused += 1
+            raise RequestError(f"at capacity ({self.hub.stream_limit()} streams and sessions): try again later", 503,
                                "server_error")
         if lease and not await self.shared.claim(session.id):
             self.hub.release_stream(None)
@@ -677,7 +680,7 @@ class Sessions:
             await close_with(websocket, *refusal)
             return
         assert session.lease is not None
-        live = StreamConnection(websocket, self.hub, tap=session.emit, model=session.lease.name)
+        live = StreamConnection(websocket, self.hub, _placed, tap=session.emit, model=session.lease.name)
         session.publisher = live
         session.publisher_came.set()
         try:
@@ -725,6 +728,10 @@ class Sessions:
             self.hub.release_stream(None)
             await self.shared.release(session.id)
             raise RequestError("the shared state is unreachable", 503, "server_error") from None
+
+
+async def _placed(told: Told) -> None:
+    """A publisher's place: its session's, taken when the session was."""
 
 
 async def _until_gone(websocket: WebSocket) -> None:

@@ -33,6 +33,7 @@ from livecap.messages import Caption
 from livecap.output.writers import render_srt, render_txt, render_vtt
 from livecap.pipeline.runner import NoDisplay, RunResult, run_stream
 from livecap.pipeline.stream import Stream
+from livecap.server.admission import Refused
 from livecap.server.hub import Hub
 from livecap.server.requests import RequestError, decode_options
 from livecap.sources.file import FileSource
@@ -228,19 +229,37 @@ async def _streamed(hub: Hub, model: Lease, upload: UploadFile, decode: DecodeOp
     return _StreamedUpload(stream, folder, hub, model)
 
 
+async def _take_place(request: Request, hub: Hub) -> None:
+    """An upload place, now or after waiting in line (503 when none comes); a client that goes
+    away meanwhile gives its place up."""
+    entering = asyncio.ensure_future(hub.enter_upload())
+    try:
+        while not entering.done():
+            await asyncio.wait({entering}, timeout=DISCONNECT_POLL_S)
+            if not entering.done() and await request.is_disconnected():
+                raise RequestError("the client went away while waiting for a place")
+        entering.result()
+    except Refused as refused:
+        raise RequestError(f"busy: {hub.max_uploads} uploads are being transcribed; {refused}", 503,
+                           "server_error") from None
+    finally:
+        entering.cancel()
+
+
 async def transcription(request: Request, hub: Hub, task: str) -> Response:
-    """One OpenAI-style transcription (or translation, into English) request."""
-    if not hub.admit_upload():
-        raise RequestError(f"busy: {hub.max_uploads} uploads are being transcribed; try again", 503, "server_error")
+    """One OpenAI-style transcription (or translation, into English) request: the form is read
+    and checked, then the upload waits for a place (bounded), its model is leased and it is transcribed."""
+    upload, fields = await read_form(request, hub.settings.max_upload_bytes)
     stats = None
-    streaming = False
+    placed = streaming = False
     model: Lease | None = None
     try:
-        upload, fields = await read_form(request, hub.settings.max_upload_bytes)
         try:
             fmt = fields.get("response_format") or "json"
             if fmt not in FORMATS:
                 raise RequestError(f"response_format must be one of {', '.join(FORMATS)}")
+            await _take_place(request, hub)
+            placed = True
             model = await hub.lease(fields.get("model"), "upload")
             decode = decode_options(
                 fields, multilingual=model.multilingual, model=model.name,
@@ -260,5 +279,5 @@ async def transcription(request: Request, hub: Hub, task: str) -> Response:
         stats = result.stats
         return _render(result, fmt, task, stats.audio_seconds if stats else 0.0)
     finally:
-        if not streaming:
+        if placed and not streaming:
             hub.release_upload(stats)

@@ -48,10 +48,20 @@ function addCaption(event) {
   clearInterim();
 }
 
+// 1st, 2nd, 3rd, 4th ... 11th, 12th, 13th, 21st
+export function ordinal(n) {
+  const suffix = n % 100 >= 10 && n % 100 <= 20 ? "th" : { 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th";
+  return `${n}${suffix}`;
+}
+
 export const captionHandlers = {
   loading(event) {
     if (event.state === "waiting") setState(`waiting for a free model slot for ${event.model}`);
     else setState(`loading model ${event.model}...`);
+  },
+  queued(event) {
+    const eta = event.eta_s ? ` (about ${Math.round(event.eta_s)} s)` : "";
+    setState(`waiting: ${ordinal(event.position)} in line${eta}`);
   },
   ready(event) {
     if (event.session) setState(`watching session ${event.session.id} (${event.session.state})`);

@@ -24,12 +24,21 @@ export async function start(path = "/v1/stream", model = chosenModel()) {
   $("start").disabled = $("publish").disabled = true;
   try {
     const sender = await openMicrophone();
-    socket = connect(path, captionHandlers, {
+    let sending = false;
+    const handlers = {
+      ...captionHandlers,
+      ready(event) { // audio goes once the stream has its place (a busy server answers `queued` first)
+        captionHandlers.ready(event);
+        if (sending) return;
+        sending = true;
+        sender.port.onmessage = (message) => { if (socket.readyState === WebSocket.OPEN) socket.send(message.data); };
+        context.createMediaStreamSource(media).connect(sender);
+      },
+    };
+    socket = connect(path, handlers, {
       onOpen(open) {
         const begin = { type: "start", sample_rate: context.sampleRate, sample_format: "s16le" };
         open.send(JSON.stringify(model ? { ...begin, model } : begin));
-        sender.port.onmessage = (message) => { if (open.readyState === WebSocket.OPEN) open.send(message.data); };
-        context.createMediaStreamSource(media).connect(sender);
         $("stop").disabled = false;
       },
       onClose(close) {

@@ -1,0 +1,69 @@
+"""The server's memory budget (`--max-rss-mb`): above it interims are shed and new streams and
+uploads wait; finals are never dropped. Also gives freed heap back to the system after a stream.
+
+glibc keeps memory a thread freed in that thread's arena, and a server starts several threads per
+stream (VAD, pump, translation), so after streams end the heap holds pages nobody uses;
+`malloc_trim(0)` returns them. Where there is no glibc it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+
+import psutil
+
+RESUME_AT = 0.9  # pressure ends once RSS is back under this share of the budget
+DEFAULT_SHARE = 0.5  # the default budget: this share of the machine's memory
+
+
+def default_max_rss_mb() -> int:
+    """Half the machine's memory, in MiB."""
+    return int(psutil.virtual_memory().total * DEFAULT_SHARE / 2**20)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def trim() -> bool:
+    """Give the heap's free pages back to the system (glibc); False where that cannot be done."""
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+class MemoryBudget:
+    """RSS against a budget, with hysteresis so that shedding does not flap."""
+
+    def __init__(self, budget_mb: int) -> None:
+        self.budget_mb = budget_mb
+        self.pressure = False
+        self.rss_mb = 0.0
+        self.peak_mb = 0.0
+        self.episodes = 0  # times the budget was passed
+        self._process = psutil.Process()
+
+    def check(self) -> bool:
+        """Sample RSS now; True while over the budget (until back under RESUME_AT of it)."""
+        self.rss_mb = self._process.memory_info().rss / 2**20
+        self.peak_mb = max(self.peak_mb, self.rss_mb)
+        if not self.pressure and self.rss_mb > self.budget_mb:
+            self.pressure = True
+            self.episodes += 1
+        elif self.pressure and self.rss_mb < self.budget_mb * RESUME_AT:
+            self.pressure = False
+        return self.pressure
+
+    def describe(self) -> dict[str, float | int | bool]:
+        return {"rss_mb": round(self.rss_mb, 1), "peak_rss_mb": round(self.peak_mb, 1), "max_rss_mb": self.budget_mb,
+                "memory_pressure": self.pressure, "memory_pressure_episodes": self.episodes}
