@@ -485,6 +485,7 @@ class StreamConnection:
         receiving: asyncio.Task | None = None
         noticing: asyncio.Task | None = None
         try:
+            await asyncio.sleep(0)  # a free place is taken at once: nothing to wait for, nothing received meanwhile
             while not entering.done():
                 receiving = receiving or asyncio.create_task(self.ws.receive())
                 noticing = noticing or asyncio.create_task(notices.get())
@@ -494,7 +495,7 @@ class StreamConnection:
                     noticing = None
                 if draining.done() and not entering.done():
                     raise Closing(GOING_AWAY, "server shutting down")
-                if receiving.done() and not entering.done():
+                if receiving.done():  # even as the place came: it was sent while waiting
                     self._while_waiting(receiving.result())
                     receiving = None
             entering.result()
