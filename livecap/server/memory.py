@@ -1,9 +1,12 @@
 """The server's memory budget (`--max-rss-mb`): above it interims are shed and new streams and
 uploads wait; finals are never dropped. Also gives freed heap back to the system after a stream.
 
-glibc keeps memory a thread freed in that thread's arena, and a server starts several threads per
-stream (VAD, pump, translation), so after streams end the heap holds pages nobody uses;
-`malloc_trim(0)` returns them. Where there is no glibc it does nothing.
+glibc gives each thread that allocates its own heap arena (up to 8 per core) and keeps what a
+thread freed in that arena; a server starts several threads per stream (VAD, the run loop,
+translation), so sequential streams leave freed pages spread over many arenas and RSS creeps up.
+`limit_arenas()` (before the server's threads start) caps them at ARENAS, and `trim()` (once the
+streams have ended) returns the free pages; README, Server memory, has the measurements. Where
+there is no glibc both do nothing.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 
 import psutil
 
+ARENAS = 2  # heap arenas a server keeps (MALLOC_ARENA_MAX)
+M_ARENA_MAX = -8  # glibc's mallopt parameter
 RESUME_AT = 0.9  # pressure ends once RSS is back under this share of the budget
 DEFAULT_SHARE = 0.5  # the default budget: this share of the machine's memory
 
@@ -31,6 +37,15 @@ def _libc() -> ctypes.CDLL | None:
     except OSError:
         return None
     return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def limit_arenas(arenas: int = ARENAS) -> bool:
+    """mallopt(M_ARENA_MAX): at most `arenas` heap arenas, as MALLOC_ARENA_MAX would (an explicit
+    MALLOC_ARENA_MAX wins); False where that cannot be done."""
+    libc = _libc()
+    if libc is None or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    return bool(libc.mallopt(M_ARENA_MAX, arenas))
 
 
 def trim() -> bool:

@@ -21,6 +21,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from livecap.config import Config, ServerConfig
 from livecap.server.app import create_app, open_server_models
 from livecap.server.live import MAX_TEXT_BYTES
+from livecap.server.memory import limit_arenas
 
 
 class DrainingServer(uvicorn.Server):
@@ -121,7 +122,9 @@ def make_server(app: FastAPI, settings: ServerConfig, log_level: str = "info") -
 def serve(config: Config, api_key: str | None = None) -> None:
     """Check Redis (with --redis-url) and load the default and preloaded models (either fails here,
     as a one-line error, before anything listens), serve until SIGTERM or Ctrl-C, drain, exit (the
-    `livecap serve` command)."""
+    `livecap serve` command). The heap's arenas are limited before any thread starts (server/memory.py
+    says why)."""
+    limit_arenas()
     if config.server.redis_url is not None:
         from livecap.server.cluster import check_reachable
 
