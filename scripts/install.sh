@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# redis-server and haproxy: the cluster tests start their own on loopback ports (no system service is needed)
-APT_PACKAGES=(ffmpeg espeak-ng sox pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins alsa-utils chromium redis-server haproxy)
+# redis-server and haproxy: the cluster tests start their own on loopback ports (no system service is needed);
+# curl: scripts/cluster.sh waits on /ready with it
+APT_PACKAGES=(ffmpeg espeak-ng sox pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins alsa-utils chromium redis-server haproxy curl)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for package in "${APT_PACKAGES[@]}"; do
