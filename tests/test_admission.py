@@ -134,3 +134,23 @@ def test_the_estimate_counts_finals_and_the_slowest_interims() -> None:
     assert measured.basis == "measured" and measured.finals_per_audio_s == pytest.approx(0.05)
     assert measured.streams == min(int(2 * LOAD_TARGET / (0.05 + 0.2 / SLOWEST_INTERIM_S)), int(1 / 0.1))
     assert estimate(2, 1, (30.0, 30.0), (0.0, 0.0), None).streams == 1  # a slow machine still takes one
+
+
+def test_full_means_a_newcomer_would_be_refused() -> None:
+    """What /ready reports to a load balancer: full only with no place and no room in line."""
+
+    async def scenario() -> None:
+        places = Places(1)
+        line = WaitingList(places, "streams", max_wait_s=60, max_waiting=1)
+        assert not line.full()
+        await line.enter(lambda position, eta: None)  # the one place
+        assert not line.full()  # a newcomer would wait
+        waiter = asyncio.create_task(line.enter(lambda position, eta: None))
+        await asyncio.sleep(0)
+        assert line.full()  # the line is full too
+        waiter.cancel()
+        await asyncio.sleep(0)
+        assert not line.full()
+        assert WaitingList(Places(0), "streams", max_wait_s=0, max_waiting=10).full()  # no waiting at all
+
+    run(scenario())

@@ -207,6 +207,7 @@ def check_whole(seen: Watched, reference: str, end: str = "the media file ended"
 def test_media_and_sessions_are_shared_and_20_viewers_over_both_get_every_final(
         healthy: Cluster, en_clips: list[Clip]) -> None:
     a, b = healthy.base("a"), healthy.base("b")
+    assert httpx.get(a + "/ready").json() == {"status": "ready"}
     clip = max((c for c in en_clips if c.duration <= 12), key=lambda c: c.duration)
     media = upload(a, clip.path)
     assert media in [m["id"] for m in httpx.get(b + "/v1/media").json()["data"]]

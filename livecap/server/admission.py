@@ -146,6 +146,12 @@ class WaitingList:
             return True
         return False
 
+    def full(self) -> bool:
+        """A newcomer would be refused now: no free place, and no room in line (or no waiting)."""
+        if not self._waiting and self.gate.fits():
+            return False
+        return self.max_wait_s <= 0 or len(self._waiting) >= self.max_waiting
+
     def join(self, told: Told) -> Waiter:
         """Stand in line (told the position at once); `Refused` when waiting is off or the line is full."""
         if self.max_wait_s <= 0:

@@ -483,7 +483,7 @@ class Sessions:
 
     def load(self) -> dict[str, Any]:
         """This replica's load, for the others' cluster view."""
-        return {"streams_active": self.hub.active, "streams_max": self.hub.max_streams,
+        return {"streams_active": self.hub.active, "streams_max": self.hub.stream_limit(),
                 "draining": self.hub.draining.is_set(), "viewers": self.viewers()}
 
     async def delete_media(self, media_id: str) -> None:

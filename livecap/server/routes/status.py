@@ -26,9 +26,10 @@ async def health(request: Request) -> JSONResponse:
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    """For a load balancer's health check: not ready while draining or at capacity."""
+    """For a load balancer's health check: not ready while draining, or at capacity with a full
+    waiting list (a newcomer would be refused)."""
     hub = hub_of(request)
-    state = "draining" if hub.draining.is_set() else "at capacity" if hub.active >= hub.max_streams else "ready"
+    state = "draining" if hub.draining.is_set() else "at capacity" if hub.streams_line.full() else "ready"
     return JSONResponse({"status": state}, status_code=200 if state == "ready" else 503)
 
 
