@@ -37,7 +37,7 @@ NONSPEECH = ("silence", "white_noise", "brown_noise", "buzz")
 
 @dataclass(frozen=True)
 class Section:
-    """A stretch of a built session: what it holds and where it came from."""
+    """A stretch of a built mix: what it holds and where it came from."""
     start: float
     end: float
     kind: str  # "speech", "pause" (a gap between clips) or a NONSPEECH kind
@@ -133,5 +133,5 @@ def build_mix(
 
 
 def load_sections(mix: Path) -> list[Section]:
-    """The sections written beside a built session."""
+    """The sections written beside a built mix."""
     return [Section(**row) for row in json.loads(mix.with_suffix(".json").read_text(encoding="utf-8"))]
