@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 import websockets
 
-from conftest import Clip, manifest, speak
+from conftest import Clip, manifest, run_cli, speak
 from livecap.bench.wer import wer
 from livecap.config import Config
 from livecap.engine import Engine
 from livecap.server.client import pcm_frames, stream_frames
 from livecap.server.live import Closing, decode_frame
-from livecap.sources.codecs import ALAW, MULAW, ContainerDecoder, g711
+from livecap.sources.codecs import ALAW, MULAW, ContainerDecoder, OggOpusEncoder, g711
 from livecap.sources.file import decode_blocks
 from livecap.sources.push import PushSource
 from livecap.sources.queue import CaptureQueue, EndOfAudio
@@ -57,6 +57,20 @@ def test_container_decoder_takes_ogg_and_webm_opus_in_pieces_and_refuses_the_res
     assert decode_in_pieces(b"garbage" * 1000)[1] == ["expected Opus in Ogg or WebM"]
     samples, ends = decode_in_pieces(speech.read_bytes(), opus_only=False)  # WAV: Deepgram without `encoding`
     assert ends == [None] and len(samples) > 16_000
+
+
+def test_the_publishers_opus_encoder_round_trips_speech_at_any_rate(tmp_path: Path) -> None:
+    speech = np.concatenate(list(decode_blocks(speak("the quick brown fox", tmp_path / "speech.wav"), 0.1)))
+    for rate in (16_000, 44_100, 48_000):
+        audio = np.interp(np.arange(int(len(speech) * rate / 16_000)) * 16_000 / rate, np.arange(len(speech)), speech)
+        encoder = OggOpusEncoder(rate)
+        pieces = [encoder.encode(audio[i : i + rate // 10]) for i in range(0, len(audio), rate // 10)]
+        data = b"".join(pieces) + encoder.close()
+        assert data.startswith(b"OggS") and sum(1 for p in pieces if p) > len(pieces) // 2  # pages as it goes
+        assert len(data) < len(speech) * 2 / 4  # a small part of 16 kHz PCM's bytes
+        decoded, ends = decode_in_pieces(data)
+        assert ends == [None] and abs(len(decoded) - len(speech)) < 0.02 * len(speech) + 960
+        assert np.corrcoef(decoded[: len(speech)], speech[: len(decoded)])[0, 1] > 0.5
 
 
 def decode_in_pieces(data: bytes, opus_only: bool = True) -> tuple[np.ndarray, list[str | None]]:
@@ -452,3 +466,10 @@ def test_openai_realtime_bad_events_get_errors_and_bad_streams_a_close(engine: E
                 return ws.subprotocol, json.loads(await ws.recv())["type"]
 
         assert asyncio.run(browser_form()) == ("realtime", "session.created")
+
+
+@slow
+def test_mic_publish_audio_must_be_opus_or_pcm() -> None:
+    result = run_cli("mic", "--publish", "http://127.0.0.1:9", "--publish-audio", "flac")
+    assert result.returncode == 2 and "--publish-audio must be opus or pcm" in result.stderr  # a usage error
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -188,3 +188,41 @@ def test_the_page_waits_in_line_and_says_its_place(
             assert words and sum(w.strip(",.?!") in heard for w in words) >= 0.6 * len(words), words
         finally:
             browser.close()
+
+
+def test_microphone_page_sends_opus_and_pcm_when_asked(
+    browser_engine: Engine, fake_microphone: tuple[Clip, Path], tmp_path: Path
+) -> None:
+    """The page records Opus (MediaRecorder, WebM) where the browser can, PCM with ?audio=pcm; both
+    are captioned, and the bytes sent (counted on the wire) show what Opus saves."""
+    from playwright.sync_api import expect, sync_playwright
+
+    clip, wav = fake_microphone
+    sent: dict[str, int] = {}
+    with running(browser_engine) as base, sync_playwright() as playwright:
+        browser = chromium(playwright, wav)
+        try:
+            for query, fmt in (("", "opus"), ("?audio=pcm", "s16le")):
+                page = browser.new_page()
+                sent[fmt] = 0
+
+                def count(socket: Any, fmt: str = fmt) -> None:
+                    def frame(payload: bytes | str) -> None:
+                        if isinstance(payload, bytes):
+                            sent[fmt] += len(payload)
+
+                    socket.on("framesent", frame)
+
+                page.on("websocket", count)
+                page.goto(base + "/" + query)
+                page.click("#start")
+                expect(page.locator("#state")).to_contain_text(f", {fmt})", timeout=30_000)
+                page.wait_for_timeout((clip.duration + 2) * 1000)  # the first pass of the looped file
+                page.click("#stop")
+                expect(page.locator("#state")).to_have_text("stopped", timeout=30_000)
+                first_pass = first_pass_captions(page, clip.duration)
+                assert wer(clip.reference, " ".join(first_pass)) < 0.35, (fmt, first_pass)
+                page.close()
+        finally:
+            browser.close()
+    assert 0 < sent["opus"] < sent["s16le"] / 4, sent  # 32 kbit/s against 256 kbit/s of 16 kHz PCM

@@ -30,12 +30,21 @@ Publish = Annotated[
     ),
 ]
 
+PublishAudio = Annotated[
+    str,
+    typer.Option(
+        "--publish-audio", metavar="opus|pcm",
+        help="what --publish sends: opus (Ogg Opus at 32 kbit/s) or pcm (s16le at the microphone's rate)",
+    ),
+]
+
 
 @opt.pipeline_command
 def mic_command(
     input_device: InputDevice = None,
     duration: Duration = None,
     publish: Publish = None,
+    publish_audio: PublishAudio = "opus",
     options: dict | None = None,
 ) -> None:
     """Live captions from a microphone. Ctrl-C stops; finals are journaled as they come, files written at the end."""
@@ -43,7 +52,7 @@ def mic_command(
     if publish is not None:
         from livecap.cli.watch import publish_microphone
 
-        return publish_microphone(publish, input_device, duration, options["plain"], options["jsonl"])
+        return publish_microphone(publish, input_device, duration, options["plain"], options["jsonl"], publish_audio)
     from rich.markup import escape
 
     from livecap.cli.common import choose_view, errors, pipeline_config, save_result

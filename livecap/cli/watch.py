@@ -12,6 +12,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -29,6 +30,7 @@ POLL_S = 0.25  # how often a waiting client looks at Ctrl-C
 CLOSE_WAIT_S = 30.0  # after Ctrl-C, how long a publisher waits for the finals of what it sent
 MAX_REJOINS = 5  # a viewer cut off (too slow, or its replica went away) rejoins this often, then gives up
 REJOIN_PAUSE_S = 1.0  # before rejoining after a dropped connection: the balancer finds another replica
+PUBLISH_AUDIO = ("opus", "pcm")  # what `mic --publish` may send
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,11 +233,11 @@ async def watch_session(target: Target, relay: Relay, stop: StopRequests) -> tup
 
 
 async def publish_source(
-    target: Target, source: Any, relay: Relay, stop: StopRequests, duration: float | None
+    target: Target, source: Any, relay: Relay, stop: StopRequests, duration: float | None, opus: bool = True
 ) -> tuple[int | None, str]:
-    """Send a live source's audio (s16le at its own rate) to the session; show what comes back.
-    Ctrl-C (or `duration`) sends the end and waits for the last finals; a second Ctrl-C leaves."""
-    import numpy as np
+    """Send a live source's audio (Ogg Opus, or s16le at its own rate) to the session; show what
+    comes back. Ctrl-C (or `duration`) sends the end and waits for the last finals; a second Ctrl-C
+    leaves."""
     import websockets
 
     from livecap.sources.queue import CaptureQueue, EndOfAudio
@@ -244,7 +246,9 @@ async def publish_source(
         connection = await websockets.connect(target.socket("publish"), additional_headers=target.headers)
     except (OSError, websockets.InvalidHandshake) as error:
         return None, f"cannot connect to {target.base}: {error}"
-    await connection.send(json.dumps({"type": "start", "sample_rate": source.rate, "sample_format": "s16le"}))
+    encode = _encoder(source.rate, opus)
+    fmt = "opus" if opus else "s16le"
+    await connection.send(json.dumps({"type": "start", "sample_rate": source.rate, "sample_format": fmt}))
     receiver = asyncio.create_task(_receive(connection, relay, stop, 2))
     while not (relay.ready or receiver.done() or stop.count):  # a busy server puts the session in line first
         await asyncio.sleep(POLL_S)
@@ -259,9 +263,13 @@ async def publish_source(
                     relay.view.error(block.error)
                 break
             if block is not None:
-                pcm = (np.clip(block.samples, -1, 1) * 32767).astype("<i2")
-                await connection.send(pcm.tobytes())
-                sent += len(pcm) / source.rate
+                data = encode(block.samples)
+                if data:
+                    await connection.send(data)
+                sent += len(block.samples) / source.rate
+        tail = encode(None)
+        if tail:
+            await connection.send(tail)
         await connection.send(json.dumps({"type": "end"}))
     except websockets.ConnectionClosed:
         pass
@@ -273,6 +281,18 @@ async def publish_source(
         pass
     await connection.close()
     return connection.close_code, connection.close_reason or ""
+
+
+def _encoder(rate: int, opus: bool) -> Callable[[Any], bytes]:
+    """Float32 blocks as what is sent (None: the end): Ogg Opus pages, or s16le PCM."""
+    import numpy as np
+
+    if not opus:
+        return lambda samples: b"" if samples is None else (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    from livecap.sources.codecs import OggOpusEncoder
+
+    encoder = OggOpusEncoder(rate)
+    return lambda samples: encoder.close() if samples is None else encoder.encode(samples)
 
 
 def _finish(code: int | None, reason: str, relay: Relay, stop: StopRequests) -> None:
@@ -323,12 +343,19 @@ def watch_command(
     _finish(code, reason, relay, stop)
 
 
-def publish_microphone(url: str, input_device: str | None, duration: float | None, plain: bool, jsonl: bool) -> None:
+def publish_microphone(
+    url: str, input_device: str | None, duration: float | None, plain: bool, jsonl: bool, audio: str = "opus"
+) -> None:
     """`livecap mic --publish URL`: the microphone feeds a session on a server (a new one, or the
-    publish session the URL names); the server transcribes, this terminal shows what it sends back."""
+    publish session the URL names); the server transcribes, this terminal shows what it sends back.
+    `audio`: opus (Ogg Opus, a seventh of 16 kHz PCM's bytes or less) or pcm."""
     from livecap.cli.common import errors
     from livecap.cli.signals import counting_stop_signals
+    from livecap.errors import LivecapError
     from livecap.sources.mic import MicSource
+
+    if audio not in PUBLISH_AUDIO:
+        raise LivecapError(f"--publish-audio must be {' or '.join(PUBLISH_AUDIO)}, not {audio!r}")
 
     target = Target.parse(url)
     if not target.session:
@@ -343,5 +370,5 @@ def publish_microphone(url: str, input_device: str | None, duration: float | Non
     )
     relay = Relay(_view(plain, jsonl, target), jsonl)
     with counting_stop_signals() as stop:
-        code, reason = _run(relay.view, publish_source(target, source, relay, stop, duration))
+        code, reason = _run(relay.view, publish_source(target, source, relay, stop, duration, opus=audio == "opus"))
     _finish(code, reason, relay, stop)

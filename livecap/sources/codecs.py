@@ -155,3 +155,58 @@ class ContainerDecoder:
     def _hand_on(self, frames: list) -> None:  # noqa: ANN401 - av.AudioFrame
         for frame in frames:
             self._on_audio(frame.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+
+
+class _Sink:
+    """What a PyAV muxer writes, taken away as it comes."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out = b"".join(self._chunks)
+        self._chunks.clear()
+        return out
+
+
+class OggOpusEncoder:
+    """Float32 mono audio at `rate` as Ogg Opus (libopus through PyAV) in pages of `page_s`, so a
+    live publisher sends compressed audio with little delay; `encode` gives what is ready."""
+
+    def __init__(self, rate: int, bitrate: int = 32_000, page_s: float = 0.1) -> None:
+        import av
+
+        self._sink = _Sink()
+        self._container = av.open(self._sink, mode="w", format="ogg", options={"page_duration": str(int(page_s * 1e6))})
+        self._stream = self._container.add_stream("libopus", rate=48_000, layout="mono")
+        self._stream.bit_rate = bitrate
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=48_000)
+        self._rate = rate
+        self._pts = 0
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        import av
+
+        frame = av.AudioFrame.from_ndarray(np.clip(samples, -1, 1).reshape(1, -1).astype(np.float32), format="flt",
+                                           layout="mono")
+        frame.sample_rate, frame.pts = self._rate, self._pts
+        self._pts += len(samples)
+        for resampled in self._resampler.resample(frame):
+            self._mux(resampled)
+        return self._sink.take()
+
+    def close(self) -> bytes:
+        """The rest, and the end of the stream."""
+        for resampled in self._resampler.resample(None):
+            self._mux(resampled)
+        self._mux(None)
+        self._container.close()
+        return self._sink.take()
+
+    def _mux(self, frame: object) -> None:
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)

@@ -65,7 +65,7 @@ export const captionHandlers = {
   },
   ready(event) {
     if (event.session) setState(`watching session ${event.session.id} (${event.session.state})`);
-    else setState(`listening (${event.model}, stream ${event.stream_id})`);
+    else setState(`listening (${event.model}, stream ${event.stream_id}, ${event.sample_format})`);
   },
   end(event) {
     setState(`session ended: ${event.reason}`);

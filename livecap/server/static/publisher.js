@@ -1,15 +1,29 @@
-// The microphone: getUserMedia -> AudioWorklet (s16le PCM) -> a live stream (/v1/stream) or a
-// session's publish socket, its events shown as captions.
+// The microphone: getUserMedia -> Opus from a MediaRecorder where the browser has one (WebM or Ogg,
+// a small part of PCM's bytes), else an AudioWorklet (s16le PCM; also with ?audio=pcm) -> a live
+// stream (/v1/stream) or a session's publish socket, its events shown as captions.
 import { CLOSE, api, connect, pageUrl } from "./protocol.js";
 import { $, captionHandlers, setState } from "./captions.js";
 import { chosenModel } from "./models.js";
 
-let socket = null, context = null, media = null;
+const OPUS_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus"];
+const OPUS_BITS_PER_S = 32000;
+const OPUS_SLICE_MS = 100; // how often the recorder hands over what it has: the latency it adds
+
+let socket = null, context = null, media = null, recorder = null;
+let sending = Promise.resolve(); // the recorder's pieces, sent in order as ArrayBuffers
+
+function opusType() {
+  if (new URLSearchParams(location.search).get("audio") === "pcm" || typeof MediaRecorder === "undefined") return null;
+  return OPUS_TYPES.find((type) => MediaRecorder.isTypeSupported(type)) || null;
+}
 
 async function openMicrophone() {
   media = await navigator.mediaDevices.getUserMedia({
     audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
   });
+}
+
+async function openWorklet() {
   try {
     context = new AudioContext({ sampleRate: 16000 });
   } catch (e) {
@@ -19,25 +33,48 @@ async function openMicrophone() {
   return new AudioWorkletNode(context, "pcm-sender");
 }
 
+// How audio goes: `format` for the start message; `go(socket)` starts sending it as it is recorded.
+async function sender() {
+  const type = opusType();
+  if (type) {
+    recorder = new MediaRecorder(media, { mimeType: type, audioBitsPerSecond: OPUS_BITS_PER_S });
+    const go = (open) => {
+      recorder.ondataavailable = (data) => {
+        sending = sending.then(() => data.data.arrayBuffer()).then((piece) => {
+          if (piece.byteLength && open.readyState === WebSocket.OPEN) open.send(piece);
+        });
+      };
+      recorder.start(OPUS_SLICE_MS);
+    };
+    return { format: { sample_format: "opus" }, go };
+  }
+  const worklet = await openWorklet();
+  const go = (open) => {
+    worklet.port.onmessage = (message) => { if (open.readyState === WebSocket.OPEN) open.send(message.data); };
+    context.createMediaStreamSource(media).connect(worklet);
+  };
+  return { format: { sample_rate: context.sampleRate, sample_format: "s16le" }, go };
+}
+
 // `model`: what the start message names (a published session's model is the session's own).
 export async function start(path = "/v1/stream", model = chosenModel()) {
   $("start").disabled = $("publish").disabled = true;
   try {
-    const sender = await openMicrophone();
-    let sending = false;
+    await openMicrophone();
+    const { format, go } = await sender();
+    let started = false;
     const handlers = {
       ...captionHandlers,
       ready(event) { // audio goes once the stream has its place (a busy server answers `queued` first)
         captionHandlers.ready(event);
-        if (sending) return;
-        sending = true;
-        sender.port.onmessage = (message) => { if (socket.readyState === WebSocket.OPEN) socket.send(message.data); };
-        context.createMediaStreamSource(media).connect(sender);
+        if (started) return;
+        started = true;
+        go(socket);
       },
     };
     socket = connect(path, handlers, {
       onOpen(open) {
-        const begin = { type: "start", sample_rate: context.sampleRate, sample_format: "s16le" };
+        const begin = { type: "start", ...format };
         open.send(JSON.stringify(model ? { ...begin, model } : begin));
         $("stop").disabled = false;
       },
@@ -55,15 +92,20 @@ export async function start(path = "/v1/stream", model = chosenModel()) {
 
 export function stop() {
   $("stop").disabled = true;
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "end" }));
+  const end = () => { if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "end" })); };
+  if (recorder && recorder.state !== "inactive") {
+    recorder.onstop = () => sending.then(end); // after its last piece
+    recorder.stop();
+  } else end();
   setState("finishing");
   if (media) media.getTracks().forEach((track) => track.stop());
 }
 
 function cleanUp() {
+  if (recorder && recorder.state !== "inactive") recorder.stop();
   if (media) media.getTracks().forEach((track) => track.stop());
   if (context) context.close();
-  media = context = null;
+  media = context = recorder = null;
   $("start").disabled = $("publish").disabled = false;
   $("stop").disabled = true;
 }
