@@ -468,7 +468,7 @@ def test_openai_realtime_bad_events_get_errors_and_bad_streams_a_close(engine: E
         assert asyncio.run(browser_form()) == ("realtime", "session.created")
 
 
-@slow
+@pytest.mark.slow
 def test_mic_publish_audio_must_be_opus_or_pcm() -> None:
     result = run_cli("mic", "--publish", "http://127.0.0.1:9", "--publish-audio", "flac")
     assert result.returncode == 2 and "--publish-audio must be opus or pcm" in result.stderr  # a usage error
