@@ -30,7 +30,7 @@ from livecap.sources.codecs import ALAW, MULAW, ContainerDecoder, OggOpusEncoder
 from livecap.sources.file import decode_blocks
 from livecap.sources.push import PushSource
 from livecap.sources.queue import CaptureQueue, EndOfAudio
-from test_server import by_length, collect, exchange, running
+from test_server import by_length, collect, exchange, running, streams_active_settles
 
 # -- without a server: the audio formats clients send ------------------------------------------------
 
@@ -473,3 +473,20 @@ def test_mic_publish_audio_must_be_opus_or_pcm() -> None:
     result = run_cli("mic", "--publish", "http://127.0.0.1:9", "--publish-audio", "flac")
     assert result.returncode == 2 and "--publish-audio must be opus or pcm" in result.stderr  # a usage error
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.slow
+def test_deepgram_and_realtime_at_capacity_are_refused_at_once(engine: Engine) -> None:
+    from websockets.sync.client import connect
+
+    with running(engine, max_streams=1) as base:
+        ws = base.replace("http://", "ws://")
+        holder = connect(ws + "/v1/stream")  # takes the one place
+        holder.send(json.dumps({"type": "start"}))
+        assert json.loads(holder.recv())["type"] == "ready"
+        closed, reason, events = asyncio.run(exchange(ws + "/v1/listen?encoding=linear16&sample_rate=16000", []))
+        assert closed == 1013 and "capacity" in reason and events[0]["type"] == "Error"
+        closed, reason, events = asyncio.run(exchange(ws + "/v1/realtime?intent=transcription", []))
+        assert closed == 1013 and "capacity" in reason and events[0]["type"] == "error"
+        holder.close()
+        assert streams_active_settles(base) == 0
