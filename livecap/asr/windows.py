@@ -243,10 +243,16 @@ class Pending:
     def keep(self, segment: dict, text: str, no_speech_prob: float, avg_logprob: float) -> None:
         """Add a decoded segment unless the guards call it a hallucination."""
         if not is_hallucination(text, no_speech_prob, avg_logprob):
+            start, end = segment["start"], segment["end"]
+            # faster-whisper may stretch a too-long last word past its segment's end: keep it inside
+            def inside(t: float) -> float:
+                return min(max(t, start), end)
+
             words = tuple(
-                AsrWord(w["start"], w["end"], w["word"].strip(), w["probability"]) for w in segment.get("words") or ()
+                AsrWord(inside(w["start"]), inside(w["end"]), w["word"].strip(), w["probability"])
+                for w in segment.get("words") or ()
             )
-            self.segments.append(AsrSegment(segment["start"], segment["end"], text, words))
+            self.segments.append(AsrSegment(start, end, text, words))
 
     def result(self) -> AsrResult:
         """What the loop decoded for this final."""
