@@ -490,3 +490,34 @@ def test_deepgram_and_realtime_at_capacity_are_refused_at_once(engine: Engine) -
         assert closed == 1013 and "capacity" in reason and events[0]["type"] == "error"
         holder.close()
         assert streams_active_settles(base) == 0
+
+
+@pytest.mark.slow
+def test_openai_realtime_clear_drops_the_open_turn(engine: Engine, en_clips: list[Clip]) -> None:
+    clip = by_length(en_clips, 1)[0]
+    speech = b"".join(pcm_frames(clip.path, silence_s=0.0))[: 2 * 16_000 * 2]  # its first 2 s: speech
+    session = {"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}
+
+    async def talk(url: str) -> list[dict]:
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"type": "session.update", "session": session}))
+            for offset in range(0, len(speech), 3200):
+                chunk = base64.b64encode(speech[offset : offset + 3200]).decode()
+                await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
+            await ws.send('{"type": "input_audio_buffer.clear"}')
+            silence = base64.b64encode(b"\0" * 16_000 * 2).decode()  # a second of silence, then commit
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": silence}))
+            await ws.send('{"type": "input_audio_buffer.commit"}')
+            events = []
+            while not events or events[-1]["type"] != "error":  # the commit's answer: nothing left to commit
+                events.append(json.loads(await ws.recv()))
+            return events
+
+    with running(engine) as base:
+        events = asyncio.run(talk(base.replace("http://", "ws://") + "/v1/realtime?intent=transcription"))
+    kinds = [e["type"] for e in events]
+    assert kinds[:2] == ["session.created", "session.updated"] and "input_audio_buffer.speech_started" in kinds
+    assert kinds.index("input_audio_buffer.cleared") > kinds.index("input_audio_buffer.speech_started")
+    assert "input_audio_buffer.committed" not in kinds  # the turn was dropped unheard
+    assert "conversation.item.input_audio_transcription.completed" not in kinds
+    assert events[-1]["error"]["code"] == "input_audio_buffer_commit_empty"
