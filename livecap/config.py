@@ -66,7 +66,10 @@ class VadConfig:
     vad_threshold: float = _opt(0.5, "speech starts above this Silero probability", min=0.05, max=0.95)
     vad_neg_threshold: float = _opt(0.35, "speech ends below this probability", min=0.01, max=0.95)
     min_silence_ms: int = _opt(500, "silence that ends an utterance", min=32, max=10_000)
-    speech_pad_ms: int = _opt(400, "audio kept before speech starts (pre-roll) and after it ends", min=0, max=2_000)
+    speech_pad_ms: int = _opt(
+        400, "audio kept before speech starts (pre-roll) and after it ends (live: 200 ms, then silence)",
+        min=0, max=2_000,
+    )
     min_speech_ms: int = _opt(
         200, "shorter bursts join speech within 2 s (or go alone just after it); far from speech, dropped",
         min=0, max=5_000,

@@ -168,6 +168,9 @@ class StreamEnd:
     reason: str | None = None
 
 
+VAD_KINDS = ("speech_started", "speech_stopped", "finalized", "cleared")
+
+
 @dataclass(frozen=True)
 class VadEvent:
     """What the VAD decided, for protocols that report it (only streams opened with `vad_events`).
@@ -176,7 +179,7 @@ class VadEvent:
     and `clear()`: the open utterance (None when there was none) was cut, or dropped."""
 
     stream_id: str
-    kind: str  # "speech_started", "speech_stopped", "finalized" or "cleared"
+    kind: str  # one of VAD_KINDS
     utterance: int | None  # the utterance it concerns (finals carry the same number)
     at: float  # stream seconds
     kept: bool = True

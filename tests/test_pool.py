@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fakes import GateBackend, job, wait_for
@@ -439,3 +443,56 @@ def test_a_dead_worker_thread_is_replaced_and_its_job_retried() -> None:
     assert outcomes(done) == {1.0: ("1.0", None), 2.0: ("2.0", None), 3.0: ("3.0", None)}
     assert workers[0]["restarts"] == 1 and "worker thread died: Die: thread killed" in workers[0]["last_error"]
     assert [label for label, _ in backend.attempts].count(2.0) == 2
+
+
+class EchoBackend:
+    """Says how many samples it was given, after a random delay (unit test only)."""
+
+    name, device, compute_type, multilingual = "echo", "cpu", "int8", False
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def transcribe(self, request: AsrRequest) -> AsrResult:
+        time.sleep(random.uniform(0, 0.03))
+        with self._lock:
+            self.calls += request.final
+        seconds = len(request.samples) / 16000
+        return AsrResult((AsrSegment(0.0, seconds, str(len(request.samples))),), "en", 1.0)
+
+
+def test_a_speculative_final_is_used_only_for_its_own_audio(en_clips: list) -> None:
+    """Real speech through the real VAD, live, with pauses that end utterances (1 s) and pauses
+    that only start a speculative final (0.42 s): each final caption is the decode of exactly its
+    own audio, in order, whether its decode was speculative or not; unused ones cost a call."""
+    from livecap.config import Config
+    from livecap.messages import SAMPLE_RATE, Caption, StreamEnd
+    from livecap.pipeline.stream import Stream
+    from livecap.sources.file import decode_blocks
+    from livecap.sources.push import PushSource
+
+    parts = []
+    for clip in sorted(en_clips, key=lambda c: c.duration)[:3]:
+        audio = np.concatenate(list(decode_blocks(Path(clip.path))))
+        loud = np.flatnonzero(np.abs(audio) > 0.01 * np.abs(audio).max())
+        speech = audio[loud[0] : loud[-1] + 1]
+        parts += [speech, np.zeros(int(0.42 * SAMPLE_RATE), np.float32), speech, np.zeros(SAMPLE_RATE, np.float32)]
+    backend = EchoBackend()
+    pool = AsrPool(backend, workers=2)
+    source = PushSource(SAMPLE_RATE)  # blocks of 0.1 s, as a microphone gives, taken as fast as they come
+    stream = Stream(source, pool, Config(), stream_id="s", live=True)
+    stream.start()
+    source.push(np.concatenate(parts))
+    source.end()
+    events = []
+    while not (events and isinstance(events[-1], StreamEnd)):
+        event = stream.next_event(timeout=0.05)
+        if event is not None:
+            events.append(event)
+    pool.shutdown()
+    captions = [e for e in events if isinstance(e, Caption)]
+    assert [c.seq for c in captions] == list(range(len(captions))) and len(captions) >= len(parts) // 4
+    for caption in captions:  # the decode of this final's own audio, not of a tentative cut
+        assert int(caption.text) == round((caption.end - caption.start) * SAMPLE_RATE)
+    assert backend.calls > len(captions)  # tentative finals of the 0.35 s pauses were decoded, unused

@@ -53,6 +53,19 @@ def test_local_agreement_commits_only_what_two_hypotheses_share() -> None:
     assert third.committed == "Ask not, what" and third.tail == ""
 
 
+def test_local_agreement_goes_on_past_a_word_the_hypotheses_keep_changing() -> None:
+    agreement = LocalAgreement()
+    agreement.update("Mister Quilter is the")
+    second = agreement.update("Mr. Quilter is the apostle")  # one word differs, the next two agree
+    assert second.committed == "Mr. Quilter is the" and second.tail == "apostle"
+    third = agreement.update("Mister Quilter is the apostle of the")  # rewrites a committed word
+    assert third.committed == "Mr. Quilter is the apostle" and third.tail == "of the"
+    assert agreement.update("Mr. Quilter is a different").committed == "Mr. Quilter is the apostle"
+    fresh = LocalAgreement()
+    fresh.update("ask not what")
+    assert fresh.update("ask now what").committed == "ask"  # too little agrees after "now"
+
+
 def _utterance(start: float, seconds: float, seq: int) -> Utterance:
     samples = np.full(int(seconds * SAMPLE_RATE), seq, dtype=np.float32)
     return Utterance("s", seq, start, start + seconds, samples, True, 0.0, 0.0)
@@ -113,6 +126,51 @@ def test_vad_cuts_long_speech_at_its_quietest_point(en_clips: list[Clip]) -> Non
     assert len(finals) >= 2
     assert all(u.duration <= 3.0 + 0.3 for u in finals)
     assert all(a.end <= b.start + 1e-6 for a, b in zip(finals, finals[1:]))  # no audio is used twice
+
+
+def _speech(clip: Clip) -> np.ndarray:
+    """A clip without the silence before and after its speech (samples within 40 dB of its peak)."""
+    audio = np.concatenate(list(decode_blocks(Path(clip.path))))
+    loud = np.flatnonzero(np.abs(audio) > 0.01 * np.abs(audio).max())
+    return audio[loud[0] : loud[-1] + 1]
+
+
+def _cut_live(samples: np.ndarray) -> tuple[list[tuple[int, Utterance]], list[tuple[int, Utterance]]]:
+    """Feed audio as a live stream does; the tentative finals and the finals, each with the block it
+    came after."""
+    segmenter = Segmenter(VadConfig(), live=True)
+    block = SAMPLE_RATE // 10
+    tentatives, finals = [], []
+    for k, i in enumerate(range(0, len(samples), block)):
+        chunk = AudioChunk(samples[i : i + block], i / SAMPLE_RATE, 100.0 + (i + block) / SAMPLE_RATE)
+        finals += [(k, u) for u in segmenter.push(chunk, now=0.0)]
+        tentative = segmenter.tentative(now=0.0)
+        if tentative is not None:
+            tentatives.append((k, tentative))
+    return tentatives, finals + [(-1, u) for u in segmenter.flush(now=0.0)]
+
+
+def _same(a: Utterance, b: Utterance) -> bool:
+    return (a.seq, a.start, a.end) == (b.seq, b.start, b.end) and np.array_equal(a.samples, b.samples)
+
+
+def test_a_tentative_final_is_the_final_when_the_pause_goes_on(en_clips: list[Clip]) -> None:
+    first, second = sorted(en_clips, key=lambda c: c.duration)[:2]
+    pause = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    tentatives, finals = _cut_live(np.concatenate([_speech(first), pause, _speech(second), pause]))
+    (k_final, final), *_ = finals
+    matching = [(k, t) for k, t in tentatives if _same(t, final)]
+    assert matching and matching[0][0] < k_final  # decodable before the utterance ended, the same audio
+
+
+def test_a_tentative_final_is_not_the_final_when_speech_resumes(en_clips: list[Clip]) -> None:
+    """A short utterance needs a pause of `min_silence_ms` to end; a shorter one only makes a
+    tentative final that the real one (longer) does not match."""
+    first, second = sorted(en_clips, key=lambda c: c.duration)[:2]
+    pause = np.zeros(int(0.35 * SAMPLE_RATE), dtype=np.float32)
+    tentatives, finals = _cut_live(np.concatenate([_speech(first), pause, _speech(second), pause, pause, pause]))
+    assert len(finals) == 1 and tentatives
+    assert not _same(tentatives[0][1], finals[0][1]) and _same(tentatives[-1][1], finals[0][1])
 
 
 def test_footer_rtf_counts_interims_and_translation() -> None:

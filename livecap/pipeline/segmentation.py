@@ -11,6 +11,12 @@ and the answers to the source's `finalize` and `clear` controls, which reach it 
 audio). It owns the final slots: at most `max_pending_finals` finals wait for ASR; past that the thread
 waits, and the capture queue absorbs, then drops, audio. Finals are never dropped, except a
 stopped file stream's, whose audio not yet cut is thrown away.
+
+Live, a final is decoded speculatively (`Segmenter.tentative`) as soon as its audio is complete,
+a fifth of a second into a pause, while the segmenter waits to see whether the pause is long
+enough to end the utterance: the decode overlaps that wait. When the utterance ends with that very
+audio the speculative decode is its final; when speech resumes it is not used (its compute is
+counted all the same).
 """
 
 from __future__ import annotations
@@ -53,6 +59,21 @@ class SegmentationEnd:
 
 
 Out = Callable[[Transcribed | SegmentationEnd], None]
+Outcome = tuple[AsrJob, AsrResult | None, BaseException | None]
+
+
+@dataclass
+class _Speculation:
+    """A tentative final decoded before its utterance ended."""
+
+    utterance: Utterance
+    outcome: Outcome | None = None  # its ASR outcome, once back
+    seq: int | None = None  # its number once the utterance ended with this very audio
+    dropped: bool = False  # speech resumed (or the utterance ended otherwise): not used
+
+    def matches(self, final: Utterance) -> bool:
+        u = self.utterance
+        return (u.seq, u.start, u.end) == (final.seq, final.start, final.end)
 
 
 class Segmentation:
@@ -78,7 +99,7 @@ class Segmentation:
         self.decode = decode
         self.stats = stats
         self._convert = converter or (lambda samples: samples)
-        self.segmenter = Segmenter(config.vad, stream_id)
+        self.segmenter = Segmenter(config.vad, stream_id, live=live)
         self._packer = None if live else Packer()
         # a worker running a batch holds batch_size finals, not one: room for the next batch too
         self._final_slots = threading.Semaphore(
@@ -90,6 +111,7 @@ class Segmentation:
         self._stop = threading.Event()
         self._out: Out | None = None
         self._interims: Interims | None = None
+        self._speculation: _Speculation | None = None
         self.position = 0.0  # stream seconds through the VAD
 
     def link(self, out: Out, interims: Interims | None) -> None:
@@ -128,6 +150,8 @@ class Segmentation:
         if self._packer is not None and not self.discarding:
             for utterance in self._packer.flush():
                 self._submit(utterance)
+        with self._lock:
+            self._drop_speculation()
         self._out(SegmentationEnd(self._finals, self.position, error))
 
     def _cut_until_end(self) -> str | None:
@@ -153,6 +177,8 @@ class Segmentation:
             self._finish(self.segmenter.push(chunk, now))
             if self._interims is not None:
                 self._interims.offer(now, self.segmenter.open_utterance)
+            if self.live:
+                self._speculate(self.segmenter.tentative(now))
 
     def _finish(self, finished: list[Utterance]) -> None:
         """Report what the VAD decided (when asked), then cut the finished utterances."""
@@ -190,6 +216,8 @@ class Segmentation:
             kind, utterance = "finalized", finished[-1].seq if finished else None
         else:
             utterance = segmenter.discard()
+            with self._lock:
+                self._drop_speculation()
             if self._interims is not None:
                 self._interims.cut()
             if self._report is not None and self._speaking is not None:
@@ -204,7 +232,8 @@ class Segmentation:
         if self._interims is not None:
             self._interims.cut()
         if self._packer is None:
-            self._submit(utterance)
+            if not self._adopt(utterance):
+                self._submit(utterance)
         else:
             for packed in self._packer.push(utterance):
                 self._submit(packed)
@@ -218,22 +247,86 @@ class Segmentation:
             self._final_slots.release()
             return
         with self._lock:
-            seq = self._finals
-            self._finals += 1
-            self._pending[seq] = utterance.t_speech_end
-        request = AsrRequest(
-            utterance.samples,
+            seq = self._number(utterance)
+        self.pool.submit_final(
+            AsrJob(
+                utterance,
+                self._request(utterance),
+                lambda job, result, error: self._returned(seq, job, result, error),
+            )
+        )
+
+    def _number(self, utterance: Utterance) -> int:
+        """The next final's seq; it is pending until its ASR returns (lock held)."""
+        seq = self._finals
+        self._finals += 1
+        self._pending[seq] = utterance.t_speech_end
+        return seq
+
+    def _request(self, utterance: Utterance) -> AsrRequest:
+        silence = self.segmenter.silence_after if self._packer is None else 0
+        return AsrRequest(
+            np.concatenate([utterance.samples, np.zeros(silence, np.float32)]) if silence else utterance.samples,
             final=True,
             options=self.decode,
             word_timestamps=self.config.asr.word_timestamps,
         )
+
+    # -- speculative finals (live) ---------------------------------------------------------------
+
+    def _speculate(self, tentative: Utterance | None) -> None:
+        """Decode a tentative final now; it replaces an older speculation, which is not used."""
+        if tentative is None:
+            return
+        speculation = _Speculation(tentative)
+        with self._lock:
+            self._drop_speculation()
+            self._speculation = speculation
         self.pool.submit_final(
             AsrJob(
-                utterance,
-                request,
-                lambda job, result, error: self._returned(seq, job, result, error),
+                tentative,
+                self._request(tentative),
+                lambda job, result, error: self._speculated(speculation, (job, result, error)),
             )
         )
+
+    def _adopt(self, final: Utterance) -> bool:
+        """A final whose audio was decoded speculatively takes that decode; False if none was."""
+        with self._lock:
+            speculation = self._speculation
+            if speculation is None or not speculation.matches(final):
+                self._drop_speculation()
+                return False
+            self._speculation = None
+        self._final_slots.acquire()  # freed in `_returned`, as for any final
+        with self._lock:
+            speculation.seq = self._number(speculation.utterance)
+            outcome = speculation.outcome
+        if outcome is not None:
+            self._returned(speculation.seq, *outcome)
+        return True
+
+    def _speculated(self, speculation: _Speculation, outcome: Outcome) -> None:
+        """A speculative decode is back (a worker thread): kept until its utterance ends, handed
+        on if it already did, or counted and forgotten if it is not used."""
+        with self._lock:
+            if speculation.seq is None and not speculation.dropped:
+                speculation.outcome = outcome
+                return
+            seq = speculation.seq
+        if seq is None:
+            self.stats.add_asr(outcome[0].cost, final=True)
+        else:
+            self._returned(seq, *outcome)
+
+    def _drop_speculation(self) -> None:
+        """The speculation in flight is not used (lock held); its compute is counted."""
+        speculation, self._speculation = self._speculation, None
+        if speculation is None:
+            return
+        speculation.dropped = True
+        if speculation.outcome is not None:
+            self.stats.add_asr(speculation.outcome[0].cost, final=True)
 
     def _returned(
         self, seq: int, job: AsrJob, result: AsrResult | None, error: BaseException | None

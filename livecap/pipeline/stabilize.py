@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 
 @dataclass(frozen=True)
@@ -17,29 +18,59 @@ class Interim:
         return f"{self.committed} {self.tail}".strip()
 
 
+AGREE_AFTER = 2  # agreeing words that let a single differing word before them commit
+
+
 def _key(word: str) -> str:
     return "".join(ch for ch in word.lower() if ch.isalnum())
 
 
+def _agreed(previous: list[str], current: list[str]) -> int:
+    """How many words of `current` its predecessor agrees with, from the start. A single word the
+    two differ on ("Mr." and "Mister") does not stop the agreement when the AGREE_AFTER words after
+    it agree in both: the current hypothesis's word is taken."""
+    old, new = [_key(w) for w in previous], [_key(w) for w in current]
+    agreed = 0
+    while agreed < min(len(old), len(new)):
+        after = slice(agreed + 1, agreed + 1 + AGREE_AFTER)
+        if old[agreed] != new[agreed] and not (len(old[after]) == AGREE_AFTER and old[after] == new[after]):
+            break
+        agreed += 1
+    return agreed
+
+
 class LocalAgreement:
-    """Stabilises the interim hypotheses of one utterance (reset when the utterance ends)."""
+    """Stabilises the interim hypotheses of one utterance (reset when the utterance ends).
+
+    Agreement is sought past the committed words, each hypothesis aligned with them: a later
+    hypothesis that rewrites a word already committed (Whisper often does on a growing window)
+    no longer stops every word after it from committing until the final."""
 
     def __init__(self) -> None:
-        self._previous: list[str] = []
+        self._previous: list[str] = []  # the previous hypothesis past the committed words
         self._committed: list[str] = []
 
     def update(self, hypothesis: str) -> Interim:
         words = hypothesis.split()
-        agreed = 0
-        for a, b in zip(self._previous, words):
-            if _key(a) != _key(b):
-                break
-            agreed += 1
-        if agreed > len(self._committed):
-            self._committed = words[:agreed]
-        self._previous = words
+        tail = words[self._past_committed(words) :]
+        agreed = _agreed(self._previous, tail)
+        self._committed += tail[:agreed]
+        self._previous = tail[agreed:]
         # The committed prefix never changes; the tail is the latest hypothesis past it.
-        return Interim(" ".join(self._committed), " ".join(words[len(self._committed) :]))
+        return Interim(" ".join(self._committed), " ".join(self._previous))
+
+    def _past_committed(self, words: list[str]) -> int:
+        """Where the committed words end in a hypothesis: after the last of them it matches, plus
+        as many words as the committed ones left after that match."""
+        if not self._committed:
+            return 0
+        keys = [_key(w) for w in self._committed]
+        aligned = SequenceMatcher(a=keys, b=[_key(w) for w in words], autojunk=False)
+        matched = [block for block in aligned.get_matching_blocks() if block.size]
+        if not matched:
+            return min(len(keys), len(words))
+        last = matched[-1]
+        return min(len(words), last.b + last.size + len(keys) - (last.a + last.size))
 
     def reset(self) -> None:
         self._previous = []

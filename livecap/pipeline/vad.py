@@ -24,6 +24,9 @@ TONAL_FLATNESS_LOG10 = -3.5  # below: a hum or buzz, not speech (see `tonal`)
 # VAD merges speech up to 2 s apart), and an utterance reaches back at most this far for it
 JOIN_GAP_S = 2.0
 JOIN_REACH_S = 4.0
+# A live final's audio ends TAIL_MS into its pause (at most `speech_pad_ms`), so that its decode can
+# start then; the rest of the pad is given to Whisper as digital silence (`silence_after`)
+TAIL_MS = 200
 
 
 @functools.cache
@@ -183,8 +186,11 @@ class Segmenter:
     after an utterance goes alone, for Whisper and its guards to judge, and a lone faint sound far
     from any speech is dropped. All decisions depend on the audio alone, window by window."""
 
-    def __init__(self, options: VadConfig, stream_id: str = "0") -> None:
+    def __init__(self, options: VadConfig, stream_id: str = "0", *, live: bool = False) -> None:
+        """`live`: a final's audio ends TAIL_MS into its pause, for speculative decoding (see
+        `tentative`); a file's keeps `speech_pad_ms` of real audio."""
         self.options = options
+        self.live = live
         self.stream_id = stream_id
         self.vad = SileroVad(options.vad_threshold, options.vad_neg_threshold)
         self._pad = int(options.speech_pad_ms * SAMPLE_RATE / 1000)
@@ -192,6 +198,8 @@ class Segmenter:
         self._min_speech = int(options.min_speech_ms * SAMPLE_RATE / 1000)
         self._max_len = int(options.max_utterance_s * SAMPLE_RATE)
         self._join_gap, self._reach = int(JOIN_GAP_S * SAMPLE_RATE), int(JOIN_REACH_S * SAMPLE_RATE)
+        self._tail = min(self._pad, int(TAIL_MS * SAMPLE_RATE / 1000)) if live else self._pad
+        self._tentative_since: int | None = None  # the pause whose tentative final was handed out
         self._audio = np.zeros(0, dtype=np.float32)  # kept audio, starting at stream sample `_audio_start`
         self._audio_start = 0
         self._probs: list[float] = []  # probabilities of the open utterance's windows
@@ -220,7 +228,11 @@ class Segmenter:
 
     def discard(self) -> int | None:
         """Drop the open utterance unheard (a client's "clear"); its number is never used, so an
-        interim of it still in flight is stale. Returns that number, or None outside speech."""
+        interim of it still in flight is stale; faint sound held for the next utterance goes too.
+        Returns that number, or None outside speech."""
+        if self._soft is not None:
+            self._soft = None
+            self._last_end = max(self._last_end, self._position)
         if self._open is None:
             return None
         dropped = self.next_seq
@@ -252,8 +264,12 @@ class Segmenter:
         return finished + self._release_soft(now)
 
     def open_utterance(self, now: float) -> Utterance | None:
-        """The open utterance so far, for an interim transcription."""
+        """The open utterance so far, for an interim transcription; None once its tentative final
+        was handed out (the pause goes on: that decode gives its words)."""
         if self._open is None or self._position - self._open.speech_start < self._min_speech:
+            return None
+        paused = self._open.silence_since
+        if paused is not None and paused == self._tentative_since:
             return None
         end = self._position
         if self._tonal(self._open.start, end):
@@ -278,10 +294,34 @@ class Segmenter:
         elif prob < opts.vad_neg_threshold and current.silence_since is None:
             current.silence_since = window_end - WINDOW
         if current.silence_since is not None and window_end - current.silence_since >= self._min_silence:
-            end = min(current.silence_since + self._pad, window_end)
+            end = min(current.silence_since + self._tail, window_end)
             finished.extend(self._close(current.silence_since, end, now))
         elif window_end - current.start >= self._max_len:
             finished.extend(self._cut_at_quietest(current, window_end, now))
+
+    def tentative(self, now: float) -> Utterance | None:
+        """The final the open utterance will be if its pause goes on, once all its audio is here
+        (`TAIL_MS` into the pause), once per pause: decoded at once, it is ready about when the
+        pause is long enough to end the utterance; if speech resumes it is not used."""
+        current = self._open
+        if current is None or current.silence_since in (None, self._tentative_since):
+            return None
+        end = current.silence_since + self._tail
+        if self._position < end or current.silence_since - current.speech_start < self._min_speech:
+            return None
+        self._tentative_since = current.silence_since
+        if tonal(self._audio[current.start - self._audio_start : end - self._audio_start]):
+            return None  # its close will count it
+        return self._utterance(
+            current.start, end, current.silence_since, now, final=True, numbered=False
+        )
+
+    @property
+    def silence_after(self) -> int:
+        """Samples of digital silence to decode after a final's audio: the part of `speech_pad_ms`
+        a live final does not wait for (Whisper reads an utterance cut right after its speech
+        worse: it drops final words and punctuation)."""
+        return self._pad - self._tail
 
     def _start_utterance(self, prob: float, window_end: int) -> None:
         """Open an utterance at a speech window. Its pre-roll takes in the soft sound before it, and
@@ -354,10 +394,12 @@ class Segmenter:
             return True
         return False
 
-    def _utterance(self, start: int, end: int, speech_end: int, now: float, final: bool) -> Utterance:
+    def _utterance(
+        self, start: int, end: int, speech_end: int, now: float, final: bool, numbered: bool = True
+    ) -> Utterance:
         samples = self._audio[start - self._audio_start : end - self._audio_start].copy()
         seq = self.next_seq
-        if final:
+        if final and numbered:
             self.next_seq += 1
         return Utterance(
             stream_id=self.stream_id,

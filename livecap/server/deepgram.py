@@ -66,6 +66,7 @@ class Listen:
 
     start: Start
     fields: dict[str, str | None]  # language and hotwords, for decode_options
+    interim: bool
     punctuate: bool
     vad_events: bool
     utterance_end: bool
@@ -95,6 +96,7 @@ def parse_query(query: QueryParams, base: Config) -> Listen:
     return Listen(
         start,
         fields,
+        interim,
         _flag(query, "punctuate", False) or _flag(query, "smart_format", False),
         _flag(query, "vad_events", False),
         _integer(query, "utterance_end_ms", 0, 60_000) is not None,

@@ -193,6 +193,7 @@ class AudioInput:
 
     def __init__(self, start: Start, source: PushSource, fail: Callable[[Closing], None]) -> None:
         self.start, self.source = start, source
+        self.bytes_in = 0
         self.decoder: ContainerDecoder | None = None
         if start.sample_format in CONTAINERS:
             self.decoder = ContainerDecoder(source.push, self._decoded, max_pending=MAX_PENDING_COMPRESSED,
@@ -200,6 +201,7 @@ class AudioInput:
         self._fail = fail
 
     def push(self, data: bytes) -> None:
+        self.bytes_in += len(data)
         if self.decoder is None:
             self.source.push(decode_frame(data, self.start.sample_format, self.start.channels))
         elif not self.decoder.feed(data):

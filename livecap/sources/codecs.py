@@ -107,10 +107,12 @@ class ContainerDecoder:
         self._max_pending = max_pending
         self._opus_only = opus_only
         self._pipe = _Pipe()
+        self.bytes_in = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def feed(self, data: bytes) -> bool:
+        self.bytes_in += len(data)
         return self._pipe.write(data) <= self._max_pending
 
     def close(self) -> None:
