@@ -61,13 +61,17 @@ def livecap_run(path: Path, out: Path, realtime: bool, extra: list[str]) -> list
     return [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
 
 
-def in_sections(finals: list[dict], sections: list[Section], kinds: tuple[str, ...], margin: float = 0.0) -> list[str]:
-    """Words of the finals whose middle lies inside a section of one of `kinds`."""
-    spans = [(s.start - margin, s.end + margin) for s in sections if s.kind in kinds]
+def words_within(finals: list[dict], spans: list[tuple[float, float]]) -> list[str]:
+    """Words of the finals whose middle lies inside one of `spans` (start, end)."""
     return [
         w["word"] for f in finals for w in f.get("words", [])
         if any(a <= (w["start"] + w["end"]) / 2 <= b for a, b in spans)
     ]
+
+
+def in_sections(finals: list[dict], sections: list[Section], kinds: tuple[str, ...]) -> list[str]:
+    """Words of the finals inside a section of one of `kinds`."""
+    return words_within(finals, [(s.start, s.end) for s in sections if s.kind in kinds])
 
 
 def per_degradation(finals: list[dict], sections: list[Section]) -> dict[str, float]:
@@ -75,12 +79,7 @@ def per_degradation(finals: list[dict], sections: list[Section]) -> dict[str, fl
     for s in sections:
         if s.kind != "speech" or not s.reference:
             continue
-        words = [
-            w["word"]
-            for f in finals
-            for w in f.get("words", [])
-            if s.start - 0.3 <= (w["start"] + w["end"]) / 2 <= s.end + 0.3
-        ]
+        words = words_within(finals, [(s.start - 0.3, s.end + 0.3)])
         refs, hyps = out.setdefault(s.degradation or "clean", ([], []))
         refs.append(s.reference)
         hyps.append(" ".join(words))
@@ -105,32 +104,13 @@ def main() -> None:
     audio_s = sections[-1].end
     flags = ["--model", args.model, *args.extra]
     rows = []
-    text, ref_words, wall = faster_whisper(mix, args.model, vad=False)
-    rows.append(
-        (
-            "faster-whisper offline, no VAD, beam 1",
-            wer(truth, text),
-            "offline",
-            "offline",
-            "offline",
-            f"{wall / audio_s:.3f}",
-            "",
-            "",
-        )
-    )
-    text, _, wall = faster_whisper(mix, args.model, vad=True)
-    rows.append(
-        (
-            "faster-whisper offline, vad_filter=True",
-            wer(truth, text),
-            "offline",
-            "offline",
-            "offline",
-            f"{wall / audio_s:.3f}",
-            "",
-            "",
-        )
-    )
+    ref_words: list[TimedWord] = []
+    baselines = (("faster-whisper offline, no VAD, beam 1", False), ("faster-whisper offline, vad_filter=True", True))
+    for name, vad in baselines:
+        text, words, wall = faster_whisper(mix, args.model, vad=vad)
+        if not vad:
+            ref_words = words  # the run without VAD gives the reference word times
+        rows.append((name, wer(truth, text), "offline", "offline", "offline", f"{wall / audio_s:.3f}", "", ""))
     runs = [("livecap file (offline)", False)] + ([] if args.no_live else [("livecap file --realtime", True)])
     for name, realtime in runs:
         folder = args.out / ("live" if realtime else "offline")
@@ -147,34 +127,12 @@ def main() -> None:
             f"{stats.get('rtf') or 0:.3f} ({final_s:.3f} final + {interim_s:.3f} interim), "
             f"cpu {stats.get('cpu_per_audio_s') or 0:.3f}"
         )
+        timing = ("offline", "offline", "offline")
         if realtime:
             latency = word_latencies(ref_words, shown_words(events))
             final_after = [f["latency"]["latency"] for f in finals if "latency" in f]
-            rows.append(
-                (
-                    name,
-                    wer(truth, hyp),
-                    pct(latency["committed"]),
-                    pct(latency["final"]),
-                    pct(final_after),
-                    compute,
-                    len(nonspeech),
-                    per_degradation(finals, sections),
-                )
-            )
-        else:
-            rows.append(
-                (
-                    name,
-                    wer(truth, hyp),
-                    "offline",
-                    "offline",
-                    "offline",
-                    compute,
-                    len(nonspeech),
-                    per_degradation(finals, sections),
-                )
-            )
+            timing = (pct(latency["committed"]), pct(latency["final"]), pct(final_after))
+        rows.append((name, wer(truth, hyp), *timing, compute, len(nonspeech), per_degradation(finals, sections)))
     print(
         f"\nmix: {mix} ({audio_s / 60:.1f} min, {sum(1 for s in sections if s.kind == 'speech')} clips), "
         f"model {args.model}, flags {' '.join(flags)}\n"
