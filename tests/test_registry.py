@@ -4,13 +4,16 @@ waiting, eviction order, expiry and failures); the real models are loaded in tes
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
+from fakes import wait_for
 from livecap.asr.registry import (
     Cancelled,
     ModelBusy,
     ModelLoadFailed,
+    ModelRecord,
     ModelRegistry,
     ModelUnavailable,
 )
@@ -74,6 +77,24 @@ def states(models: ModelRegistry) -> dict[str, str]:
     return {r.name: r.state for r in models.records()}
 
 
+def record_of(models: ModelRegistry, name: str) -> ModelRecord:
+    return next(r for r in models.records() if r.name == name)
+
+
+def load_together(loader: Loader, requests: list[Callable[[], None]], told: list[str]) -> None:
+    """Run each request in a thread; open the loader's gate only once every one of them was told
+    the model is loading (so none comes after the load is over), then wait for them."""
+    threads = [threading.Thread(target=request) for request in requests]
+    for thread in threads:
+        thread.start()
+    assert loader.started.wait(10)
+    wait_for(lambda: len(told) == len(threads), timeout=10)
+    assert loader.gate is not None
+    loader.gate.set()
+    for thread in threads:
+        thread.join(10)
+
+
 def test_default_is_loaded_at_start_and_aliases_name_it(loader: Loader) -> None:
     models = registry(loader)
     assert loader.loaded == ["tiny.en"]
@@ -107,19 +128,10 @@ def test_a_model_is_loaded_once_for_concurrent_requests(loader: Loader) -> None:
     loader.gate = threading.Event()
     told: list[str] = []
     leases = []
-    threads = [
-        threading.Thread(target=lambda: leases.append(models.acquire("base", on_state=told.append)))
-        for _ in range(3)
-    ]
-    for thread in threads:
-        thread.start()
-    assert loader.started.wait(10)
-    loader.gate.set()
-    for thread in threads:
-        thread.join(10)
+    load_together(loader, [lambda: leases.append(models.acquire("base", on_state=told.append))] * 3, told)
     assert loader.loaded == ["tiny.en", "base"] and len(leases) == 3
     assert told == ["loading"] * 3  # each was told once
-    record = next(r for r in models.records() if r.name == "base")
+    record = record_of(models, "base")
     assert record.users["stream"] == 3 and record.loads == 1
     models.close()
 
@@ -160,10 +172,7 @@ def test_a_load_waits_for_a_slot_and_gets_it_when_one_frees(loader: Loader) -> N
         target=lambda: got.append(models.acquire("small", on_state=told.append))
     )
     waiter.start()
-    for _ in range(3000):  # it says it waits, and waits
-        if told:
-            break
-        threading.Event().wait(0.01)
+    wait_for(lambda: told, timeout=30)  # it says it waits, and waits
     assert told == ["waiting"] and states(models)["small"] == "unloaded"
     held.release()
     waiter.join(10)
@@ -200,11 +209,8 @@ def test_idle_model_is_unloaded_after_its_ttl_and_not_while_in_use(loader: Loade
     assert states(models)["base"] == "loaded"
     lease.release()
     lease.release()  # twice is harmless
-    for _ in range(500):
-        if states(models)["base"] == "unloaded":
-            break
-        threading.Event().wait(0.01)
-    record = next(r for r in models.records() if r.name == "base")
+    wait_for(lambda: states(models)["base"] == "unloaded")
+    record = record_of(models, "base")
     assert (record.state, record.unloads, record.busy_seconds) == ("unloaded", 1, 1.5)
     assert loader.engines[1].closed and states(models)["tiny.en"] == "loaded"
     models.close()
@@ -217,25 +223,21 @@ def test_failed_load_fails_its_waiters_with_the_reason_and_the_next_request_retr
     loader.failing.add("base")
     loader.gate = threading.Event()
     errors: list[str] = []
+    told: list[str] = []
 
     def request() -> None:
         try:
-            models.acquire("base")
+            models.acquire("base", on_state=told.append)
         except ModelLoadFailed as error:
             errors.append(str(error))
 
-    threads = [threading.Thread(target=request) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    assert loader.started.wait(10)
-    loader.gate.set()
-    for thread in threads:
-        thread.join(10)
+    load_together(loader, [request] * 2, told)  # both wait for the one load
+    assert record_of(models, "base").attempts == 1  # one load, shared by both
     assert errors == ["model 'base' failed to load: OSError: base: model.bin is damaged"] * 2
     loader.failing.clear()
     with models.acquire("base") as lease:
         assert lease.multilingual
-    record = next(r for r in models.records() if r.name == "base")
+    record = record_of(models, "base")
     assert record.loads == 1 and record.error is None
     models.close()
 
