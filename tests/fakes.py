@@ -23,15 +23,16 @@ class FakeBackend:
     """An ASR backend that answers after a delay drawn from `delays` (seeded: uneven delays finish
     later jobs first, the same way each run). Final number n (from 0) says `texts(n)`, one segment
     each, spread over its audio; an interim says "interim words". `finals` keeps every final's
-    segment texts in the order the calls started, to find each one among the captions."""
+    segment texts in the order the calls started, to find each one among the captions. With `hold`,
+    finals also wait until it is set (5 s at most, so that a failing test ends)."""
 
     name, device, compute_type, multilingual = "fake", "cpu", "int8", True
 
     def __init__(
         self, delays: Sequence[float] = (0.0,), texts: Callable[[int], Sequence[str]] = lambda n: (str(n),),
-        language: str = "en", seed: int = 0,
+        language: str = "en", seed: int = 0, hold: threading.Event | None = None,
     ) -> None:
-        self.delays, self.texts, self.language = delays, texts, language
+        self.delays, self.texts, self.language, self.hold = delays, texts, language, hold
         self.finals: list[str] = []
         self._calls = 0
         self._random = random.Random(seed)
@@ -45,6 +46,8 @@ class FakeBackend:
                 texts = self.texts(self._calls)
                 self._calls += 1
                 self.finals += texts
+        if request.final and self.hold is not None:
+            self.hold.wait(5)
         time.sleep(delay)
         step = len(request.samples) / SAMPLE_RATE / len(texts)
         segments = tuple(AsrSegment(i * step, (i + 1) * step, text) for i, text in enumerate(texts))

@@ -3,6 +3,7 @@ segmenter and reordering, with the fake ASR and translation of `fakes` (their ti
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -70,13 +71,15 @@ def test_translation_keeps_order_and_survives_a_failure(turns: Path) -> None:
 
 
 def test_overload_keeps_queues_bounded_and_finals_whole_and_ordered(turns: Path) -> None:
-    """Speech forty times faster than real time into one worker slower than that: the capture
-    queue drops (and counts) what it cannot hold, pending finals stay within their limit, interims
-    are shed, and every final that went to ASR comes out once, in order."""
+    """Speech forty times faster than real time into one worker slower than that (and stalled until
+    the capture queue overflows, so that the overload never depends on how the threads are
+    scheduled): the capture queue drops (and counts) what it cannot hold, pending finals stay within
+    their limit, interims are shed, and every final that went to ASR comes out once, in order."""
     audio = np.concatenate(list(decode_blocks(turns)))
     base = Config()
     config = replace(base, live=replace(base.live, capture_queue_s=1.0, max_pending_finals=2, interim_interval_ms=100))
-    backend = FakeBackend(delays=(0.04, 0.3))  # uneven: later jobs often finish first
+    overflowed = threading.Event()
+    backend = FakeBackend(delays=(0.04, 0.3), hold=overflowed)  # uneven: later jobs often finish first
     pool = AsrPool(backend, workers=1)  # one slow worker: finals alone outrun it, whatever the interim cadence
     stream = Stream(FastSource(np.concatenate([audio, audio]), speed=40), pool, config, stream_id="s1", live=True)
     depths, pending, behind = [], [], []
@@ -86,6 +89,8 @@ def test_overload_keeps_queues_bounded_and_finals_whole_and_ordered(turns: Path)
         depths.append(polled.capture.depth())
         pending.append(snapshot.pending_finals)
         behind.append(snapshot.behind_seconds)
+        if polled.capture.dropped_samples:
+            overflowed.set()
 
     try:
         captions = [e for e in drive([stream], sample)["s1"] if isinstance(e, Caption)]
