@@ -46,6 +46,10 @@ class Engine:
         )
         self._ids = itertools.count(1)
         self._ids_lock = threading.Lock()
+        if config.diarize.diarize:  # the speaker model loads here, not when a stream (maybe on a server's loop) opens
+            from livecap.diarize.model import shared_model
+
+            shared_model()
 
     def stream(
         self,

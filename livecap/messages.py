@@ -154,6 +154,16 @@ class InterimCaption:
 
 
 @dataclass(frozen=True)
+class SpeakerRevision:
+    """Earlier finals' speakers, revised once more speech was heard: (seq, speaker) pairs."""
+
+    labels: tuple[tuple[int, str], ...]
+
+    def to_dict(self) -> dict:
+        return {"labels": [{"seq": seq, "speaker": speaker} for seq, speaker in self.labels]}
+
+
+@dataclass(frozen=True)
 class StreamError:
     """Something went wrong; `fatal` errors end the stream (captions so far are kept)."""
 
@@ -188,4 +198,4 @@ class VadEvent:
         return {"kind": self.kind, "utterance": self.utterance, "at": round(self.at, 3), "kept": self.kept}
 
 
-Event = Caption | InterimCaption | StreamError | StreamEnd | VadEvent
+Event = Caption | InterimCaption | StreamError | StreamEnd | VadEvent | SpeakerRevision

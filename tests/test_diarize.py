@@ -171,3 +171,105 @@ def test_labelling_is_counted_in_the_rtf(conversations: dict) -> None:
     assert labelled.stats.compute_seconds == pytest.approx(
         labelled.stats.asr_seconds + labelled.stats.interim_asr_seconds + labelled.stats.diarize_seconds)
     assert {c.speaker for c in labelled.captions} == {"S1", "S2"} and {c.speaker for c in plain.captions} == {None}
+
+
+# -- live labels ------------------------------------------------------------------------------------
+
+
+def test_revisions_reach_kept_captions_and_a_sessions_history() -> None:
+    import asyncio
+
+    from livecap.messages import SpeakerRevision
+    from livecap.pipeline.runner import revise
+    from livecap.server.live import Outbox
+    from livecap.server.sessions import Fanout
+
+    kept = [_caption(seq, [(seq, seq + 0.5, "hi")]) for seq in range(3, 6)]
+    revise(kept, SpeakerRevision(((4, "S2"), (9, "S1"))))
+    assert [c.speaker for c in kept] == [None, "S2", None] and kept[1].words[0].speaker == "S2"
+
+    async def scenario() -> list:
+        fanout = Fanout(history=10)
+        early = Outbox(max_kept=10)
+        fanout.join(early)
+        for seq in range(3):
+            fanout.publish({"type": "final", "seq": seq, "text": "x", "speaker": "S1",
+                            "words": [{"word": "x", "speaker": "S1"}]})
+        fanout.publish({"type": "speaker", "labels": [{"seq": 1, "speaker": "S2"}]})
+        seen = [await early.get() for _ in range(4)]
+        assert seen[-1]["type"] == "speaker"  # a viewer already there gets the revision itself
+        return fanout.join(Outbox(max_kept=10))
+
+    late = asyncio.run(scenario())
+    assert [(r["speaker"], r["words"][0]["speaker"]) for r in late] == [("S1", "S1"), ("S2", "S2"), ("S1", "S1")]
+
+
+def _live_turns(events: list[dict]) -> list[tuple[float, float, str]]:
+    """Finals' spans and speakers once every revision is applied."""
+    finals = {e["seq"]: e for e in events if e["type"] == "final"}
+    for e in events:
+        if e["type"] == "speaker":
+            for label in e["labels"]:
+                finals[label["seq"]]["speaker"] = label["speaker"]
+    return [(f["start"], f["end"], f["speaker"]) for _, f in sorted(finals.items())]
+
+
+@pytest.mark.slow
+def test_live_labels_within_20_percent_after_revisions(conversations: dict, tmp_path: Path) -> None:
+    from livecap.bench.speakers import diarization_error
+
+    conversation = conversations["four"]
+    result = run_cli("file", str(conversation.path), "--realtime", "--diarize", "--jsonl", "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    seen = -1
+    for e in events:
+        if e["type"] == "final":
+            assert e["speaker"].startswith("S")  # every final has its speaker as it comes
+            seen = e["seq"]
+        elif e["type"] == "speaker":
+            assert all(label["seq"] <= seen for label in e["labels"])  # revisions name finals already shown
+    turns = _live_turns(events)
+    assert len({speaker for _, _, speaker in turns}) == conversation.speakers
+    assert diarization_error(conversation.reference, turns) <= 0.20
+    stats = events[-1]
+    assert stats["type"] == "stats" and stats["diarize_seconds"] > 0
+    assert stats["compute_seconds"] >= stats["asr_seconds"] + stats["interim_asr_seconds"] + stats["diarize_seconds"]
+
+
+@pytest.mark.slow
+def test_a_shared_session_labels_speakers_for_early_and_late_viewers(conversations: dict, tmp_path: Path) -> None:
+    import asyncio
+
+    from conftest import Clip
+    from livecap.config import Config, DiarizeConfig
+    from livecap.engine import Engine
+    from test_server import exchange, running
+    from test_sessions import session_of, ws
+
+    conversation = conversations["two"]
+    clip = Clip(conversation.path, "", "en", conversation.reference[-1][1])
+    with Engine(Config(diarize=DiarizeConfig(diarize=True, speakers=2))) as engine, \
+            running(engine, data_dir=tmp_path) as base:
+        session = session_of(base, clip, language="en")
+        url = ws(base, f"/v1/sessions/{session['id']}/captions")
+        early = asyncio.run(exchange(url, []))
+        late = asyncio.run(exchange(url, []))  # joins after the end: the history alone
+    assert early[0] == 1000 and late[0] == 1000
+    live = _live_turns(early[2])
+    history = [(e["start"], e["end"], e["speaker"]) for e in late[2] if e["type"] == "final"]
+    assert history == live and {speaker for _, _, speaker in live} == {"S1", "S2"}
+
+
+@pytest.mark.slow
+def test_bench_reports_diarization_error_and_cpu(tmp_path: Path) -> None:
+    _needs_audio()
+    out = tmp_path / "speakers.json"
+    result = run_cli("bench", "--speakers", "--no-live", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["speakers"]
+    assert [r["conversation"] for r in rows] == list(CONVERSATIONS)
+    for row in rows:
+        assert row["file_found"] == row["speakers"] and 0 <= row["file_der"] <= 0.15
+        assert 0 < row["file_cpu_per_audio_s"] < 1 and "live_der" not in row
+    assert "file DER" in result.stdout

@@ -468,3 +468,25 @@ def draw(document: dict[str, Any], path: Path) -> None:
         raise LivecapError(f"{path}: cannot write ({error.strerror or error})") from None
     finally:
         plt.close(figure)
+
+
+def show_speakers(rows: list[dict[str, Any]], console: Console | None = None) -> None:
+    """`--speakers`: diarization error and labelling CPU per conversation (livecap.bench.speakers)."""
+
+    def figure(row: dict[str, Any], key: str, fmt: str) -> str:
+        return "–" if row.get(key) is None else fmt.format(row[key])
+
+    table = Table(title="speaker labels on conversations of different readers (DER: pyannote.metrics, 0.25 s collar)")
+    table.caption = ("file: one pass over the whole file; live: 1x replay, labels after revisions; "
+                     "CPU: labelling CPU seconds per audio second")
+    for column in ("conversation", "audio s", "speakers", "file DER", "found", "CPU", "live DER", "found", "CPU",
+                   "live RTF"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            row["conversation"], f"{row['audio_s']:.1f}", str(row["speakers"]), figure(row, "file_der", "{:.1%}"),
+            str(row["file_found"]), figure(row, "file_cpu_per_audio_s", "{:.3f}"), figure(row, "live_der", "{:.1%}"),
+            figure(row, "live_found", "{}"), figure(row, "live_cpu_per_audio_s", "{:.3f}"),
+            figure(row, "live_rtf", "{:.2f}"),
+        )
+    (console or Console()).print(table)

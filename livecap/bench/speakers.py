@@ -15,6 +15,7 @@ import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,13 @@ CONVERSATIONS: dict[str, tuple[tuple[Piece, ...], tuple[float, ...]]] = {
         Piece("C", _C, 38.0, 6.0),
     ), (0.4, 0.6, 0.3, 0.8, 0.5)),
 }
+
+
+def shared_audio() -> Path:
+    """The shared recordings: LIVECAP_SHARED_AUDIO, else `shared/audio` beside the checkout."""
+    import os
+
+    return Path(os.environ.get("LIVECAP_SHARED_AUDIO", Path(__file__).resolve().parents[3] / "shared" / "audio"))
 
 
 @dataclass(frozen=True)
@@ -126,3 +134,48 @@ def diarization_error(
     end = max(end for _, end, _ in [*reference, *hypothesis])
     scored = Timeline([Segment(0.0, end)])  # all of the audio is scored
     return float(DiarizationErrorRate(collar=COLLAR_S)(annotation(reference), annotation(hypothesis), uem=scored))
+
+
+def _live_turns(path: Path, config: Any) -> tuple[list[tuple[float, float, str]], Any]:
+    """Replay `path` at 1x through the live pipeline with speaker labels: the finals' spans and
+    speakers once revised, and the run's stats."""
+    from livecap.engine import Engine
+    from livecap.pipeline.runner import run_stream
+    from livecap.sources.file import FileSource
+
+    with Engine(config) as engine:
+        result = run_stream(engine.stream(FileSource(path, realtime=True), live=True))
+    return [(c.start, c.end, c.speaker or "?") for c in result.captions], result.stats
+
+
+def measure(shared_audio: Path, folder: Path, *, live: bool, config: Any = None) -> list[dict[str, Any]]:
+    """Per conversation: speakers, the whole-file pass's error, speakers found and CPU per audio
+    second; with `live`, the same for the 1x live labels (after revisions; labelling CPU only)."""
+    import dataclasses
+    import time
+
+    from livecap.config import Config, DiarizeConfig
+    from livecap.diarize.files import decode, diarize_audio
+    from livecap.diarize.model import shared_model
+
+    shared_model()  # its load is not a conversation's cost
+    config = dataclasses.replace(config or Config(), diarize=DiarizeConfig(diarize=True))
+    rows = []
+    for name in CONVERSATIONS:
+        conversation = build_conversation(name, shared_audio, folder / f"{name}.wav")
+        audio = decode(conversation.path)
+        seconds = len(audio) / SAMPLE_RATE
+        started = time.process_time()
+        turns = [(t.start, t.end, t.speaker) for t in diarize_audio(audio)]
+        row: dict[str, Any] = {
+            "conversation": name, "audio_s": round(seconds, 2), "speakers": conversation.speakers,
+            "file_der": diarization_error(conversation.reference, turns),
+            "file_found": len({t[2] for t in turns}), "file_cpu_per_audio_s": (time.process_time() - started) / seconds,
+        }
+        if live:
+            turns, stats = _live_turns(conversation.path, config)
+            row.update(live_der=diarization_error(conversation.reference, turns),
+                       live_found=len({t[2] for t in turns}),
+                       live_cpu_per_audio_s=stats.diarize_seconds / stats.audio_seconds, live_rtf=stats.rtf)
+        rows.append(row)
+    return rows

@@ -61,6 +61,10 @@ Streams = Annotated[
     typer.Option(metavar="LIST", help="instead: N concurrent 1x streams through `livecap serve` on loopback, "
                                       "for each N of this comma list"),
 ]
+Speakers = Annotated[
+    bool, typer.Option("--speakers", help="instead: speaker labels' error and CPU on built conversations "
+                                          "(the diarize extra; --live also replays each at 1x)"),
+]
 StreamSeconds = Annotated[float, typer.Option(min=1, metavar="S", help="speech each --streams client sends")]
 JsonPath = Annotated[
     Optional[Path], typer.Option("--json", metavar="FILE", help="write every figure to this JSON file")
@@ -87,6 +91,7 @@ def bench_command(
     mix: Mix = None,
     session: Session = None,
     streams: Streams = None,
+    speakers: Speakers = False,
     stream_seconds: StreamSeconds = 30.0,
     json_path: JsonPath = None,
     plot: Plot = None,
@@ -110,6 +115,9 @@ def bench_command(
     check_configurations(configs)
     if streams is not None:
         bench_streams(configs, varying(configs), items, streams, stream_seconds, json_path)
+        return
+    if speakers:
+        bench_speakers(configs[0], live, json_path)
         return
     limit = live_limit if live else 0.0
     with tempfile.TemporaryDirectory(prefix="livecap-bench-") as tmp:
@@ -204,3 +212,17 @@ def bench_streams(
         report.show_streams(name, measured, seconds)
     if json_path is not None:
         report.write_json({"machine": machine(), "streams": results}, json_path)
+
+
+def bench_speakers(config: Any, live: bool, json_path: Path | None) -> None:
+    """`--speakers`: conversations built from the shared readers, labelled (livecap.bench.speakers)."""
+    from livecap.bench import report, speakers
+
+    shared = speakers.shared_audio()
+    if not (shared / "manifest.tsv").is_file():
+        raise LivecapError(f"--speakers needs the shared recordings ({shared}; set LIVECAP_SHARED_AUDIO)")
+    with tempfile.TemporaryDirectory(prefix="livecap-speakers-") as tmp:
+        rows = speakers.measure(shared, Path(tmp), live=live, config=config)
+    report.show_speakers(rows)
+    if json_path is not None:
+        report.write_json({"machine": machine(), "speakers": rows}, json_path)

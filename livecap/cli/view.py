@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from collections import deque
+from dataclasses import replace
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -16,8 +17,14 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from livecap.messages import Caption, InterimCaption
-from livecap.output.records import error_record, final_record, interim_record, stats_record
+from livecap.messages import Caption, InterimCaption, SpeakerRevision
+from livecap.output.records import (
+    error_record,
+    final_record,
+    interim_record,
+    speaker_record,
+    stats_record,
+)
 from livecap.pipeline.stats import StatsSnapshot
 
 
@@ -30,11 +37,30 @@ def caption_text(caption: Caption) -> Text:
     """One final caption: its time, the text, and the translation beneath when there is one."""
     text = Text()
     text.append(f"[{_clock(caption.start)}] ", style="dim")  # a style given to Text() would dim it all
+    if caption.speaker is not None:
+        text.append(f"{caption.speaker}: ", style=speaker_style(caption.speaker))
     text.append(caption.text)
     if caption.translation is not None:
         marker = " (translation failed)" if caption.translation_failed else ""
         text.append(f"\n        → {caption.translation}{marker}", style="red" if marker else "cyan")
     return text
+
+
+SPEAKER_STYLES = ("bold cyan", "bold magenta", "bold green", "bold yellow", "bold blue", "bold red")
+
+
+def speaker_style(speaker: str) -> str:
+    """One colour per speaker (S1, S2, ...), the same everywhere."""
+    number = int(speaker[1:]) if speaker[1:].isdigit() else 0
+    return SPEAKER_STYLES[(number - 1) % len(SPEAKER_STYLES)]
+
+
+def revised(captions: deque[Caption], event: SpeakerRevision) -> None:
+    """Shown captions with revised speakers take their new ones."""
+    labels = dict(event.labels)
+    for i, c in enumerate(captions):
+        if c.seq in labels:
+            captions[i] = replace(c, speaker=labels[c.seq])
 
 
 def interim_text(event: InterimCaption | None) -> Text:
@@ -121,6 +147,9 @@ class LiveView:
     def interim(self, event: InterimCaption) -> None:
         self._interim = event
 
+    def speakers(self, event: SpeakerRevision) -> None:
+        revised(self._finals, event)
+
     def error(self, message: str) -> None:
         self._live.console.print(Text(f"error: {message}", style="red"))
 
@@ -144,13 +173,18 @@ class PlainView:
         pass
 
     def final(self, caption: Caption, latency: dict[str, float]) -> None:
-        line = f"[{caption.start:8.2f} -> {caption.end:8.2f}] {caption.text}"
+        who = f"{caption.speaker}: " if caption.speaker is not None else ""
+        line = f"[{caption.start:8.2f} -> {caption.end:8.2f}] {who}{caption.text}"
         if caption.translation is not None:
             line += f" || {caption.translation}" + (" [translation failed]" if caption.translation_failed else "")
         print(line, file=self._out, flush=True)
 
     def interim(self, event: InterimCaption) -> None:
         pass
+
+    def speakers(self, event: SpeakerRevision) -> None:
+        revised_ = ", ".join(f"#{seq} {speaker}" for seq, speaker in event.labels)
+        print(f"(speakers revised: {revised_})", file=self._out, flush=True)
 
     def error(self, message: str) -> None:
         print(f"error: {message}", file=sys.stderr, flush=True)
@@ -181,6 +215,9 @@ class JsonlView(PlainView):
 
     def interim(self, event: InterimCaption) -> None:
         self._emit(interim_record(event))
+
+    def speakers(self, event: SpeakerRevision) -> None:
+        self._emit(speaker_record(event))
 
     def error(self, message: str) -> None:
         self._emit(error_record(message))

@@ -100,7 +100,9 @@ def caption_from(record: dict[str, Any]) -> Caption:
         stream_id="", seq=record["seq"], start=record["start"], end=record["end"], text=record["text"], final=True,
         language=record.get("language"), translation=record.get("translation"),
         translation_failed=bool(record.get("translation_failed")),
-        words=tuple(Word(w["start"], w["end"], w["word"], w["probability"]) for w in record.get("words") or ()),
+        words=tuple(Word(w["start"], w["end"], w["word"], w["probability"], w.get("speaker"))
+                    for w in record.get("words") or ()),
+        speaker=record.get("speaker"),
     )
 
 
@@ -152,6 +154,10 @@ class Relay:
             self.view.final(caption_from(record), record.get("latency") or {})
         elif kind == "interim":
             self.view.interim(interim_from(record))
+        elif kind == "speaker":
+            from livecap.messages import SpeakerRevision
+
+            self.view.speakers(SpeakerRevision(tuple((label["seq"], label["speaker"]) for label in record["labels"])))
         elif kind == "stats":
             self.stats = stats_from(record)
         elif kind == "error":

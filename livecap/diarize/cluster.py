@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from livecap.config import Config
 from livecap.errors import LivecapError
 
 MAX_SPEAKERS = 32
@@ -27,6 +28,12 @@ class Hints:
         low, high = self.min_speakers, self.max_speakers
         if low is not None and high is not None and low > high:
             raise LivecapError(f"min_speakers ({low}) is more than max_speakers ({high})")
+
+    @classmethod
+    def from_config(cls, config: Config) -> Hints:
+        """The speaker-count hints a configuration gives."""
+        d = config.diarize
+        return cls(d.speakers, d.min_speakers, d.max_speakers)
 
     @property
     def bounds(self) -> tuple[int, int]:

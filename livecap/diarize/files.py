@@ -18,12 +18,6 @@ from livecap.diarize.turns import Turn, label_captions, turns_from_windows
 from livecap.pipeline.runner import RunResult
 
 
-def hints_from(config: Config) -> Hints:
-    """The speaker-count hints a configuration gives."""
-    d = config.diarize
-    return Hints(d.speakers, d.min_speakers, d.max_speakers)
-
-
 def diarize_audio(audio: np.ndarray, hints: Hints = Hints(), model: SpeakerModel | None = None) -> list[Turn]:
     """Who speaks when in 16 kHz mono `audio`: turns named S1, S2, ... in order of first speech."""
     model = model or shared_model()
@@ -44,7 +38,7 @@ def decode(path: Path, track: int = 0) -> np.ndarray:
 def diarize_result(result: RunResult, path: Path, config: Config, track: int = 0) -> RunResult:
     """`result` with speaker-labelled captions, and the labelling's CPU seconds in its stats."""
     started = time.process_time()
-    turns = diarize_audio(decode(path, track), hints_from(config))
+    turns = diarize_audio(decode(path, track), Hints.from_config(config))
     captions = label_captions(result.captions, turns)
     spent = time.process_time() - started
     stats = result.stats

@@ -6,7 +6,7 @@ import dataclasses
 import time
 from typing import Any
 
-from livecap.messages import Caption, InterimCaption, VadEvent
+from livecap.messages import Caption, InterimCaption, SpeakerRevision, VadEvent
 from livecap.pipeline.stats import StatsSnapshot
 
 
@@ -26,6 +26,11 @@ def interim_record(event: InterimCaption) -> dict[str, Any]:
 def vad_record(event: VadEvent) -> dict[str, Any]:
     """A VAD decision, for the protocol adapters that report speech (never written to the journal)."""
     return {"type": "vad", **event.to_dict()}
+
+
+def speaker_record(event: SpeakerRevision) -> dict[str, Any]:
+    """Revised speakers of earlier finals, by `seq`."""
+    return {"type": "speaker", **event.to_dict()}
 
 
 def error_record(message: str) -> dict[str, Any]:

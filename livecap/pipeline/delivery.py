@@ -41,8 +41,10 @@ class Delivery:
         translation_pool: Executor | None = None,
         translate_to: str = "en",
         translation_in_flight: int = 2,
+        keep_audio: bool = False,
     ) -> None:
         self.stream_id = stream_id
+        self._keep_audio = keep_audio  # captions carry their audio (speech translation, speaker labels)
         self.stats = stats
         self._emit = emit
         self._translation = (
@@ -126,7 +128,7 @@ class Delivery:
                 ),
                 utterance=u.seq,
                 last_in_utterance=index == len(result.segments) - 1,
-                audio=u.audio_between(segment.start, segment.end) if self._translation else None,
+                audio=u.audio_between(segment.start, segment.end) if self._translation or self._keep_audio else None,
             )
             self._captions += 1
             self._forward(caption)

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError, VadEvent
+from livecap.messages import (
+    Caption,
+    InterimCaption,
+    SpeakerRevision,
+    StreamEnd,
+    StreamError,
+    VadEvent,
+)
 from livecap.pipeline.stats import StatsSnapshot, latency_breakdown
 from livecap.pipeline.stream import Stream
 
@@ -38,6 +45,9 @@ class Display(Protocol):
     def vad(self, event: VadEvent) -> None:
         """What the VAD decided: only a stream opened with `vad_events` (a protocol adapter) has these."""
 
+    def speakers(self, event: SpeakerRevision) -> None:
+        """Earlier finals' speakers, revised: only a live stream with `diarize` on has these."""
+
 
 class NoDisplay(Display):
     """Shows nothing (every method is the protocol's empty one): for callers that only want the result."""
@@ -60,6 +70,18 @@ class RunResult:
     end_reason: str | None = None  # None: the audio ended normally
     stats: StatsSnapshot | None = None
     t_first_caption: float | None = None
+
+
+def revise(captions: list[Caption], event: SpeakerRevision) -> None:
+    """Apply a speaker revision to kept captions (in seq order), words included."""
+    if not captions:
+        return
+    first = captions[0].seq
+    for seq, speaker in event.labels:
+        index = seq - first
+        if 0 <= index < len(captions) and captions[index].seq == seq:
+            c = captions[index]
+            captions[index] = replace(c, speaker=speaker, words=tuple(replace(w, speaker=speaker) for w in c.words))
 
 
 def run_stream(
@@ -104,6 +126,10 @@ def run_stream(
             display.error(event.message)
         elif isinstance(event, VadEvent):
             display.vad(event)
+        elif isinstance(event, SpeakerRevision):
+            if keep:
+                revise(result.captions, event)
+            display.speakers(event)
         elif isinstance(event, StreamEnd):
             result.end_reason = result.end_reason or event.reason
             return True

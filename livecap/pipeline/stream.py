@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,6 +46,9 @@ from livecap.pipeline.segmentation import Segmentation
 from livecap.pipeline.stats import StatsSnapshot, StreamStats, latency_breakdown
 from livecap.sources.queue import AudioSource, CaptureQueue
 from livecap.translators.base import Translator
+
+if TYPE_CHECKING:
+    from livecap.diarize.live import LiveSpeakers
 
 
 class Stream:
@@ -79,10 +83,12 @@ class Stream:
             pool, config.live, stream_id=stream_id, decode=decode, stats=self.stats,
             current_utterance=self.segmentation.current_utterance, emit=self._offer,
         )
+        self.speakers = _live_speakers(config, self.stats) if live and config.diarize.diarize else None
         self.delivery = Delivery(
-            stream_id=stream_id, stats=self.stats, emit=self._put, translator=translator,
-            translation_pool=translation_pool, translate_to=config.translate.translate_to or "en",
-            translation_in_flight=2 * config.asr.workers,
+            stream_id=stream_id, stats=self.stats, emit=self._put if self.speakers is None else self._label,
+            translator=translator, translation_pool=translation_pool,
+            translate_to=config.translate.translate_to or "en", translation_in_flight=2 * config.asr.workers,
+            keep_audio=self.speakers is not None,
         )
         self._events: queue.Queue[Event] = queue.Queue(maxsize=256)  # what next_event() takes
         self._started = False
@@ -164,9 +170,27 @@ class Stream:
         """Captions, errors and the end: waits while the consumer is behind (never drops)."""
         self._events.put(event)
 
+    def _label(self, event: Event) -> None:
+        """Live speaker labels: a final leaves with its speaker, then any revision it led to."""
+        revision = None
+        if isinstance(event, Caption) and self.speakers is not None:
+            event, revision = self.speakers.label(event)
+            event = replace(event, audio=None)  # translation is done: a kept caption holds no audio
+        self._put(event)
+        if revision is not None:
+            self._put(revision)
+
     def _offer(self, event: InterimCaption) -> None:
         """An interim: dropped when the consumer is behind (interims are shed first under load)."""
         try:
             self._events.put_nowait(event)
         except queue.Full:
             pass
+
+
+def _live_speakers(config: Config, stats: StreamStats) -> LiveSpeakers:
+    """The speaker labeller of a live stream with `diarize` on (the extra loads on first use)."""
+    from livecap.diarize.cluster import Hints
+    from livecap.diarize.live import LiveSpeakers
+
+    return LiveSpeakers(Hints.from_config(config), stats)

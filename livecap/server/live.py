@@ -54,11 +54,12 @@ from livecap.closecodes import (
     UNSUPPORTED,
 )
 from livecap.config import Config
-from livecap.messages import SAMPLE_RATE, Caption, InterimCaption, VadEvent
+from livecap.messages import SAMPLE_RATE, Caption, InterimCaption, SpeakerRevision, VadEvent
 from livecap.output.records import (
     error_record,
     final_record,
     interim_record,
+    speaker_record,
     stats_record,
     vad_record,
 )
@@ -309,6 +310,9 @@ class RecordFeed(Display):
 
     def vad(self, event: VadEvent) -> None:
         self.post(vad_record(event))
+
+    def speakers(self, event: SpeakerRevision) -> None:
+        self.post(speaker_record(event))
 
     def tick(self, stats: StatsSnapshot) -> None:
         self._latest = stats

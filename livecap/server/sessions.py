@@ -119,6 +119,8 @@ class Fanout:
             self.history.append(item)
             self.finals += 1
             self.next_seq = record["seq"] + 1
+        elif record["type"] == "speaker":
+            self._revise(record["labels"])
         for viewer in list(self.viewers):
             try:
                 viewer.put(item)
@@ -126,6 +128,14 @@ class Fanout:
                 self.viewers.discard(viewer)
                 self.dropped += 1
                 viewer.cut(Closing(REJOIN, f"viewer too far behind ({closing.reason}): rejoin to catch up"))
+
+    def _revise(self, labels: list[dict[str, Any]]) -> None:
+        """Revised speakers go into the history too: a viewer who joins later sees them."""
+        speakers = {label["seq"]: label["speaker"] for label in labels}
+        for i, r in enumerate(self.history):
+            if r["seq"] in speakers:
+                words = [{**w, "speaker": speakers[r["seq"]]} for w in r.get("words", ())]
+                self.history[i] = encoded({**r, "speaker": speakers[r["seq"]], **({"words": words} if words else {})})
 
     def join(self, viewer: Outbox, after: int = -1) -> list[Record]:
         """Subscribe and return the finals so far past `after` (nothing can come in between: one loop)."""
@@ -192,6 +202,7 @@ class SharedSession:
         self.record: dict[str, Any] = {}  # a followed session's record, as its owner last shared it
         self.offset = 0.0  # seconds of the source before this replica's stream began (a takeover)
         self.utterances = 0  # utterances before it
+        self.seq_shift = 0  # a final's seq in the session less its seq in this replica's stream
         self.lost = False  # its publisher's replica went away: the viewers were told
         self.waiting_until = self.created + hub.settings.idle_timeout_s
         self.handover: str | None = None  # "moved" (its publisher came to another replica) or "drained"
@@ -258,7 +269,11 @@ class SharedSession:
         the viewers here and to the other replicas'."""
         record = shifted(record, self.offset, self.utterances)
         if record["type"] == "final":
+            self.seq_shift = self.fanout.next_seq - record["seq"]  # the stream's seq -> the session's
             record = {**record, "seq": self.fanout.next_seq}
+        elif record["type"] == "speaker":
+            labels = [{**label, "seq": label["seq"] + self.seq_shift} for label in record["labels"]]
+            record = {**record, "labels": labels}
         self.shared.append(self.id, record, self.fanout.next_seq)
         self.fanout.publish(record)
 

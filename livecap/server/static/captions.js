@@ -33,9 +33,22 @@ function clearInterim() {
   $("tail").textContent = "";
 }
 
+// A speaker label ("S2"), coloured by its number; `speaker` events may change it later.
+function setSpeaker(line, speaker) {
+  let label = line.querySelector(".speaker");
+  if (!label) {
+    label = document.createElement("span");
+    line.insertBefore(label, line.querySelector(".text"));
+  }
+  label.textContent = `${speaker}: `;
+  label.className = `speaker s${(Number(speaker.slice(1)) - 1) % 6}`;
+}
+
 function addCaption(event) {
   const line = timedLine(`${event.start.toFixed(1)}s`, event.text);
   line.dataset.start = event.start;
+  line.dataset.seq = event.seq;
+  if (event.speaker) setSpeaker(line, event.speaker);
   if (event.latency) {
     const lat = document.createElement("span");
     lat.className = "meta";
@@ -74,6 +87,12 @@ export const captionHandlers = {
   final(event) {
     addCaption(event);
     if (event.latency) $("latency").textContent = `final latency ${event.latency.latency.toFixed(2)} s`;
+  },
+  speaker(event) {
+    for (const { seq, speaker } of event.labels) {
+      const line = $("captions").querySelector(`p[data-seq="${seq}"]`);
+      if (line) setSpeaker(line, speaker);
+    }
   },
   interim(event) {
     $("committed").textContent = event.committed;
