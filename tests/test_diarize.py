@@ -272,4 +272,50 @@ def test_bench_reports_diarization_error_and_cpu(tmp_path: Path) -> None:
     for row in rows:
         assert row["file_found"] == row["speakers"] and 0 <= row["file_der"] <= 0.15
         assert 0 < row["file_cpu_per_audio_s"] < 1 and "live_der" not in row
-    assert "file DER" in result.stdout
+    assert "speaker labels on conversations" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_page_shows_speakers_live_and_to_a_late_viewer(conversations: dict, tmp_path: Path) -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from conftest import Clip
+    from livecap.config import Config, DiarizeConfig
+    from livecap.engine import Engine
+    from test_browser import chromium
+    from test_server import exchange, running
+    from test_sessions import session_of, ws
+
+    conversation = conversations["two"]
+    clip = Clip(conversation.path, "", "en", conversation.reference[-1][1])
+    ended = "session ended: the media file ended"
+    with Engine(Config(diarize=DiarizeConfig(diarize=True))) as engine, running(engine, data_dir=tmp_path) as base, \
+            sync_playwright() as playwright:
+        browser = chromium(playwright, conversation.path)
+        try:
+            session = session_of(base, clip, language="en")["id"]
+            live = browser.new_page()
+            live.goto(f"{base}/?watch={session}")
+            expect(live.locator("#state")).to_have_text(ended, timeout=120_000)
+            late = browser.new_page()
+            late.goto(f"{base}/?watch={session}")
+            expect(late.locator("#state")).to_have_text(ended, timeout=30_000)
+            live.screenshot(path=str(tmp_path / "speakers.png"))
+
+            def shown(page: object) -> list[tuple[str, str]]:
+                return [(p.get_attribute("data-seq"), p.locator(".speaker").inner_text().strip())
+                        for p in page.locator("#captions p").all()]  # type: ignore[attr-defined]
+
+            on_page, on_late_page = shown(live), shown(late)
+            colours = {label.get_attribute("class") for label in live.locator("#captions .speaker").all()}
+            with ThreadPoolExecutor(1) as thread:  # playwright's own loop runs on this thread
+                history = thread.submit(asyncio.run, exchange(ws(base, f"/v1/sessions/{session}/captions"), []))
+                history = history.result()[2]
+        finally:
+            browser.close()
+    labels = [(str(e["seq"]), f"{e['speaker']}:") for e in history if e["type"] == "final"]
+    assert on_page == labels and on_late_page == labels
+    assert {speaker for _, speaker in labels} == {"S1:", "S2:"} and colours == {"speaker s0", "speaker s1"}
