@@ -41,8 +41,9 @@ def test_device_is_the_compute_device_everywhere_and_gpu_its_alias() -> None:
     with pytest.raises(LivecapError, match="disagree"):
         flags(gpu="auto", device="cpu")
     assert "--input-device DEVICE" in " ".join(run_cli("mic", "-h").stdout.split())
-    bad = run_cli("file", "x.wav", "--device", "tpu")
-    assert bad.returncode != 0 and "device must be one of cpu, cuda, auto" in bad.stderr
+    for command in (("file", "x.wav"), ("serve",)):  # serve takes it too, checked before anything loads
+        bad = run_cli(*command, "--device", "tpu")
+        assert bad.returncode != 0 and "device must be one of cpu, cuda, auto" in bad.stderr, command
 
 
 def test_misspelt_variable_is_a_warning(tmp_path: Path) -> None:

@@ -19,7 +19,10 @@ Host = Annotated[
 Port = Annotated[Optional[int], setting("port", "TCP port", metavar="N")]
 ApiKey = Annotated[
     Optional[str],
-    typer.Option(envvar="LIVECAP_API_KEY", metavar="KEY", help="require this key on every endpoint but /health"),
+    typer.Option(
+        envvar="LIVECAP_API_KEY", metavar="KEY",
+        help="require this key on every endpoint but /health, /ready and the page's scripts",
+    ),
 ]
 MaxStreams = Annotated[
     Optional[str],
@@ -100,6 +103,7 @@ def _serve_options(
     beam_size: opt.BeamSize = None,
     compute_type: opt.ComputeType = None,
     workers: opt.Workers = None,
+    device: opt.Device = None,
     gpu: opt.Gpu = None,
     initial_prompt: opt.InitialPrompt = None,
     hotwords: opt.Hotwords = None,
