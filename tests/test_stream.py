@@ -19,6 +19,7 @@ from livecap.config import Config
 from livecap.messages import Caption, StreamEnd, StreamError
 from livecap.pipeline.stream import Stream
 from livecap.sources.file import FileSource, decode_blocks
+from livecap.sources.queue import CaptureQueue, EndOfAudio, RawBlock
 
 FAILING = "u2 first"  # the caption whose translation fails
 
@@ -105,3 +106,16 @@ def test_overload_keeps_queues_bounded_and_finals_whole_and_ordered(turns: Path)
     assert all(a.start < b.start for a, b in zip(captions, captions[1:]))
     assert stream.pool.interims_skipped > 0  # interims are shed under load, finals never
     assert max(behind) >= capacity * 0.1  # the backlog shows: at least the full capture queue
+
+
+def test_an_end_on_a_full_capture_queue_counts_the_audio_it_pushes_out() -> None:
+    """The end (or a client's finalize) always gets through a full queue; the audio it pushes out is
+    dropped audio like any other, counted."""
+    capture = CaptureQueue(max_blocks=2)
+    for _ in range(3):
+        capture.offer(RawBlock(np.zeros(1600, dtype=np.float32), 0.0))
+    assert (capture.dropped_blocks, capture.dropped_samples) == (1, 1600)
+    capture.end()
+    assert (capture.dropped_blocks, capture.dropped_samples) == (2, 3200)
+    taken = [capture.get(timeout=1) for _ in range(2)]
+    assert isinstance(taken[0], RawBlock) and isinstance(taken[1], EndOfAudio)

@@ -68,16 +68,19 @@ class CaptureQueue:
 
     def control(self, item: Control | EndOfAudio) -> None:
         """Put a control item after the audio so far; always delivered (a full queue drops its
-        oldest audio to make room: the reader is gone or stalled)."""
+        oldest audio to make room, counted as dropped: the reader is gone or stalled)."""
         while True:
             try:
                 self._queue.put(item, timeout=0.1)
                 return
             except queue.Full:
                 try:  # make room: the reader is gone or stalled, and the end must get through
-                    self._queue.get_nowait()
+                    oldest = self._queue.get_nowait()
                 except queue.Empty:
-                    pass
+                    continue
+                if isinstance(oldest, RawBlock):
+                    self.dropped_blocks += 1
+                    self.dropped_samples += len(oldest.samples)
 
     def get(self, timeout: float) -> RawBlock | Control | EndOfAudio | None:
         try:
