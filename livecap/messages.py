@@ -137,7 +137,7 @@ class InterimCaption:
     """The open utterance as heard so far: a stable committed part and a tail that may change."""
 
     stream_id: str
-    utterance: int  # the utterance it previews: the `seq` of the utterance its final will come from
+    utterance: int  # the utterance it previews: its finals carry the same `utterance`
     committed: str
     tail: str
     new_words: int  # words that were not shown before

@@ -249,8 +249,11 @@ class Journal:
             self._file.write(json.dumps(final_record(caption, latency), ensure_ascii=False) + "\n")
             self._file.flush()
         except OSError as error:
-            self.error = f"cannot write journal {self.path}: {error.strerror or error}"
+            self.error = self._failure(error)
             self.close()
+
+    def _failure(self, error: OSError) -> str:
+        return f"cannot write journal {self.path}: {error.strerror or error}"
 
     def close(self) -> None:
         """Close the file; one that holds nothing (a failed first write) is removed."""
@@ -259,7 +262,7 @@ class Journal:
         try:
             self._file.close()  # the file is closed even when its last flush fails
         except OSError as error:
-            self.error = self.error or f"cannot write journal {self.path}: {error.strerror or error}"
+            self.error = self.error or self._failure(error)
         self._file = None
         try:
             info = self.path.stat()
