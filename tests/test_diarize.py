@@ -319,3 +319,25 @@ def test_the_page_shows_speakers_live_and_to_a_late_viewer(conversations: dict, 
     labels = [(str(e["seq"]), f"{e['speaker']}:") for e in history if e["type"] == "final"]
     assert on_page == labels and on_late_page == labels
     assert {speaker for _, speaker in labels} == {"S1:", "S2:"} and colours == {"speaker s0", "speaker s1"}
+
+
+def test_speaker_settings_resolve_and_watch_shows_speakers_and_revisions() -> None:
+    import io
+
+    from livecap.cli.view import PlainView
+    from livecap.cli.watch import Relay
+    from livecap.config import resolve
+
+    config = resolve(flags={"diarize": True, "speakers": 3}, env={}).config
+    assert config.diarize.diarize and config.diarize.speakers == 3
+    with pytest.raises(LivecapError, match="min_speakers 3 .* must not exceed max_speakers 2"):
+        resolve(flags={"min_speakers": 3, "max_speakers": 2}, env={})
+    out = io.StringIO()
+    relay = Relay(PlainView(out), jsonl=False)
+    for seq, speaker in enumerate(["S1", "S2"]):
+        relay.take({"type": "final", "seq": seq, "start": seq, "end": seq + 1, "text": f"line {seq}",
+                    "speaker": speaker, "words": [{"start": seq, "end": seq + 1, "word": "line", "probability": 1,
+                                                   "speaker": speaker}]})
+    relay.take({"type": "speaker", "labels": [{"seq": 1, "speaker": "S1"}]})
+    assert out.getvalue().splitlines() == [
+        "[    0.00 ->     1.00] S1: line 0", "[    1.00 ->     2.00] S2: line 1", "(speakers revised: #1 S1)"]
