@@ -341,3 +341,22 @@ def test_speaker_settings_resolve_and_watch_shows_speakers_and_revisions() -> No
     relay.take({"type": "speaker", "labels": [{"seq": 1, "speaker": "S1"}]})
     assert out.getvalue().splitlines() == [
         "[    0.00 ->     1.00] S1: line 0", "[    1.00 ->     2.00] S2: line 1", "(speakers revised: #1 S1)"]
+
+
+def test_live_names_stay_put_across_clusterings_and_changed_finals_are_revised() -> None:
+    from collections import deque
+
+    import numpy as np
+
+    from livecap.diarize.live import LiveSpeakers, _Final
+    from livecap.pipeline.stats import StreamStats
+
+    speakers = LiveSpeakers(Hints(), StreamStats(), model=object())  # type: ignore[arg-type]  # no embedding here
+    speakers._names = deque(["S1", "S1", "S2", "S2", None])  # four windows named, one new
+    # cluster numbers swapped since last time: names follow the windows, not the numbers
+    assert speakers._rename(np.array([1, 1, 0, 0, 0])) == ["S1", "S1", "S2", "S2", "S2"]
+    assert speakers._rename(np.array([0, 0, 0, 0, 1])) == ["S1", "S1", "S1", "S1", "S2"]  # S2 merged: a new S2
+    speakers._finals = deque([_Final(0, 2, "S1"), _Final(1, 2, "S2")])
+    # the second final's windows are now S1's: it is revised, the first is not
+    assert speakers._revise(["S1", "S1", "S1", "S1", "S2"], new=1) == [(1, "S1")]
+    assert [f.speaker for f in speakers._finals] == ["S1", "S1"]
