@@ -94,6 +94,26 @@ class ModelRecord:
         engine = self.engine  # read once: an unload may drop it meanwhile (with its seconds retired first)
         return self.busy_retired + (engine.pool.busy_seconds if engine is not None else 0.0)
 
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able record of this model: state, leases, loads, busy seconds, memory."""
+        engine = self.engine  # read once: an unload may drop it meanwhile
+        return {
+            "state": self.state,
+            "loaded": self.state == "loaded",
+            "pinned": self.pinned,
+            "streams_active": self.users["stream"] + self.users["session"],
+            "uploads_active": self.users["upload"],
+            "streams_total": self.taken["stream"] + self.taken["session"],
+            "uploads_total": self.taken["upload"],
+            "busy_seconds": round(self.busy_seconds, 3),
+            "loads": self.loads,
+            "unloads": self.unloads,
+            "load_seconds": self.load_seconds,
+            "memory_bytes": self.memory_bytes if engine is not None else None,
+            "multilingual": engine.backend.multilingual if engine is not None else None,
+            "error": self.error,
+        }
+
 
 class Lease:
     """A model held for one stream, session or upload: never unloaded while a lease is held."""
@@ -418,23 +438,3 @@ class ModelRegistry:
                 for r in self._records.values()
                 if r.engine is not None and r.state == "loaded"
             ]
-
-    def describe(self, record: ModelRecord) -> dict[str, Any]:
-        """A JSON-able record of one model: state, leases, loads, busy seconds, memory."""
-        engine = record.engine
-        return {
-            "state": record.state,
-            "loaded": record.state == "loaded",
-            "pinned": record.pinned,
-            "streams_active": record.users["stream"] + record.users["session"],
-            "uploads_active": record.users["upload"],
-            "streams_total": record.taken["stream"] + record.taken["session"],
-            "uploads_total": record.taken["upload"],
-            "busy_seconds": round(record.busy_seconds, 3),
-            "loads": record.loads,
-            "unloads": record.unloads,
-            "load_seconds": record.load_seconds,
-            "memory_bytes": record.memory_bytes if engine is not None else None,
-            "multilingual": engine.backend.multilingual if engine is not None else None,
-            "error": record.error,
-        }

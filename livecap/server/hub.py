@@ -312,7 +312,7 @@ class Hub:
             ),
             "uptime_s": round(uptime, 1),
             "draining": self.draining.is_set(),
-            "models": {r.name: self.models.describe(r) for r in records},
+            "models": {r.name: r.describe() for r in records},
         }
 
 

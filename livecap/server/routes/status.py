@@ -51,7 +51,7 @@ def model_listing(models: ModelRegistry) -> list[dict]:
     listed = []
     for name in dict.fromkeys([*records, *catalog]):
         entry = catalog.get(name)
-        figures = models.describe(records.get(name) or ModelRecord(name))
+        figures = (records.get(name) or ModelRecord(name)).describe()
         multilingual = figures.get("multilingual")
         listed.append({
             "id": name, "object": "model", "created": 0, "owned_by": "livecap", **figures,
