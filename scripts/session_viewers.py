@@ -21,13 +21,13 @@ import os
 import statistics
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import httpx
 import psutil
 import websockets
 
+from livecap.bench.mix import write_pcm_wav
 from livecap.bench.streams import serve_process
 from livecap.bench.wer import wer
 from livecap.server.client import pcm_frames
@@ -46,13 +46,7 @@ def speech_file(seconds: float, folder: Path) -> tuple[Path, str]:
             break
         frames += pcm_frames(path, silence_s=1.0)
         words.append(reference)
-    out = folder / "speech.wav"
-    with wave.open(str(out), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(16_000)
-        handle.writeframes(b"".join(frames))
-    return out, " ".join(words)
+    return write_pcm_wav(folder / "speech.wav", b"".join(frames)), " ".join(words)
 
 
 async def viewer(url: str, connected: list[int]) -> list[tuple[float, int, str]]:

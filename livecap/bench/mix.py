@@ -84,12 +84,17 @@ def nonspeech(kind: str, seconds: float, rng: np.random.Generator) -> np.ndarray
 
 
 def write_wav(path: Path, audio: np.ndarray) -> Path:
-    """16 kHz mono 16-bit WAV (the one writer the bench, scripts and tests use)."""
+    """16 kHz mono 16-bit WAV of float audio (the one writer the bench, scripts and tests use)."""
+    return write_pcm_wav(path, (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
+
+
+def write_pcm_wav(path: Path, pcm: bytes) -> Path:
+    """16 kHz mono 16-bit WAV of s16le bytes (frames as a live client sends them)."""
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
+        out.writeframes(pcm)
     return path
 
 

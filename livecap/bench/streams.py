@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from livecap.bench.mix import write_pcm_wav
 from livecap.bench.run import Item
 from livecap.bench.wer import wer
 from livecap.closecodes import NORMAL, TRY_LATER
@@ -204,12 +204,7 @@ def reactions(base: str, items: list[Item]) -> dict[str, float]:
     """How fast the server lets go: a DELETEd session's quiet publisher, an abandoned upload."""
     frames = _speech(items, 0, ABANDONED_UPLOAD_S)[0]
     with tempfile.TemporaryDirectory(prefix="livecap-bench-") as folder:
-        path = Path(folder) / "long.wav"
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(16_000)
-            out.writeframes(b"".join(frames))
+        path = write_pcm_wav(Path(folder) / "long.wav", b"".join(frames))
         upload = abandoned_upload(base, path)
     return {"delete_publisher_s": asyncio.run(stopped_publisher(base, frames[:20])), **upload}
 
