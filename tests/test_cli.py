@@ -80,3 +80,16 @@ def test_bench_shows_what_was_measured_when_a_later_configuration_fails(tmp_path
     assert "tiny.en" in done.stdout  # the table of what was measured
     measured = json.loads(report.read_text())["configurations"]
     assert len(measured) == 1 and measured[0]["summary"]["rtf"]["median"] > 0
+
+
+def test_bench_session_is_a_hidden_deprecated_alias_of_mix(tmp_path: Path) -> None:
+    """`--session MIN` (the old name of `--mix`) still works, says it is deprecated, and is not in
+    the help; here it meets a missing input, so nothing is measured."""
+    missing = tmp_path / "nosuch.wav"
+    done = run_cli("bench", str(missing), "--session", "1")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "warning: --session is deprecated: use --mix", f"error: {missing}: no such file"
+    ]
+    shown = run_cli("bench", "-h", env={"COLUMNS": "200"}).stdout
+    assert "--mix" in shown and "--session" not in shown
