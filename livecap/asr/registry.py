@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import itertools
 import logging
@@ -153,14 +154,26 @@ def process_rss() -> int:
     return psutil.Process().memory_info().rss
 
 
-def trim_heap() -> None:
-    """Hand freed heap pages back to the system: glibc keeps them by default, so without this the
-    RSS of a process that unloaded a model barely falls. A no-op where there is no glibc."""
+@functools.cache
+def glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc (it has malloc_trim); None elsewhere (musl, macOS)."""
     name = ctypes.util.find_library("c")
     try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS) or no C library found
-        pass
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def trim_heap() -> bool:
+    """Hand freed heap pages back to the system: glibc keeps them by default, so without this the
+    RSS of a process that unloaded a model (or whose streams ended) barely falls. False, and
+    nothing done, where there is no glibc."""
+    libc = glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
 
 
 class ModelRegistry:

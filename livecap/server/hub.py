@@ -21,13 +21,14 @@ from livecap.asr.registry import (
     ModelLoadFailed,
     ModelRegistry,
     ModelUnavailable,
+    trim_heap,
 )
 from livecap.config import ServerConfig
 from livecap.engine import Engine
 from livecap.pipeline.stats import WINDOW, StatsSnapshot, percentile
 from livecap.pipeline.stream import Stream
 from livecap.server.admission import Estimate, Refused, Told, WaitingList, calibrate, estimate
-from livecap.server.memory import MemoryBudget, default_max_rss_mb, trim
+from livecap.server.memory import MemoryBudget, default_max_rss_mb
 from livecap.server.requests import RequestError
 
 LATENCY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -151,7 +152,7 @@ class Hub:
             await asyncio.sleep(MONITOR_S)
             if self._released and not self.active and not self.uploads_active:
                 self._released = False
-                await asyncio.to_thread(trim)
+                await asyncio.to_thread(trim_heap)
             self._shed(await asyncio.to_thread(self.memory.check))
             self.streams_line.kick()
             self.uploads_line.kick()

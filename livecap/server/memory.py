@@ -1,22 +1,22 @@
 """The server's memory budget (`--max-rss-mb`): above it interims are shed and new streams and
-uploads wait; finals are never dropped. Also gives freed heap back to the system after a stream.
+uploads wait; finals are never dropped. Also the cap on glibc's heap arenas.
 
 glibc gives each thread that allocates its own heap arena (up to 8 per core) and keeps what a
 thread freed in that arena; a server starts several threads per stream (VAD, the run loop,
 translation), so sequential streams leave freed pages spread over many arenas and RSS creeps up.
-`limit_arenas()` (before the server's threads start) caps them at ARENAS, and `trim()` (once the
-streams have ended) returns the free pages; README, Server memory, has the measurements. Where
-there is no glibc both do nothing.
+`limit_arenas()` (before the server's threads start) caps them at ARENAS, and the hub's
+`trim_heap()` once the streams have ended (livecap.asr.registry's: a model's unload uses it too)
+returns the free pages; README, Server memory, has the measurements. Where there is no glibc both
+do nothing.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import os
 
 import psutil
+
+from livecap.asr.registry import glibc
 
 ARENAS = 2  # heap arenas a server keeps (MALLOC_ARENA_MAX)
 M_ARENA_MAX = -8  # glibc's mallopt parameter
@@ -29,32 +29,13 @@ def default_max_rss_mb() -> int:
     return int(psutil.virtual_memory().total * DEFAULT_SHARE / 2**20)
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
-
-
 def limit_arenas(arenas: int = ARENAS) -> bool:
     """mallopt(M_ARENA_MAX): at most `arenas` heap arenas, as MALLOC_ARENA_MAX would (an explicit
     MALLOC_ARENA_MAX wins); False where that cannot be done."""
-    libc = _libc()
+    libc = glibc()
     if libc is None or "MALLOC_ARENA_MAX" in os.environ:
         return False
     return bool(libc.mallopt(M_ARENA_MAX, arenas))
-
-
-def trim() -> bool:
-    """Give the heap's free pages back to the system (glibc); False where that cannot be done."""
-    libc = _libc()
-    if libc is None:
-        return False
-    libc.malloc_trim(0)
-    return True
 
 
 class MemoryBudget:
