@@ -97,7 +97,7 @@ def test_overload_keeps_queues_bounded_and_finals_whole_and_ordered(turns: Path)
         captions = [e for e in drive([stream], sample)["s1"] if isinstance(e, Caption)]
     finally:
         pool.shutdown()
-    capacity = stream.capture._queue.maxsize
+    capacity = stream.capture.max_blocks
     assert capacity == 10 and max(depths) <= capacity
     assert stream.capture.dropped_samples > 0  # it was overloaded: audio beyond the queue was dropped, counted
     assert max(pending) <= config.live.max_pending_finals

@@ -91,6 +91,11 @@ class CaptureQueue:
     def depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def max_blocks(self) -> int:
+        """The most blocks it holds before it drops."""
+        return self._queue.maxsize
+
 
 class AudioSource(Protocol):
     """Delivers audio into a capture queue from its own thread or callback."""
