@@ -1,6 +1,6 @@
 """Capacity on a real server on loopback (real tiny.en, real speech, real clients): many streams at
-once, the waiting list (positions, first come first served, leaving it, its limit), uploads in
-line, workers that heal from a raising or hung call, and a memory budget that forces interims off
+once, the waiting list (positions, first come first served, leaving it, its limit), sessions and
+uploads in line, workers that heal from a raising or hung call, and a memory budget that forces interims off
 while every final still comes. Timings are never asserted (see `livecap bench --streams`)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -138,6 +139,38 @@ def test_leaving_the_line_frees_the_place_and_waiting_is_bounded(engine: Engine,
         refused = httpx.get(base + "/status").json()["streams_refused"]
     assert code == 1013 and "no place within 1 s" in reason and refused == 1
     assert events == [{"type": "queued", "position": 1, "eta_s": None}, {"type": "error", "message": reason}]
+
+
+def test_a_session_waits_in_the_same_line_its_viewers_and_publisher_told(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
+    clip = shortest(en_clips, 1)[0]
+    frames = pcm_frames(clip.path)
+
+    async def scenario(base: str) -> tuple[dict, list[dict], list[dict]]:
+        holder = await start_stream(base)
+        assert (await next_event(holder))["type"] == "ready"
+        created = (await asyncio.to_thread(httpx.post, base + "/v1/sessions", json={"source": "publish"})).json()
+        socket = base.replace("http://", "ws://") + f"/v1/sessions/{created['id']}"
+        viewer = await websockets.connect(socket + "/captions")
+        publisher = await websockets.connect(socket + "/publish")
+        await publisher.send(json.dumps({"type": "start"}))
+        told = await next_event(publisher)
+        await holder.close()  # the place frees: the session takes it
+        ready = await next_event(publisher)
+        for frame in frames:
+            await publisher.send(frame)
+        await publisher.send(json.dumps({"type": "end"}))
+        await collect(publisher)
+        return created, [told, ready], await collect(viewer)
+
+    with running(engine, data_dir=tmp_path, max_streams=1, max_wait_s=300) as base:
+        created, publisher, viewer = asyncio.run(scenario(base))
+    assert created["state"] == "queued" and created["queue_position"] == 1
+    assert publisher[0] == {"type": "queued", "position": 1, "eta_s": None} and publisher[1]["type"] == "ready"
+    assert viewer[0]["type"] == "ready" and viewer[0]["session"]["state"] == "queued"
+    assert wer(clip.reference, " ".join(e["text"] for e in viewer if e["type"] == "final")) < 0.35
+    assert viewer[-1] == {"type": "end", "reason": "the publisher ended the stream"}
 
 
 def test_uploads_wait_for_a_place_instead_of_503(engine: Engine, en_clips: list[Clip]) -> None:

@@ -175,16 +175,17 @@ class WaitingList:
             raise
         finally:
             timer.cancel()
-            self._leave(waiter)
+            self.leave(waiter)
 
     def _expire(self, waiter: Waiter) -> None:
         if not waiter.admitted.done():
             self.timed_out += 1
             waiter.admitted.set_exception(Refused(
                 f"at capacity ({self.what}): no place within {self.max_wait_s:g} s of waiting; try again later"))
-            self._leave(waiter)
+            self.leave(waiter)
 
-    def _leave(self, waiter: Waiter) -> None:
+    def leave(self, waiter: Waiter) -> None:
+        """Take `waiter` out of the line (the others move up)."""
         if waiter in self._waiting:
             self._waiting.remove(waiter)
             self._tell()

@@ -159,6 +159,11 @@ class Hub:
 
     # -- admission -----------------------------------------------------------------------------
 
+    @property
+    def max_streams(self) -> int:
+        """Streams admitted at once now (`stream_limit()`), for readers that want a number."""
+        return self.stream_limit()
+
     def stream_limit(self) -> int:
         """Streams admitted at once: `--max-streams`, or the estimate from measured load."""
         if self.settings.max_streams is not None:

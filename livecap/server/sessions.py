@@ -47,7 +47,7 @@ from livecap.closecodes import (
 )
 from livecap.errors import LivecapError
 from livecap.pipeline.stream import Stream
-from livecap.server.admission import Told
+from livecap.server.admission import Refused, Told, Waiter, queued_record
 from livecap.server.hub import Hub
 from livecap.server.live import (
     Closing,
@@ -189,6 +189,12 @@ class SharedSession:
         self.translate_to = translate_to
         self.created = created or time.time()
         self.state = "starting" if kind == "media" else "waiting"
+        self.waiter: Waiter | None = None  # its place in line, while it waits for a stream place
+        self.placed = asyncio.Event()  # it holds a stream place
+        self.ended = asyncio.Event()
+        self.queue_position: int | None = None
+        self.queue_eta_s: float | None = None
+        self._publisher_told: Told | None = None
         self.end_reason: str | None = None
         self.fanout = Fanout(hub.settings.history_finals)
         self._stream: Stream | None = None  # a media session's (a publish session's is its publisher's)
@@ -253,7 +259,26 @@ class SharedSession:
             "interim_latency_p50": snap.interim_p50 if snap else None,
             "behind_s": round(snap.behind_seconds, 3) if snap else None,
             "dropped_audio_s": round(snap.dropped_seconds, 3) if snap else None,
+            "queue_position": self.queue_position, "queue_eta_s": self.queue_eta_s,
         }
+
+    def told(self, position: int, eta_s: float | None) -> None:
+        """Its place in line changed: the viewers here and a waiting publisher are told."""
+        self.queue_position, self.queue_eta_s = position, eta_s
+        self.fanout.publish(queued_record(position, eta_s))
+        if self._publisher_told is not None:
+            self._publisher_told(position, eta_s)
+
+    async def admit_publisher(self, told: Told) -> None:
+        """A publisher's `admit`: the session's own place (waited for in line), not one more."""
+        if self.placed.is_set():
+            return
+        self._publisher_told = told
+        if self.queue_position is not None:
+            told(self.queue_position, self.queue_eta_s)
+        await self._until(self.placed, self.ended)
+        if not self.placed.is_set():
+            raise Refused(self.end_reason or "the session ended while waiting for a place")
 
     def shared_record(self) -> dict[str, Any]:
         """The record other replicas see: what clients see, and what a replica taking over needs."""
@@ -281,7 +306,10 @@ class SharedSession:
         """The session while this replica produces it; then it ends, is handed over, or followed."""
         code, reason = INTERNAL, "internal server error"
         try:
-            code, reason = await (self._run_media(library) if self.kind == "media" else self._run_publish())
+            if self.waiter is not None:
+                code, reason = await self._wait_for_place(self.waiter)
+            if self.placed.is_set():
+                code, reason = await (self._run_media(library) if self.kind == "media" else self._run_publish())
         except RequestError as error:
             reason = error.message
         except Exception:
@@ -289,10 +317,35 @@ class SharedSession:
         finally:
             if self.media is not None:
                 library.release(self.media)
-            self.hub.release_stream(self.stream.stats_snapshot() if self.stream is not None else None, self.stream)
+            if self.placed.is_set():
+                self.hub.release_stream(self.stream.stats_snapshot() if self.stream is not None else None, self.stream)
             if self.lease is not None:
                 self.lease.release()
             await self._after(code, reason)
+            self.ended.set()
+
+    async def _wait_for_place(self, waiter: Waiter) -> tuple[int, str]:
+        """Wait in line (a DELETE or a shutdown leaves it); the close for viewers when no place came."""
+        self.waiter = None
+        waiting = asyncio.create_task(self.hub.streams_line.wait(waiter))
+        await self._until(self.stopping, self.hub.draining, task=waiting)
+        if not waiting.done():
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+            if self.hub.draining.is_set():
+                return GOING_AWAY, "server shutting down"
+            return NORMAL, "the session was stopped"
+        try:
+            waiting.result()
+        except Refused as refused:
+            self.hub.refused += 1
+            return TRY_LATER, str(refused)
+        self.queue_position = self.queue_eta_s = None
+        self.state = "starting" if self.kind == "media" else "waiting"
+        self.waiting_until = time.time() + self.hub.settings.idle_timeout_s  # its publisher's time starts now
+        self.placed.set()
+        await self.shared.put_session(self.shared_record())
+        return NORMAL, ""
 
     async def _after(self, code: int, reason: str) -> None:
         """End the session everywhere, or let another replica continue it."""
@@ -355,10 +408,14 @@ class SharedSession:
         self.synced.set()
         self.state = "starting" if self.kind == "media" else self.state
 
-    async def _until(self, *events: asyncio.Event, timeout: float | None = None) -> None:
+    async def _until(
+        self, *events: asyncio.Event, timeout: float | None = None, task: asyncio.Task | None = None
+    ) -> None:
+        """Until one of `events` is set, `task` is done or `timeout` has passed."""
         waits = [asyncio.create_task(e.wait()) for e in events]
         try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([*waits, *([task] if task else [])], timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
                 wait.cancel()
@@ -533,7 +590,7 @@ class Sessions:
             decode = decode_options(decode_fields, multilingual=lease.multilingual, model=lease.name)
             media = (await self.library.get(media)).id if kind == "media" else None
             session = SharedSession(self.hub, self.shared, kind, decode, media, translate_to or served, lease)
-            await self._admit(session, lease=kind == "media")
+            await self._admit(session, lease=kind == "media", wait=True)
         except RequestError:
             lease.release()
             raise
@@ -541,19 +598,36 @@ class Sessions:
         self._start(session)
         return session
 
-    async def _admit(self, session: SharedSession, lease: bool) -> None:
-        """A slot for a session this replica is to produce (and, with `lease`, the claim that makes
-        it the producer), or the reason not."""
+    async def _admit(self, session: SharedSession, lease: bool, wait: bool = False) -> None:
+        """A place for a session this replica is to produce, now or (`wait`) in line with the
+        streams (its state `queued` meanwhile), and, with `lease`, the claim that makes it the
+        producer; or the reason not (503)."""
         if self.hub.draining.is_set():
             raise RequestError("the server is shutting down", 503, "server_error")
-        if not self.hub.streams_line.take_now():  # sessions do not wait in line (yet): a place now or 503
+        line = self.hub.streams_line
+        if line.take_now():
+            session.placed.set()
+        elif not wait:
             self.hub.refused += 1
             raise RequestError(f"at capacity ({self.hub.stream_limit()} streams and sessions): try again later", 503,
                                "server_error")
+        else:
+            try:
+                session.waiter = line.join(session.told)
+            except Refused as refused:
+                self.hub.refused += 1
+                raise RequestError(f"{refused} (streams and sessions)", 503, "server_error") from None
+            session.state = "queued"
         if lease and not await self.shared.claim(session.id):
-            self.hub.release_stream(None)
+            self._give_up_place(session)
             raise RequestError("another replica produces this session, or the shared state is unreachable", 503,
                                "server_error")
+
+    def _give_up_place(self, session: SharedSession) -> None:
+        if session.placed.is_set():
+            self.hub.release_stream(None)
+        elif session.waiter is not None:
+            self.hub.streams_line.leave(session.waiter)
 
     def _start(self, session: SharedSession) -> None:
         if session.media is not None:
@@ -695,7 +769,9 @@ class Sessions:
             await close_with(websocket, *refusal)
             return
         assert session.lease is not None
-        live = StreamConnection(websocket, self.hub, _placed, tap=session.emit, model=session.lease.name)
+        live = StreamConnection(
+            websocket, self.hub, session.admit_publisher, tap=session.emit, model=session.lease.name
+        )
         session.publisher = live
         session.publisher_came.set()
         try:
@@ -715,7 +791,7 @@ class Sessions:
             if session.state == "live":
                 return TRY_LATER, ("the session's publisher is connected to another replica, or that replica has "
                                    "just gone: try again in a few seconds")
-        if session.state != "waiting" or session.publisher is not None:
+        if session.state not in ("waiting", "queued") or session.publisher is not None:
             return POLICY, f"this session is {session.state}: it has its publisher"
         if session.owned:
             if not await self.shared.claim(session.id):
@@ -743,10 +819,6 @@ class Sessions:
             self.hub.release_stream(None)
             await self.shared.release(session.id)
             raise RequestError("the shared state is unreachable", 503, "server_error") from None
-
-
-async def _placed(told: Told) -> None:
-    """A publisher's place: its session's, taken when the session was."""
 
 
 async def _until_gone(websocket: WebSocket) -> None:
