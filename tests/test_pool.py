@@ -102,9 +102,7 @@ def test_a_failing_job_fails_only_itself() -> None:
     pool = AsrPool(Flaky(), workers=2)
     done: list = []
     try:
-        for label in (1, 2, 3):
-            pool.submit_final(job("s1", label, final=True, done=done))
-        wait_for(lambda: len(done) == 3)
+        finals_done(pool, done)
     finally:
         pool.shutdown()
     errors = {j.request.samples[0]: e for j, _, e in done}
@@ -350,14 +348,20 @@ def outcomes(done: list) -> dict[float, tuple]:
     return {j.request.samples[0]: (r.segments[0].text if r else None, e) for j, r, e in done}
 
 
+def finals_done(pool: AsrPool, done: list, labels: tuple[int, ...] = (1, 2, 3), timeout: float = 5.0) -> None:
+    """Submit one final per label on stream s1 and wait until all of them are reported."""
+    expected = len(done) + len(labels)
+    for label in labels:
+        pool.submit_final(job("s1", label, final=True, done=done))
+    wait_for(lambda: len(done) == expected, timeout=timeout)
+
+
 def test_a_raising_call_is_retried_once_on_another_worker() -> None:
     backend = FailOn(2, RuntimeError("boom"))
     pool = AsrPool(backend, workers=2)
     done: list = []
     try:
-        for label in (1, 2, 3):
-            pool.submit_final(job("s1", label, final=True, done=done))
-        wait_for(lambda: len(done) == 3)
+        finals_done(pool, done)
         workers = pool.describe_workers()
     finally:
         pool.shutdown()
@@ -373,12 +377,8 @@ def test_a_job_that_fails_twice_fails_alone() -> None:
     pool = AsrPool(backend, workers=2)
     done: list = []
     try:
-        for label in (1, 2, 3):
-            pool.submit_final(job("s1", label, final=True, done=done))
-        wait_for(lambda: len(done) == 3)
-        for label in (4, 5):  # the pool goes on
-            pool.submit_final(job("s1", label, final=True, done=done))
-        wait_for(lambda: len(done) == 5)
+        finals_done(pool, done)
+        finals_done(pool, done, (4, 5))  # the pool goes on
     finally:
         pool.shutdown()
     got = outcomes(done)
@@ -392,9 +392,7 @@ def test_a_hung_call_is_detected_its_worker_replaced_and_its_job_retried() -> No
     pool = AsrPool(backend, workers=2, hung_after_s=1.0)
     done: list = []
     try:
-        for label in (1, 2, 3):
-            pool.submit_final(job("s1", label, final=True, done=done))
-        wait_for(lambda: len(done) == 3, timeout=30)
+        finals_done(pool, done, timeout=30)
         workers = pool.describe_workers()
         backend.release.set()  # the abandoned call returns now: its result must be thrown away
         pool.submit_final(job("s1", 4, final=True, done=done))
@@ -434,9 +432,7 @@ def test_a_dead_worker_thread_is_replaced_and_its_job_retried() -> None:
     pool = AsrPool(backend, workers=1)
     done: list = []
     try:
-        for label in (1, 2, 3):
-            pool.submit_final(job("s1", label, final=True, done=done))
-        wait_for(lambda: len(done) == 3)
+        finals_done(pool, done)
         workers = pool.describe_workers()
     finally:
         pool.shutdown()
