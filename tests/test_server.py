@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from fastapi import FastAPI
 from conftest import REPO, Clip, manifest
 from livecap.bench.streams import free_port, start_upload
 from livecap.bench.wer import wer
+from livecap.cli.view import JsonlView
 from livecap.config import Config, ServerConfig
 from livecap.engine import Engine
 from livecap.messages import Caption, InterimCaption, StreamEnd, StreamError
@@ -127,6 +129,27 @@ def test_the_server_feed_is_a_display_of_the_run_loop() -> None:
     assert records[1]["text"] == "hello" and records[1]["latency"]["latency"] == 1.0 and latencies == [1.0]
     assert posted[-1]["interims_unsent"] == 0 and done == [True]
     assert result.captions == [] and result.errors == ["ASR failed"]  # a server keeps no captions
+
+
+def test_jsonl_lines_and_the_server_feed_carry_the_same_records() -> None:
+    def events() -> list[object]:
+        t = {"speech_end": 1.0, "emitted": 1.5, "asr_start": 1.6, "asr_end": 1.9, "shown": 2.0}
+        caption = Caption("s1", 0, 0.0, 1.0, "hello", True, timings=t, utterance=0)
+        interim = InterimCaption("s1", 0, "hel", "lo", 2, t_audio_end=1.0, audio_end=0.9)
+        return [interim, caption, StreamError("ASR failed"), StreamEnd()]
+
+    out = io.StringIO()
+    run_stream(_ScriptedStream(events()), JsonlView(out, source="a.wav"), keep=False)  # type: ignore[arg-type]
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    hub = type("HubStub", (), {"record_final": staticmethod(lambda latency: None)})()
+    posted: list[dict] = []
+    feed = RecordFeed(hub, posted.append, lambda: {"interims_unsent": 0}, lambda: None)  # type: ignore[arg-type]
+    run_stream(_ScriptedStream(events()), feed, keep=False)  # type: ignore[arg-type]
+    assert [r["type"] for r in lines] == [r["type"] for r in posted] == ["interim", "final", "error", "stats"]
+    assert all(r.pop("source") == "a.wav" for r in lines)
+    assert lines[1:3] == posted[1:3]  # the final (with its latency) and the error, field for field
+    assert {**lines[0], "latency": 0} == {**posted[0], "latency": 0}  # an interim's latency is its age
+    assert set(posted[3]) - set(lines[3]) == {"interims_unsent"}  # the server adds its own figure
 
 
 def test_outbox_sheds_interims_never_finals() -> None:

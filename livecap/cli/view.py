@@ -10,6 +10,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import replace
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -18,13 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from livecap.messages import Caption, InterimCaption, SpeakerRevision
-from livecap.output.records import (
-    error_record,
-    final_record,
-    interim_record,
-    speaker_record,
-    stats_record,
-)
+from livecap.output.records import RecordDisplay
 from livecap.pipeline.stats import StatsSnapshot
 
 
@@ -196,38 +191,19 @@ class PlainView:
         pass
 
 
-class JsonlView(PlainView):
-    """Machine-readable events, one JSON object a line (see `livecap.output.records`): final,
-    interim, error, and stats at the end; each names its `source`."""
+class JsonlView(RecordDisplay):
+    """Machine-readable events, one JSON object a line (the records of `livecap.output.records`):
+    final, interim, speaker, error, and stats at the end; each names its `source`."""
 
     def __init__(self, stream=None, source: str | None = None) -> None:  # noqa: ANN001 - a text stream
-        super().__init__(stream)
+        super().__init__()
+        self._out = stream or sys.stdout
         self._source = source
-        self._stats: StatsSnapshot | None = None
 
-    def _emit(self, record: dict) -> None:
+    def emit(self, record: dict[str, Any]) -> None:
         if self._source is not None:
             record = {**record, "source": self._source}
         print(json.dumps(record, ensure_ascii=False), file=self._out, flush=True)
-
-    def final(self, caption: Caption, latency: dict[str, float]) -> None:
-        self._emit(final_record(caption, latency))
-
-    def interim(self, event: InterimCaption) -> None:
-        self._emit(interim_record(event))
-
-    def speakers(self, event: SpeakerRevision) -> None:
-        self._emit(speaker_record(event))
-
-    def error(self, message: str) -> None:
-        self._emit(error_record(message))
-
-    def tick(self, stats: StatsSnapshot) -> None:
-        self._stats = stats
-
-    def stop(self) -> None:
-        if self._stats is not None:
-            self._emit(stats_record(self._stats))
 
 
 class FileProgressView:

@@ -54,16 +54,9 @@ from livecap.closecodes import (
     UNSUPPORTED,
 )
 from livecap.config import Config
-from livecap.messages import SAMPLE_RATE, Caption, InterimCaption, SpeakerRevision, VadEvent
-from livecap.output.records import (
-    error_record,
-    final_record,
-    interim_record,
-    speaker_record,
-    stats_record,
-    vad_record,
-)
-from livecap.pipeline.runner import Display, run_stream
+from livecap.messages import SAMPLE_RATE, Caption
+from livecap.output.records import RecordDisplay, error_record
+from livecap.pipeline.runner import run_stream
 from livecap.pipeline.stats import StatsSnapshot
 from livecap.pipeline.stream import Stream
 from livecap.server.admission import Refused, Told, queued_record
@@ -281,53 +274,33 @@ Post = Callable[[dict[str, Any]], None]
 Admit = Callable[[Told], Awaitable[None]]  # a place for the stream, now or after waiting; Refused otherwise
 
 
-class RecordFeed(Display):
+class RecordFeed(RecordDisplay):
     """A stream's network side, as a `Display` of `run_stream` (which alone tells events apart):
     each event becomes its wire record, handed to `post` on the run thread (`post` moves it onto the
     event loop), with a stats record (plus `extras()`) every STATS_EVERY_S and at the end; then
     `done()`. It never waits on a client."""
 
+    stats_every_s = STATS_EVERY_S
+
     def __init__(
         self, hub: Hub, post: Post, extras: Callable[[], dict[str, Any]], done: Callable[[], None]
     ) -> None:
+        super().__init__()
         self.hub, self.post, self.extras, self.done = hub, post, extras, done
-        self._latest: StatsSnapshot | None = None
-        self._sent: StatsSnapshot | None = None
-        self._sent_at = time.monotonic()
 
-    def start(self) -> None:
-        """Nothing to open: the connection is up before its stream runs."""
+    def emit(self, record: dict[str, Any]) -> None:
+        self.post(record)
+
+    def stats_extras(self) -> dict[str, Any]:
+        return self.extras()
 
     def final(self, caption: Caption, latency: dict[str, float]) -> None:
         self.hub.record_final(latency["latency"])
-        self.post(final_record(caption, latency))
-
-    def interim(self, event: InterimCaption) -> None:
-        self.post(interim_record(event))
-
-    def error(self, message: str) -> None:
-        self.post(error_record(message))
-
-    def vad(self, event: VadEvent) -> None:
-        self.post(vad_record(event))
-
-    def speakers(self, event: SpeakerRevision) -> None:
-        self.post(speaker_record(event))
-
-    def tick(self, stats: StatsSnapshot) -> None:
-        self._latest = stats
-        if time.monotonic() - self._sent_at >= STATS_EVERY_S:
-            self._send_stats()
+        super().final(caption, latency)
 
     def stop(self) -> None:
-        if self._latest is not None and self._latest is not self._sent:
-            self._send_stats()  # the final figures, once
+        super().stop()
         self.done()
-
-    def _send_stats(self) -> None:
-        assert self._latest is not None
-        self._sent, self._sent_at = self._latest, time.monotonic()
-        self.post({**stats_record(self._latest), **self.extras()})
 
 
 def run_in_thread(stream: Stream, feed: RecordFeed) -> None:
