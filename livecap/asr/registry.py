@@ -176,9 +176,184 @@ def trim_heap() -> bool:
     return True
 
 
+class ModelNames:
+    """Which names a request may use: the pinned models, the default's aliases and, when models are
+    loaded on demand, any name `known` accepts; `offer()` lists names for an unknown one's error."""
+
+    def __init__(
+        self,
+        default: str,
+        pinned: list[str],
+        *,
+        known: Callable[[str], bool],
+        offer: Callable[[], list[str]],
+        on_demand: bool,
+    ) -> None:
+        self.default = default
+        self.pinned = pinned
+        self._known = known
+        self._offer = offer
+        self.on_demand = on_demand
+
+    def canonical(self, requested: object) -> str:
+        """The model a request names (None and `whisper-1`: the default), or `ModelUnavailable`."""
+        if requested is None or requested in DEFAULT_ALIASES:
+            return self.default
+        if not isinstance(requested, str):
+            raise ModelUnavailable("model must be a string")
+        if requested in self.pinned:
+            return requested
+        if not self.on_demand:
+            raise ModelUnavailable(
+                f"model {requested!r} is not served here: this server loads no models on demand; "
+                f"it serves {', '.join(self.pinned)} (or 'whisper-1')"
+            )
+        if not self._known(requested):
+            raise ModelUnavailable(
+                f"unknown model {requested!r}: available are {', '.join(self.offered())}"
+            )
+        return requested
+
+    def offered(self) -> list[str]:
+        return list(dict.fromkeys([*self.pinned, *self._offer()]))
+
+
+class ModelTable:
+    """Every model name's record and the one lock that guards them all: a condition, notified at
+    each change of state (a load done, an unload done, a lease let go, the close)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.records: dict[str, ModelRecord] = {}
+        self.closed = False
+
+    def held(self, record: ModelRecord) -> list[ModelRecord]:
+        """The on-demand models other than `record` loaded, loading or unloading (lock held)."""
+        return [
+            r
+            for r in self.records.values()
+            if not r.pinned and r.state != "unloaded" and r is not record
+        ]
+
+    def idle(self) -> list[ModelRecord]:
+        """The loaded on-demand models without a lease (lock held)."""
+        return [
+            r for r in self.records.values() if r.state == "loaded" and not (r.pinned or r.in_use)
+        ]
+
+
+def make_room(
+    table: ModelTable, record: ModelRecord, max_models: int
+) -> tuple[bool, ModelRecord | None]:
+    """Whether `record` may load now (lock held), and the idle model to unload first (marked
+    unloading) when every slot was taken; (False, None): every slot is in use."""
+    if record.pinned:
+        return True, None
+    held = table.held(record)
+    if len(held) < max_models:
+        return True, None
+    idle = [r for r in held if r.state == "loaded" and not r.in_use]
+    if not idle:
+        return False, None
+    victim = min(idle, key=lambda r: r.last_used)
+    victim.state = "unloading"
+    return True, victim
+
+
+class ModelLoader:
+    """Loads and unloads the engines of the table's records (without its lock: a load takes
+    seconds), measuring each load's time and memory, and gives an unloaded model's memory back."""
+
+    def __init__(self, load: Callable[[str], Engine], table: ModelTable) -> None:
+        self._load = load
+        self.table = table
+
+    def load_into(self, record: ModelRecord) -> None:
+        """Load `record`'s model (lock not held), recording its time and memory or its failure."""
+        before, started = process_rss(), time.monotonic()
+        engine, error = None, None
+        try:
+            engine = self._load(record.name)
+        except LivecapError as failure:
+            error = str(failure)
+        except Exception as failure:  # CTranslate2, the hub and the file system raise many types
+            log.debug("loading model %s failed", record.name, exc_info=True)
+            error = f"{type(failure).__name__}: {failure}"
+        with self.table.cond:
+            if engine is not None and self.table.closed:  # shut down while it loaded: not kept
+                engine.close()
+                engine, error = None, "the server is shutting down"
+            if engine is not None:
+                record.engine, record.state, record.error = engine, "loaded", None
+                record.loads += 1
+                record.load_seconds = round(time.monotonic() - started, 3)
+                record.memory_bytes = max(0, process_rss() - before)
+                record.last_used = time.monotonic()
+                log.info("loaded model %s in %.2f s", record.name, record.load_seconds)
+            else:
+                record.state, record.error = "unloaded", error
+                record.failed_attempt = record.attempts
+                log.info("model %s failed to load: %s", record.name, error)  # the requests say why
+            self.table.cond.notify_all()
+
+    def unload(self, record: ModelRecord) -> None:
+        """Close an idle model marked `unloading` (lock not held) and give its memory back."""
+        engine = record.engine
+        assert engine is not None
+        if record.owned:
+            engine.close()
+        with self.table.cond:  # its last busy seconds move to the record as the engine goes: no dip
+            record.busy_retired += engine.pool.busy_seconds
+            record.engine = None
+        del engine
+        gc.collect()
+        trim_heap()
+        with self.table.cond:
+            record.unloads += 1
+            record.state, record.memory_bytes = "unloaded", None
+            self.table.cond.notify_all()
+        log.info("unloaded model %s", record.name)
+
+
+class IdleReaper:
+    """Unloads the on-demand models idle for `ttl_s` since their last lease (-1: never), on a
+    thread of its own that sleeps until the next is due or the table changes, until it closes."""
+
+    def __init__(self, table: ModelTable, loader: ModelLoader, ttl_s: float) -> None:
+        self.table, self.loader, self.ttl_s = table, loader, ttl_s
+        self._thread = threading.Thread(target=self._run, name="model-reaper", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        table = self.table
+        with table.cond:
+            while not table.closed:
+                now = time.monotonic()
+                idle = table.idle() if self.ttl_s >= 0 else []
+                expired = [r for r in idle if now - r.last_used >= self.ttl_s]
+                if expired:
+                    for record in expired:
+                        record.state = "unloading"
+                    table.cond.release()
+                    try:
+                        for record in expired:
+                            self.loader.unload(record)
+                    finally:
+                        table.cond.acquire()
+                    continue
+                due = min((r.last_used + self.ttl_s - now for r in idle), default=None)
+                table.cond.wait(due)
+
+
 class ModelRegistry:
-    """The models of one server. `load(name)` builds an engine; `known(name)` says whether a name
-    that is not pinned may be loaded on demand; `offer()` lists names for an unknown one's error."""
+    """The models of one server, and the leases on them. `load(name)` builds an engine;
+    `known(name)` says whether a name that is not pinned may be loaded on demand; `offer()` lists
+    names for an unknown one's error. The parts: `names` (what a request may name), `table` (the
+    records and their lock), `loader` (loads, unloads, memory) and the idle reaper; this class
+    hands out leases and decides who loads, who waits and what is unloaded to make room."""
 
     def __init__(
         self,
@@ -193,68 +368,37 @@ class ModelRegistry:
         wait_s: float = 120.0,
         adopted: Mapping[str, Engine] | None = None,
     ) -> None:
-        self._load = load
-        self._known = known
-        self._offer = offer
         self.default = default
-        self.ttl_s = ttl_s
         self.max_models = max_models
         self.wait_s = wait_s
-        self._cond = threading.Condition()
-        self._closed = False
-        self._records: dict[str, ModelRecord] = {}
+        self.table = table = ModelTable()
+        for name in dict.fromkeys([default, *pinned]):
+            table.records[name] = ModelRecord(name, pinned=True)
+        for name, engine in (adopted or {}).items():
+            record = table.records.setdefault(name, ModelRecord(name, pinned=True))
+            record.engine, record.owned, record.state, record.loads = engine, False, "loaded", 1
+        pinned_names = [r.name for r in table.records.values() if r.pinned]
+        self.names = ModelNames(
+            default, pinned_names, known=known, offer=offer, on_demand=max_models >= 1
+        )
+        self.loader = ModelLoader(load, table)
         self._ids = itertools.count(1)
         self._ids_lock = threading.Lock()
-        for name in dict.fromkeys([default, *pinned]):
-            self._records[name] = ModelRecord(name, pinned=True)
-        for name, engine in (adopted or {}).items():
-            record = self._records.setdefault(name, ModelRecord(name, pinned=True))
-            record.engine, record.owned, record.state, record.loads = engine, False, "loaded", 1
-        self._reaper = threading.Thread(target=self._reap, name="model-reaper", daemon=True)
-        self._reaper.start()
+        self._reaper = IdleReaper(table, self.loader, ttl_s)
 
     def next_stream_id(self) -> str:
         with self._ids_lock:
             return f"s{next(self._ids)}"
 
-    def engine(self, name: str) -> Engine | None:
-        """The engine of `name` while it is loaded (a pinned model's, always after `preload`)."""
-        with self._cond:
-            record = self._records.get(name)
-            return record.engine if record is not None and record.state == "loaded" else None
-
-    # -- names ---------------------------------------------------------------------------------
-
     def canonical(self, requested: object) -> str:
         """The model a request names (None and `whisper-1`: the default), or `ModelUnavailable`."""
-        if requested is None or requested in DEFAULT_ALIASES:
-            return self.default
-        if not isinstance(requested, str):
-            raise ModelUnavailable("model must be a string")
-        if requested in self._records and self._records[requested].pinned:
-            return requested
-        if self.max_models < 1:
-            raise ModelUnavailable(
-                f"model {requested!r} is not served here: this server loads no models on demand; "
-                f"it serves {', '.join(self.pinned_names())} (or 'whisper-1')"
-            )
-        if not self._known(requested):
-            raise ModelUnavailable(
-                f"unknown model {requested!r}: available are {', '.join(self._names_offered())}"
-            )
-        return requested
-
-    def pinned_names(self) -> list[str]:
-        return [r.name for r in self._records.values() if r.pinned]
-
-    def _names_offered(self) -> list[str]:
-        return list(dict.fromkeys([*self.pinned_names(), *self._offer()]))
+        return self.names.canonical(requested)
 
     # -- leases --------------------------------------------------------------------------------
 
     def preload(self) -> None:
         """Load the pinned models now (a bad one raises here, before anything is served)."""
-        for name in self.pinned_names():
+        for name in self.names.pinned:
             self.acquire(name, "preload").release()
 
     def acquire(
@@ -275,18 +419,19 @@ class ModelRegistry:
                 on_state(state)
 
         deadline = time.monotonic() + self.wait_s
-        with self._cond:
-            record = self._records.setdefault(name, ModelRecord(name))
+        table = self.table
+        with table.cond:
+            record = table.records.setdefault(name, ModelRecord(name))
             seen: int | None = None  # the load attempt this caller waits for
             while True:
-                if self._closed:
+                if table.closed:
                     raise ModelLoadFailed("the server is shutting down")
                 if record.state == "loaded":
                     return self._lease(record, kind)
                 if record.state == "unloaded":
                     if seen is not None and record.failed_attempt == seen:
                         raise ModelLoadFailed(f"model {name!r} failed to load: {record.error}")
-                    free, victim = self._make_room(record)
+                    free, victim = make_room(table, record, self.max_models)
                     if free:
                         break
                     tell("waiting")
@@ -299,9 +444,9 @@ class ModelRegistry:
             record.attempts += 1
         tell("loading")
         if victim is not None:
-            self._unload(victim)
-        self._load_into(record)
-        with self._cond:
+            self.loader.unload(victim)
+        self.loader.load_into(record)
+        with table.cond:
             if record.state != "loaded":
                 raise ModelLoadFailed(f"model {name!r} failed to load: {record.error}")
             return self._lease(record, kind)
@@ -314,10 +459,10 @@ class ModelRegistry:
         return Lease(self, record, kind)
 
     def _release(self, record: ModelRecord, kind: str) -> None:
-        with self._cond:
+        with self.table.cond:
             record.users[kind] -= 1
             record.last_used = time.monotonic()
-            self._cond.notify_all()  # waiters for a slot, and the reaper's next deadline
+            self.table.cond.notify_all()  # waiters for a slot, and the reaper's next deadline
 
     def _wait(self, deadline: float | None, cancel: threading.Event | None) -> None:
         """Wait for a change (lock held); `ModelBusy` past the deadline, `Cancelled` when asked."""
@@ -329,125 +474,36 @@ class ModelRegistry:
             )
         if cancel is not None:
             left = CANCEL_POLL_S if left is None else min(left, CANCEL_POLL_S)
-        self._cond.wait(left)
+        self.table.cond.wait(left)
         if cancel is not None and cancel.is_set():
             raise Cancelled("the request went away")
 
-    def _make_room(self, record: ModelRecord) -> tuple[bool, ModelRecord | None]:
-        """Whether `record` may load now (lock held), and the idle model to unload first (marked
-        unloading) when every slot was taken; (False, None): every slot is in use."""
-        if record.pinned:
-            return True, None
-        held = [
-            r
-            for r in self._records.values()
-            if not r.pinned and r.state != "unloaded" and r is not record
-        ]
-        if len(held) < self.max_models:
-            return True, None
-        idle = [r for r in held if r.state == "loaded" and not r.in_use]
-        if not idle:
-            return False, None
-        victim = min(idle, key=lambda r: r.last_used)
-        victim.state = "unloading"
-        return True, victim
-
-    def _load_into(self, record: ModelRecord) -> None:
-        """Load `record`'s model (lock not held), recording its time and memory or its failure."""
-        before, started = process_rss(), time.monotonic()
-        engine, error = None, None
-        try:
-            engine = self._load(record.name)
-        except LivecapError as failure:
-            error = str(failure)
-        except Exception as failure:  # CTranslate2, the hub and the file system raise many types
-            log.debug("loading model %s failed", record.name, exc_info=True)
-            error = f"{type(failure).__name__}: {failure}"
-        with self._cond:
-            if engine is not None and self._closed:  # shut down while it loaded: not kept
-                engine.close()
-                engine, error = None, "the server is shutting down"
-            if engine is not None:
-                record.engine, record.state, record.error = engine, "loaded", None
-                record.loads += 1
-                record.load_seconds = round(time.monotonic() - started, 3)
-                record.memory_bytes = max(0, process_rss() - before)
-                record.last_used = time.monotonic()
-                log.info("loaded model %s in %.2f s", record.name, record.load_seconds)
-            else:
-                record.state, record.error, record.failed_attempt = (
-                    "unloaded",
-                    error,
-                    record.attempts,
-                )
-                log.info("model %s failed to load: %s", record.name, error)  # the requests say why
-            self._cond.notify_all()
-
-    def _unload(self, record: ModelRecord) -> None:
-        """Close an idle model marked `unloading` (lock not held) and give its memory back."""
-        engine = record.engine
-        assert engine is not None
-        if record.owned:
-            engine.close()
-        with self._cond:  # its final busy seconds move to the record as the engine goes: no dip
-            record.busy_retired += engine.pool.busy_seconds
-            record.engine = None
-        del engine
-        gc.collect()
-        trim_heap()
-        with self._cond:
-            record.unloads += 1
-            record.state, record.memory_bytes = "unloaded", None
-            self._cond.notify_all()
-        log.info("unloaded model %s", record.name)
-
-    def _reap(self) -> None:
-        """Unload models idle for `ttl_s` (the reaper thread)."""
-        with self._cond:
-            while not self._closed:
-                now = time.monotonic()
-                idle = [
-                    r
-                    for r in self._records.values()
-                    if r.state == "loaded" and not r.pinned and not r.in_use and self.ttl_s >= 0
-                ]
-                expired = [r for r in idle if now - r.last_used >= self.ttl_s]
-                if expired:
-                    for record in expired:
-                        record.state = "unloading"
-                    self._cond.release()
-                    try:
-                        for record in expired:
-                            self._unload(record)
-                    finally:
-                        self._cond.acquire()
-                    continue
-                due = min((r.last_used + self.ttl_s - now for r in idle), default=None)
-                self._cond.wait(due)
-
     def close(self) -> None:
         """Stop the reaper and unload every model this registry loaded (at shutdown)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-            loaded = [r for r in self._records.values() if r.state == "loaded"]
+        with self.table.cond:
+            self.table.closed = True
+            self.table.cond.notify_all()
+            loaded = [r for r in self.table.records.values() if r.state == "loaded"]
             for record in loaded:
                 record.state = "unloading"
         self._reaper.join(timeout=10)
         for record in loaded:
-            self._unload(record)
+            self.loader.unload(record)
 
     # -- figures -------------------------------------------------------------------------------
 
+    def engine(self, name: str) -> Engine | None:
+        """The engine of `name` while it is loaded (a pinned model's, always after `preload`)."""
+        with self.table.cond:
+            record = self.table.records.get(name)
+            return record.engine if record is not None and record.state == "loaded" else None
+
     def records(self) -> list[ModelRecord]:
-        with self._cond:
-            return list(self._records.values())
+        with self.table.cond:
+            return list(self.table.records.values())
 
     def engines(self) -> list[Engine]:
         """The engines loaded now."""
-        with self._cond:
-            return [
-                r.engine
-                for r in self._records.values()
-                if r.engine is not None and r.state == "loaded"
-            ]
+        with self.table.cond:
+            records = self.table.records.values()
+            return [r.engine for r in records if r.engine is not None and r.state == "loaded"]
