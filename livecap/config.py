@@ -27,8 +27,10 @@ from livecap.errors import LivecapError
 from livecap.languages import language_code
 
 ENV_PREFIX = "LIVECAP_"
-OTHER_VARIABLES = ("CONFIG", "PROFILE", "CACHE_DIR", "SHARED_AUDIO", "API_KEY")  # LIVECAP_ names that are not keys
-FORMATS = ("txt", "srt", "vtt", "json", "tsv", "verbose_json")  # `all` in output_format means every one
+# LIVECAP_ names that are not keys
+OTHER_VARIABLES = ("CONFIG", "PROFILE", "CACHE_DIR", "SHARED_AUDIO", "API_KEY")
+# `all` in output_format means every one
+FORMATS = ("txt", "srt", "vtt", "json", "tsv", "verbose_json")
 
 
 def _opt(default: Any, help: str, **rules: Any) -> Any:
@@ -39,12 +41,24 @@ def _opt(default: Any, help: str, **rules: Any) -> Any:
 @dataclass(frozen=True)
 class AsrConfig:
     """Recognition: model, device, decoding."""
-    model: str = _opt("tiny.en", "model name (tiny.en, base, any faster-whisper name), hub id or directory")
+
+    model: str = _opt(
+        "tiny.en", "model name (tiny.en, base, any faster-whisper name), hub id or directory"
+    )
     device: str = _opt("cpu", "where ASR runs", choices=("cpu", "cuda", "auto"))
     compute_type: str = _opt(
         "default",
         "CTranslate2 compute type (default: int8 on CPU, float16 on CUDA)",
-        choices=("default", "int8", "int8_float16", "int8_float32", "int16", "float16", "bfloat16", "float32"),
+        choices=(
+            "default",
+            "int8",
+            "int8_float16",
+            "int8_float32",
+            "int16",
+            "float16",
+            "bfloat16",
+            "float32",
+        ),
     )
     workers: int = _opt(2, "parallel ASR workers sharing one model", min=1, max=16)
     cpu_threads: int = _opt(0, "CPU threads per worker (0: cores / workers)", min=0, max=256)
@@ -55,26 +69,41 @@ class AsrConfig:
     hotwords: str | None = _opt(None, "words to favour (names, jargon), as a space-separated list")
     word_timestamps: bool = _opt(True, "time each word of the final captions")
     batch_size: int = _opt(
-        1, "finals decoded together in one call, across streams and file windows (0: by device)", min=0, max=64
+        1,
+        "finals decoded together in one call, across streams and file windows (0: by device)",
+        min=0,
+        max=64,
     )
-    batch_wait_ms: int = _opt(5, "longest a final is held for others to share its call (ms)", min=0, max=1000)
+    batch_wait_ms: int = _opt(
+        5, "longest a final is held for others to share its call (ms)", min=0, max=1000
+    )
 
 
 @dataclass(frozen=True)
 class VadConfig:
     """Speech detection and how utterances are cut."""
-    vad_threshold: float = _opt(0.5, "speech starts above this Silero probability", min=0.05, max=0.95)
+
+    vad_threshold: float = _opt(
+        0.5, "speech starts above this Silero probability", min=0.05, max=0.95
+    )
     vad_neg_threshold: float = _opt(0.35, "speech ends below this probability", min=0.01, max=0.95)
     min_silence_ms: int = _opt(500, "silence that ends an utterance", min=32, max=10_000)
     speech_pad_ms: int = _opt(
-        400, "audio kept before speech starts (pre-roll) and after it ends (live: 200 ms, then silence)",
-        min=0, max=2_000,
+        400,
+        "audio kept before speech starts (pre-roll) and after it ends (live: 200 ms, then silence)",
+        min=0,
+        max=2_000,
     )
     min_speech_ms: int = _opt(
-        200, "shorter bursts join speech within 2 s (or go alone just after it); far from speech, dropped",
-        min=0, max=5_000,
+        200,
+        "shorter bursts join speech within 2 s (or go alone just after it); far from speech, "
+        "dropped",
+        min=0,
+        max=5_000,
     )
-    max_utterance_s: float = _opt(15.0, "longer speech is cut at its quietest point", min=1.0, max=30.0)
+    max_utterance_s: float = _opt(
+        15.0, "longer speech is cut at its quietest point", min=1.0, max=30.0
+    )
 
 
 @dataclass(frozen=True)
@@ -86,15 +115,24 @@ class LiveConfig:
         300, "least time between interim transcriptions of one utterance", min=100, max=10_000
     )
     interim_share: float = _opt(
-        0.4, "most of one worker's time a stream's interims may take (the cadence slows to keep it)",
-        min=0.01, max=1.0,
+        0.4,
+        "most of one worker's time a stream's interims may take (the cadence slows to keep it)",
+        min=0.01,
+        max=1.0,
     )
     interim_pool_share: float = _opt(
-        0.5, "most of all the ASR workers interims of all streams together may occupy (at least one worker)",
-        min=0.01, max=1.0,
+        0.5,
+        "most of all the ASR workers interims of all streams together may occupy (at least one "
+        "worker)",
+        min=0.01,
+        max=1.0,
     )
-    max_pending_finals: int = _opt(6, "final utterances waiting for ASR before the VAD stage waits", min=1, max=256)
-    capture_queue_s: float = _opt(30.0, "audio the capture queue holds before it drops (seconds)", min=1.0, max=600.0)
+    max_pending_finals: int = _opt(
+        6, "final utterances waiting for ASR before the VAD stage waits", min=1, max=256
+    )
+    capture_queue_s: float = _opt(
+        30.0, "audio the capture queue holds before it drops (seconds)", min=1.0, max=600.0
+    )
 
 
 @dataclass(frozen=True)
@@ -121,7 +159,9 @@ class DiarizeConfig:
 class OutputConfig:
     """Caption files: where, which formats, which text."""
     output_dir: str = _opt(".", "where caption files are written")
-    output_format: tuple[str, ...] = _opt(("txt", "srt", "vtt", "json"), "formats to write", choices=(*FORMATS, "all"))
+    output_format: tuple[str, ...] = _opt(
+        ("txt", "srt", "vtt", "json"), "formats to write", choices=(*FORMATS, "all")
+    )
     subtitle_text: str = _opt(
         "both",
         "with a translation, the text files to write: <stem>.<ext> (original), "
@@ -129,7 +169,9 @@ class OutputConfig:
         choices=("original", "translation", "both"),
     )
     max_line_width: int = _opt(42, "longest srt/vtt line (characters)", min=10, max=200)
-    max_line_count: int = _opt(2, "most lines in one srt/vtt cue; longer captions become more cues", min=1, max=10)
+    max_line_count: int = _opt(
+        2, "most lines in one srt/vtt cue; longer captions become more cues", min=1, max=10
+    )
 
 
 @dataclass(frozen=True)
@@ -140,46 +182,101 @@ class ServerConfig:
     host: str = _opt("127.0.0.1", "address to listen on (0.0.0.0: every interface; set an API key)")
     port: int = _opt(8000, "TCP port (0: any free port)", min=0, max=65535)
     max_streams: int | None = _opt(
-        None, "live streams and sessions at once (none or auto: estimated from the measured load)", min=1, max=10_000
+        None,
+        "live streams and sessions at once (none or auto: estimated from the measured load)",
+        min=1,
+        max=10_000,
     )
-    max_wait_s: float = _opt(30.0, "how long a stream, session or upload waits in line for a place (0: refuse at once)",
-                             min=0.0, max=86_400.0)
-    max_waiting: int = _opt(100, "streams and sessions waiting in line at once; more are refused", min=1, max=100_000)
-    max_uploads: int | None = _opt(None, "uploads transcribed at once (none: one per ASR worker)", min=1, max=1_000)
-    max_queued_uploads: int | None = _opt(None, "uploads waiting in line at once (none: four per upload place)",
-                                          min=1, max=100_000)
-    max_rss_mb: int | None = _opt(None, "memory budget (MiB): above it interims are shed and new work waits "
-                                  "(none: half the machine's memory)", min=1, max=16_777_216)
+    max_wait_s: float = _opt(
+        30.0,
+        "how long a stream, session or upload waits in line for a place (0: refuse at once)",
+        min=0.0,
+        max=86_400.0,
+    )
+    max_waiting: int = _opt(
+        100, "streams and sessions waiting in line at once; more are refused", min=1, max=100_000
+    )
+    max_uploads: int | None = _opt(
+        None, "uploads transcribed at once (none: one per ASR worker)", min=1, max=1_000
+    )
+    max_queued_uploads: int | None = _opt(
+        None, "uploads waiting in line at once (none: four per upload place)", min=1, max=100_000
+    )
+    max_rss_mb: int | None = _opt(
+        None,
+        "memory budget (MiB): above it interims are shed and new work waits "
+        "(none: half the machine's memory)",
+        min=1,
+        max=16_777_216,
+    )
     max_upload_mb: float = _opt(100.0, "largest upload (MiB)", min=0.001, max=1_000_000.0)
     max_frame_kb: float = _opt(256.0, "largest WebSocket message (KiB)", min=1.0, max=1_048_576.0)
-    idle_timeout_s: float = _opt(30.0, "a stream that sends nothing this long is ended", min=0.1, max=86_400.0)
-    max_stream_s: float = _opt(4 * 3600.0, "a stream is ended after this long", min=1.0, max=2_592_000.0)
-    drain_s: float = _opt(10.0, "on shutdown, time for open streams to send their last finals", min=0.0, max=3_600.0)
+    idle_timeout_s: float = _opt(
+        30.0, "a stream that sends nothing this long is ended", min=0.1, max=86_400.0
+    )
+    max_stream_s: float = _opt(
+        4 * 3600.0, "a stream is ended after this long", min=1.0, max=2_592_000.0
+    )
+    drain_s: float = _opt(
+        10.0, "on shutdown, time for open streams to send their last finals", min=0.0, max=3_600.0
+    )
     max_unsent_finals: int = _opt(
         1000, "finals a stream's client may leave unread before it is cut off", min=1, max=1_000_000
     )
     data_dir: str | None = _opt(None, "the media library's folder (none: the user data folder)")
     max_media: int = _opt(100, "files in the media library", min=1, max=100_000)
-    max_viewers: int = _opt(1000, "session viewers at once, all sessions together", min=1, max=1_000_000)
-    viewer_buffer: int = _opt(256, "events unsent to one viewer before it is cut off (it rejoins)", min=1, max=100_000)
-    history_finals: int = _opt(1000, "finals a session keeps for late viewers", min=1, max=1_000_000)
-    ended_sessions: int = _opt(20, "ended sessions still listed, with their history", min=1, max=10_000)
+    max_viewers: int = _opt(
+        1000, "session viewers at once, all sessions together", min=1, max=1_000_000
+    )
+    viewer_buffer: int = _opt(
+        256, "events unsent to one viewer before it is cut off (it rejoins)", min=1, max=100_000
+    )
+    history_finals: int = _opt(
+        1000, "finals a session keeps for late viewers", min=1, max=1_000_000
+    )
+    ended_sessions: int = _opt(
+        20, "ended sessions still listed, with their history", min=1, max=10_000
+    )
     ping_s: float = _opt(20.0, "WebSocket ping interval and timeout", min=0.5, max=3_600.0)
-    redis_url: str | None = _opt(None, "share sessions and the media index with other replicas through this Redis "
-                                       "(redis://HOST:PORT/DB; none: this server alone)")
+    redis_url: str | None = _opt(
+        None,
+        "share sessions and the media index with other replicas through this Redis "
+        "(redis://HOST:PORT/DB; none: this server alone)",
+    )
     replica: str | None = _opt(None, "this replica's name in the cluster (none: host:port)")
-    lease_s: float = _opt(5.0, "a replica's sessions are taken over this long after it stops renewing them",
-                          min=0.5, max=600.0)
-    header_timeout_s: float = _opt(10.0, "a connection that has not sent a whole request head by then gets 408",
-                                   min=0.1, max=3_600.0)
-    max_pending_headers: int = _opt(128, "connections still sending their request heads at once; more get 503",
-                                    min=1, max=100_000)
-    preload: tuple[str, ...] | None = _opt(None, "models loaded at start and kept, besides the default one")
-    model_ttl_s: float = _opt(300.0, "unload a model no request has used for this long (-1: never)", min=-1.0,
-                              max=31_536_000.0)
-    max_models: int = _opt(2, "models loaded on demand at once, the default and preloaded ones aside", min=0, max=64)
-    model_wait_s: float = _opt(120.0, "how long a request waits for a model slot before a 503", min=0.0,
-                               max=3_600.0)
+    lease_s: float = _opt(
+        5.0,
+        "a replica's sessions are taken over this long after it stops renewing them",
+        min=0.5,
+        max=600.0,
+    )
+    header_timeout_s: float = _opt(
+        10.0,
+        "a connection that has not sent a whole request head by then gets 408",
+        min=0.1,
+        max=3_600.0,
+    )
+    max_pending_headers: int = _opt(
+        128,
+        "connections still sending their request heads at once; more get 503",
+        min=1,
+        max=100_000,
+    )
+    preload: tuple[str, ...] | None = _opt(
+        None, "models loaded at start and kept, besides the default one"
+    )
+    model_ttl_s: float = _opt(
+        300.0,
+        "unload a model no request has used for this long (-1: never)",
+        min=-1.0,
+        max=31_536_000.0,
+    )
+    max_models: int = _opt(
+        2, "models loaded on demand at once, the default and preloaded ones aside", min=0, max=64
+    )
+    model_wait_s: float = _opt(
+        120.0, "how long a request waits for a model slot before a 503", min=0.0, max=3_600.0
+    )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -220,7 +317,9 @@ def _fields() -> dict[str, tuple[str, dataclasses.Field]]:
     for section, kind in _SECTION_TYPES.items():
         for f in dataclasses.fields(kind):
             if f.name in table:
-                raise TypeError(f"config key {f.name} is in both [{table[f.name][0]}] and [{section}]")
+                raise TypeError(
+                    f"config key {f.name} is in both [{table[f.name][0]}] and [{section}]"
+                )
             table[f.name] = (section, f)
     return table
 
@@ -264,7 +363,9 @@ def _allowed(key: str) -> str:
     elif kind is bool:
         words = "true or false"
     elif kind in (int, float):
-        words = ("a whole number" if kind is int else "a number") + f" from {rules['min']} to {rules['max']}"
+        words = (
+            "a whole number" if kind is int else "a number"
+        ) + f" from {rules['min']} to {rules['max']}"
     else:
         words = "text"
     return words + (" (empty: none)" if optional else "")
@@ -284,14 +385,21 @@ def _parse(kind: type, value: Any, text: bool, fold: bool = True) -> Any:
         return value
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+    if (
+        kind is float
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    ):
         return float(value)
     if kind is str and isinstance(value, str) and value.strip():
         return value
     if kind is tuple:
         items = value.split(",") if text and isinstance(value, str) else value
         if isinstance(items, (list, tuple)) and all(isinstance(item, str) for item in items):
-            names = (item.strip().lower() if fold else item.strip() for item in items if item.strip())
+            names = (
+                item.strip().lower() if fold else item.strip() for item in items if item.strip()
+            )
             parsed = tuple(dict.fromkeys(names))
             if parsed:
                 return parsed
@@ -304,7 +412,9 @@ def _coerce(key: str, value: Any, origin: str, *, text: bool = False) -> Any:
     `text`: the value comes from text (environment, command line), so "3" may mean 3.
     """
     kind, optional = _KINDS[key]
-    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "auto"))):
+    if optional and (
+        value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "auto"))
+    ):
         return None
     rules = FIELDS[key][1].metadata
     try:
@@ -344,8 +454,12 @@ def _layer_from_mapping(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
     for name, value in data.items():
         if name in SECTIONS:
             if not isinstance(value, Mapping):
-                raise LivecapError(f"{origin}: {name} must be a table ([{name}] followed by its keys)")
-            pairs: list[tuple[str, Any, str | None]] = [(key, inner, name) for key, inner in value.items()]
+                raise LivecapError(
+                    f"{origin}: {name} must be a table ([{name}] followed by its keys)"
+                )
+            pairs: list[tuple[str, Any, str | None]] = [
+                (key, inner, name) for key, inner in value.items()
+            ]
         elif isinstance(value, Mapping):
             raise LivecapError(f"{origin}: unknown table [{name}]; allowed: {_TABLES}")
         else:
@@ -400,8 +514,12 @@ def profile_path(name_or_path: str) -> Path:
     if path.is_file():
         return path
     if path.suffix == ".toml" or path.exists():
-        raise LivecapError(f"profile {name_or_path}: {'not a file' if path.exists() else 'no such file'}")
-    raise LivecapError(f"unknown profile {name_or_path!r}; shipped profiles: {', '.join(shipped)}, or a .toml path")
+        raise LivecapError(
+            f"profile {name_or_path}: {'not a file' if path.exists() else 'no such file'}"
+        )
+    raise LivecapError(
+        f"unknown profile {name_or_path!r}; shipped profiles: {', '.join(shipped)}, or a .toml path"
+    )
 
 
 def user_config_path(env: Mapping[str, str]) -> Path:
@@ -418,7 +536,8 @@ def resolve(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Resolved:
-    """Resolve the configuration from all layers; `flags` holds only options given on the command line.
+    """Resolve the configuration from all layers; `flags`
+    holds only options given on the command line.
 
     The profile is `profile`, else `LIVECAP_PROFILE`, else `default`.
     """
@@ -465,7 +584,10 @@ def resolve(
     if values["vad_neg_threshold"] > values["vad_threshold"]:
         neg, pos = (f"{values[k]} ({sources[k]})" for k in ("vad_neg_threshold", "vad_threshold"))
         raise LivecapError(f"vad_neg_threshold {neg} must not exceed vad_threshold {pos}")
-    if None not in (values["min_speakers"], values["max_speakers"]) and values["min_speakers"] > values["max_speakers"]:
+    if (
+        None not in (values["min_speakers"], values["max_speakers"])
+        and values["min_speakers"] > values["max_speakers"]
+    ):
         low, high = (f"{values[k]} ({sources[k]})" for k in ("min_speakers", "max_speakers"))
         raise LivecapError(f"min_speakers {low} must not exceed max_speakers {high}")
     sections = {
@@ -482,6 +604,7 @@ def _misspelt_variables(env: Mapping[str, str], known: Any) -> tuple[str, ...]:
     for var in sorted(v for v in env if v.startswith(ENV_PREFIX) and v not in names):
         guess = get_close_matches(var, names, n=1)
         out.append(
-            f"environment {var} is not a livecap setting, ignored" + (f" (did you mean {guess[0]}?)" if guess else "")
+            f"environment {var} is not a livecap setting, ignored"
+            + (f" (did you mean {guess[0]}?)" if guess else "")
         )
     return tuple(out)

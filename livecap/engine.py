@@ -32,21 +32,29 @@ class Engine:
         self.config = config
         workers = config.asr.workers
         self.backend = WhisperBackend(
-            config.asr, device=pick_device(config.asr.device), extra_workers=whisper_callers(config.translate, workers),
+            config.asr,
+            device=pick_device(config.asr.device),
+            extra_workers=whisper_callers(config.translate, workers),
             path=model_path,
         )
         self.pool = AsrPool(
-            self.backend, workers, batch_size=self.backend.batch_size, batch_wait_ms=config.asr.batch_wait_ms,
+            self.backend,
+            workers,
+            batch_size=self.backend.batch_size,
+            batch_wait_ms=config.asr.batch_wait_ms,
             interim_share=config.live.interim_pool_share,
         )
         self.translator = open_translator(config.translate, self.backend)
         # as many translating threads as ASR workers, whatever the number of streams
         self.translation_pool = (
-            ThreadPoolExecutor(workers, thread_name_prefix="translate") if self.translator is not None else None
+            ThreadPoolExecutor(workers, thread_name_prefix="translate")
+            if self.translator is not None
+            else None
         )
         self._ids = itertools.count(1)
         self._ids_lock = threading.Lock()
-        if config.diarize.diarize:  # the speaker model loads here, not when a stream (maybe on a server's loop) opens
+        if config.diarize.diarize:
+            # the speaker model loads here, not when a stream (maybe on a server's loop) opens
             from livecap.diarize.model import shared_model
 
             shared_model()
@@ -113,15 +121,23 @@ def open_models(
     """A server's models: `config.asr.model` (the default; `engine` when given, which the caller
     closes) and `preload`, loaded now and kept; any other model a client may name (see
     `requestable`) loaded on demand with `config`'s other settings."""
-    operator = {config.asr.model, *preload}  # the operator's names may be directories; a client's never
+    # the operator's names may be directories; a client's never
+    operator = {config.asr.model, *preload}
 
     def load(name: str) -> Engine:
         path = resolve_model(name) if name in operator else resolve_requested(name)
         return Engine(replace(config, asr=replace(config.asr, model=name)), model_path=path)
 
     registry = ModelRegistry(
-        load, default=config.asr.model, pinned=preload, known=requestable, offer=offered_models, ttl_s=ttl_s,
-        max_models=max_models, wait_s=wait_s, adopted={config.asr.model: engine} if engine is not None else None,
+        load,
+        default=config.asr.model,
+        pinned=preload,
+        known=requestable,
+        offer=offered_models,
+        ttl_s=ttl_s,
+        max_models=max_models,
+        wait_s=wait_s,
+        adopted={config.asr.model: engine} if engine is not None else None,
     )
     try:
         registry.preload()

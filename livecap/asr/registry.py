@@ -16,7 +16,8 @@ on-demand models compete for them and for memory.
 - A model with no lease is unloaded `ttl_s` after its last lease ended (-1: never), by a reaper
   thread. Unloading frees the model (CTranslate2's `unload_model`), collects garbage and hands
   freed heap pages back to the system (glibc's `malloc_trim`), so the process's RSS falls.
-- A load that fails fails every request waiting for it with the reason; the next request tries again.
+- A load that fails fails every request waiting for it with
+  the reason; the next request tries again.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ class ModelRecord:
 
     @property
     def busy_seconds(self) -> float:
-        engine = self.engine  # read once: an unload may drop it meanwhile (with its seconds retired first)
+        # read once: an unload may drop it meanwhile (with its seconds retired first)
+        engine = self.engine
         return self.busy_retired + (engine.pool.busy_seconds if engine is not None else 0.0)
 
     def describe(self) -> dict[str, Any]:

@@ -48,8 +48,15 @@ if TYPE_CHECKING:
 class WindowLoop:
     """The loop over one batch of finals, on one loaded model with the configured options."""
 
-    def __init__(self, model: WhisperModel, config: AsrConfig, device: str, multilingual: bool) -> None:
-        self.model, self.config, self.device, self.multilingual = model, config, device, multilingual
+    def __init__(
+        self, model: WhisperModel, config: AsrConfig, device: str, multilingual: bool
+    ) -> None:
+        self.model, self.config, self.device, self.multilingual = (
+            model,
+            config,
+            device,
+            multilingual,
+        )
         self._options: TranscriptionOptions | None = None  # built from the first tokenizer
 
     def run(self, requests: Sequence[AsrRequest]) -> list[AsrResult]:
@@ -65,13 +72,23 @@ class WindowLoop:
         """One window of each active final: encoded, started when new, decoded, advanced."""
         from faster_whisper.audio import pad_or_trim
 
-        sizes = [min(self.model.feature_extractor.nb_max_frames, item.frames - item.seek) for item in active]
+        sizes = [
+            min(self.model.feature_extractor.nb_max_frames, item.frames - item.seek)
+            for item in active
+        ]
         encoded = self.encode(
-            np.stack([pad_or_trim(item.features[:, item.seek : item.seek + n]) for item, n in zip(active, sizes)])
+            np.stack(
+                [
+                    pad_or_trim(item.features[:, item.seek : item.seek + n])
+                    for item, n in zip(active, sizes)
+                ]
+            )
         )
         self._start_new(active, encoded)
         prompts = [
-            self.model.get_prompt(item.tokenizer, item.previous, hotwords=hotwords_of(item.request, self.config))
+            self.model.get_prompt(
+                item.tokenizer, item.previous, hotwords=hotwords_of(item.request, self.config)
+            )
             for item in active
         ]
         outputs = self._generate(active, encoded, prompts)
@@ -101,8 +118,14 @@ class WindowLoop:
         def unknown_language(item: Pending) -> bool:
             return requested_language(item.request, self.config, self.multilingual) is None
 
-        unknown = [k for k, item in enumerate(active) if item.tokenizer is None and unknown_language(item)]
-        detected = dict(zip(unknown, self.model.model.detect_language(_view(encoded[unknown])))) if unknown else {}
+        unknown = [
+            k for k, item in enumerate(active) if item.tokenizer is None and unknown_language(item)
+        ]
+        detected = (
+            dict(zip(unknown, self.model.model.detect_language(_view(encoded[unknown]))))
+            if unknown
+            else {}
+        )
         for k, item in enumerate(active):
             if item.tokenizer is not None:
                 continue
@@ -118,9 +141,13 @@ class WindowLoop:
             initial = initial_prompt_of(item.request, self.config)
             item.previous = item.tokenizer.encode(" " + initial.strip()) if initial else []
             if self._options is None:
-                self._options = window_options(self.config.beam_size, get_suppressed_tokens(item.tokenizer, [-1]))
+                self._options = window_options(
+                    self.config.beam_size, get_suppressed_tokens(item.tokenizer, [-1])
+                )
 
-    def _generate(self, active: list[Pending], encoded: np.ndarray, prompts: list[list[int]]) -> list[Any]:
+    def _generate(
+        self, active: list[Pending], encoded: np.ndarray, prompts: list[list[int]]
+    ) -> list[Any]:
         """One decode of every active window. CTranslate2 wants <|startoftranscript|> at one
         position in a call: one call for each length of prompt text (no initial prompt or
         hotwords: all in one call)."""
@@ -140,7 +167,9 @@ class WindowLoop:
                 return_no_speech_prob=True,
                 suppress_blank=options.suppress_blank,
                 suppress_tokens=list(options.suppress_tokens),
-                max_initial_timestamp_index=round(options.max_initial_timestamp / model.time_precision),
+                max_initial_timestamp_index=round(
+                    options.max_initial_timestamp / model.time_precision
+                ),
             )
             for k, output in zip(group, decoded):
                 outputs[k] = output
@@ -161,7 +190,13 @@ class WindowLoop:
             return
         frame_s = model.feature_extractor.time_per_frame
         segments, seek, single_ending = split_at_timestamps(
-            tokens, tokenizer.timestamp_begin, item.seek, size, frame_s, model.time_precision, model.input_stride
+            tokens,
+            tokenizer.timestamp_begin,
+            item.seek,
+            size,
+            frame_s,
+            model.time_precision,
+            model.input_stride,
         )
         if item.request.word_timestamps:
             seek = self._align_words(item, segments, seek, single_ending, size, own)
@@ -170,7 +205,9 @@ class WindowLoop:
         for segment in segments:
             text = tokenizer.decode(segment["tokens"])
             if segment["start"] != segment["end"] and text.strip():
-                item.keep(segment, collapse_repeats(text.strip()), output.no_speech_prob, avg_logprob)
+                item.keep(
+                    segment, collapse_repeats(text.strip()), output.no_speech_prob, avg_logprob
+                )
 
     def _fallback(
         self, own: Any, prompt: list[int], tokenizer: Tokenizer, first: tuple[Any, float]
@@ -183,23 +220,41 @@ class WindowLoop:
         tried = [first]
         for settings in FALLBACK_DECODES:
             output = model.model.generate(
-                own, [prompt], max_length=model.max_length, return_scores=True, return_no_speech_prob=True,
-                suppress_blank=options.suppress_blank, suppress_tokens=list(options.suppress_tokens),
-                max_initial_timestamp_index=round(options.max_initial_timestamp / model.time_precision),
+                own,
+                [prompt],
+                max_length=model.max_length,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=options.suppress_blank,
+                suppress_tokens=list(options.suppress_tokens),
+                max_initial_timestamp_index=round(
+                    options.max_initial_timestamp / model.time_precision
+                ),
                 **settings,
             )[0]
             tokens = output.sequences_ids[0]
             tried.append((output, output.scores[0] * len(tokens) / (len(tokens) + 1)))
-            if not needs_fallback(output.no_speech_prob, tried[-1][1], tokenizer.decode(tokens).strip()):
+            if not needs_fallback(
+                output.no_speech_prob, tried[-1][1], tokenizer.decode(tokens).strip()
+            ):
                 return tried[-1]
 
         def varied(attempt: tuple[Any, float]) -> bool:
-            return compression_ratio(tokenizer.decode(attempt[0].sequences_ids[0]).strip()) <= COMPRESSION_RATIO
+            return (
+                compression_ratio(tokenizer.decode(attempt[0].sequences_ids[0]).strip())
+                <= COMPRESSION_RATIO
+            )
 
         return max([t for t in tried if varied(t)] or tried, key=lambda t: t[1])
 
     def _align_words(
-        self, item: Pending, segments: list[dict[str, Any]], seek: int, single_ending: bool, size: int, own: Any
+        self,
+        item: Pending,
+        segments: list[dict[str, Any]],
+        seek: int,
+        single_ending: bool,
+        size: int,
+        own: Any,
     ) -> int:
         """Word times for a window's segments; the next window starts after the last word when
         the window's end was cut."""
@@ -207,7 +262,13 @@ class WindowLoop:
 
         model = self.model
         model.add_word_timestamps(
-            [segments], item.tokenizer, own, size, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, item.last_speech
+            [segments],
+            item.tokenizer,
+            own,
+            size,
+            PREPEND_PUNCTUATIONS,
+            APPEND_PUNCTUATIONS,
+            item.last_speech,
         )
         last_word_end = get_end(segments)
         offset = item.seek * model.feature_extractor.time_per_frame
@@ -234,7 +295,8 @@ class Pending:
         self.frames = features.shape[-1] - 1  # content frames, counted as faster-whisper does
         self.seek = 0
         self.last_speech = 0.0
-        self.previous: list[int] = []  # prompt tokens: the initial prompt, for the first window only
+        # prompt tokens: the initial prompt, for the first window only
+        self.previous: list[int] = []
         self.tokenizer: Tokenizer | None = None
         self.language = "en"
         self.probability = 1.0
@@ -260,7 +322,12 @@ class Pending:
 
 
 def split_at_timestamps(
-    tokens: list[int], timestamp_begin: int, seek: int, size: int, frame_s: float, time_precision: float,
+    tokens: list[int],
+    timestamp_begin: int,
+    seek: int,
+    size: int,
+    frame_s: float,
+    time_precision: float,
     input_stride: int,
 ) -> tuple[list[dict[str, Any]], int, bool]:
     """A window's tokens cut into segments at its timestamp tokens, as Whisper does: the segments
@@ -270,17 +337,27 @@ def split_at_timestamps(
     without a pair of timestamps is one segment."""
     offset = seek * frame_s
     single_ending = len(tokens) >= 2 and tokens[-2] < timestamp_begin <= tokens[-1]
-    pairs = [i for i in range(1, len(tokens)) if tokens[i] >= timestamp_begin and tokens[i - 1] >= timestamp_begin]
+    pairs = [
+        i
+        for i in range(1, len(tokens))
+        if tokens[i] >= timestamp_begin and tokens[i - 1] >= timestamp_begin
+    ]
     if not pairs:
         stamps = [t for t in tokens if t >= timestamp_begin]
         duration = size * frame_s
         if stamps and stamps[-1] != timestamp_begin:
             duration = (stamps[-1] - timestamp_begin) * time_precision
-        return [{"seek": seek, "start": offset, "end": offset + duration, "tokens": tokens}], seek + size, single_ending
+        return (
+            [{"seek": seek, "start": offset, "end": offset + duration, "tokens": tokens}],
+            seek + size,
+            single_ending,
+        )
     segments, last = [], 0
     for cut in (pairs + [len(tokens)]) if single_ending else pairs:
         piece = tokens[last:cut]
-        start, end = (offset + (t - timestamp_begin) * time_precision for t in (piece[0], piece[-1]))
+        start, end = (
+            offset + (t - timestamp_begin) * time_precision for t in (piece[0], piece[-1])
+        )
         segments.append({"seek": seek, "start": start, "end": end, "tokens": piece})
         last = cut
     if single_ending:

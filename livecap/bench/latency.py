@@ -3,9 +3,9 @@
 A word is "spoken" at its end time in the reference word timings (offline faster-whisper word
 timestamps on the same audio). It is "shown committed" at the stream clock (`emitted_at`) of the
 first interim whose committed part holds it (aligned with the final's words of the same utterance),
-or of its final if no interim committed it first; it is
-"shown final" at its final's `emitted_at`. Hypothesis words are matched to reference words of the same
-text near the same time (see `word_latencies`); unmatched words have no latency (they are errors).
+or of its final if no interim committed it first; it is "shown final" at its final's `emitted_at`.
+Hypothesis words are matched to reference words of the same text near the same time (see
+`word_latencies`); unmatched words have no latency (they are errors).
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def shown_words(events: list[dict[str, Any]]) -> list[ShownWord]:
                 for k in range(block.size):
                     first[block.b + k] = min(first[block.b + k], emitted_at)
         out += [
-            ShownWord(word, shown, final_at, start, end) for (word, start, end, final_at), shown in zip(words, first)
+            ShownWord(word, shown, final_at, start, end)
+            for (word, start, end, final_at), shown in zip(words, first)
         ]
     return out
 

@@ -99,7 +99,12 @@ def write_pcm_wav(path: Path, pcm: bytes) -> Path:
 
 
 def build_mix(
-    clips: list[tuple[Path, str]], out: Path, *, minutes: float, seed: int = 0, nonspeech_every: int = 4
+    clips: list[tuple[Path, str]],
+    out: Path,
+    *,
+    minutes: float,
+    seed: int = 0,
+    nonspeech_every: int = 4,
 ) -> list[Section]:
     """Write a mix of about `minutes` to `out` (WAV) and `out.json`; clips repeat, each time with
     the next degradation of the rotation, so the same words come back louder, quieter, farther."""
@@ -125,7 +130,10 @@ def build_mix(
         end = position + len(audio) / SAMPLE_RATE
         add(audio, Section(position, end, "speech", str(path), degradation, reference))
         gap = order.choice((0.4, 0.8, 1.3, 2.0, 3.0))
-        add(np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32), Section(position, position + gap, "pause"))
+        add(
+            np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32),
+            Section(position, position + gap, "pause"),
+        )
         index += 1
         if index % nonspeech_every == 0:
             kind = NONSPEECH[(index // nonspeech_every) % len(NONSPEECH)]
@@ -133,10 +141,14 @@ def build_mix(
             add(nonspeech(kind, seconds, rng), Section(position, position + seconds, kind))
             add(np.zeros(SAMPLE_RATE, dtype=np.float32), Section(position, position + 1.0, "pause"))
     write_wav(out, np.concatenate(parts))
-    out.with_suffix(".json").write_text(json.dumps([asdict(s) for s in sections], indent=1), encoding="utf-8")
+    out.with_suffix(".json").write_text(
+        json.dumps([asdict(s) for s in sections], indent=1), encoding="utf-8"
+    )
     return sections
 
 
 def load_sections(mix: Path) -> list[Section]:
     """The sections written beside a built mix."""
-    return [Section(**row) for row in json.loads(mix.with_suffix(".json").read_text(encoding="utf-8"))]
+    return [
+        Section(**row) for row in json.loads(mix.with_suffix(".json").read_text(encoding="utf-8"))
+    ]

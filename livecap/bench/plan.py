@@ -28,20 +28,19 @@ translate_to, compute_type_used), "runs" (each repeat's raw figures: {"livecap":
 "baseline": {...}}), "summary" ({figure: {"median", "min", "max"}}) and "ratio" (livecap /
 baseline of the medians: "wall_s", "wer"; null when the baseline's is 0). Figures in "summary"
 (seconds unless named otherwise; null when not measured):
-  load_s, first_caption_s (run start -> first caption, first file, offline), audio_s, wall_s,
-  rtf, decode_s, vad_s, asr_s, translate_s, rtf_decode, rtf_vad, rtf_asr, rtf_translate, wer,
-  wer_<lang> and baseline_wer_<lang> (pooled over the inputs of each known language),
-  insertions (words, from the WER alignment), nonspeech_words, peak_rss_mb,
-  live_audio_s, final_p50, final_p95, final_max, eos_wait_p50, eos_wait_p95, eos_wait_max,
-  processing_p50, processing_p95, processing_max, interim_p50, dropped_s, max_pending_finals,
-  max_capture_s, max_behind_s (age of the oldest unfinished speech), live_first_caption_s,
-  live_rtf, live_rtf_final, live_rtf_interim (all compute of the live replay per audio second: finals,
-  interims, translation), live_wer (files replayed whole), word_committed_p50/p95 and
-  word_final_p50/p95 (spoken -> first shown committed / shown final, against faster-whisper's word
-  times without VAD; see livecap.bench.latency), baseline_load_s, baseline_wall_s, baseline_rtf,
-  baseline_wer, baseline_insertions, baseline_novad_wer, baseline_novad_rtf (faster-whisper without
-  VAD, with word timestamps: the reference word times), baseline_nonspeech_words,
-  baseline_peak_rss_mb.
+  load_s, first_caption_s (run start -> first caption, first file, offline), audio_s, wall_s, rtf,
+  decode_s, vad_s, asr_s, translate_s, rtf_decode, rtf_vad, rtf_asr, rtf_translate, wer, wer_<lang>
+  and baseline_wer_<lang> (pooled over the inputs of each known language), insertions (words, from
+  the WER alignment), nonspeech_words, peak_rss_mb, live_audio_s, final_p50, final_p95, final_max,
+  eos_wait_p50, eos_wait_p95, eos_wait_max, processing_p50, processing_p95, processing_max,
+  interim_p50, dropped_s, max_pending_finals, max_capture_s, max_behind_s (age of the oldest
+  unfinished speech), live_first_caption_s, live_rtf, live_rtf_final, live_rtf_interim (all compute
+  of the live replay per audio second: finals, interims, translation), live_wer (files replayed
+  whole), word_committed_p50/p95 and word_final_p50/p95 (spoken -> first shown committed / shown
+  final, against faster-whisper's word times without VAD; see livecap.bench.latency),
+  baseline_load_s, baseline_wall_s, baseline_rtf, baseline_wer, baseline_insertions,
+  baseline_novad_wer, baseline_novad_rtf (faster-whisper without VAD, with word timestamps: the
+  reference word times), baseline_nonspeech_words, baseline_peak_rss_mb.
 With `--mix MINUTES`, the inputs (files with references, or a manifest) are first built into one
 long mix (livecap.bench.mix: speakers loud, quiet, far, reverberant; pauses; silence, noise
 and buzz), which is measured as a single input; give `--live-limit` its length to replay it whole.
@@ -81,7 +80,13 @@ def load_inputs(args: list[Path]) -> list[Item]:
             rows += _read_manifest(arg)
         else:
             reference = arg.with_name(arg.name + ".txt")
-            rows.append((arg, reference.read_text(encoding="utf-8").strip() if reference.is_file() else None, None))
+            rows.append(
+                (
+                    arg,
+                    reference.read_text(encoding="utf-8").strip() if reference.is_file() else None,
+                    None,
+                )
+            )
     return [Item(path, ref, probe_duration(path) or 0.0, language) for path, ref, language in rows]
 
 
@@ -98,7 +103,8 @@ def mix_item(items: list[Item], minutes: float, folder: Path) -> Item:
 
 
 def _read_manifest(path: Path) -> list[tuple[Path, str | None, str | None]]:
-    """Rows of a manifest in the format of shared/audio/manifest.tsv: file, language, ..., reference_text."""
+    """Rows of a manifest in the format of shared/audio/manifest.tsv:
+    file, language, ..., reference_text."""
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             rows = list(csv.DictReader(handle, delimiter="\t"))
@@ -107,14 +113,24 @@ def _read_manifest(path: Path) -> list[tuple[Path, str | None, str | None]]:
     if not rows or "file" not in rows[0]:
         raise LivecapError(f"{path}: not a manifest (a tab-separated table with a 'file' column)")
     return [
-        (path.parent / row["file"], (row.get("reference_text") or "").strip() or None, row.get("language") or None)
+        (
+            path.parent / row["file"],
+            (row.get("reference_text") or "").strip() or None,
+            row.get("language") or None,
+        )
         for row in rows
     ]
 
 
-def configurations(profile: str | None, sweeps: dict[str, str | None], fixed: dict[str, Any]) -> list[Config]:
+def configurations(
+    profile: str | None, sweeps: dict[str, str | None], fixed: dict[str, Any]
+) -> list[Config]:
     """One resolved Config per combination of the comma lists in `sweeps`."""
-    axes = {key: [v.strip() for v in value.split(",") if v.strip()] for key, value in sweeps.items() if value}
+    axes = {
+        key: [v.strip() for v in value.split(",") if v.strip()]
+        for key, value in sweeps.items()
+        if value
+    }
     combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] or [{}]
     return [resolve(profile, {**fixed, **combo}).config for combo in combos]
 
@@ -155,7 +171,9 @@ SETTINGS = {
 
 def varying(configs: list[Config]) -> list[str]:
     """The settings that differ between configurations (the model is always named)."""
-    return [key for key in SETTINGS if key == "model" or len({getattr(c.asr, key) for c in configs}) > 1]
+    return [
+        key for key in SETTINGS if key == "model" or len({getattr(c.asr, key) for c in configs}) > 1
+    ]
 
 
 def label(config: Config, keys: list[str]) -> str:
@@ -164,14 +182,16 @@ def label(config: Config, keys: list[str]) -> str:
 
 
 def write_nonspeech(path: Path) -> Path:
-    """The non-speech clip: silence, white noise, brown noise, silence (seeded, so always the same)."""
+    """The non-speech clip: silence, white noise, brown
+    noise, silence (seeded, so always the same)."""
     import numpy as np
 
     from livecap.bench.mix import nonspeech, write_wav
 
     rng = np.random.default_rng(0)
     quiet, white, brown, tail = NONSPEECH_S
-    brown_noise = nonspeech("brown_noise", brown, rng)  # drawn first: the clip stays the one it always was
+    # drawn first: the clip stays the one it always was
+    brown_noise = nonspeech("brown_noise", brown, rng)
     parts = [
         nonspeech("silence", quiet, rng),
         nonspeech("white_noise", white, rng),
@@ -191,5 +211,7 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()]
+        if hasattr(os, "getloadavg")
+        else None,
     }

@@ -1,4 +1,5 @@
-"""Figures, tables, JSON and plots for `livecap bench` (the keys are listed in livecap.bench.plan)."""
+"""Figures, tables, JSON and plots for `livecap bench` (the
+keys are listed in livecap.bench.plan)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,10 @@ def wer_by_language(files: list[dict[str, Any]], prefix: str) -> dict[str, float
     """WER pooled over the files of each known language (a mean of per-file WERs would weigh a
     three-word clip like a long one): `<prefix><lang>`."""
     languages = sorted({f["language"] for f in files if f.get("language")})
-    return {f"{prefix}{lang}": corpus_wer([f for f in files if f.get("language") == lang])[0] for lang in languages}
+    return {
+        f"{prefix}{lang}": corpus_wer([f for f in files if f.get("language") == lang])[0]
+        for lang in languages
+    }
 
 
 def _share(seconds: float | None, audio: float) -> float | None:
@@ -119,8 +123,11 @@ def _live_figures(live: dict[str, Any] | None) -> dict[str, float | None]:
     return out
 
 
-def _word_latency(live: dict[str, Any] | None, baseline_files: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Word latency of the live replay against faster-whisper's word times (see livecap.bench.latency)."""
+def _word_latency(
+    live: dict[str, Any] | None, baseline_files: list[dict[str, Any]]
+) -> dict[str, float | None]:
+    """Word latency of the live replay against faster-whisper's
+    word times (see livecap.bench.latency)."""
     from livecap.bench.latency import TimedWord, shown_words, word_latencies
 
     if live is None:
@@ -154,7 +161,8 @@ def spread(values: list[float | None]) -> dict[str, float] | None:
 
 
 def configuration(label: str, config: Config, raws: list[dict[str, Any]]) -> dict[str, Any]:
-    """One configuration's record: settings, raw runs, summary over repeats, ratios to the baseline."""
+    """One configuration's record: settings, raw runs,
+    summary over repeats, ratios to the baseline."""
     per_run = [figures(raw) for raw in raws]
     keys = dict.fromkeys(key for run in per_run for key in run)
     summary = {key: spread([run.get(key) for run in per_run]) for key in keys}
@@ -167,14 +175,22 @@ def configuration(label: str, config: Config, raws: list[dict[str, Any]]) -> dic
     return {
         "label": label,
         "settings": {
-            "model": asr.model, "device": asr.device, "compute_type": asr.compute_type, "workers": asr.workers,
-            "beam_size": asr.beam_size, "cpu_threads": asr.cpu_threads, "language": asr.language,
+            "model": asr.model,
+            "device": asr.device,
+            "compute_type": asr.compute_type,
+            "workers": asr.workers,
+            "beam_size": asr.beam_size,
+            "cpu_threads": asr.cpu_threads,
+            "language": asr.language,
             "translate_to": config.translate.translate_to,
             "compute_type_used": raws[0]["livecap"]["compute_type"],
         },
         "runs": raws,
         "summary": summary,
-        "ratio": {"wall_s": ratio("wall_s", "baseline_wall_s"), "wer": ratio("wer", "baseline_wer")},
+        "ratio": {
+            "wall_s": ratio("wall_s", "baseline_wall_s"),
+            "wer": ratio("wer", "baseline_wer"),
+        },
     }
 
 
@@ -244,7 +260,9 @@ def _ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
-def _language_rows(configs: list[dict[str, Any]], prefix: str) -> tuple[tuple[str, str, str, bool], ...]:
+def _language_rows(
+    configs: list[dict[str, Any]], prefix: str
+) -> tuple[tuple[str, str, str, bool], ...]:
     """A WER row per language found in the summaries (only when there is more than one)."""
     keys = sorted({k for c in configs for k in c["summary"] if k.startswith(prefix)})
     if len(keys) < 2:
@@ -252,11 +270,16 @@ def _language_rows(configs: list[dict[str, Any]], prefix: str) -> tuple[tuple[st
     return tuple((f"WER, {k[len(prefix):]} (%)", k, "{:.1f}", True) for k in keys)
 
 
-def _tables(title: str, configs: list[dict[str, Any]], rows: list[tuple[str, list[str]]], width: int) -> list[Table]:
+def _tables(
+    title: str, configs: list[dict[str, Any]], rows: list[tuple[str, list[str]]], width: int
+) -> list[Table]:
     """One table (more when the configurations do not fit `width`): a row per figure, a column per
     configuration; numbers never wrap or get cut, labels may wrap."""
     name_width = max(len(name) for name, _ in rows)
-    widths = [max(len(line) for _, cells in rows for line in cells[i].split("\n")) for i in range(len(configs))]
+    widths = [
+        max(len(line) for _, cells in rows for line in cells[i].split("\n"))
+        for i in range(len(configs))
+    ]
     groups: list[list[int]] = [[]]
     used = name_width + 4  # borders and padding
     for i, cell_width in enumerate(widths):
@@ -271,8 +294,13 @@ def _tables(title: str, configs: list[dict[str, Any]], rows: list[tuple[str, lis
         table = Table(title=title, title_justify="left")
         table.add_column("figure", no_wrap=True)
         for i in group:
-            table.add_column(configs[i]["label"], justify="right", no_wrap=False, min_width=max(widths[i], 8),
-                             overflow="fold")
+            table.add_column(
+                configs[i]["label"],
+                justify="right",
+                no_wrap=False,
+                min_width=max(widths[i], 8),
+                overflow="fold",
+            )
         for name, cells in rows:
             table.add_row(name, *(cells[i] for i in group))
         tables.append(table)
@@ -282,7 +310,11 @@ def _tables(title: str, configs: list[dict[str, Any]], rows: list[tuple[str, lis
 def common_settings(document: dict[str, Any]) -> str:
     """The settings every configuration shares, for the line above the tables."""
     settings = [c["settings"] for c in document["configurations"]]
-    shared = {k: v for k, v in settings[0].items() if all(s[k] == v for s in settings) and v not in (None, 0)}
+    shared = {
+        k: v
+        for k, v in settings[0].items()
+        if all(s[k] == v for s in settings) and v not in (None, 0)
+    }
     if "compute_type_used" in shared:
         shared["compute_type"] = shared.pop("compute_type_used")
     return ", ".join(f"{key} {value}" for key, value in shared.items())
@@ -290,7 +322,11 @@ def common_settings(document: dict[str, Any]) -> str:
 
 def input_languages(document: dict[str, Any]) -> dict[str, int]:
     """Inputs per spoken language, where known (manifest, or --language)."""
-    fallback = document["configurations"][0]["settings"].get("language") if document["configurations"] else None
+    fallback = (
+        document["configurations"][0]["settings"].get("language")
+        if document["configurations"]
+        else None
+    )
     languages: dict[str, int] = {}
     for item in document["inputs"]:
         language = item.get("language") or fallback
@@ -314,69 +350,119 @@ def warnings(document: dict[str, Any]) -> list[str]:
 
 
 def show(document: dict[str, Any], console: Console | None = None) -> None:
-    """Three tables: offline, plain faster-whisper on the same audio, live; a column per configuration."""
+    """Three tables: offline, plain faster-whisper on the
+    same audio, live; a column per configuration."""
     console = console or Console()
     configs = document["configurations"]
     audio = sum(i["duration_s"] for i in document["inputs"])
-    console.print(f"{len(document['inputs'])} file(s), {audio:.1f} s of audio; {common_settings(document)}; "
-                  f"{document['repeat']} run(s) each", highlight=False)
+    console.print(
+        f"{len(document['inputs'])} file(s), {audio:.1f} s of audio; {common_settings(document)}; "
+        f"{document['repeat']} run(s) each",
+        highlight=False,
+    )
     for line in warnings(document):
         console.print(f"[bold yellow]{line}[/]", highlight=False)
 
     def rows(spec: tuple[tuple[str, str, str, bool], ...]) -> list[tuple[str, list[str]]]:
-        return [(name, [cell(c["summary"], key, fmt, percent) for c in configs]) for name, key, fmt, percent in spec]
+        return [
+            (name, [cell(c["summary"], key, fmt, percent) for c in configs])
+            for name, key, fmt, percent in spec
+        ]
 
     offline = rows(OFFLINE_ROWS + _language_rows(configs, "wer_"))
     versus = rows(BASELINE_ROWS + _language_rows(configs, "baseline_wer_"))
     versus += [("wall time, livecap / fw", [_ratio(c["ratio"]["wall_s"]) for c in configs]),
                ("WER, livecap / fw", [_ratio(c["ratio"]["wer"]) for c in configs])]
     live = rows(LIVE_ROWS)
-    sections = [("offline (file mode)", offline, "wall_s"),
-                ("plain faster-whisper (vad_filter=True, same model, threads, beam)", versus, "baseline_wall_s"),
-                ("live (1x replay): final latency = end-of-speech wait + processing", live, "live_audio_s")]
+    sections = [
+        ("offline (file mode)", offline, "wall_s"),
+        (
+            "plain faster-whisper (vad_filter=True, same model, threads, beam)",
+            versus,
+            "baseline_wall_s",
+        ),
+        ("live (1x replay): final latency = end-of-speech wait + processing", live, "live_audio_s"),
+    ]
     for title, table_rows, needed in sections:
         if any(c["summary"].get(needed) for c in configs):
             for table in _tables(title, configs, table_rows, console.width):
                 console.print(table)
     console.print(
-        "[dim]RTF = seconds / audio seconds; the ASR RTF is busy time summed over workers. Non-speech words: "
-        "words emitted on 12 s of silence and noise. fw: faster-whisper. Each run loads its model in a fresh "
+        "[dim]RTF = seconds / audio seconds; the ASR RTF is busy time summed over workers. "
+        "Non-speech words: "
+        "words emitted on 12 s of silence and noise. fw: faster-whisper. Each run loads its model "
+        "in a fresh "
         "process; figures are medians, with min–max beneath when runs differ.[/]"
     )
 
 
-def show_streams(name: str, measured: dict[str, Any], seconds: float, console: Console | None = None) -> None:
+def show_streams(
+    name: str, measured: dict[str, Any], seconds: float, console: Console | None = None
+) -> None:
     """`--streams`: one row per level of concurrent streams (livecap.bench.streams)."""
     from livecap.bench.streams import LATENCY_LIMIT_S, WORDS_LIMIT_S
 
     def figure(value: float | None, fmt: str = "{:.2f}") -> str:
         return "–" if value is None else fmt.format(value)
 
-    table = Table(title=f"{name}: {seconds:g} s of speech per stream at 1x (capacity: {measured['capacity']} "
-                        f"at p95 final <= {LATENCY_LIMIT_S:g} s, committed words <= {WORDS_LIMIT_S:g} s)")
-    table.caption = ("N: clients; final latency p50/p95 (s), and the worst stream's own p95; committed-word latency "
-                     "p50/p95 (s); est: the server's admission estimate; waited: clients that waited in line (longest "
-                     "wait, s); drop: audio the server dropped (s); compute: ASR worker-seconds and translation per "
-                     "audio second; cores: server CPU")
-    for column in ("N", "p50", "p95", "worst p95", "words p50", "words p95", "finals", "est", "waited", "drop",
-                   "refused", "WER", "compute", "cores"):
+    table = Table(
+        title=f"{name}: {seconds:g} s of speech per stream at 1x (capacity: {measured['capacity']} "
+        f"at p95 final <= {LATENCY_LIMIT_S:g} s, committed words <= {WORDS_LIMIT_S:g} s)"
+    )
+    table.caption = (
+        "N: clients; final latency p50/p95 (s), and the worst stream's own p95; committed-word "
+        "latency "
+        "p50/p95 (s); est: the server's admission estimate; waited: clients that waited in line "
+        "(longest "
+        "wait, s); drop: audio the server dropped (s); compute: ASR worker-seconds and translation "
+        "per "
+        "audio second; cores: server CPU"
+    )
+    for column in (
+        "N",
+        "p50",
+        "p95",
+        "worst p95",
+        "words p50",
+        "words p95",
+        "finals",
+        "est",
+        "waited",
+        "drop",
+        "refused",
+        "WER",
+        "compute",
+        "cores",
+    ):
         table.add_column(column, justify="right")
     for level in measured["levels"]:
         table.add_row(
-            str(level["streams"]), figure(level["final_p50"]), figure(level["final_p95"]),
-            figure(level["worst_stream_p95"]), figure(level.get("committed_p50")), figure(level.get("committed_p95")),
-            str(level["finals"]), str(level.get("estimate", "–")),
+            str(level["streams"]),
+            figure(level["final_p50"]),
+            figure(level["final_p95"]),
+            figure(level["worst_stream_p95"]),
+            figure(level.get("committed_p50")),
+            figure(level.get("committed_p95")),
+            str(level["finals"]),
+            str(level.get("estimate", "–")),
             f"{level.get('waited', 0)} ({level.get('wait_max_s', 0.0):.0f})",
-            f"{level['dropped_s']:.1f}", str(level["refused"]),
-            figure(level["wer"], "{:.1%}"), figure(level["compute_per_audio_s"], "{:.3f}"),
+            f"{level['dropped_s']:.1f}",
+            str(level["refused"]),
+            figure(level["wer"], "{:.1%}"),
+            figure(level["compute_per_audio_s"], "{:.3f}"),
             f"{level['server_cores']:.2f}",
         )
     out = console or Console()
     out.print(table)
     r = measured["reactions"]
-    out.print(f"a DELETEd session's quiet publisher closed after {r['delete_publisher_s']:.2f} s; an abandoned "
-              f"upload freed its slot after {r['upload_stop_s']:.2f} s ({r['upload_busy_after_s']:.1f} ASR "
-              "worker-seconds after the client left)", soft_wrap=True)
+    out.print(
+        f"a DELETEd session's quiet publisher closed after {r['delete_publisher_s']:.2f} s; an "
+        "abandoned "
+        f"upload freed its slot after {r['upload_stop_s']:.2f} s ({r['upload_busy_after_s']:.1f} "
+        "ASR "
+        "worker-seconds after the client left)",
+        soft_wrap=True,
+    )
 
 
 def write_json(document: dict[str, Any], path: Path) -> None:
@@ -416,7 +502,8 @@ def plot_title(document: dict[str, Any]) -> str:
 
 def draw(document: dict[str, Any], path: Path) -> None:
     """Left: every final caption's latency per configuration (live), with a box once there are
-    enough to summarise. Right: RTF against the baseline. Titled with the inputs, machine and WER."""
+    enough to summarise. Right: RTF against the baseline. Titled with the inputs, machine and
+    WER."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -425,22 +512,40 @@ def draw(document: dict[str, Any], path: Path) -> None:
 
     configs = document["configurations"]
     labels = [c["label"] for c in configs]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 2.5 + 0.6 * len(configs) + 2), constrained_layout=True)
+    figure, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 2.5 + 0.6 * len(configs) + 2), constrained_layout=True
+    )
     figure.suptitle(plot_title(document))
     latencies = [
-        [entry["latency"] for run in c["runs"] for entry in (run["livecap"]["live"] or {}).get("latencies", [])]
+        [
+            entry["latency"]
+            for run in c["runs"]
+            for entry in (run["livecap"]["live"] or {}).get("latencies", [])
+        ]
         for c in configs
     ]
     if any(latencies):
         boxed = [values if len(values) >= 5 else [float("nan")] for values in latencies]
-        left.boxplot(boxed, orientation="horizontal", tick_labels=labels, whis=(5, 95), showfliers=False)
+        left.boxplot(
+            boxed, orientation="horizontal", tick_labels=labels, whis=(5, 95), showfliers=False
+        )
         jitter = np.random.default_rng(0)
         for row, values in enumerate(latencies, start=1):
-            left.scatter(values, row + jitter.uniform(-0.15, 0.15, len(values)), s=18, alpha=0.7, color="tab:blue")
+            left.scatter(
+                values,
+                row + jitter.uniform(-0.15, 0.15, len(values)),
+                s=18,
+                alpha=0.7,
+                color="tab:blue",
+            )
             if values:
-                left.plot([np.median(values)] * 2, [row - 0.3, row + 0.3], color="tab:orange", linewidth=2)
+                left.plot(
+                    [np.median(values)] * 2, [row - 0.3, row + 0.3], color="tab:orange", linewidth=2
+                )
         left.set_yticks(range(1, len(labels) + 1), labels)
-        left.set_xlabel("final-caption latency (s): dots captions, line median; box p25–p75, whiskers p5–p95")
+        left.set_xlabel(
+            "final-caption latency (s): dots captions, line median; box p25–p75, whiskers p5–p95"
+        )
         left.set_xlim(left=0)
     else:
         left.text(0.5, 0.5, "live mode not run", ha="center", va="center", transform=left.transAxes)
@@ -449,7 +554,10 @@ def draw(document: dict[str, Any], path: Path) -> None:
     left.set_title("live latency")
     rows = range(len(configs))
     height = 0.38
-    for offset, key, name in ((-height / 2, "rtf", "livecap"), (height / 2, "baseline_rtf", "faster-whisper")):
+    for offset, key, name in (
+        (-height / 2, "rtf", "livecap"),
+        (height / 2, "baseline_rtf", "faster-whisper"),
+    ):
         stats = [c["summary"].get(key) for c in configs]
         if not any(stats):
             continue
@@ -471,22 +579,42 @@ def draw(document: dict[str, Any], path: Path) -> None:
 
 
 def show_speakers(rows: list[dict[str, Any]], console: Console | None = None) -> None:
-    """`--speakers`: diarization error and labelling CPU per conversation (livecap.bench.speakers)."""
+    """`--speakers`: diarization error and labelling CPU per
+    conversation (livecap.bench.speakers)."""
 
     def figure(row: dict[str, Any], key: str, fmt: str) -> str:
         return "–" if row.get(key) is None else fmt.format(row[key])
 
-    table = Table(title="speaker labels on conversations of different readers (DER: pyannote.metrics, 0.25 s collar)")
+    table = Table(
+        title="speaker labels on conversations of different readers "
+        "(DER: pyannote.metrics, 0.25 s collar)"
+    )
     table.caption = ("file: one pass over the whole file; live: 1x replay, labels after revisions; "
                      "CPU: labelling CPU seconds per audio second")
-    for column in ("conversation", "audio s", "speakers", "file DER", "found", "CPU", "live DER", "found", "CPU",
-                   "live RTF"):
+    for column in (
+        "conversation",
+        "audio s",
+        "speakers",
+        "file DER",
+        "found",
+        "CPU",
+        "live DER",
+        "found",
+        "CPU",
+        "live RTF",
+    ):
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(
-            row["conversation"], f"{row['audio_s']:.1f}", str(row["speakers"]), figure(row, "file_der", "{:.1%}"),
-            str(row["file_found"]), figure(row, "file_cpu_per_audio_s", "{:.3f}"), figure(row, "live_der", "{:.1%}"),
-            figure(row, "live_found", "{}"), figure(row, "live_cpu_per_audio_s", "{:.3f}"),
+            row["conversation"],
+            f"{row['audio_s']:.1f}",
+            str(row["speakers"]),
+            figure(row, "file_der", "{:.1%}"),
+            str(row["file_found"]),
+            figure(row, "file_cpu_per_audio_s", "{:.3f}"),
+            figure(row, "live_der", "{:.1%}"),
+            figure(row, "live_found", "{}"),
+            figure(row, "live_cpu_per_audio_s", "{:.3f}"),
             figure(row, "live_rtf", "{:.2f}"),
         )
     (console or Console()).print(table)

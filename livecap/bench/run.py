@@ -165,11 +165,21 @@ def _live(engine: Any, items: tuple[Item, ...], limit: float, step: Step) -> dic
         interims += list(stream.stats.interim)
         dropped += stats.dropped_seconds if stats else 0.0
         if stats:
-            final_asr, interim_asr = final_asr + stats.asr_seconds, interim_asr + stats.interim_asr_seconds
+            final_asr, interim_asr = (
+                final_asr + stats.asr_seconds,
+                interim_asr + stats.interim_asr_seconds,
+            )
             translate += stats.translate_seconds
-        files.append({"path": str(item.path), "audio_s": stats.audio_seconds if stats else left,
-                      "whole": 0 < item.duration <= left, "text": " ".join(c.text for c in result.captions),
-                      "reference": item.reference, "events": view.events})
+        files.append(
+            {
+                "path": str(item.path),
+                "audio_s": stats.audio_seconds if stats else left,
+                "whole": 0 < item.duration <= left,
+                "text": " ".join(c.text for c in result.captions),
+                "reference": item.reference,
+                "events": view.events,
+            }
+        )
         if first is None:
             first = result.t_first_caption
     return {
@@ -225,14 +235,21 @@ def measure_baseline(job: Job, step: Step) -> dict[str, Any]:
 
     resolve_model(job.config.asr.model)
     step("load faster-whisper")
-    backend, load_s = _timed(lambda: WhisperBackend(job.config.asr, device=pick_device(job.config.asr.device)))
+    backend, load_s = _timed(
+        lambda: WhisperBackend(job.config.asr, device=pick_device(job.config.asr.device))
+    )
     options = backend.options
     language = options.language if backend.multilingual else "en"
 
     def run(path: Path, vad: bool = True) -> tuple[str, list[list[Any]]]:
         text, words = faster_whisper_text(
-            backend.model, path, word_timestamps=not vad, beam_size=options.beam_size, vad_filter=vad,
-            language=language, task=options.task,
+            backend.model,
+            path,
+            word_timestamps=not vad,
+            beam_size=options.beam_size,
+            vad_filter=vad,
+            language=language,
+            task=options.task,
         )
         return text, [[w.word, w.start, w.end] for w in words]
 
@@ -242,11 +259,26 @@ def measure_baseline(job: Job, step: Step) -> dict[str, Any]:
         (text, _), wall_s = _timed(lambda: run(item.path))
         step(f"baseline without VAD {item.path.name}")
         (text_novad, words), wall_novad_s = _timed(lambda: run(item.path, vad=False))
-        files.append({"path": str(item.path), "audio_s": item.duration, "wall_s": wall_s, "text": text,
-                      "reference": item.reference, "language": item.language, "wall_novad_s": wall_novad_s,
-                      "text_novad": text_novad, "words": words})
+        files.append(
+            {
+                "path": str(item.path),
+                "audio_s": item.duration,
+                "wall_s": wall_s,
+                "text": text,
+                "reference": item.reference,
+                "language": item.language,
+                "wall_novad_s": wall_novad_s,
+                "text_novad": text_novad,
+                "words": words,
+            }
+        )
     step("baseline non-speech clip")
-    return {"load_s": load_s, "files": files, "nonspeech_text": run(job.nonspeech)[0], "peak_rss_mb": peak_rss_mb()}
+    return {
+        "load_s": load_s,
+        "files": files,
+        "nonspeech_text": run(job.nonspeech)[0],
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def steps(job: Job) -> int:

@@ -27,7 +27,8 @@ COLLAR_S = 0.25
 
 @dataclass(frozen=True)
 class Piece:
-    """One turn of the script: `seconds` of `path` from `offset`, `gain_db` louder (negative: quieter)."""
+    """One turn of the script: `seconds` of `path` from
+    `offset`, `gain_db` louder (negative: quieter)."""
 
     speaker: str
     path: str  # relative to the shared audio folder
@@ -44,22 +45,48 @@ _E = "misc/jfk.flac"
 
 # name -> (turns, gaps between turns in seconds, cycled)
 CONVERSATIONS: dict[str, tuple[tuple[Piece, ...], tuple[float, ...]]] = {
-    "two": ((
-        Piece("A", _A.format(870)), Piece("B", _B.format("01-0004")), Piece("A", _A.format(880)),
-        Piece("B", _B.format("01-0006")), Piece("A", _A.format(890)), Piece("B", _B.format("01-0002")),
-        Piece("A", _A.format(920)), Piece("B", _B.format("50-0131")),
-    ), (0.3, 0.6, 0.4, 0.8)),
-    "three_quiet": ((
-        Piece("A", _A.format(870)), Piece("C", _C, 2.0, 5.0), Piece("B", _B.format("01-0004"), gain_db=-18),
-        Piece("A", _A.format(890)), Piece("C", _C, 9.0, 6.0), Piece("B", _B.format("01-0006"), gain_db=-18),
-        Piece("A", _A.format(880)), Piece("C", _C, 16.0, 4.0), Piece("B", _B.format("50-0131"), gain_db=-18),
-    ), (0.5, 0.3, 0.7, 0.4)),
-    "four": ((
-        Piece("A", _A.format(870)), Piece("B", _B.format("01-0004")), Piece("C", _C, 22.0, 7.0),
-        Piece("D", _D, 0.0, 5.5), Piece("A", _A.format(920)), Piece("C", _C, 31.0, 5.0),
-        Piece("B", _B.format("01-0006")), Piece("D", _D, 5.5, 6.0), Piece("A", _A.format(930)),
-        Piece("C", _C, 38.0, 6.0),
-    ), (0.4, 0.6, 0.3, 0.8, 0.5)),
+    "two": (
+        (
+            Piece("A", _A.format(870)),
+            Piece("B", _B.format("01-0004")),
+            Piece("A", _A.format(880)),
+            Piece("B", _B.format("01-0006")),
+            Piece("A", _A.format(890)),
+            Piece("B", _B.format("01-0002")),
+            Piece("A", _A.format(920)),
+            Piece("B", _B.format("50-0131")),
+        ),
+        (0.3, 0.6, 0.4, 0.8),
+    ),
+    "three_quiet": (
+        (
+            Piece("A", _A.format(870)),
+            Piece("C", _C, 2.0, 5.0),
+            Piece("B", _B.format("01-0004"), gain_db=-18),
+            Piece("A", _A.format(890)),
+            Piece("C", _C, 9.0, 6.0),
+            Piece("B", _B.format("01-0006"), gain_db=-18),
+            Piece("A", _A.format(880)),
+            Piece("C", _C, 16.0, 4.0),
+            Piece("B", _B.format("50-0131"), gain_db=-18),
+        ),
+        (0.5, 0.3, 0.7, 0.4),
+    ),
+    "four": (
+        (
+            Piece("A", _A.format(870)),
+            Piece("B", _B.format("01-0004")),
+            Piece("C", _C, 22.0, 7.0),
+            Piece("D", _D, 0.0, 5.5),
+            Piece("A", _A.format(920)),
+            Piece("C", _C, 31.0, 5.0),
+            Piece("B", _B.format("01-0006")),
+            Piece("D", _D, 5.5, 6.0),
+            Piece("A", _A.format(930)),
+            Piece("C", _C, 38.0, 6.0),
+        ),
+        (0.4, 0.6, 0.3, 0.8, 0.5),
+    ),
 }
 
 
@@ -67,7 +94,11 @@ def shared_audio() -> Path:
     """The shared recordings: LIVECAP_SHARED_AUDIO, else `shared/audio` beside the checkout."""
     import os
 
-    return Path(os.environ.get("LIVECAP_SHARED_AUDIO", Path(__file__).resolve().parents[3] / "shared" / "audio"))
+    return Path(
+        os.environ.get(
+            "LIVECAP_SHARED_AUDIO", Path(__file__).resolve().parents[3] / "shared" / "audio"
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -88,7 +119,9 @@ def _read(path: Path, piece: Piece) -> np.ndarray:
 
     audio = np.concatenate(list(decode_blocks(path)))
     start = int(piece.offset * SAMPLE_RATE)
-    audio = audio[start : None if piece.seconds is None else start + int(piece.seconds * SAMPLE_RATE)]
+    audio = audio[
+        start : None if piece.seconds is None else start + int(piece.seconds * SAMPLE_RATE)
+    ]
     trim = ["silence", "1", "0.02", "1%", "reverse", "silence", "1", "0.02", "1%", "reverse"]
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
@@ -111,7 +144,9 @@ def build_conversation(name: str, shared_audio: Path, out: Path) -> Conversation
             position += gap
         audio = _read(shared_audio / piece.path, piece)
         parts.append(audio)
-        reference.append((round(position, 3), round(position + len(audio) / SAMPLE_RATE, 3), piece.speaker))
+        reference.append(
+            (round(position, 3), round(position + len(audio) / SAMPLE_RATE, 3), piece.speaker)
+        )
         position += len(audio) / SAMPLE_RATE
     write_wav(out, np.concatenate(parts))
     return Conversation(out, tuple(reference))
@@ -133,7 +168,11 @@ def diarization_error(
 
     end = max(end for _, end, _ in [*reference, *hypothesis])
     scored = Timeline([Segment(0.0, end)])  # all of the audio is scored
-    return float(DiarizationErrorRate(collar=COLLAR_S)(annotation(reference), annotation(hypothesis), uem=scored))
+    return float(
+        DiarizationErrorRate(collar=COLLAR_S)(
+            annotation(reference), annotation(hypothesis), uem=scored
+        )
+    )
 
 
 def _live_turns(path: Path, config: Any) -> tuple[list[tuple[float, float, str]], Any]:
@@ -148,7 +187,9 @@ def _live_turns(path: Path, config: Any) -> tuple[list[tuple[float, float, str]]
     return [(c.start, c.end, c.speaker or "?") for c in result.captions], result.stats
 
 
-def measure(shared_audio: Path, folder: Path, *, live: bool, config: Any = None) -> list[dict[str, Any]]:
+def measure(
+    shared_audio: Path, folder: Path, *, live: bool, config: Any = None
+) -> list[dict[str, Any]]:
     """Per conversation: speakers, the whole-file pass's error, speakers found and CPU per audio
     second; with `live`, the same for the 1x live labels (after revisions; labelling CPU only)."""
     import dataclasses
@@ -168,14 +209,20 @@ def measure(shared_audio: Path, folder: Path, *, live: bool, config: Any = None)
         started = time.process_time()
         turns = [(t.start, t.end, t.speaker) for t in diarize_audio(audio)]
         row: dict[str, Any] = {
-            "conversation": name, "audio_s": round(seconds, 2), "speakers": conversation.speakers,
+            "conversation": name,
+            "audio_s": round(seconds, 2),
+            "speakers": conversation.speakers,
             "file_der": diarization_error(conversation.reference, turns),
-            "file_found": len({t[2] for t in turns}), "file_cpu_per_audio_s": (time.process_time() - started) / seconds,
+            "file_found": len({t[2] for t in turns}),
+            "file_cpu_per_audio_s": (time.process_time() - started) / seconds,
         }
         if live:
             turns, stats = _live_turns(conversation.path, config)
-            row.update(live_der=diarization_error(conversation.reference, turns),
-                       live_found=len({t[2] for t in turns}),
-                       live_cpu_per_audio_s=stats.diarize_seconds / stats.audio_seconds, live_rtf=stats.rtf)
+            row.update(
+                live_der=diarization_error(conversation.reference, turns),
+                live_found=len({t[2] for t in turns}),
+                live_cpu_per_audio_s=stats.diarize_seconds / stats.audio_seconds,
+                live_rtf=stats.rtf,
+            )
         rows.append(row)
     return rows

@@ -1,16 +1,16 @@
 """`livecap bench --streams`: how many live streams one server takes. For each configuration a
 `livecap serve` process starts on loopback with those settings and its default admission
 (`--max-streams auto`), with a long `--max-wait-s` so that clients past its estimate wait in line
-instead of being refused; for each level N, N clients stream the inputs' speech at 1x at once
-over `/v1/stream`. Per N: final latency p50/p95 (the finals' own records), committed-word latency
-p50/p95 (from spoken, in faster-whisper's word times, to first shown committed: livecap.bench.latency),
-finals, clients that waited and for how long, the server's estimate, audio dropped, refusals
-(close 1013), WER, the server's compute per audio second (ASR worker-seconds and translation from
-/status, all streams) and CPU cores used. The capacity is the largest N admitted at once whose
-p95 final latency stays within `LATENCY_LIMIT_S` and committed words within `WORDS_LIMIT_S`, with
-nothing dropped or refused.
-Then how fast the server lets go of work nobody waits for: a session DELETEd under a quiet publisher,
-and an upload whose client gives up while it is transcribed (timings the tests leave to the bench)."""
+instead of being refused; for each level N, N clients stream the inputs' speech at 1x at once over
+`/v1/stream`. Per N: final latency p50/p95 (the finals' own records), committed-word latency
+p50/p95 (from spoken, in faster-whisper's word times, to first shown committed:
+livecap.bench.latency), finals, clients that waited and for how long, the server's estimate, audio
+dropped, refusals (close 1013), WER, the server's compute per audio second (ASR worker-seconds and
+translation from /status, all streams) and CPU cores used. The capacity is the largest N admitted
+at once whose p95 final latency stays within `LATENCY_LIMIT_S` and committed words within
+`WORDS_LIMIT_S`, with nothing dropped or refused. Then how fast the server lets go of work nobody
+waits for: a session DELETEd under a quiet publisher, and an upload whose client gives up while it
+is transcribed (timings the tests leave to the bench)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _speech(items: list[Item], offset: int, seconds: float) -> tuple[list[bytes], str, list[tuple[float, Item]]]:
+def _speech(
+    items: list[Item], offset: int, seconds: float
+) -> tuple[list[bytes], str, list[tuple[float, Item]]]:
     """About `seconds` of the inputs with references, starting at input `offset`: the frames, their
     text and where each input starts in the stream (seconds)."""
     from livecap.server.client import pcm_frames
@@ -72,7 +74,8 @@ def _speech(items: list[Item], offset: int, seconds: float) -> tuple[list[bytes]
 
 
 def reference_words(config: Config, items: list[Item]) -> dict[str, list[Any]]:
-    """Each input's words with faster-whisper's own times (no VAD, word timestamps): when each word was spoken."""
+    """Each input's words with faster-whisper's own times (no
+    VAD, word timestamps): when each word was spoken."""
     from livecap.asr.device import pick_device
     from livecap.asr.whisper import WhisperBackend
     from livecap.bench.latency import faster_whisper_text
@@ -80,18 +83,28 @@ def reference_words(config: Config, items: list[Item]) -> dict[str, list[Any]]:
     backend = WhisperBackend(config.asr, device=pick_device(config.asr.device))
     language = backend.options.language if backend.multilingual else "en"
     return {
-        str(item.path): faster_whisper_text(backend.model, item.path, word_timestamps=True, vad_filter=False,
-                                            beam_size=backend.options.beam_size, language=language)[1]
+        str(item.path): faster_whisper_text(
+            backend.model,
+            item.path,
+            word_timestamps=True,
+            vad_filter=False,
+            beam_size=backend.options.beam_size,
+            language=language,
+        )[1]
         for item in items
     }
 
 
-def committed_latencies(result: Any, starts: list[tuple[float, Item]], words: dict[str, list[Any]]) -> list[float]:
+def committed_latencies(
+    result: Any, starts: list[tuple[float, Item]], words: dict[str, list[Any]]
+) -> list[float]:
     """Seconds from each word spoken to first shown committed, for one client's stream."""
     from livecap.bench.latency import TimedWord, shown_words, word_latencies
 
     reference = [
-        TimedWord(w.word, w.start + start, w.end + start) for start, item in starts for w in words[str(item.path)]
+        TimedWord(w.word, w.start + start, w.end + start)
+        for start, item in starts
+        for w in words[str(item.path)]
     ]
     return word_latencies(reference, shown_words(result.events))["committed"]
 
@@ -99,26 +112,36 @@ def committed_latencies(result: Any, starts: list[tuple[float, Item]], words: di
 async def _level(url: str, jobs: list[tuple[list[bytes], str, Any]]) -> list[Any]:
     from livecap.server.client import stream_frames
 
-    return list(await asyncio.gather(*(stream_frames(url, job[0], speed=1.0, timeout=1800) for job in jobs)))
+    return list(
+        await asyncio.gather(*(stream_frames(url, job[0], speed=1.0, timeout=1800) for job in jobs))
+    )
 
 
 @contextmanager
-def serve_process(serve_args: list[str], env: dict[str, str] | None = None) -> Iterator[tuple[str, Any, dict]]:
-    """A `livecap serve` process on a free loopback port: (base URL, its psutil.Process, its /status)."""
+def serve_process(
+    serve_args: list[str], env: dict[str, str] | None = None
+) -> Iterator[tuple[str, Any, dict]]:
+    """A `livecap serve` process on a free loopback port:
+    (base URL, its psutil.Process, its /status)."""
     import httpx
     import psutil
 
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "livecap", "serve", "--port", str(port), *serve_args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(1200):
             if server.poll() is not None:
                 assert server.stderr is not None
-                raise LivecapError(f"the server did not start: {server.stderr.read().decode(errors='replace')[-300:]}")
+                raise LivecapError(
+                    "the server did not start: "
+                    f"{server.stderr.read().decode(errors='replace')[-300:]}"
+                )
             try:
                 status = httpx.get(base + "/status", timeout=1.0).json()
                 break
@@ -150,7 +173,9 @@ def start_upload(base: str, path: Path) -> socket.socket:
     socket is a client that gives up while the server transcribes."""
     import httpx
 
-    request = httpx.Request("POST", base + "/v1/audio/transcriptions", files={"file": (path.name, path.read_bytes())})
+    request = httpx.Request(
+        "POST", base + "/v1/audio/transcriptions", files={"file": (path.name, path.read_bytes())}
+    )
     body = request.read()
     head = f"POST {request.url.raw_path.decode()} HTTP/1.1\r\n"
     head += "".join(f"{name}: {value}\r\n" for name, value in request.headers.items()) + "\r\n"
@@ -172,7 +197,9 @@ def abandoned_upload(base: str, path: Path) -> dict[str, float]:
 
     busy = httpx.get(base + "/status").json()["busy_seconds"]
     with start_upload(base, path):
-        working = _until(status_when(lambda s: s["busy_seconds"] > busy), "start transcribing the upload")
+        working = _until(
+            status_when(lambda s: s["busy_seconds"] > busy), "start transcribing the upload"
+        )
     gave_up = time.monotonic()
     done = _until(status_when(lambda s: s["uploads_active"] == 0), "stop the abandoned upload")
     return {"upload_stop_s": time.monotonic() - gave_up,
@@ -185,8 +212,12 @@ async def stopped_publisher(base: str, frames: list[bytes]) -> float:
     import websockets
 
     async with httpx.AsyncClient() as client:
-        session = (await client.post(base + "/v1/sessions", json={"source": "publish"})).json()["id"]
-        async with websockets.connect(base.replace("http", "ws", 1) + f"/v1/sessions/{session}/publish") as publisher:
+        session = (await client.post(base + "/v1/sessions", json={"source": "publish"})).json()[
+            "id"
+        ]
+        async with websockets.connect(
+            base.replace("http", "ws", 1) + f"/v1/sessions/{session}/publish"
+        ) as publisher:
             await publisher.send('{"type": "start"}')
             for frame in frames:
                 await publisher.send(frame)
@@ -229,12 +260,19 @@ def measure(config: Config, items: list[Item], levels: list[int], seconds: float
             results = asyncio.run(_level(base.replace("http", "ws") + "/v1/stream", jobs))
             after = httpx.get(base + "/status").json()
             out.append(_level_figures(n, jobs, results, words, before, after))
-            out[-1]["server_cores"] = (sum(process.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
+            out[-1]["server_cores"] = (sum(process.cpu_times()[:2]) - cpu0) / (
+                time.monotonic() - t0
+            )
         return {"levels": out, "capacity": capacity(out), "reactions": reactions(base, items)}
 
 
 def _level_figures(
-    n: int, jobs: list[Any], results: list[Any], words: dict[str, list[Any]], before: dict, after: dict
+    n: int,
+    jobs: list[Any],
+    results: list[Any],
+    words: dict[str, list[Any]],
+    before: dict,
+    after: dict,
 ) -> dict[str, Any]:
     latencies = [f["latency"]["latency"] for r in results for f in r.finals if "latency" in f]
     committed = [x for r, job in zip(results, jobs) for x in committed_latencies(r, job[2], words)]
@@ -248,7 +286,11 @@ def _level_figures(
         "committed_p50": _percentile(committed, 50),
         "committed_p95": _percentile(committed, 95),
         "worst_stream_p95": max(  # fairness: no stream's finals wait behind the others'
-            (r.stats["final_p95"] for r in results if r.stats and r.stats.get("final_p95") is not None),
+            (
+                r.stats["final_p95"]
+                for r in results
+                if r.stats and r.stats.get("final_p95") is not None
+            ),
             default=None,
         ),
         "finals": len(latencies),
@@ -259,7 +301,9 @@ def _level_figures(
         "refused": sum(r.close_code == TRY_LATER for r in results),
         "wer": float(np.mean([wer(text, r.text) for r, text in served])) if served else None,
         "compute_per_audio_s": (  # ASR worker-seconds and translation, all streams
-            sum(after[k] - before[k] for k in ("busy_seconds", "translate_seconds")) / audio if audio else None
+            sum(after[k] - before[k] for k in ("busy_seconds", "translate_seconds")) / audio
+            if audio
+            else None
         ),
     }
 

@@ -1,4 +1,5 @@
-"""The `livecap` command line: a thin layer over the library (the commands are in `livecap.cli.commands`).
+"""The `livecap` command line: a thin layer over the library
+(the commands are in `livecap.cli.commands`).
 
 This module loads nothing heavy, so that a stop signal at any moment, even while the command line
 is still loading, ends with one word and its exit code, never a traceback.

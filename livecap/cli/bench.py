@@ -27,8 +27,11 @@ from livecap.errors import LivecapError
 
 Inputs = Annotated[
     Optional[list[Path]],
-    typer.Argument(help="audio files or a manifest.tsv (default: the bundled sample)", show_default=False,
-                   metavar="FILES..."),
+    typer.Argument(
+        help="audio files or a manifest.tsv (default: the bundled sample)",
+        show_default=False,
+        metavar="FILES...",
+    ),
 ]
 
 
@@ -43,33 +46,60 @@ WorkerCounts = _list("comma list of worker counts [default: 2]")
 BeamSizes = _list("comma list of beam sizes [default: 1]")
 Devices = _list("compute devices: comma list of cpu, cuda, auto [default: cpu]")
 BatchSizes = _list("comma list of ASR batch sizes (1: no batching)")
-Repeat = Annotated[int, typer.Option(min=1, max=50, metavar="N", help="runs per configuration (median, min-max)")]
-Live = Annotated[bool, typer.Option("--live/--no-live", help="also replay at 1x through the live pipeline")]
-LiveLimit = Annotated[
-    float, typer.Option(min=0, metavar="S", help="seconds of audio replayed live per run (takes that long)")
+Repeat = Annotated[
+    int, typer.Option(min=1, max=50, metavar="N", help="runs per configuration (median, min-max)")
 ]
-Baseline = Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run plain faster-whisper")]
+Live = Annotated[
+    bool, typer.Option("--live/--no-live", help="also replay at 1x through the live pipeline")
+]
+LiveLimit = Annotated[
+    float,
+    typer.Option(
+        min=0, metavar="S", help="seconds of audio replayed live per run (takes that long)"
+    ),
+]
+Baseline = Annotated[
+    bool, typer.Option("--baseline/--no-baseline", help="also run plain faster-whisper")
+]
 Mix = Annotated[
     Optional[float],
     typer.Option(
-        min=0.5, max=180, metavar="MINUTES", help="build a long mix of this many minutes from the inputs and measure it"
+        min=0.5,
+        max=180,
+        metavar="MINUTES",
+        help="build a long mix of this many minutes from the inputs and measure it",
     ),
 ]
-Session = Annotated[Optional[float], typer.Option(min=0.5, max=180, hidden=True, help="deprecated: --mix")]
+Session = Annotated[
+    Optional[float], typer.Option(min=0.5, max=180, hidden=True, help="deprecated: --mix")
+]
 Streams = Annotated[
     Optional[str],
-    typer.Option(metavar="LIST", help="instead: N concurrent 1x streams through `livecap serve` on loopback, "
-                                      "for each N of this comma list"),
+    typer.Option(
+        metavar="LIST",
+        help="instead: N concurrent 1x streams through `livecap serve` on loopback, "
+        "for each N of this comma list",
+    ),
 ]
 Speakers = Annotated[
-    bool, typer.Option("--speakers", help="instead: speaker labels' error and CPU on built conversations "
-                                          "(the diarize extra; --live also replays each at 1x)"),
+    bool,
+    typer.Option(
+        "--speakers",
+        help="instead: speaker labels' error and CPU on built conversations "
+        "(the diarize extra; --live also replays each at 1x)",
+    ),
 ]
-StreamSeconds = Annotated[float, typer.Option(min=1, metavar="S", help="speech each --streams client sends")]
+StreamSeconds = Annotated[
+    float, typer.Option(min=1, metavar="S", help="speech each --streams client sends")
+]
 JsonPath = Annotated[
-    Optional[Path], typer.Option("--json", metavar="FILE", help="write every figure to this JSON file")
+    Optional[Path],
+    typer.Option("--json", metavar="FILE", help="write every figure to this JSON file"),
 ]
-Plot = Annotated[Optional[Path], typer.Option(metavar="FILE", help="draw latency and RTF per configuration into a PNG")]
+Plot = Annotated[
+    Optional[Path],
+    typer.Option(metavar="FILE", help="draw latency and RTF per configuration into a PNG"),
+]
 
 
 def bench_command(
@@ -108,8 +138,14 @@ def bench_command(
         warn("--session is deprecated: use --mix")
         mix = session if mix is None else mix
     items = load_inputs(list(inputs or []))
-    sweeps = {"model": model, "compute_type": compute_type, "workers": workers, "beam_size": beam_size,
-              "device": device, "batch_size": batch_size}
+    sweeps = {
+        "model": model,
+        "compute_type": compute_type,
+        "workers": workers,
+        "beam_size": beam_size,
+        "device": device,
+        "batch_size": batch_size,
+    }
     fixed = {"language": language, "translate_to": translate_to, "translator": translator}
     configs = configurations(profile, sweeps, {k: v for k, v in fixed.items() if v is not None})
     check_configurations(configs)
@@ -146,7 +182,9 @@ def measure_configurations(
     from livecap.bench.run import Job, run_job, steps
 
     keys = varying(configs)
-    jobs = [[Job(kind, config, tuple(items), nonspeech, limit) for kind in kinds] for config in configs]
+    jobs = [
+        [Job(kind, config, tuple(items), nonspeech, limit) for kind in kinds] for config in configs
+    ]
     results: list[dict] = []
     with report.progress() as bar:
         task = bar.add_task("bench", total=sum(steps(j) for runs in jobs for j in runs) * repeat)
@@ -161,7 +199,11 @@ def measure_configurations(
 
                     raws.append({job.kind: run_job(job, step) for job in runs})
             except LivecapError as error:  # keep and show what was measured before the failure
-                before = f" (the {len(results)} configuration(s) measured before it are shown above)" if results else ""
+                before = (
+                    f" (the {len(results)} configuration(s) measured before it are shown above)"
+                    if results
+                    else ""
+                )
                 return results, LivecapError(f"{label(config, keys)}: {error}{before}")
             results.append(report.configuration(label(config, keys), config, raws))
     return results, None
@@ -171,9 +213,16 @@ def bench_document(items: list, repeat: int, limit: float, results: list[dict]) 
     """The bench's JSON document (its shape is described in `livecap.bench.plan`)."""
     return {
         "machine": machine(),
-        "command": "livecap " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "livecap bench",
+        "command": "livecap " + " ".join(sys.argv[1:])
+        if sys.argv[1:2] == ["bench"]
+        else "livecap bench",
         "inputs": [
-            {"path": str(i.path), "duration_s": i.duration, "reference": i.reference, "language": i.language}
+            {
+                "path": str(i.path),
+                "duration_s": i.duration,
+                "reference": i.reference,
+                "language": i.language,
+            }
             for i in items
         ],
         "repeat": repeat,
@@ -188,20 +237,25 @@ def check_target(target: Path) -> None:
         raise LivecapError(f"{target}: is a directory; give a file name")
     if not target.parent.is_dir():
         raise LivecapError(f"{target}: its folder does not exist")
-    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+    if not os.access(target.parent, os.W_OK) or (
+        target.exists() and not os.access(target, os.W_OK)
+    ):
         raise LivecapError(f"{target}: not writable")
 
 
 def bench_streams(
     configs: list, keys: list[str], items: list, levels: str, seconds: float, json_path: Path | None
 ) -> None:
-    """`--streams`: a server per configuration, N concurrent live clients per level (livecap.bench.streams)."""
+    """`--streams`: a server per configuration, N concurrent
+    live clients per level (livecap.bench.streams)."""
     from livecap.bench import report, streams
 
     try:
         counts = sorted({int(n) for n in levels.split(",") if n.strip()})
     except ValueError:
-        raise LivecapError(f"--streams takes a comma list of stream counts (got {levels!r})") from None
+        raise LivecapError(
+            f"--streams takes a comma list of stream counts (got {levels!r})"
+        ) from None
     if not counts or counts[0] < 1 or counts[-1] > 64:
         raise LivecapError("--streams counts must be between 1 and 64")
     results = []
@@ -215,12 +269,15 @@ def bench_streams(
 
 
 def bench_speakers(config: Any, live: bool, json_path: Path | None) -> None:
-    """`--speakers`: conversations built from the shared readers, labelled (livecap.bench.speakers)."""
+    """`--speakers`: conversations built from the shared
+    readers, labelled (livecap.bench.speakers)."""
     from livecap.bench import report, speakers
 
     shared = speakers.shared_audio()
     if not (shared / "manifest.tsv").is_file():
-        raise LivecapError(f"--speakers needs the shared recordings ({shared}; set LIVECAP_SHARED_AUDIO)")
+        raise LivecapError(
+            f"--speakers needs the shared recordings ({shared}; set LIVECAP_SHARED_AUDIO)"
+        )
     with tempfile.TemporaryDirectory(prefix="livecap-speakers-") as tmp:
         rows = speakers.measure(shared, Path(tmp), live=live, config=config)
     report.show_speakers(rows)

@@ -24,7 +24,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode=None,  # plain help: metavars show choices and kinds of value, help ends with the default
+    # plain help: metavars show choices and kinds of value, help ends with the default
+    rich_markup_mode=None,
     help="Real-time speech transcription and translation in the terminal.",
 )
 app.command("file")(file_command)
@@ -48,7 +49,10 @@ def _print_version(given: bool) -> None:
 @app.callback()
 def _common(
     version: Annotated[
-        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
     ] = False,
 ) -> None:
     """Real-time speech transcription and translation in the terminal."""

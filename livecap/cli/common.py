@@ -51,7 +51,9 @@ def pipeline_config(options: dict[str, Any], **extra: Any) -> Config:
     return resolved.config
 
 
-def choose_view(engine: Engine, *, plain: bool, jsonl: bool, live: bool, label: str, duration: float | None) -> Display:
+def choose_view(
+    engine: Engine, *, plain: bool, jsonl: bool, live: bool, label: str, duration: float | None
+) -> Display:
     """The display for this run: rich when stdout is a terminal, plain lines otherwise."""
     from livecap.cli.view import FileProgressView, JsonlView, LiveView, PlainView
 
@@ -60,15 +62,21 @@ def choose_view(engine: Engine, *, plain: bool, jsonl: bool, live: bool, label: 
     if plain or not console.is_terminal:
         return PlainView()
     if live:
-        backend = engine.backend  # the device and compute type in use (--gpu auto may fall back to the CPU)
+        # the device and compute type in use (--gpu auto may fall back to the CPU)
+        backend = engine.backend
         return LiveView(console, backend.name, backend.device, backend.compute_type)
     return FileProgressView(console, label, duration)
 
 
-def _rescue(write: Callable[[Path], list[Path]], out_dir: Path, failure: WriteError, count: int) -> str:
+def _rescue(
+    write: Callable[[Path], list[Path]], out_dir: Path, failure: WriteError, count: int
+) -> str:
     """The one error line for captions that `out_dir` would not take (a full disk): they are
     written to a new temporary folder instead when one can be, and the line says where they are."""
-    problem, captions = f"cannot write to {out_dir} ({failure.reason})", f"{count} caption{'s' * (count != 1)}"
+    problem, captions = (
+        f"cannot write to {out_dir} ({failure.reason})",
+        f"{count} caption{'s' * (count != 1)}",
+    )
     folder = None
     try:
         folder = Path(tempfile.mkdtemp(prefix="livecap-rescued-"))
@@ -76,7 +84,10 @@ def _rescue(write: Callable[[Path], list[Path]], out_dir: Path, failure: WriteEr
     except (OSError, LivecapError):
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-        return f"{problem}; no other folder would take the {captions} either (they were shown on standard output)"
+        return (
+            f"{problem}; no other folder would take the {captions} either "
+            "(they were shown on standard output)"
+        )
     return f"{problem}; the {captions} went to {folder} instead"
 
 
@@ -105,8 +116,16 @@ def save_result(
     before = {path.name for path in out_dir.glob(f"{glob.escape(stem)}.*")}
 
     def write(folder: Path) -> list[Path]:
-        return write_outputs(result.captions, folder, stem, config.output.output_format, source=name,
-                             duration=duration, options=OutputOptions.from_config(config), notes=notes)
+        return write_outputs(
+            result.captions,
+            folder,
+            stem,
+            config.output.output_format,
+            source=name,
+            duration=duration,
+            options=OutputOptions.from_config(config),
+            notes=notes,
+        )
 
     try:
         written = write(out_dir)
@@ -118,9 +137,12 @@ def save_result(
     if problem is None and not result.errors:
         errors.print(f"[dim]wrote {escape(files)}[/]", highlight=False, soft_wrap=True)
         return True
-    note = "interrupted" if problem == "interrupted" else f"incomplete ({problem or result.errors[0]})"
+    note = (
+        "interrupted" if problem == "interrupted" else f"incomplete ({problem or result.errors[0]})"
+    )
     errors.print(
-        f"[yellow]{escape(name)}: {escape(note)}; wrote {len(result.captions)} captions transcribed so far "
+        f"[yellow]{escape(name)}: {escape(note)}; wrote {len(result.captions)} captions "
+        "transcribed so far "
         f"to {escape(files)}[/]",
         highlight=False,
         soft_wrap=True,

@@ -48,7 +48,9 @@ def _spool_input(arg: str, folder: Path) -> Path:
 
     if arg == "-":
         if sys.stdin is None or sys.stdin.isatty():
-            raise LivecapError("-: standard input is a terminal; pipe audio into it (livecap file - < talk.mp3)")
+            raise LivecapError(
+                "-: standard input is a terminal; pipe audio into it (livecap file - < talk.mp3)"
+            )
         return spool(sys.stdin.buffer, folder)
     try:
         with open(arg, "rb") as stream:
@@ -61,7 +63,9 @@ def _temporary_folder() -> tempfile.TemporaryDirectory[str]:
     try:
         return tempfile.TemporaryDirectory(prefix="livecap-input-")
     except OSError as error:  # /tmp full or read-only
-        raise LivecapError(f"no temporary folder to store piped input in ({error.strerror or error})") from None
+        raise LivecapError(
+            f"no temporary folder to store piped input in ({error.strerror or error})"
+        ) from None
 
 
 def _stems(names: list[str], out_dir: Path, overwrite: bool) -> list[str]:
@@ -88,12 +92,21 @@ def _recover(journals: list[Path], config: Config, out_dir: Path) -> int:
                 raise LivecapError(f"{journal}: holds no captions")
             stem = journal.name.removesuffix(JOURNAL_SUFFIX)
             written = write_outputs(
-                captions, out_dir, stem, config.output.output_format, source=str(journal), duration=captions[-1].end,
-                options=OutputOptions.from_config(config), notes={"partial": True, "recovered_from": str(journal)},
+                captions,
+                out_dir,
+                stem,
+                config.output.output_format,
+                source=str(journal),
+                duration=captions[-1].end,
+                options=OutputOptions.from_config(config),
+                notes={"partial": True, "recovered_from": str(journal)},
             )
             journal.unlink()
-            warn(f"{journal}: recovered {len(captions)} captions (up to {captions[-1].end:.1f} s) into "
-                 f"{', '.join(map(str, written))}; journal removed")
+            warn(
+                f"{journal}: recovered {len(captions)} captions (up to {captions[-1].end:.1f} s) "
+                "into "
+                f"{', '.join(map(str, written))}; journal removed"
+            )
         except LivecapError as error:
             report_error(str(error))
             failed += 1
@@ -112,9 +125,17 @@ def _transcribe_one(
     from livecap.pipeline.runner import run_stream
 
     journal = Journal(out_dir / f"{stem}{JOURNAL_SUFFIX}")
-    view = choose_view(engine, plain=options["plain"], jsonl=options["jsonl"], live=source.realtime, label=stem,
-                       duration=source.duration)
-    result = run_stream(engine.stream(source, live=source.realtime), view, journal, stop_requests=stop_requests)
+    view = choose_view(
+        engine,
+        plain=options["plain"],
+        jsonl=options["jsonl"],
+        live=source.realtime,
+        label=stem,
+        duration=source.duration,
+    )
+    result = run_stream(
+        engine.stream(source, live=source.realtime), view, journal, stop_requests=stop_requests
+    )
     if config.diarize.diarize and result.captions:
         from livecap.diarize.files import diarize_result
 
@@ -125,7 +146,9 @@ def _transcribe_one(
         warn(line)
     partial = result.end_reason is not None or bool(result.errors)
     # a partial run covers the audio up to its last caption; a whole one, all the audio decoded
-    duration = round(max((c.end for c in result.captions), default=0.0) if partial else report.duration_s, 3)
+    duration = round(
+        max((c.end for c in result.captions), default=0.0) if partial else report.duration_s, 3
+    )
     notes = {"partial": partial, "warnings": warnings, **report.to_dict()}
     saved = save_result(result, config, out_dir, stem, name, duration, notes)
     if saved and journal.error:  # the disk took the files at the end, not the journal on the way
@@ -139,16 +162,29 @@ def _transcribe_one(
 def file_command(
     paths: Annotated[
         list[str],
-        typer.Argument(help="audio or video files; - reads standard input", show_default=False, metavar="FILES..."),
+        typer.Argument(
+            help="audio or video files; - reads standard input",
+            show_default=False,
+            metavar="FILES...",
+        ),
     ],
     realtime: Annotated[bool, typer.Option(help="replay at 1x through the live pipeline")] = False,
-    audio_track: Annotated[int, typer.Option(min=0, metavar="N", help="which audio track of each file, from 0")] = 0,
+    audio_track: Annotated[
+        int, typer.Option(min=0, metavar="N", help="which audio track of each file, from 0")
+    ] = 0,
     overwrite: Annotated[
         bool,
-        typer.Option("--overwrite/--no-overwrite", help="replace the files of an earlier run, or name new ones x-2"),
+        typer.Option(
+            "--overwrite/--no-overwrite",
+            help="replace the files of an earlier run, or name new ones x-2",
+        ),
     ] = True,
     recover: Annotated[
-        bool, typer.Option(help="the FILES are journals a killed run left (*.journal.jsonl): write their caption files")
+        bool,
+        typer.Option(
+            help="the FILES are journals a killed run left (*.journal.jsonl): "
+            "write their caption files"
+        ),
     ] = False,
     options: dict | None = None,
 ) -> None:
@@ -168,7 +204,8 @@ def file_command(
     failed = 0
     sources: list[tuple[FileSource, str]] = []  # each source and the name the user gave it
     with ExitStack() as cleanup:
-        spool_dir: Path | None = None  # made for the first piped input only: a full /tmp fails just those
+        # made for the first piped input only: a full /tmp fails just those
+        spool_dir: Path | None = None
         for arg in paths:
             path = Path(arg)
             try:
@@ -185,16 +222,23 @@ def file_command(
             from livecap.diarize.model import shared_model
 
             shared_model()  # the extra is missing: one line before any work
-        stems = _stems(["stdin" if arg == "-" else Path(arg).stem for _, arg in sources], out_dir, overwrite)
+        stems = _stems(
+            ["stdin" if arg == "-" else Path(arg).stem for _, arg in sources], out_dir, overwrite
+        )
         # signals count from before the model loads: a stop then (even inside an extension's import)
         # ends the run cleanly once the load is done, before any file starts
         with counting_stop_signals() as stop_requests, Engine(config) as engine:
             for (source, name), stem in zip(sources, stems):
                 if stop_requests.count:
-                    warn(f"interrupted before {name} started: it and any files after it were not transcribed")
+                    warn(
+                        f"interrupted before {name} started: it and any files after it were not "
+                        "transcribed"
+                    )
                     break
                 try:
-                    ok = _transcribe_one(engine, config, source, name, stem, out_dir, options, stop_requests)
+                    ok = _transcribe_one(
+                        engine, config, source, name, stem, out_dir, options, stop_requests
+                    )
                 except LivecapError as error:  # this file's outputs could not be written: go on
                     report_error(str(error))
                     ok = False

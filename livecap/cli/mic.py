@@ -12,12 +12,18 @@ from livecap.cli import options as opt
 
 InputDevice = Annotated[
     Optional[str],
-    typer.Option(help="microphone: index or name substring (see `livecap devices`) [default: the system's]",
-                 metavar="DEVICE"),
+    typer.Option(
+        help="microphone: index or name substring (see `livecap devices`) [default: the system's]",
+        metavar="DEVICE",
+    ),
 ]
 Duration = Annotated[
     Optional[float],
-    typer.Option(min=0.1, metavar="S", help="stop listening after this many seconds, then finish the captions"),
+    typer.Option(
+        min=0.1,
+        metavar="S",
+        help="stop listening after this many seconds, then finish the captions",
+    ),
 ]
 
 
@@ -33,8 +39,10 @@ Publish = Annotated[
 PublishAudio = Annotated[
     str,
     typer.Option(
-        "--publish-audio", metavar="opus|pcm",
-        help="what --publish sends: opus (Ogg Opus at 32 kbit/s) or pcm (s16le at the microphone's rate)",
+        "--publish-audio",
+        metavar="opus|pcm",
+        help="what --publish sends: opus (Ogg Opus at 32 kbit/s) "
+        "or pcm (s16le at the microphone's rate)",
     ),
 ]
 
@@ -47,12 +55,15 @@ def mic_command(
     publish_audio: PublishAudio = "opus",
     options: dict | None = None,
 ) -> None:
-    """Live captions from a microphone. Ctrl-C stops; finals are journaled as they come, files written at the end."""
+    """Live captions from a microphone. Ctrl-C stops; finals
+    are journaled as they come, files written at the end."""
     assert options is not None
     if publish is not None:
         from livecap.cli.watch import publish_microphone
 
-        return publish_microphone(publish, input_device, duration, options["plain"], options["jsonl"], publish_audio)
+        return publish_microphone(
+            publish, input_device, duration, options["plain"], options["jsonl"], publish_audio
+        )
     from rich.markup import escape
 
     from livecap.cli.common import choose_view, errors, pipeline_config, save_result
@@ -73,7 +84,8 @@ def mic_command(
         journal = Journal(out_dir / f"{stem}.journal.jsonl")
         view = choose_view(engine, plain=plain, jsonl=jsonl, live=True, label=stem, duration=None)
         errors.print(
-            f"[dim]listening on {escape(source.device.name)} ({source.rate} Hz), journal {journal.path}; "
+            f"[dim]listening on {escape(source.device.name)} ({source.rate} Hz), journal "
+            f"{journal.path}; "
             "Ctrl-C stops[/]",
             highlight=False,
             soft_wrap=True,
@@ -101,5 +113,11 @@ def devices_command() -> None:
         raise LivecapError("no audio input devices found")
     table = Table("index", "name", "channels", "default rate", "default")
     for d in devices:
-        table.add_row(str(d.index), d.name, str(d.channels), f"{d.default_rate:.0f} Hz", "*" if d.is_default else "")
+        table.add_row(
+            str(d.index),
+            d.name,
+            str(d.channels),
+            f"{d.default_rate:.0f} Hz",
+            "*" if d.is_default else "",
+        )
     console.print(table)

@@ -31,58 +31,102 @@ def setting(key: str, help: str, *names: str, metavar: str | None = None) -> Any
     )
 
 
-Profile = Annotated[Optional[str], typer.Option("--profile", "-p", help="profile name or TOML path", metavar="NAME")]
-Model = Annotated[Optional[str], setting("model", "tiny.en, base, a model directory or a hub id", metavar="NAME")]
+Profile = Annotated[
+    Optional[str], typer.Option("--profile", "-p", help="profile name or TOML path", metavar="NAME")
+]
+Model = Annotated[
+    Optional[str], setting("model", "tiny.en, base, a model directory or a hub id", metavar="NAME")
+]
 Language = Annotated[
-    Optional[str], setting("language", "spoken language: code or English name (none: detect)", metavar="LANG")
+    Optional[str],
+    setting("language", "spoken language: code or English name (none: detect)", metavar="LANG"),
 ]
 Task = Annotated[Optional[str], setting("task", "transcribe, or translate (speech to English)")]
 BeamSize = Annotated[Optional[int], setting("beam_size", "beam size (1 = greedy)", metavar="N")]
 ComputeType = Annotated[
-    Optional[str], setting("compute_type", "CTranslate2 type (default: int8 on CPU, float16 on CUDA)", metavar="TYPE")
+    Optional[str],
+    setting(
+        "compute_type", "CTranslate2 type (default: int8 on CPU, float16 on CUDA)", metavar="TYPE"
+    ),
 ]
 Workers = Annotated[Optional[int], setting("workers", "parallel ASR workers", metavar="N")]
 Device = Annotated[
-    Optional[str], setting("device", "where ASR runs: cpu, cuda (or fail), auto (CUDA when usable, else the CPU)")
+    Optional[str],
+    setting("device", "where ASR runs: cpu, cuda (or fail), auto (CUDA when usable, else the CPU)"),
 ]
 Gpu = Annotated[
     Optional[str],
-    typer.Option(help="the same as --device: --gpu is cuda, --gpu auto, --gpu off is cpu", metavar="[auto|off]"),
+    typer.Option(
+        help="the same as --device: --gpu is cuda, --gpu auto, --gpu off is cpu",
+        metavar="[auto|off]",
+    ),
 ]
-OutputDir = Annotated[Optional[str], setting("output_dir", "where caption files are written", "--output-dir", "-o",
-                                            metavar="DIR")]
+OutputDir = Annotated[
+    Optional[str],
+    setting("output_dir", "where caption files are written", "--output-dir", "-o", metavar="DIR"),
+]
 OutputFormat = Annotated[
     Optional[str],
-    setting("output_format", "comma list of txt, srt, vtt, json, tsv, verbose_json, or all", "--output-format", "-f",
-            metavar="LIST"),
+    setting(
+        "output_format",
+        "comma list of txt, srt, vtt, json, tsv, verbose_json, or all",
+        "--output-format",
+        "-f",
+        metavar="LIST",
+    ),
 ]
 SubtitleText = Annotated[
-    Optional[str], setting("subtitle_text", "with a translation, text files of: original, translation or both")
+    Optional[str],
+    setting("subtitle_text", "with a translation, text files of: original, translation or both"),
 ]
-MaxLineWidth = Annotated[Optional[int], setting("max_line_width", "longest srt/vtt line in characters", metavar="N")]
-MaxLineCount = Annotated[Optional[int], setting("max_line_count", "most lines per srt/vtt cue", metavar="N")]
-TranslateTo = Annotated[Optional[str], setting("translate_to", "translate captions into this language", metavar="LANG")]
+MaxLineWidth = Annotated[
+    Optional[int], setting("max_line_width", "longest srt/vtt line in characters", metavar="N")
+]
+MaxLineCount = Annotated[
+    Optional[int], setting("max_line_count", "most lines per srt/vtt cue", metavar="N")
+]
+TranslateTo = Annotated[
+    Optional[str], setting("translate_to", "translate captions into this language", metavar="LANG")
+]
 Translator = Annotated[Optional[str], setting("translator", "translation backend")]
-MinSilenceMs = Annotated[Optional[int], setting("min_silence_ms", "silence that ends an utterance (ms)", metavar="MS")]
+MinSilenceMs = Annotated[
+    Optional[int], setting("min_silence_ms", "silence that ends an utterance (ms)", metavar="MS")
+]
 MaxUtteranceS = Annotated[
     Optional[float], setting("max_utterance_s", "longest utterance before a cut (s)", metavar="S")
 ]
-Interim = Annotated[Optional[bool], setting("interim", "show interim captions", "--interim/--no-interim")]
+Interim = Annotated[
+    Optional[bool], setting("interim", "show interim captions", "--interim/--no-interim")
+]
 InitialPrompt = Annotated[
-    Optional[str], setting("initial_prompt", "text that primes each decode: names, spelling, style", metavar="TEXT")
+    Optional[str],
+    setting(
+        "initial_prompt", "text that primes each decode: names, spelling, style", metavar="TEXT"
+    ),
 ]
 Hotwords = Annotated[
-    Optional[str], setting("hotwords", "words to favour (names, jargon), space-separated", metavar="TEXT")
+    Optional[str],
+    setting("hotwords", "words to favour (names, jargon), space-separated", metavar="TEXT"),
 ]
 WordTimestamps = Annotated[
     Optional[bool],
-    setting("word_timestamps", "time each word of the finals", "--word-timestamps/--no-word-timestamps"),
+    setting(
+        "word_timestamps", "time each word of the finals", "--word-timestamps/--no-word-timestamps"
+    ),
 ]
-Diarize = Annotated[Optional[bool], setting("diarize", "label speakers S1, S2, ... (the diarize extra)",
-                                           "--diarize/--no-diarize")]
-Speakers = Annotated[Optional[int], setting("speakers", "with --diarize: how many speakers", metavar="N")]
-MinSpeakers = Annotated[Optional[int], setting("min_speakers", "with --diarize: at least N speakers", metavar="N")]
-MaxSpeakers = Annotated[Optional[int], setting("max_speakers", "with --diarize: at most N speakers", metavar="N")]
+Diarize = Annotated[
+    Optional[bool],
+    setting("diarize", "label speakers S1, S2, ... (the diarize extra)", "--diarize/--no-diarize"),
+]
+Speakers = Annotated[
+    Optional[int], setting("speakers", "with --diarize: how many speakers", metavar="N")
+]
+MinSpeakers = Annotated[
+    Optional[int], setting("min_speakers", "with --diarize: at least N speakers", metavar="N")
+]
+MaxSpeakers = Annotated[
+    Optional[int], setting("max_speakers", "with --diarize: at most N speakers", metavar="N")
+]
 Plain = Annotated[bool, typer.Option(help="one line per final caption, no live view")]
 Jsonl = Annotated[bool, typer.Option(help="machine-readable events, one JSON object a line")]
 
@@ -119,7 +163,9 @@ def flags(**given: Any) -> dict[str, Any]:
         if gpu not in GPU_VALUES:
             raise LivecapError(f"--gpu takes auto, on or off (got {gpu!r})")
         if out.get("device", GPU_VALUES[gpu]) != GPU_VALUES[gpu]:
-            raise LivecapError(f"--gpu {gpu} and --device {out['device']} disagree; give one of them")
+            raise LivecapError(
+                f"--gpu {gpu} and --device {out['device']} disagree; give one of them"
+            )
         out["device"] = GPU_VALUES[gpu]
     return out
 
@@ -154,10 +200,13 @@ def _pipeline_options(
     plain: Plain = False,
     jsonl: Jsonl = False,
 ) -> None:
-    """The options of every command that runs the pipeline (declared once, see `pipeline_command`)."""
+    """The options of every command that runs the pipeline
+    (declared once, see `pipeline_command`)."""
 
 
-def options_from(declaration: Callable[..., None]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def options_from(
+    declaration: Callable[..., None],
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Give a command the options `declaration`'s signature lists: typer sees them in the command's
     signature, and the command gets them as one dict in its `options` parameter (so a list of
     options is written once, not per command)."""
@@ -165,8 +214,13 @@ def options_from(declaration: Callable[..., None]) -> Callable[[Callable[..., No
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
         own = inspect.signature(command).parameters
-        hints = {**get_type_hints(declaration, include_extras=True), **get_type_hints(command, include_extras=True)}
-        parameters = [p.replace(annotation=hints[name]) for name, p in own.items() if name != "options"]
+        hints = {
+            **get_type_hints(declaration, include_extras=True),
+            **get_type_hints(command, include_extras=True),
+        }
+        parameters = [
+            p.replace(annotation=hints[name]) for name, p in own.items() if name != "options"
+        ]
         parameters += [p.replace(annotation=hints[name]) for name, p in declared.items()]
 
         @functools.wraps(command)
@@ -174,7 +228,8 @@ def options_from(declaration: Callable[..., None]) -> Callable[[Callable[..., No
             options = {name: given.pop(name) for name in declared}
             command(**given, options=options)
 
-        wrapper.__signature__ = inspect.Signature(parameters, return_annotation=None)  # type: ignore[attr-defined]
+        signature = inspect.Signature(parameters, return_annotation=None)
+        wrapper.__signature__ = signature  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
         del wrapper.__wrapped__  # typer must read the new signature, not the command's
         return wrapper

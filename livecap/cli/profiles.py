@@ -1,4 +1,5 @@
-"""`livecap profiles`: list the shipped profiles, or show one fully resolved with each value's origin."""
+"""`livecap profiles`: list the shipped profiles, or show one
+fully resolved with each value's origin."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def list_command(ctx: typer.Context) -> None:
     for name, path in shipped.items():
         typer.echo(f"{name:<{width}}  {profile_description(path)}")
     typer.echo(
-        f"\n`livecap profiles show NAME` prints every setting and where it comes from; --profile also takes a "
+        "\n`livecap profiles show NAME` prints every setting and where it comes from; --profile "
+        "also takes a "
         f"TOML path. User config: {user_config_path(os.environ)} ({ENV_PREFIX}CONFIG overrides)."
     )
 
@@ -41,17 +43,23 @@ def list_command(ctx: typer.Context) -> None:
 @app.command("show")
 def show_command(
     name: Annotated[
-        Optional[str], typer.Argument(help=f"profile name or TOML path (default: {ENV_PREFIX}PROFILE or default)")
+        Optional[str],
+        typer.Argument(help=f"profile name or TOML path (default: {ENV_PREFIX}PROFILE or default)"),
     ] = None,
     profile: opt.Profile = None,
     settings: Annotated[
         Optional[list[str]],
-        typer.Option("--set", metavar="KEY=VALUE", help="set a key as a command-line flag would (repeatable)"),
+        typer.Option(
+            "--set", metavar="KEY=VALUE", help="set a key as a command-line flag would (repeatable)"
+        ),
     ] = None,
 ) -> None:
-    """Print the resolved configuration as TOML: every key, its value, and the layer it came from."""
+    """Print the resolved configuration as TOML: every key,
+    its value, and the layer it came from."""
     if name and profile and name != profile:
-        raise LivecapError(f"profiles show: two profiles given ({name} and --profile {profile}); give one")
+        raise LivecapError(
+            f"profiles show: two profiles given ({name} and --profile {profile}); give one"
+        )
     resolved = resolve(name or profile, dict(_setting(text) for text in settings or ()))
     user = user_config_path(os.environ)
     typer.echo(f"# user config: {user}{'' if user.exists() else ' (absent)'}")

@@ -1,7 +1,7 @@
 """`livecap serve`: the HTTP/WebSocket server. The server package is loaded only when the command
-runs (the CLI and the server never import each other; `livecap[server]` may not be installed).
-Its settings are the [server] section of the configuration: these flags, LIVECAP_<KEY>, a profile
-or the user config file; the API key is a secret and comes from --api-key or LIVECAP_API_KEY only."""
+runs (the CLI and the server never import each other; `livecap[server]` may not be installed). Its
+settings are the [server] section of the configuration: these flags, LIVECAP_<KEY>, a profile or the
+user config file; the API key is a secret and comes from --api-key or LIVECAP_API_KEY only."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from livecap.cli import options as opt
 from livecap.cli.options import setting
 
 Host = Annotated[
-    Optional[str], setting("host", "address to listen on (0.0.0.0: every interface; set --api-key)", metavar="ADDRESS")
+    Optional[str],
+    setting(
+        "host", "address to listen on (0.0.0.0: every interface; set --api-key)", metavar="ADDRESS"
+    ),
 ]
 Port = Annotated[Optional[int], setting("port", "TCP port", metavar="N")]
 ApiKey = Annotated[
@@ -26,53 +29,103 @@ ApiKey = Annotated[
 ]
 MaxStreams = Annotated[
     Optional[str],
-    setting("max_streams", "live streams and sessions at once (auto: from the measured load)", metavar="auto|N"),
+    setting(
+        "max_streams",
+        "live streams and sessions at once (auto: from the measured load)",
+        metavar="auto|N",
+    ),
 ]
 MaxWaitS = Annotated[
     Optional[float],
-    setting("max_wait_s", "how long a stream, session or upload waits for a place (0: refuse)", metavar="S"),
+    setting(
+        "max_wait_s",
+        "how long a stream, session or upload waits for a place (0: refuse)",
+        metavar="S",
+    ),
 ]
 MaxRssMb = Annotated[
     Optional[int],
-    setting("max_rss_mb", "memory budget: above it interims are shed, new work waits (none: RAM / 2)", metavar="MB"),
+    setting(
+        "max_rss_mb",
+        "memory budget: above it interims are shed, new work waits (none: RAM / 2)",
+        metavar="MB",
+    ),
 ]
 MaxUploads = Annotated[
-    Optional[int], setting("max_uploads", "uploads transcribed at once (none: workers)", metavar="N")
+    Optional[int],
+    setting("max_uploads", "uploads transcribed at once (none: workers)", metavar="N"),
 ]
-MaxUploadMb = Annotated[Optional[float], setting("max_upload_mb", "largest upload (MiB)", metavar="MB")]
-MaxFrameKb = Annotated[Optional[float], setting("max_frame_kb", "largest WebSocket message (KiB)", metavar="KB")]
+MaxUploadMb = Annotated[
+    Optional[float], setting("max_upload_mb", "largest upload (MiB)", metavar="MB")
+]
+MaxFrameKb = Annotated[
+    Optional[float], setting("max_frame_kb", "largest WebSocket message (KiB)", metavar="KB")
+]
 IdleTimeoutS = Annotated[
-    Optional[float], setting("idle_timeout_s", "end a stream that sends nothing this long", metavar="S")
+    Optional[float],
+    setting("idle_timeout_s", "end a stream that sends nothing this long", metavar="S"),
 ]
-MaxStreamS = Annotated[Optional[float], setting("max_stream_s", "end a stream after this long", metavar="S")]
-DrainS = Annotated[Optional[float], setting("drain_s", "on shutdown, time for open streams' last finals", metavar="S")]
+MaxStreamS = Annotated[
+    Optional[float], setting("max_stream_s", "end a stream after this long", metavar="S")
+]
+DrainS = Annotated[
+    Optional[float],
+    setting("drain_s", "on shutdown, time for open streams' last finals", metavar="S"),
+]
 DataDir = Annotated[
     Optional[str],
-    setting("data_dir", "the media library's folder (none: ~/.local/share/livecap/server on Linux)", metavar="DIR"),
+    setting(
+        "data_dir",
+        "the media library's folder (none: ~/.local/share/livecap/server on Linux)",
+        metavar="DIR",
+    ),
 ]
 MaxMedia = Annotated[Optional[int], setting("max_media", "files in the media library", metavar="N")]
-MaxViewers = Annotated[Optional[int], setting("max_viewers", "session viewers at once", metavar="N")]
+MaxViewers = Annotated[
+    Optional[int], setting("max_viewers", "session viewers at once", metavar="N")
+]
 RedisUrl = Annotated[
     Optional[str],
-    setting("redis_url", "share sessions and the media index with other replicas through this Redis "
-                         "(redis://HOST:PORT/DB); --data-dir must then be a folder they all share", metavar="URL"),
+    setting(
+        "redis_url",
+        "share sessions and the media index with other replicas through this Redis "
+        "(redis://HOST:PORT/DB); --data-dir must then be a folder they all share",
+        metavar="URL",
+    ),
 ]
-Replica = Annotated[Optional[str], setting("replica", "this replica's name in the cluster (default host:port)",
-                                           metavar="NAME")]
+Replica = Annotated[
+    Optional[str],
+    setting("replica", "this replica's name in the cluster (default host:port)", metavar="NAME"),
+]
 LeaseS = Annotated[
-    Optional[float], setting("lease_s", "with --redis-url: a dead replica's sessions are taken over after this",
-                             metavar="S"),
+    Optional[float],
+    setting(
+        "lease_s",
+        "with --redis-url: a dead replica's sessions are taken over after this",
+        metavar="S",
+    ),
 ]
 Preload = Annotated[
     Optional[list[str]],
-    setting("preload", "load this model at start and keep it (repeatable), besides --model", metavar="NAME"),
+    setting(
+        "preload",
+        "load this model at start and keep it (repeatable), besides --model",
+        metavar="NAME",
+    ),
 ]
 ModelTtlS = Annotated[
-    Optional[float], setting("model_ttl_s", "unload a model no request has used for this long (-1: never)", metavar="S")
+    Optional[float],
+    setting(
+        "model_ttl_s", "unload a model no request has used for this long (-1: never)", metavar="S"
+    ),
 ]
 MaxModels = Annotated[
     Optional[int],
-    setting("max_models", "models loaded on demand at once, --model and --preload aside (0: none)", metavar="N"),
+    setting(
+        "max_models",
+        "models loaded on demand at once, --model and --preload aside (0: none)",
+        metavar="N",
+    ),
 ]
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import replace
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -31,7 +31,8 @@ def _clock(seconds: float) -> str:
 def caption_text(caption: Caption) -> Text:
     """One final caption: its time, the text, and the translation beneath when there is one."""
     text = Text()
-    text.append(f"[{_clock(caption.start)}] ", style="dim")  # a style given to Text() would dim it all
+    # a style given to Text() would dim it all
+    text.append(f"[{_clock(caption.start)}] ", style="dim")
     if caption.speaker is not None:
         text.append(f"{caption.speaker}: ", style=speaker_style(caption.speaker))
     text.append(caption.text)
@@ -81,45 +82,65 @@ def stats_footer(stats: StatsSnapshot, model: str, device: str, compute_type: st
     audio = stats.audio_seconds or 1.0
     compute = Text(
         f"finals {stats.asr_seconds / audio:.2f} + interims {stats.interim_asr_seconds / audio:.2f}"
-        + (f" + translation {stats.translate_seconds / audio:.2f}" if stats.translate_seconds else "")
+        + (
+            f" + translation {stats.translate_seconds / audio:.2f}"
+            if stats.translate_seconds
+            else ""
+        )
         + (f" + speakers {stats.diarize_seconds / audio:.2f}" if stats.diarize_seconds else "")
         + (f", CPU {stats.cpu_per_audio_s:.2f}" if stats.cpu_per_audio_s is not None else ""),
         style="dim",
     )
     grid.add_row(
         Text(f"final p50 {_seconds(stats.final_p50)} p95 {_seconds(stats.final_p95)}"),
-        Text(f"(wait {_seconds(stats.eos_wait_p50)} + work {_seconds(stats.processing_p50)})", style="dim"),
+        Text(
+            f"(wait {_seconds(stats.eos_wait_p50)} + work {_seconds(stats.processing_p50)})",
+            style="dim",
+        ),
         Text(f"interim p50 {_seconds(stats.interim_p50)}"),
         Text(f"RTF {rtf} (all compute per audio s)"),
     )
     behind = stats.behind_seconds > 2.0
     load = Text(
-        f"queues: audio {stats.capture_depth_s:.1f}s, finals {stats.pending_finals}, interims {stats.pending_interims}"
+        f"queues: audio {stats.capture_depth_s:.1f}s, finals {stats.pending_finals}, interims "
+        f"{stats.pending_interims}"
         f"  dropped {stats.dropped_seconds:.1f}s",
         style="red" if stats.dropped_seconds else "",
     )
     translate = (
-        Text(f"translate p50 {_seconds(stats.translate_p50)} ({stats.translate_share:.0%} of latency)")
+        Text(
+            f"translate p50 {_seconds(stats.translate_p50)} ({stats.translate_share:.0%} of "
+            "latency)"
+        )
         if stats.translate_p50 is not None and stats.translate_share is not None
         else Text("")
     )
     grid.add_row(
-        load, Text(f"behind {stats.behind_seconds:.1f}s", style="bold red" if behind else "dim"), translate, Text("")
+        load,
+        Text(f"behind {stats.behind_seconds:.1f}s", style="bold red" if behind else "dim"),
+        translate,
+        Text(""),
     )
-    grid.add_row(Text(f"{model} · {device} · {compute_type}", style="dim"), Text(""), Text(""), compute)
+    grid.add_row(
+        Text(f"{model} · {device} · {compute_type}", style="dim"), Text(""), Text(""), compute
+    )
     return grid
 
 
 class LiveView:
     """The rich live view: recent finals, the interim line and the stats footer."""
 
-    def __init__(self, console: Console, model: str, device: str, compute_type: str, keep: int = 12) -> None:
+    def __init__(
+        self, console: Console, model: str, device: str, compute_type: str, keep: int = 12
+    ) -> None:
         self.console = console
         self._model = (model, device, compute_type)
         self._finals: deque[Caption] = deque(maxlen=keep)
         self._interim: InterimCaption | None = None
         self._stats: StatsSnapshot | None = None
-        self._live = Live(console=console, refresh_per_second=10, transient=False, auto_refresh=False)
+        self._live = Live(
+            console=console, refresh_per_second=10, transient=False, auto_refresh=False
+        )
 
     def __rich__(self) -> RenderableType:
         parts: list[RenderableType] = [caption_text(c) for c in self._finals]
@@ -161,7 +182,7 @@ class LiveView:
 class PlainView:
     """One line per final caption, for pipes, logs and `--plain`."""
 
-    def __init__(self, stream=None) -> None:  # noqa: ANN001 - a text stream
+    def __init__(self, stream: TextIO | None = None) -> None:
         self._out = stream or sys.stdout
 
     def start(self) -> None:
@@ -171,7 +192,9 @@ class PlainView:
         who = f"{caption.speaker}: " if caption.speaker is not None else ""
         line = f"[{caption.start:8.2f} -> {caption.end:8.2f}] {who}{caption.text}"
         if caption.translation is not None:
-            line += f" || {caption.translation}" + (" [translation failed]" if caption.translation_failed else "")
+            line += f" || {caption.translation}" + (
+                " [translation failed]" if caption.translation_failed else ""
+            )
         print(line, file=self._out, flush=True)
 
     def interim(self, event: InterimCaption) -> None:
@@ -195,7 +218,7 @@ class JsonlView(RecordDisplay):
     """Machine-readable events, one JSON object a line (the records of `livecap.output.records`):
     final, interim, speaker, error, and stats at the end; each names its `source`."""
 
-    def __init__(self, stream=None, source: str | None = None) -> None:  # noqa: ANN001 - a text stream
+    def __init__(self, stream: TextIO | None = None, source: str | None = None) -> None:
         super().__init__()
         self._out = stream or sys.stdout
         self._source = source

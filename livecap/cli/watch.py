@@ -28,8 +28,10 @@ if TYPE_CHECKING:  # loaded when a command runs, so that `livecap -h` stays quic
 
 POLL_S = 0.25  # how often a waiting client looks at Ctrl-C
 CLOSE_WAIT_S = 30.0  # after Ctrl-C, how long a publisher waits for the finals of what it sent
-MAX_REJOINS = 5  # a viewer cut off (too slow, or its replica went away) rejoins this often, then gives up
-REJOIN_PAUSE_S = 1.0  # before rejoining after a dropped connection: the balancer finds another replica
+# a viewer cut off (too slow, or its replica went away) rejoins this often, then gives up
+MAX_REJOINS = 5
+# before rejoining after a dropped connection: the balancer finds another replica
+REJOIN_PAUSE_S = 1.0
 PUBLISH_AUDIO = ("opus", "pcm")  # what `mic --publish` may send
 
 
@@ -48,7 +50,9 @@ class Target:
 
         parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
-            raise LivecapError(f"{url}: give the server's address, such as http://127.0.0.1:8000/SESSION")
+            raise LivecapError(
+                f"{url}: give the server's address, such as http://127.0.0.1:8000/SESSION"
+            )
         query = urllib.parse.parse_qs(parts.query)
         path = [p for p in parts.path.split("/") if p]
         if "sessions" in path and path.index("sessions") + 1 < len(path):
@@ -56,12 +60,20 @@ class Target:
         else:
             session = (query.get("watch") or [path[-1] if path else None])[0]
         scheme = "https" if parts.scheme in ("https", "wss") else "http"
-        key = api_key or (query.get("api_key") or [None])[0] or os.environ.get("LIVECAP_API_KEY") or None
+        key = (
+            api_key
+            or (query.get("api_key") or [None])[0]
+            or os.environ.get("LIVECAP_API_KEY")
+            or None
+        )
         return cls(f"{scheme}://{parts.netloc}", session, key)
 
     def socket(self, what: str) -> str:
         assert self.session is not None
-        return self.base.replace("http", "ws", 1) + f"/v1/sessions/{urllib.parse.quote(self.session)}/{what}"
+        return (
+            self.base.replace("http", "ws", 1)
+            + f"/v1/sessions/{urllib.parse.quote(self.session)}/{what}"
+        )
 
     @property
     def headers(self) -> dict[str, str]:
@@ -71,15 +83,23 @@ class Target:
         """POST /v1/sessions {"source": "publish"}: the new session's id."""
         from livecap.errors import LivecapError
 
-        request = urllib.request.Request(self.base + "/v1/sessions", data=b'{"source": "publish"}', method="POST",
-                                         headers={"Content-Type": "application/json", **self.headers})
+        request = urllib.request.Request(
+            self.base + "/v1/sessions",
+            data=b'{"source": "publish"}',
+            method="POST",
+            headers={"Content-Type": "application/json", **self.headers},
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return json.load(response)["id"]
         except urllib.error.HTTPError as error:
-            raise LivecapError(f"{self.base}: cannot create a session: {_error_message(error)}") from None
+            raise LivecapError(
+                f"{self.base}: cannot create a session: {_error_message(error)}"
+            ) from None
         except (urllib.error.URLError, OSError) as error:
-            raise LivecapError(f"{self.base}: cannot reach the server ({getattr(error, 'reason', error)})") from None
+            raise LivecapError(
+                f"{self.base}: cannot reach the server ({getattr(error, 'reason', error)})"
+            ) from None
 
 
 def _error_message(error: urllib.error.HTTPError) -> str:
@@ -97,11 +117,19 @@ def caption_from(record: dict[str, Any]) -> Caption:
     from livecap.messages import Caption, Word
 
     return Caption(
-        stream_id="", seq=record["seq"], start=record["start"], end=record["end"], text=record["text"], final=True,
-        language=record.get("language"), translation=record.get("translation"),
+        stream_id="",
+        seq=record["seq"],
+        start=record["start"],
+        end=record["end"],
+        text=record["text"],
+        final=True,
+        language=record.get("language"),
+        translation=record.get("translation"),
         translation_failed=bool(record.get("translation_failed")),
-        words=tuple(Word(w["start"], w["end"], w["word"], w["probability"], w.get("speaker"))
-                    for w in record.get("words") or ()),
+        words=tuple(
+            Word(w["start"], w["end"], w["word"], w["probability"], w.get("speaker"))
+            for w in record.get("words") or ()
+        ),
         speaker=record.get("speaker"),
     )
 
@@ -132,7 +160,8 @@ def stats_from(record: dict[str, Any]) -> StatsSnapshot:
 
 
 class Relay:
-    """Hands records to a display: each final once (a rejoin repeats the history), the rest as is."""
+    """Hands records to a display: each final once (a rejoin
+    repeats the history), the rest as is."""
 
     def __init__(self, view: Display, jsonl: bool) -> None:
         self.view = view
@@ -157,7 +186,11 @@ class Relay:
         elif kind == "speaker":
             from livecap.messages import SpeakerRevision
 
-            self.view.speakers(SpeakerRevision(tuple((label["seq"], label["speaker"]) for label in record["labels"])))
+            self.view.speakers(
+                SpeakerRevision(
+                    tuple((label["seq"], label["speaker"]) for label in record["labels"])
+                )
+            )
         elif kind == "stats":
             self.stats = stats_from(record)
         elif kind == "error":
@@ -181,7 +214,9 @@ def ordinal(n: int) -> str:
 def waiting_line(record: dict[str, Any]) -> str:
     """A `queued` event in words: "waiting: 3rd in line (about 40 s)"."""
     eta = record.get("eta_s")
-    return f"waiting: {ordinal(int(record['position']))} in line" + (f" (about {eta:.0f} s)" if eta else "")
+    return f"waiting: {ordinal(int(record['position']))} in line" + (
+        f" (about {eta:.0f} s)" if eta else ""
+    )
 
 
 def _notice(text: str) -> None:
@@ -222,7 +257,9 @@ async def watch_session(target: Target, relay: Relay, stop: StopRequests) -> tup
     code, reason = None, ""
     for attempt in range(MAX_REJOINS + 1):
         try:
-            connection = await websockets.connect(target.socket("captions"), additional_headers=target.headers)
+            connection = await websockets.connect(
+                target.socket("captions"), additional_headers=target.headers
+            )
         except (OSError, websockets.InvalidHandshake) as error:
             if attempt == 0:
                 return None, f"cannot connect to {target.base}: {error}"
@@ -239,7 +276,12 @@ async def watch_session(target: Target, relay: Relay, stop: StopRequests) -> tup
 
 
 async def publish_source(
-    target: Target, source: Any, relay: Relay, stop: StopRequests, duration: float | None, opus: bool = True
+    target: Target,
+    source: Any,
+    relay: Relay,
+    stop: StopRequests,
+    duration: float | None,
+    opus: bool = True,
 ) -> tuple[int | None, str]:
     """Send a live source's audio (Ogg Opus, or s16le at its own rate) to the session; show what
     comes back. Ctrl-C (or `duration`) sends the end and waits for the last finals; a second Ctrl-C
@@ -249,14 +291,19 @@ async def publish_source(
     from livecap.sources.queue import CaptureQueue, EndOfAudio
 
     try:
-        connection = await websockets.connect(target.socket("publish"), additional_headers=target.headers)
+        connection = await websockets.connect(
+            target.socket("publish"), additional_headers=target.headers
+        )
     except (OSError, websockets.InvalidHandshake) as error:
         return None, f"cannot connect to {target.base}: {error}"
     encode = _encoder(source.rate, opus)
     fmt = "opus" if opus else "s16le"
-    await connection.send(json.dumps({"type": "start", "sample_rate": source.rate, "sample_format": fmt}))
+    await connection.send(
+        json.dumps({"type": "start", "sample_rate": source.rate, "sample_format": fmt})
+    )
     receiver = asyncio.create_task(_receive(connection, relay, stop, 2))
-    while not (relay.ready or receiver.done() or stop.count):  # a busy server puts the session in line first
+    while not (relay.ready or receiver.done() or stop.count):
+        # a busy server puts the session in line first
         await asyncio.sleep(POLL_S)
     sink = CaptureQueue(max_blocks=300)
     source.start(sink)
@@ -294,7 +341,9 @@ def _encoder(rate: int, opus: bool) -> Callable[[Any], bytes]:
     import numpy as np
 
     if not opus:
-        return lambda samples: b"" if samples is None else (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+        return lambda samples: (
+            b"" if samples is None else (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+        )
     from livecap.sources.codecs import OggOpusEncoder
 
     encoder = OggOpusEncoder(rate)
@@ -323,13 +372,17 @@ def _run(view: Display, job: Any) -> tuple[int | None, str]:
 
 
 ApiKey = Annotated[
-    Optional[str], typer.Option(envvar="LIVECAP_API_KEY", help="the server's key (or ?api_key= in the URL)")
+    Optional[str],
+    typer.Option(envvar="LIVECAP_API_KEY", help="the server's key (or ?api_key= in the URL)"),
 ]
 
 
 def watch_command(
     url: Annotated[
-        str, typer.Argument(metavar="URL", help="the session: http://HOST:PORT/SESSION (or the page's viewer link)")
+        str,
+        typer.Argument(
+            metavar="URL", help="the session: http://HOST:PORT/SESSION (or the page's viewer link)"
+        ),
     ],
     api_key: ApiKey = None,
     plain: opt.Plain = False,
@@ -342,7 +395,9 @@ def watch_command(
 
     target = Target.parse(url, api_key)
     if not target.session:
-        raise LivecapError(f"{url}: name the session, such as {target.base}/SESSION (GET /v1/sessions lists them)")
+        raise LivecapError(
+            f"{url}: name the session, such as {target.base}/SESSION (GET /v1/sessions lists them)"
+        )
     relay = Relay(_view(plain, jsonl, target), jsonl)
     with counting_stop_signals() as stop:
         code, reason = _run(relay.view, watch_session(target, relay, stop))
@@ -350,7 +405,12 @@ def watch_command(
 
 
 def publish_microphone(
-    url: str, input_device: str | None, duration: float | None, plain: bool, jsonl: bool, audio: str = "opus"
+    url: str,
+    input_device: str | None,
+    duration: float | None,
+    plain: bool,
+    jsonl: bool,
+    audio: str = "opus",
 ) -> None:
     """`livecap mic --publish URL`: the microphone feeds a session on a server (a new one, or the
     publish session the URL names); the server transcribes, this terminal shows what it sends back.
@@ -376,5 +436,7 @@ def publish_microphone(
     )
     relay = Relay(_view(plain, jsonl, target), jsonl)
     with counting_stop_signals() as stop:
-        code, reason = _run(relay.view, publish_source(target, source, relay, stop, duration, opus=audio == "opus"))
+        code, reason = _run(
+            relay.view, publish_source(target, source, relay, stop, duration, opus=audio == "opus")
+        )
     _finish(code, reason, relay, stop)

@@ -12,8 +12,10 @@ from livecap.errors import LivecapError
 
 MAX_SPEAKERS = 32
 MIN_POINTS = 10  # fewer windows than this are too few to tell speakers apart without a count
-MERGE_COSINE = 0.875  # clusters whose centres are this alike are one speaker (when no count is given)
-SAME_SPEAKER = 0.6  # windows of one voice are at least this alike on average (cosine); two voices less
+# clusters whose centres are this alike are one speaker (when no count is given)
+MERGE_COSINE = 0.875
+# windows of one voice are at least this alike on average (cosine); two voices less
+SAME_SPEAKER = 0.6
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,14 @@ def cluster(embeddings: np.ndarray, hints: Hints = Hints()) -> np.ndarray:
         return agglomerate(embeddings, min(low, count), high)
     known = hints.speakers is not None or low > 1
     engine = CommonClustering(
-        "spectral", cluster_line=MIN_POINTS, mer_cos=None if known else MERGE_COSINE, min_cluster_size=4,
-        min_num_spks=min(low, high), max_num_spks=high, pval=0.012, oracle_num=hints.speakers,
+        "spectral",
+        cluster_line=MIN_POINTS,
+        mer_cos=None if known else MERGE_COSINE,
+        min_cluster_size=4,
+        min_num_spks=min(low, high),
+        max_num_spks=high,
+        pval=0.012,
+        oracle_num=hints.speakers,
     )
     return np.asarray(engine(np.array(embeddings, copy=True)), int)
 
@@ -68,7 +76,9 @@ def agglomerate(embeddings: np.ndarray, low: int = 1, high: int = MAX_SPEAKERS) 
     from sklearn.cluster import AgglomerativeClustering
 
     def run(**how: float) -> np.ndarray:
-        return AgglomerativeClustering(metric="cosine", linkage="average", **how).fit_predict(embeddings)
+        return AgglomerativeClustering(metric="cosine", linkage="average", **how).fit_predict(
+            embeddings
+        )
 
     labels = run(n_clusters=None, distance_threshold=1 - SAME_SPEAKER)
     found = len(set(labels))

@@ -18,7 +18,9 @@ from livecap.diarize.turns import Turn, label_captions, turns_from_windows
 from livecap.pipeline.runner import RunResult
 
 
-def diarize_audio(audio: np.ndarray, hints: Hints = Hints(), model: SpeakerModel | None = None) -> list[Turn]:
+def diarize_audio(
+    audio: np.ndarray, hints: Hints = Hints(), model: SpeakerModel | None = None
+) -> list[Turn]:
     """Who speaks when in 16 kHz mono `audio`: turns named S1, S2, ... in order of first speech."""
     model = model or shared_model()
     windows, embeddings = model.embed(audio, model.speech(audio))

@@ -42,11 +42,13 @@ class LiveSpeakers:
         self.hints, self.stats = hints, stats
         self.model = model or shared_model()
         self._embeddings: deque[np.ndarray] = deque(maxlen=KEEP_WINDOWS)
-        self._names: deque[str | None] = deque(maxlen=KEEP_WINDOWS)  # each kept window's current name
+        # each kept window's current name
+        self._names: deque[str | None] = deque(maxlen=KEEP_WINDOWS)
         self._finals: deque[_Final] = deque(maxlen=REVISE_FINALS)
 
     def label(self, caption: Caption) -> tuple[Caption, SpeakerRevision | None]:
-        """`caption` with its speaker (none without audio), and the revision of earlier finals it led to."""
+        """`caption` with its speaker (none without audio),
+        and the revision of earlier finals it led to."""
         if caption.audio is None or not len(caption.audio):
             return caption, None
         started = time.thread_time()
@@ -63,13 +65,16 @@ class LiveSpeakers:
             self._names = deque(names, maxlen=KEEP_WINDOWS)
         finally:
             self.stats.add_diarize(time.thread_time() - started)
-        labelled = dataclasses.replace(caption, speaker=speaker,
-                                       words=tuple(dataclasses.replace(w, speaker=speaker) for w in caption.words))
+        labelled = dataclasses.replace(
+            caption,
+            speaker=speaker,
+            words=tuple(dataclasses.replace(w, speaker=speaker) for w in caption.words),
+        )
         return labelled, SpeakerRevision(tuple(revised)) if revised else None
 
     def _hints(self) -> Hints:
-        """A count or a least count is the whole conversation's: early on, when few windows have been
-        heard, it is only an upper bound."""
+        """A count or a least count is the whole conversation's: early on,
+        when few windows have been heard, it is only an upper bound."""
         if len(self._embeddings) >= EARLY_WINDOWS:
             return self.hints
         return Hints(max_speakers=self.hints.bounds[1])
@@ -83,11 +88,16 @@ class LiveSpeakers:
                 votes[int(label)][name] += 1
         naming: dict[int, str] = {}
         for label in sorted(votes, key=lambda c: -sum(votes[c].values())):
-            choice = next((name for name, _ in votes[label].most_common() if name not in naming.values()), None)
+            choice = next(
+                (name for name, _ in votes[label].most_common() if name not in naming.values()),
+                None,
+            )
             if choice is not None:
                 naming[label] = choice
         for label in sorted(set(votes) - set(naming)):
-            naming[label] = next(f"S{n}" for n in itertools.count(1) if f"S{n}" not in naming.values())
+            naming[label] = next(
+                f"S{n}" for n in itertools.count(1) if f"S{n}" not in naming.values()
+            )
         return [naming[int(label)] for label in labels]
 
     def _revise(self, names: list[str], new: int) -> list[tuple[int, str]]:

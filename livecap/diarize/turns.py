@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from livecap.messages import Caption, Word
 
-MIN_RUN_S = 0.4  # a shorter run of words with another speaker inside a caption is the caption's speaker
+# a shorter run of words with another speaker inside a caption is the caption's speaker
+MIN_RUN_S = 0.4
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,9 @@ class Turn:
     speaker: str
 
 
-def turns_from_windows(windows: Sequence[tuple[float, float]], speakers: Sequence[str]) -> list[Turn]:
+def turns_from_windows(
+    windows: Sequence[tuple[float, float]], speakers: Sequence[str]
+) -> list[Turn]:
     """Turns from labelled, time-ordered windows: where two overlapping windows disagree, the turn
     changes halfway through their overlap; same-speaker neighbours merge."""
     turns: list[Turn] = []
@@ -71,7 +74,9 @@ def _runs(words: Sequence[Word]) -> list[list[Word]]:
         else:
             merged.append(run)
     if len(merged) > 1 and merged[0][-1].end - merged[0][0].start < MIN_RUN_S:  # a short first run
-        merged[1] = [dataclasses.replace(w, speaker=merged[1][0].speaker) for w in merged[0]] + merged[1]
+        merged[1] = [
+            dataclasses.replace(w, speaker=merged[1][0].speaker) for w in merged[0]
+        ] + merged[1]
         merged.pop(0)
     return merged
 
@@ -97,10 +102,19 @@ def label_caption(caption: Caption, turns: Sequence[Turn]) -> list[Caption]:
     """`caption` with its words' speakers, split where the speaker changes (at word times). A
     translated caption is not split (its translation cannot be): it gets its main speaker."""
     if not caption.words or caption.translation is not None:
-        return [dataclasses.replace(caption, speaker=speaker_at(turns, caption.start, caption.end),
-                                    words=tuple(dataclasses.replace(w, speaker=speaker_at(turns, w.start, w.end))
-                                                for w in caption.words))]
-    words = [dataclasses.replace(w, speaker=speaker_at(turns, w.start, w.end)) for w in caption.words]
+        return [
+            dataclasses.replace(
+                caption,
+                speaker=speaker_at(turns, caption.start, caption.end),
+                words=tuple(
+                    dataclasses.replace(w, speaker=speaker_at(turns, w.start, w.end))
+                    for w in caption.words
+                ),
+            )
+        ]
+    words = [
+        dataclasses.replace(w, speaker=speaker_at(turns, w.start, w.end)) for w in caption.words
+    ]
     runs = _runs(words)
     if len(runs) == 1:
         return [dataclasses.replace(caption, speaker=runs[0][0].speaker, words=tuple(runs[0]))]
@@ -108,8 +122,11 @@ def label_caption(caption: Caption, turns: Sequence[Turn]) -> list[Caption]:
     for i, (run, text) in enumerate(zip(runs, _texts(caption.text, runs))):
         start = caption.start if i == 0 else run[0].start
         end = caption.end if i == len(runs) - 1 else run[-1].end
-        pieces.append(dataclasses.replace(caption, start=start, end=end, text=text, words=tuple(run),
-                                          speaker=run[0].speaker))
+        pieces.append(
+            dataclasses.replace(
+                caption, start=start, end=end, text=text, words=tuple(run), speaker=run[0].speaker
+            )
+        )
     return pieces
 
 

@@ -1,5 +1,6 @@
-"""Safe writing: a file is either its old content or its complete new content, never half written,
-and names chosen for a run's outputs never collide. Plain functions, shared by the CLI and a server."""
+"""Safe writing: a file is either its old content or its complete new content, never
+half written, and names chosen for a run's outputs never collide. Plain functions,
+shared by the CLI and a server."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ def write_atomic(path: Path, content: str) -> None:
     """Write `content` to a temporary file in the same folder, then rename it over `path`: a crash,
     a full disk or a kill leaves the old file (or none), never a truncated one."""
     try:
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name[:50]}.", suffix=".tmp", dir=path.parent)
+        handle, temp = tempfile.mkstemp(
+            prefix=f".{path.name[:50]}.", suffix=".tmp", dir=path.parent
+        )
     except OSError as error:
         raise WriteError(path, error.strerror or str(error)) from None
     try:
@@ -24,7 +27,8 @@ def write_atomic(path: Path, content: str) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, path)
-    except BaseException as error:  # any failure, even an interrupt, leaves no temporary file behind
+    except BaseException as error:
+        # any failure, even an interrupt, leaves no temporary file behind
         Path(temp).unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise WriteError(path, error.strerror or str(error)) from None
@@ -39,10 +43,13 @@ def check_writable(folder: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".livecap-write-test-"):
             pass
     except OSError as error:
-        raise LivecapError(f"cannot write to output directory {folder}: {error.strerror or error}") from None
+        raise LivecapError(
+            f"cannot write to output directory {folder}: {error.strerror or error}"
+        ) from None
 
 
-STEM_BYTES = 200  # file names are at most 255 bytes: room for `-2`, `.journal.jsonl`, `.de.verbose.json`
+# file names are at most 255 bytes: room for `-2`, `.journal.jsonl`, `.de.verbose.json`
+STEM_BYTES = 200
 
 
 def _fit(name: str) -> str:
@@ -50,7 +57,9 @@ def _fit(name: str) -> str:
     return name.encode("utf-8")[:STEM_BYTES].decode("utf-8", errors="ignore")
 
 
-def unique_stems(names: Iterable[str], in_use: Callable[[str], bool] = lambda stem: False) -> list[str]:
+def unique_stems(
+    names: Iterable[str], in_use: Callable[[str], bool] = lambda stem: False
+) -> list[str]:
     """One output stem per input, never the same twice in a run, and none that `in_use` claims
     (files an earlier run wrote): `clip`, `clip-2`, `clip-3`... A name too long for the file
     system once a suffix is added is shortened."""

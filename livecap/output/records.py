@@ -21,11 +21,16 @@ def final_record(caption: Caption, latency: dict[str, float] | None = None) -> d
 
 def interim_record(event: InterimCaption) -> dict[str, Any]:
     """`latency`: seconds from the capture of the end of the audio it was computed on until now."""
-    return {"type": "interim", **event.to_dict(), "latency": round(time.monotonic() - event.t_audio_end, 4)}
+    return {
+        "type": "interim",
+        **event.to_dict(),
+        "latency": round(time.monotonic() - event.t_audio_end, 4),
+    }
 
 
 def vad_record(event: VadEvent) -> dict[str, Any]:
-    """A VAD decision, for the protocol adapters that report speech (never written to the journal)."""
+    """A VAD decision, for the protocol adapters that report
+    speech (never written to the journal)."""
     return {"type": "vad", **event.to_dict()}
 
 
@@ -90,7 +95,10 @@ class RecordDisplay(Display):
 
     def tick(self, stats: StatsSnapshot) -> None:
         self._latest = stats
-        if self.stats_every_s is not None and time.monotonic() - self._sent_at >= self.stats_every_s:
+        if (
+            self.stats_every_s is not None
+            and time.monotonic() - self._sent_at >= self.stats_every_s
+        ):
             self._send_stats()
 
     def stop(self) -> None:

@@ -45,7 +45,9 @@ def _chunks(word: str, width: int) -> list[str]:
     return [word[i : i + width] for i in range(0, len(word), width)] or [word]
 
 
-def _timed_words(text: str, start: float, end: float, words: Sequence[Word]) -> list[tuple[str, float, float]]:
+def _timed_words(
+    text: str, start: float, end: float, words: Sequence[Word]
+) -> list[tuple[str, float, float]]:
     """The words of `text` with the time each is spoken. The text decides the words (Whisper's word
     list may split one, as "old" + "-sposed"); the word timestamps give the times when their letters
     spell the same text, and otherwise each word gets its share of [start, end] by characters."""
@@ -53,7 +55,8 @@ def _timed_words(text: str, start: float, end: float, words: Sequence[Word]) -> 
     letters = "".join(pieces)
     timed_letters = ["".join(w.word.split()) for w in words]
     if words and "".join(timed_letters) == letters:
-        owner = [i for i, spelled in enumerate(timed_letters) for _ in spelled]  # the word each letter is in
+        # the word each letter is in
+        owner = [i for i, spelled in enumerate(timed_letters) for _ in spelled]
         out, position = [], 0
         for piece in pieces:
             first, last = words[owner[position]], words[owner[position + len(piece) - 1]]

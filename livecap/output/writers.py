@@ -62,18 +62,22 @@ def speaker_turns(captions: Sequence[Caption]) -> list[str | None]:
 
 
 def _named(caption: Caption, track: str, speaker: str | None) -> tuple[str, tuple[Word, ...]]:
-    """A caption's text and words, led by "[S2]" when a new speaker starts (a word of its own, at the
-    caption's start, so that the layout and word times stay right)."""
+    """A caption's text and words, led by "[S2]" when a new speaker starts (a word of
+    its own, at the caption's start, so that the layout and word times stay right)."""
     text, words = track_text(caption, track), caption.words if track == "original" else ()
     if speaker is None:
         return text, words
     tag = f"[{speaker}]"
-    return f"{tag} {text}", ((Word(caption.start, caption.start, f" {tag}", 1.0),) + words if words else ())
+    return f"{tag} {text}", (
+        (Word(caption.start, caption.start, f" {tag}", 1.0),) + words if words else ()
+    )
 
 
-def cues(captions: Sequence[Caption], track: str, layout: Layout, *, tags: bool = True) -> list[Cue]:
-    """Subtitle cues of a track; the original is split at its word times, a translation by characters.
-    `tags`: a new speaker's first cue starts with "[S2]"."""
+def cues(
+    captions: Sequence[Caption], track: str, layout: Layout, *, tags: bool = True
+) -> list[Cue]:
+    """Subtitle cues of a track; the original is split at its word times, a translation
+    by characters. `tags`: a new speaker's first cue starts with "[S2]"."""
     out = []
     for c, speaker in zip(captions, speaker_turns(captions)):
         text, words = _named(c, track, speaker if tags else None)
@@ -89,7 +93,9 @@ def render_txt(captions: Sequence[Caption], track: str = "original") -> str:
     )
 
 
-def render_srt(captions: Sequence[Caption], track: str = "original", layout: Layout = Layout()) -> str:
+def render_srt(
+    captions: Sequence[Caption], track: str = "original", layout: Layout = Layout()
+) -> str:
     """SubRip cues, laid out by `layout`."""
     return "\n".join(
         f"{i}\n{_clock(cue.start, ',')} --> {_clock(cue.end, ',')}\n{cue.text}\n"
@@ -97,11 +103,15 @@ def render_srt(captions: Sequence[Caption], track: str = "original", layout: Lay
     )
 
 
-def render_vtt(captions: Sequence[Caption], track: str = "original", layout: Layout = Layout()) -> str:
-    """WebVTT cues, laid out by `layout`; with speaker labels, each cue is a voice span (`<v S2>`)."""
+def render_vtt(
+    captions: Sequence[Caption], track: str = "original", layout: Layout = Layout()
+) -> str:
+    """WebVTT cues, laid out by `layout`; with speaker
+    labels, each cue is a voice span (`<v S2>`)."""
     voiced = [(cue, c.speaker) for c in captions for cue in cues([c], track, layout, tags=False)]
     body = "\n".join(
-        f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}\n{f'<v {speaker}>' if speaker else ''}{cue.text}\n"
+        f"{_clock(cue.start, '.')} --> "
+        f"{_clock(cue.end, '.')}\n{f'<v {speaker}>' if speaker else ''}{cue.text}\n"
         for cue, speaker in voiced
     )
     return "WEBVTT\n\n" + body
@@ -118,14 +128,18 @@ def render_tsv(captions: Sequence[Caption], track: str = "original") -> str:
 
 
 def _language(captions: Sequence[Caption], task: str) -> str | None:
-    """The language of the text: English for Whisper's translate task, else the one most detected."""
+    """The language of the text: English for Whisper's
+    translate task, else the one most detected."""
     languages = Counter(c.language for c in captions if c.language)
     spoken = languages.most_common(1)[0][0] if languages else None
     return "en" if task == "translate" else spoken
 
 
 def render_json(
-    captions: Sequence[Caption], source: str, duration: float | None, options: OutputOptions = OutputOptions()
+    captions: Sequence[Caption],
+    source: str,
+    duration: float | None,
+    options: OutputOptions = OutputOptions(),
 ) -> str:
     """Everything in one file: segments with words, language and translation. Under `--task
     translate` the text is English; each segment keeps the language spoken as `spoken_language`."""
@@ -147,7 +161,9 @@ def render_json(
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 
-def render_verbose_json(captions: Sequence[Caption], duration: float | None, task: str = "transcribe") -> str:
+def render_verbose_json(
+    captions: Sequence[Caption], duration: float | None, task: str = "transcribe"
+) -> str:
     """The shape of OpenAI's `verbose_json` transcription, with the fields livecap has (no seek,
     tokens or log-probabilities): task, language, duration, text, segments, words."""
     document = {
@@ -178,7 +194,8 @@ def render_files(
     duration: float | None,
     options: OutputOptions = OutputOptions(),
 ) -> dict[str, str]:
-    """Every file to write, name -> content. Text formats get one file per track; `all` means every format."""
+    """Every file to write, name -> content. Text formats get
+    one file per track; `all` means every format."""
     formats = FORMATS if "all" in formats else formats
     translated = any(c.translation is not None for c in captions)
     tracks = {"original": stem}
@@ -199,7 +216,9 @@ def render_files(
         elif fmt == "verbose_json":
             files[f"{stem}.verbose.json"] = render_verbose_json(captions, duration, options.task)
         else:
-            files.update({f"{name}.{fmt}": text_renderers[fmt](track) for track, name in tracks.items()})
+            files.update(
+                {f"{name}.{fmt}": text_renderers[fmt](track) for track, name in tracks.items()}
+            )
     return files
 
 
@@ -285,14 +304,29 @@ def read_journal(path: Path) -> list[Caption]:
         except json.JSONDecodeError:
             if number == len(lines):
                 break  # the write the kill interrupted
-            raise LivecapError(f"{path}: line {number} is not JSON: not a livecap journal") from None
+            raise LivecapError(
+                f"{path}: line {number} is not JSON: not a livecap journal"
+            ) from None
         if not isinstance(record, dict) or record.get("type") != "final":
-            raise LivecapError(f"{path}: line {number} is not a final caption: not a livecap journal")
+            raise LivecapError(
+                f"{path}: line {number} is not a final caption: not a livecap journal"
+            )
         words = tuple(Word(w["start"], w["end"], w["word"], w["probability"], w.get("speaker"))
                       for w in record.get("words", ()))
-        captions.append(Caption(
-            "recovered", record["seq"], record["start"], record["end"], record["text"], True,
-            record.get("language"), record.get("translation"), record.get("translation_failed", False),
-            words=words, utterance=record.get("utterance", 0), speaker=record.get("speaker"),
-        ))
+        captions.append(
+            Caption(
+                "recovered",
+                record["seq"],
+                record["start"],
+                record["end"],
+                record["text"],
+                True,
+                record.get("language"),
+                record.get("translation"),
+                record.get("translation_failed", False),
+                words=words,
+                utterance=record.get("utterance", 0),
+                speaker=record.get("speaker"),
+            )
+        )
     return captions

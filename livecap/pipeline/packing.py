@@ -17,7 +17,8 @@ import numpy as np
 from livecap.messages import Utterance
 
 WHISPER_WINDOW_S = 30.0
-TARGET_LEVEL = 0.1  # speech level (RMS of its loud frames) each packed utterance is brought to (-20 dBFS)
+# speech level (RMS of its loud frames) each packed utterance is brought to (-20 dBFS)
+TARGET_LEVEL = 0.1
 MAX_GAIN = 30.0  # +30 dB at most, so that near-silence is not blown up
 MIN_GAIN = 0.25  # -12 dB at most
 
@@ -48,7 +49,10 @@ class Packer:
     def push(self, utterance: Utterance) -> list[Utterance]:
         """Add an utterance; returns a packed one when the window would overflow."""
         out = []
-        if self._held and sum(u.duration for u in self._held) + utterance.duration > self.max_seconds:
+        if (
+            self._held
+            and sum(u.duration for u in self._held) + utterance.duration > self.max_seconds
+        ):
             out = self.flush()
         self._held.append(utterance)
         return out

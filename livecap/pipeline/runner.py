@@ -43,14 +43,16 @@ class Display(Protocol):
     def stop(self) -> None: ...
 
     def vad(self, event: VadEvent) -> None:
-        """What the VAD decided: only a stream opened with `vad_events` (a protocol adapter) has these."""
+        """What the VAD decided: only a stream opened with
+        `vad_events` (a protocol adapter) has these."""
 
     def speakers(self, event: SpeakerRevision) -> None:
         """Earlier finals' speakers, revised: only a live stream with `diarize` on has these."""
 
 
 class NoDisplay(Display):
-    """Shows nothing (every method is the protocol's empty one): for callers that only want the result."""
+    """Shows nothing (every method is the protocol's empty
+    one): for callers that only want the result."""
 
 
 class CaptionSink(Protocol):
@@ -81,7 +83,9 @@ def revise(captions: list[Caption], event: SpeakerRevision) -> None:
         index = seq - first
         if 0 <= index < len(captions) and captions[index].seq == seq:
             c = captions[index]
-            captions[index] = replace(c, speaker=speaker, words=tuple(replace(w, speaker=speaker) for w in c.words))
+            captions[index] = replace(
+                c, speaker=speaker, words=tuple(replace(w, speaker=speaker) for w in c.words)
+            )
 
 
 def run_stream(

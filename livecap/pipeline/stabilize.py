@@ -33,7 +33,9 @@ def _agreed(previous: list[str], current: list[str]) -> int:
     agreed = 0
     while agreed < min(len(old), len(new)):
         after = slice(agreed + 1, agreed + 1 + AGREE_AFTER)
-        if old[agreed] != new[agreed] and not (len(old[after]) == AGREE_AFTER and old[after] == new[after]):
+        if old[agreed] != new[agreed] and not (
+            len(old[after]) == AGREE_AFTER and old[after] == new[after]
+        ):
             break
         agreed += 1
     return agreed

@@ -5,8 +5,9 @@ The one place these figures are defined:
   consumer (`Stream.next_event`), split into end-of-speech wait and processing;
 - interim latency: capture time of the end of the audio an interim was decoded from -> handed out,
   for interims that add words;
-- RTF: all compute spent on the stream (ASR worker-seconds for finals and interims, plus translation
-  and speaker labelling) per second of audio; `cpu_per_audio_s`: the process's CPU seconds per second of audio.
+- RTF: all compute spent on the stream (ASR worker-seconds for finals and interims, plus
+  translation and speaker labelling) per second of audio; `cpu_per_audio_s`: the process's
+  CPU seconds per second of audio.
 """
 
 from __future__ import annotations
@@ -68,11 +69,17 @@ class StatsSnapshot:
     behind_seconds: float
     interims_skipped: int
     transcribed_seconds: float  # stream position up to which every final is delivered
-    diarize_seconds: float = 0.0  # CPU seconds labelling speakers (embeddings, clustering, the file pass)
+    # CPU seconds labelling speakers (embeddings, clustering, the file pass)
+    diarize_seconds: float = 0.0
 
     @property
     def compute_seconds(self) -> float:
-        return self.asr_seconds + self.interim_asr_seconds + self.translate_seconds + self.diarize_seconds
+        return (
+            self.asr_seconds
+            + self.interim_asr_seconds
+            + self.translate_seconds
+            + self.diarize_seconds
+        )
 
     @property
     def rtf(self) -> float | None:
@@ -148,7 +155,9 @@ class StreamStats:
                 processing_p95=percentile(self.processing, 95),
                 interim_p50=percentile(self.interim, 50),
                 translate_p50=translate_p50,
-                translate_share=translate_p50 / final_p50 if translate_p50 is not None and final_p50 else None,
+                translate_share=translate_p50 / final_p50
+                if translate_p50 is not None and final_p50
+                else None,
                 finals=self.finals,
                 diarize_seconds=self.diarize_seconds,
                 **load,  # type: ignore[arg-type]

@@ -83,11 +83,17 @@ class Stream:
             pool, config.live, stream_id=stream_id, decode=decode, stats=self.stats,
             current_utterance=self.segmentation.current_utterance, emit=self._offer,
         )
-        self.speakers = _live_speakers(config, self.stats) if live and config.diarize.diarize else None
+        self.speakers = (
+            _live_speakers(config, self.stats) if live and config.diarize.diarize else None
+        )
         self.delivery = Delivery(
-            stream_id=stream_id, stats=self.stats, emit=self._put if self.speakers is None else self._label,
-            translator=translator, translation_pool=translation_pool,
-            translate_to=config.translate.translate_to or "en", translation_in_flight=2 * config.asr.workers,
+            stream_id=stream_id,
+            stats=self.stats,
+            emit=self._put if self.speakers is None else self._label,
+            translator=translator,
+            translation_pool=translation_pool,
+            translate_to=config.translate.translate_to or "en",
+            translation_in_flight=2 * config.asr.workers,
             keep_audio=self.speakers is not None,
         )
         self._events: queue.Queue[Event] = queue.Queue(maxsize=256)  # what next_event() takes

@@ -36,7 +36,8 @@ class TranslationStage:
         self._emit = emit
         self._end_marker = end_marker
         self._inbox: queue.Queue[object] = queue.Queue(maxsize=in_flight)
-        self._room = threading.Semaphore(in_flight)  # bounded: at most this many captions in the stage
+        # bounded: at most this many captions in the stage
+        self._room = threading.Semaphore(in_flight)
         self._in_flight: deque[Future[object]] = deque()
         self._order = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -78,4 +79,6 @@ class TranslationStage:
             translation, failed = caption.text, True
         timings = {**caption.timings, "translate_start": started, "translate_end": time.monotonic()}
         # the audio was only needed here: dropping it keeps a long result from holding all its audio
-        return replace(caption, translation=translation, translation_failed=failed, timings=timings, audio=None)
+        return replace(
+            caption, translation=translation, translation_failed=failed, timings=timings, audio=None
+        )

@@ -56,7 +56,9 @@ def calibrate(backend: Any, word_timestamps: bool) -> tuple[float, float]:
     costs = []
     for final in (True, False):
         started = time.monotonic()
-        backend.transcribe(AsrRequest(audio, final=final, word_timestamps=word_timestamps and final))
+        backend.transcribe(
+            AsrRequest(audio, final=final, word_timestamps=word_timestamps and final)
+        )
         costs.append(time.monotonic() - started)
     _calibrations[backend] = (costs[0], costs[1])
     return _calibrations[backend]
@@ -69,15 +71,22 @@ class Estimate:
     streams: int
     finals_per_audio_s: float  # worker-seconds of finals per second of one stream's audio
     interim_cost_s: float  # worker-seconds of one interim
-    per_stream: float  # worker-seconds per audio second a stream needs at the slowest interim cadence
+    # worker-seconds per audio second a stream needs at the slowest interim cadence
+    per_stream: float
     basis: str  # "calibration" or "measured"
     measured_audio_s: float
 
     def describe(self) -> dict[str, Any]:
-        return {"streams": self.streams, "finals_per_audio_s": round(self.finals_per_audio_s, 4),
-                "interim_cost_s": round(self.interim_cost_s, 4), "per_stream": round(self.per_stream, 4),
-                "slowest_interim_s": SLOWEST_INTERIM_S, "load_target": LOAD_TARGET, "basis": self.basis,
-                "measured_audio_s": round(self.measured_audio_s, 1)}
+        return {
+            "streams": self.streams,
+            "finals_per_audio_s": round(self.finals_per_audio_s, 4),
+            "interim_cost_s": round(self.interim_cost_s, 4),
+            "per_stream": round(self.per_stream, 4),
+            "slowest_interim_s": SLOWEST_INTERIM_S,
+            "load_target": LOAD_TARGET,
+            "basis": self.basis,
+            "measured_audio_s": round(self.measured_audio_s, 1),
+        }
 
 
 def estimate(
@@ -99,7 +108,8 @@ def estimate(
 
 
 class Gate(Protocol):
-    """What a waiting list admits into: whether one more fits now, and taking or giving back a place."""
+    """What a waiting list admits into: whether one more fits
+    now, and taking or giving back a place."""
 
     def fits(self) -> bool: ...
 
@@ -134,8 +144,9 @@ class WaitingList:
         return len(self._waiting)
 
     async def enter(self, told: Told) -> None:
-        """Take a place now, or wait for one in line (`told(position, eta_s)` on each change);
-        `Refused` when none comes within `max_wait_s` or the line is full. Cancelling frees the place."""
+        """Take a place now, or wait for one in line (`told(position, eta_s)` on each
+        change); `Refused` when none comes within `max_wait_s` or the line is full.
+        Cancelling frees the place."""
         if not self.take_now():
             await self.wait(self.join(told))
 
@@ -153,11 +164,15 @@ class WaitingList:
         return self.max_wait_s <= 0 or len(self._waiting) >= self.max_waiting
 
     def join(self, told: Told) -> Waiter:
-        """Stand in line (told the position at once); `Refused` when waiting is off or the line is full."""
+        """Stand in line (told the position at once);
+        `Refused` when waiting is off or the line is full."""
         if self.max_wait_s <= 0:
             raise Refused(f"at capacity ({self.what}): try again later")
         if len(self._waiting) >= self.max_waiting:
-            raise Refused(f"at capacity ({self.what}), and {len(self._waiting)} are already waiting: try again later")
+            raise Refused(
+                f"at capacity ({self.what}), and {len(self._waiting)} are already waiting: try "
+                "again later"
+            )
         waiter = Waiter(told)
         self._waiting.append(waiter)
         self._tell()
@@ -169,7 +184,11 @@ class WaitingList:
         try:
             await waiter.admitted
         except asyncio.CancelledError:
-            if waiter.admitted.done() and not waiter.admitted.cancelled() and waiter.admitted.exception() is None:
+            if (
+                waiter.admitted.done()
+                and not waiter.admitted.cancelled()
+                and waiter.admitted.exception() is None
+            ):
                 self.gate.give_back()  # admitted just as it left: the place goes to the next one
                 self.kick()
             raise
@@ -180,8 +199,12 @@ class WaitingList:
     def _expire(self, waiter: Waiter) -> None:
         if not waiter.admitted.done():
             self.timed_out += 1
-            waiter.admitted.set_exception(Refused(
-                f"at capacity ({self.what}): no place within {self.max_wait_s:g} s of waiting; try again later"))
+            waiter.admitted.set_exception(
+                Refused(
+                    f"at capacity ({self.what}): no place within {self.max_wait_s:g} s of waiting; "
+                    "try again later"
+                )
+            )
             self.leave(waiter)
 
     def leave(self, waiter: Waiter) -> None:
@@ -208,7 +231,8 @@ class WaitingList:
             self._tell()
 
     def eta(self, position: int) -> float | None:
-        """Seconds until `position` is admitted at the recent pace of departures (None: no pace yet)."""
+        """Seconds until `position` is admitted at the recent
+        pace of departures (None: no pace yet)."""
         if len(self._releases) < 2:
             return None
         gap = (self._releases[-1] - self._releases[0]) / (len(self._releases) - 1)

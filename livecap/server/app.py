@@ -36,8 +36,12 @@ def open_server_models(config: Config, engine: Engine | None = None) -> ModelReg
     when given, is the default model, shared: not closed with the registry)."""
     settings = config.server
     return open_models(
-        config, preload=settings.preload or (), ttl_s=settings.model_ttl_s, max_models=settings.max_models,
-        wait_s=settings.model_wait_s, engine=engine,
+        config,
+        preload=settings.preload or (),
+        ttl_s=settings.model_ttl_s,
+        max_models=settings.max_models,
+        wait_s=settings.model_wait_s,
+        engine=engine,
     )
 
 
@@ -47,11 +51,17 @@ def shared_state(settings: ServerConfig) -> SharedState:
         return SharedState()
     from livecap.server.cluster import RedisState
 
-    return RedisState(settings.redis_url, settings.replica or f"{socket.gethostname()}:{settings.port}", settings)
+    return RedisState(
+        settings.redis_url, settings.replica or f"{socket.gethostname()}:{settings.port}", settings
+    )
 
 
 def create_app(
-    config: Config, *, api_key: str | None = None, engine: Engine | None = None, models: ModelRegistry | None = None
+    config: Config,
+    *,
+    api_key: str | None = None,
+    engine: Engine | None = None,
+    models: ModelRegistry | None = None,
 ) -> FastAPI:
     """The server for `config`; `api_key`: required of every client (None: no key); `models` or
     `engine`, when given, are shared and not closed here."""
@@ -62,7 +72,11 @@ def create_app(
         used = models or await asyncio.to_thread(open_server_models, config, engine)
         app.state.hub = Hub(used, settings)
         shared = shared_state(settings)
-        data_dir = Path(settings.data_dir) if settings.data_dir else await asyncio.to_thread(default_data_dir)
+        data_dir = (
+            Path(settings.data_dir)
+            if settings.data_dir
+            else await asyncio.to_thread(default_data_dir)
+        )
         library = await asyncio.to_thread(
             MediaLibrary, data_dir / "media", settings.max_media, settings.max_upload_bytes, shared
         )
@@ -79,11 +93,20 @@ def create_app(
             if models is None:
                 await asyncio.to_thread(used.close)
 
-    app = FastAPI(title="livecap", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="livecap", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.api_key = api_key
     app.add_middleware(RequireKey, api_key=api_key)
     _json_errors(app)
-    for router in (status.router, audio.router, streams.router, media.router, sessions.router, page_router()):
+    for router in (
+        status.router,
+        audio.router,
+        streams.router,
+        media.router,
+        sessions.router,
+        page_router(),
+    ):
         app.include_router(router)
     return app
 
@@ -97,9 +120,13 @@ def _json_errors(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse(RequestError(str(error.detail), error.status_code).body(), status_code=error.status_code)
+        return JSONResponse(
+            RequestError(str(error.detail), error.status_code).body(), status_code=error.status_code
+        )
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, error: Exception) -> JSONResponse:
         log.exception("request failed: %s %s", request.method, request.url.path)
-        return JSONResponse(RequestError("internal server error", 500, "server_error").body(), status_code=500)
+        return JSONResponse(
+            RequestError("internal server error", 500, "server_error").body(), status_code=500
+        )

@@ -18,7 +18,8 @@ from livecap.server.live import accept, close_with
 from livecap.server.requests import RequestError
 
 OPEN_PATHS = ("/health", "/ready")
-SCRIPTS = "/static/"  # the page's scripts: code, no data, so open like /health (modules cannot send a key)
+# the page's scripts: code, no data, so open like /health (modules cannot send a key)
+SCRIPTS = "/static/"
 
 
 def authorized(api_key: str | None, authorization: str | None, query_key: str | None) -> bool:
@@ -39,7 +40,9 @@ def offered_key(protocols: str | None) -> str | None:
     offered = [p.strip() for p in (protocols or "").split(",")]
     if len(offered) == 2 and offered[0] == "token":
         return offered[1]
-    return next((p.split(".", 1)[1] for p in offered if p.startswith("openai-insecure-api-key.")), None)
+    return next(
+        (p.split(".", 1)[1] for p in offered if p.startswith("openai-insecure-api-key.")), None
+    )
 
 
 class RequireKey:
@@ -51,25 +54,46 @@ class RequireKey:
         self.api_key = api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and not scope["path"].startswith(SCRIPTS):
+        if (
+            scope["type"] == "http"
+            and scope["path"] not in OPEN_PATHS
+            and not scope["path"].startswith(SCRIPTS)
+        ):
             request = Request(scope)
-            if not authorized(self.api_key, request.headers.get("authorization"), request.query_params.get("api_key")):
+            if not authorized(
+                self.api_key,
+                request.headers.get("authorization"),
+                request.query_params.get("api_key"),
+            ):
                 refusal = RequestError(
-                    "missing or wrong API key (Authorization: Bearer KEY)", 401, code="invalid_api_key"
+                    "missing or wrong API key (Authorization: Bearer KEY)",
+                    401,
+                    code="invalid_api_key",
                 )
-                response = JSONResponse(refusal.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                response = JSONResponse(
+                    refusal.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"}
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
 
-async def key_checked(websocket: WebSocket, shape: Callable[[str], dict[str, Any]] = error_record) -> bool:
+async def key_checked(
+    websocket: WebSocket, shape: Callable[[str], dict[str, Any]] = error_record
+) -> bool:
     """A WebSocket with the app's key (`app.state.api_key`), or refused with the reason (in the
     protocol's `shape`)."""
     headers = websocket.headers
-    given = websocket.query_params.get("api_key") or offered_key(headers.get("sec-websocket-protocol"))
+    given = websocket.query_params.get("api_key") or offered_key(
+        headers.get("sec-websocket-protocol")
+    )
     if authorized(websocket.app.state.api_key, headers.get("authorization"), given):
         return True
     await accept(websocket)
-    await close_with(websocket, POLICY, "missing or wrong API key (Authorization: Bearer KEY or ?api_key=KEY)", shape)
+    await close_with(
+        websocket,
+        POLICY,
+        "missing or wrong API key (Authorization: Bearer KEY or ?api_key=KEY)",
+        shape,
+    )
     return False

@@ -1,5 +1,6 @@
-"""A small client for `/v1/stream`: sends an audio file as a live stream and collects the events
-(used by the tests, `livecap bench --streams` and scripts/session_viewers.py; also an example of the protocol)."""
+"""A small client for `/v1/stream`: sends an audio file as a live stream and collects the
+events (used by the tests, `livecap bench --streams` and scripts/session_viewers.py; also
+an example of the protocol)."""
 
 from __future__ import annotations
 
@@ -48,14 +49,21 @@ class StreamResult:
 
 def pcm_frames(path: Path, silence_s: float = 1.0) -> list[bytes]:
     """The file as 100 ms frames of 16 kHz s16le, with trailing silence so its last words end."""
-    audio = np.concatenate([*decode_blocks(path, FRAME_S), np.zeros(int(16_000 * silence_s), np.float32)])
+    audio = np.concatenate(
+        [*decode_blocks(path, FRAME_S), np.zeros(int(16_000 * silence_s), np.float32)]
+    )
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
     step = int(16_000 * FRAME_S)
     return [pcm[i : i + step].tobytes() for i in range(0, len(pcm), step)]
 
 
 async def stream_file(
-    url: str, path: Path, *, speed: float = 1.0, start: dict[str, Any] | None = None, timeout: float = 120.0
+    url: str,
+    path: Path,
+    *,
+    speed: float = 1.0,
+    start: dict[str, Any] | None = None,
+    timeout: float = 120.0,
 ) -> StreamResult:
     """Stream `path` at `speed` x real time (0: as fast as possible), send the end, and collect
     every event until the server closes."""
@@ -63,7 +71,12 @@ async def stream_file(
 
 
 async def stream_frames(
-    url: str, frames: list[bytes], *, speed: float = 1.0, start: dict[str, Any] | None = None, timeout: float = 120.0
+    url: str,
+    frames: list[bytes],
+    *,
+    speed: float = 1.0,
+    start: dict[str, Any] | None = None,
+    timeout: float = 120.0,
 ) -> StreamResult:
     """Stream 100 ms frames of 16 kHz s16le (see `pcm_frames`) like `stream_file`."""
     result = StreamResult()
@@ -84,7 +97,11 @@ async def stream_frames(
 
     receiver = asyncio.create_task(receive())
     try:
-        await ws.send(json.dumps({"type": "start", "sample_rate": 16_000, "sample_format": "s16le", **(start or {})}))
+        await ws.send(
+            json.dumps(
+                {"type": "start", "sample_rate": 16_000, "sample_format": "s16le", **(start or {})}
+            )
+        )
         await ready.wait()  # a server at capacity answers `queued` first: audio waits for its place
         t0 = time.monotonic()
         result.waited_seconds = t0 - connected

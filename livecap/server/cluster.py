@@ -2,13 +2,12 @@
 
 Keys, all under `livecap:`:
 
-    replica:{name}          a replica's heartbeat: its load, viewers per session (expires after a lease)
-    replicas                the names of replicas seen
-    media                   hash: media id -> its item (the files themselves are in a shared --data-dir)
-    sessions                sorted set: session ids by creation time
-    session:{id}            the session's record (JSON: state, owner, source, position, ...)
-    session:{id}:lease      the replica producing it (SET NX PX, renewed every third of a lease)
-    session:{id}:stop       a DELETE that reached another replica
+    replica:{name}          a replica's heartbeat: its load, viewers per session (expires after a
+    lease) replicas                the names of replicas seen media                   hash: media id
+    -> its item (the files themselves are in a shared --data-dir) sessions                sorted
+    set: session ids by creation time session:{id}            the session's record (JSON: state,
+    owner, source, position, ...) session:{id}:lease      the replica producing it (SET NX PX,
+    renewed every third of a lease) session:{id}:stop       a DELETE that reached another replica
     session:{id}:finals     Stream of finals (entry id seq+1-0) and of `end`, `publisher_lost` and
                             `resumed` (id next_seq-*), MAXLEN ~ history
     session:{id}:live       Stream of interims and stats, MAXLEN ~ LIVE_HISTORY
@@ -81,7 +80,9 @@ def check_reachable(url: str) -> None:
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
     except ValueError as error:
-        raise LivecapError(f"--redis-url {url!r} is not a Redis URL ({error}): use redis://HOST:PORT/DB") from None
+        raise LivecapError(
+            f"--redis-url {url!r} is not a Redis URL ({error}): use redis://HOST:PORT/DB"
+        ) from None
     try:
         client.ping()
     except RedisError as error:
@@ -123,8 +124,13 @@ class RedisState(SharedState):
     def _lost(self, error: BaseException) -> None:
         if self.reachable and not self.closing:
             self.reachable, self.unreachable_since = False, time.time()
-            log.warning("Redis at %s is unreachable (%s): this replica goes on serving its own streams and viewers, "
-                        "and reconnects", self.url, error)
+            log.warning(
+                "Redis at %s is unreachable (%s): this replica goes on serving its own streams and "
+                "viewers, "
+                "and reconnects",
+                self.url,
+                error,
+            )
 
     async def _back(self) -> None:
         await self.redis.ping()
@@ -144,7 +150,10 @@ class RedisState(SharedState):
             await self._announce_media()
         except UNREACHABLE as error:
             self._lost(error)
-        self._tasks = [asyncio.create_task(self._tick_loop()), asyncio.create_task(self._flush_loop())]
+        self._tasks = [
+            asyncio.create_task(self._tick_loop()),
+            asyncio.create_task(self._flush_loop()),
+        ]
 
     async def close(self) -> None:
         """Write what is queued (briefly: Redis may be gone), then stop."""
@@ -172,9 +181,17 @@ class RedisState(SharedState):
         assert self.host is not None
         if not self.reachable:
             await self._back()
-        await self.redis.set(f"{PREFIX}replica:{self.replica}", json.dumps(
-            {**self.host.load(), "viewers_by_session": self.host.viewer_counts(), "at": round(time.time(), 3)}),
-            px=self.lease_ms)
+        await self.redis.set(
+            f"{PREFIX}replica:{self.replica}",
+            json.dumps(
+                {
+                    **self.host.load(),
+                    "viewers_by_session": self.host.viewer_counts(),
+                    "at": round(time.time(), 3),
+                }
+            ),
+            px=self.lease_ms,
+        )
         await self.redis.sadd(REPLICAS, self.replica)
         await self._renew()
         for record in self.host.owned_records():
@@ -222,11 +239,16 @@ class RedisState(SharedState):
         slow (or reconnecting) has renewed its lease by then."""
         now = time.time()
         candidates = [
-            r for r in records
-            if r["state"] != "ended" and r["id"] not in self.leases and r["owner"] not in self.replicas
+            r
+            for r in records
+            if r["state"] != "ended"
+            and r["id"] not in self.leases
+            and r["owner"] not in self.replicas
             and (r["source"] == "media" or r["state"] == "live" or now > r["waiting_until"])
         ]
-        leases = await self.redis.mget([key(r["id"], "lease") for r in candidates]) if candidates else []
+        leases = (
+            await self.redis.mget([key(r["id"], "lease") for r in candidates]) if candidates else []
+        )
         orphans = [r for r, lease in zip(candidates, leases) if lease is None]
         seen_before, self._suspects = self._suspects, {r["id"] for r in orphans}
         return [r for r in orphans if r["id"] in seen_before]
@@ -237,7 +259,9 @@ class RedisState(SharedState):
         assert self.host is not None
         on_disk = self.host.media_on_disk()
         if on_disk:
-            await self.redis.hset(MEDIA, mapping={i: json.dumps(item) for i, item in on_disk.items()})
+            await self.redis.hset(
+                MEDIA, mapping={i: json.dumps(item) for i, item in on_disk.items()}
+            )
 
     async def media_items(self, local: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         try:
@@ -311,7 +335,9 @@ class RedisState(SharedState):
 
     async def claim(self, session_id: str) -> bool:
         try:
-            taken = await self.redis.set(key(session_id, "lease"), self.replica, nx=True, px=self.lease_ms)
+            taken = await self.redis.set(
+                key(session_id, "lease"), self.replica, nx=True, px=self.lease_ms
+            )
         except UNREACHABLE as error:
             self._lost(error)
             return False
@@ -331,7 +357,9 @@ class RedisState(SharedState):
             await self.redis.set(key(session_id, "stop"), "1", ex=60)
         except UNREACHABLE as error:
             self._lost(error)
-            raise RequestError("the shared state (Redis) is unreachable: try again", 503, "server_error") from None
+            raise RequestError(
+                "the shared state (Redis) is unreachable: try again", 503, "server_error"
+            ) from None
 
     # -- a session's records --------------------------------------------------------------------
 
@@ -366,7 +394,9 @@ class RedisState(SharedState):
         for session_id, record, next_seq in batch:
             fields = {"r": json.dumps(record)}
             if record["type"] == "final":
-                pipe.xadd(key(session_id, "finals"), fields, id=f"{record['seq'] + 1}-0", maxlen=history)
+                pipe.xadd(
+                    key(session_id, "finals"), fields, id=f"{record['seq'] + 1}-0", maxlen=history
+                )
             elif record["type"] in SHARED_TYPES:
                 pipe.xadd(key(session_id, "finals"), fields, id=f"{next_seq}-*", maxlen=history)
             else:
@@ -387,7 +417,9 @@ class RedisState(SharedState):
             fanout.publish(record)
 
     async def catch_up(self, session_id: str, fanout: Any) -> None:
-        for _, fields in await self.redis.xrange(key(session_id, "finals"), min=f"({fanout.next_seq}-0"):
+        for _, fields in await self.redis.xrange(
+            key(session_id, "finals"), min=f"({fanout.next_seq}-0"
+        ):
             record = json.loads(fields["r"])
             if record["type"] == "final":
                 fanout.publish(record)
@@ -428,23 +460,34 @@ class RedisState(SharedState):
                     self._deliver(fanout, json.loads(fields["r"]))
 
     def viewers_elsewhere(self, session_id: str) -> int:
-        return sum(beat["viewers_by_session"].get(session_id, 0) for name, beat in self.replicas.items()
-                   if name != self.replica)
+        return sum(
+            beat["viewers_by_session"].get(session_id, 0)
+            for name, beat in self.replicas.items()
+            if name != self.replica
+        )
 
     def status_report(self) -> dict[str, Any]:
         now = time.time()
-        return {"cluster": {
-            "replica": self.replica,
-            "redis": "connected" if self.reachable else "unreachable",
-            "redis_unreachable_s": round(now - self.unreachable_since, 1) if self.unreachable_since else None,
-            "records_queued": len(self._queue) + len(self._records),
-            "records_written": self.written,
-            "live_records_dropped": self.live_dropped,
-            "sessions_owned": len(self.leases),
-            "readers": self.readers,
-            "replicas": [
-                {"name": name, **{k: v for k, v in beat.items() if k not in ("viewers_by_session", "at")},
-                 "sessions_watched": len(beat["viewers_by_session"]), "seen_s_ago": round(now - beat["at"], 1)}
-                for name, beat in sorted(self.replicas.items())
-            ],
-        }}
+        return {
+            "cluster": {
+                "replica": self.replica,
+                "redis": "connected" if self.reachable else "unreachable",
+                "redis_unreachable_s": round(now - self.unreachable_since, 1)
+                if self.unreachable_since
+                else None,
+                "records_queued": len(self._queue) + len(self._records),
+                "records_written": self.written,
+                "live_records_dropped": self.live_dropped,
+                "sessions_owned": len(self.leases),
+                "readers": self.readers,
+                "replicas": [
+                    {
+                        "name": name,
+                        **{k: v for k, v in beat.items() if k not in ("viewers_by_session", "at")},
+                        "sessions_watched": len(beat["viewers_by_session"]),
+                        "seen_s_ago": round(now - beat["at"], 1),
+                    }
+                    for name, beat in sorted(self.replicas.items())
+                ],
+            }
+        }

@@ -37,7 +37,13 @@ from livecap.server.live import (
 )
 from livecap.server.requests import RequestError, decode_options
 
-ENCODINGS = {"linear16": "s16le", "mulaw": "mulaw", "alaw": "alaw", "opus": CONTAINED, "ogg-opus": CONTAINED}
+ENCODINGS = {
+    "linear16": "s16le",
+    "mulaw": "mulaw",
+    "alaw": "alaw",
+    "opus": CONTAINED,
+    "ogg-opus": CONTAINED,
+}
 MAX_CHANNELS = 8
 _PUNCTUATION = re.compile(r"[^\w\s'-]")
 
@@ -77,7 +83,10 @@ def parse_query(query: QueryParams, base: Config) -> Listen:
     """The connection's parameters, or `Closing` with the reason they cannot be served."""
     encoding = query.get("encoding")
     if encoding is not None and encoding not in ENCODINGS:
-        raise Closing(UNSUPPORTED, f"encoding must be one of {', '.join(ENCODINGS)} (or absent for a container)")
+        raise Closing(
+            UNSUPPORTED,
+            f"encoding must be one of {', '.join(ENCODINGS)} (or absent for a container)",
+        )
     fmt = ENCODINGS[encoding] if encoding else ANY_CONTAINER
     rate = _integer(query, "sample_rate", 8_000, 192_000)
     if rate is None and fmt not in (CONTAINED, ANY_CONTAINER):
@@ -85,11 +94,16 @@ def parse_query(query: QueryParams, base: Config) -> Listen:
     channels = _integer(query, "channels", 1, MAX_CHANNELS) or 1
     language = (query.get("language") or "").split("-")[0].lower()
     terms = query.getlist("keyterm") + [k.rsplit(":", 1)[0] for k in query.getlist("keywords")]
-    fields = {"language": None if language in ("", "multi") else language, "hotwords": " ".join(terms)}
+    fields = {
+        "language": None if language in ("", "multi") else language,
+        "hotwords": " ".join(terms),
+    }
     interim = _flag(query, "interim_results", False)
     endpointing = query.get("endpointing")
     silence = (
-        None if endpointing is None or endpointing.lower() == "false" else _integer(query, "endpointing", 0, 60_000)
+        None
+        if endpointing is None or endpointing.lower() == "false"
+        else _integer(query, "endpointing", 0, 60_000)
     )
     config = stream_vad(base, silence_ms=silence, interim=interim)
     start = Start(rate or 16_000, fmt, DecodeOptions(), channels=channels, config=config)
@@ -133,7 +147,9 @@ class DeepgramConnection(StreamConnection):
         self.take_place_now()  # Deepgram's protocol has no place in line to tell
         self.lease = await self.lease_model(known_or_default(self.hub, listen.model), tell=False)
         try:
-            decode = decode_options(listen.fields, multilingual=self.lease.multilingual, model=self.lease.name)
+            decode = decode_options(
+                listen.fields, multilingual=self.lease.multilingual, model=self.lease.name
+            )
         except RequestError as error:
             raise Closing(INVALID, str(error)) from None
         return dataclasses.replace(listen.start, decode=decode)
@@ -158,7 +174,11 @@ class DeepgramConnection(StreamConnection):
         if kind == "Finalize":
             self.source.control("finalize")
         elif kind != "KeepAlive":
-            self.post_native(error_message(f"unknown message type {kind!r}: send KeepAlive, Finalize or CloseStream"))
+            self.post_native(
+                error_message(
+                    f"unknown message type {kind!r}: send KeepAlive, Finalize or CloseStream"
+                )
+            )
         return None
 
     # -- records to Deepgram's messages ---------------------------------------------------------
@@ -191,7 +211,11 @@ class DeepgramConnection(StreamConnection):
     def _interim(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         text = f"{record['committed']} {record['tail']}".strip()
         start = self._speech_start.get(record["utterance"], record["audio_end"])
-        return [self._results(text, start, record["audio_end"], 0.0, [], is_final=False, speech_final=False)]
+        return [
+            self._results(
+                text, start, record["audio_end"], 0.0, [], is_final=False, speech_final=False
+            )
+        ]
 
     def _final(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         assert self.listen is not None
@@ -215,7 +239,9 @@ class DeepgramConnection(StreamConnection):
             self._speech_start.pop(utterance, None)
             self._finalized.discard(utterance)
             if self.listen.utterance_end:
-                out.append({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": record["end"]})
+                out.append(
+                    {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": record["end"]}
+                )
         return out
 
     def _results(
@@ -269,13 +295,24 @@ class DeepgramConnection(StreamConnection):
                 "duration": round(stats.audio_seconds, 3) if stats else 0.0,
                 "channels": self.listen.start.channels,
                 "models": [self.request_id],
-                "model_info": {self.request_id: {"name": self._model_name, "version": "livecap", "arch": "whisper"}},
+                "model_info": {
+                    self.request_id: {
+                        "name": self._model_name,
+                        "version": "livecap",
+                        "arch": "whisper",
+                    }
+                },
             }
         ]
 
 
 def _word(word: dict[str, Any], punctuate: bool) -> dict[str, Any]:
-    out = {"word": plain(word["word"]), "start": word["start"], "end": word["end"], "confidence": word["probability"]}
+    out = {
+        "word": plain(word["word"]),
+        "start": word["start"],
+        "end": word["end"],
+        "confidence": word["probability"],
+    }
     if punctuate:
         out["punctuated_word"] = word["word"].strip()
     return out
@@ -286,7 +323,9 @@ def _message_type(text: str) -> str:
     try:
         message = json.loads(text)
     except ValueError:
-        raise Closing(INVALID, "text messages must be JSON: KeepAlive, Finalize or CloseStream") from None
+        raise Closing(
+            INVALID, "text messages must be JSON: KeepAlive, Finalize or CloseStream"
+        ) from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise Closing(INVALID, 'text messages must be JSON objects with a "type"')
     return message["type"]

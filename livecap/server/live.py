@@ -67,14 +67,20 @@ from livecap.sources.push import PushSource
 
 log = logging.getLogger("livecap.server")
 
-SAMPLE_FORMATS: dict[str, tuple[type[np.number], float]] = {"s16le": (np.int16, 32768.0), "f32le": (np.float32, 1.0)}
-G711 = {"mulaw": MULAW, "alaw": ALAW}  # one byte a sample (telephony; Deepgram and OpenAI Realtime take them)
+SAMPLE_FORMATS: dict[str, tuple[type[np.number], float]] = {
+    "s16le": (np.int16, 32768.0),
+    "f32le": (np.float32, 1.0),
+}
+# one byte a sample (telephony; Deepgram and OpenAI Realtime take them)
+G711 = {"mulaw": MULAW, "alaw": ALAW}
 CONTAINED = "opus"  # Opus in Ogg or WebM, decoded to 16 kHz by PyAV
 ANY_CONTAINER = "container"  # any container FFmpeg reads (Deepgram's default: no `encoding`)
 CONTAINERS = (CONTAINED, ANY_CONTAINER)
-SUBPROTOCOLS = ("token", "realtime")  # the browser forms of Deepgram's and OpenAI's auth (app.offered_key)
+# the browser forms of Deepgram's and OpenAI's auth (app.offered_key)
+SUBPROTOCOLS = ("token", "realtime")
 MIN_RATE, MAX_RATE = 8_000, 192_000
-MIN_SILENCE_MS, MAX_SILENCE_MS = 300, 10_000  # what other protocols may set as the end of an utterance
+# what other protocols may set as the end of an utterance
+MIN_SILENCE_MS, MAX_SILENCE_MS = 300, 10_000
 MAX_PENDING_COMPRESSED = 4 * 1024 * 1024  # compressed bytes waiting to be decoded: minutes of Opus
 MAX_TEXT_BYTES = 64 * 1024
 MAX_F32 = 8.0  # f32le samples beyond this are not audio
@@ -84,8 +90,9 @@ CLOSE_FOR_STATUS = {404: NO_MODEL, 503: TRY_LATER}  # a refused model's HTTP sta
 
 
 class Closing(Exception):
-    """Ends a connection with a WebSocket close code and a reason the client can read. `graceful`:
-    the finals of what was heard are still sent first. Code 1006 (never sent) means the client left."""
+    """Ends a connection with a WebSocket close code and a reason the client can read.
+    `graceful`: the finals of what was heard are still sent first. Code 1006 (never
+    sent) means the client left."""
 
     def __init__(self, code: int, reason: str, graceful: bool = False) -> None:
         super().__init__(reason)
@@ -106,7 +113,8 @@ class Start:
 
 
 def start_message(text: str) -> dict[str, Any]:
-    """The start message with its audio format checked, or `Closing` with the reason it cannot be used."""
+    """The start message with its audio format checked, or
+    `Closing` with the reason it cannot be used."""
     try:
         message = json.loads(text)
     except ValueError:
@@ -115,9 +123,14 @@ def start_message(text: str) -> dict[str, Any]:
         raise Closing(INVALID, 'the first message must be a JSON object with "type": "start"')
     rate = message.get("sample_rate", 16_000)
     if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
-        raise Closing(UNSUPPORTED, f"sample_rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz")
+        raise Closing(
+            UNSUPPORTED, f"sample_rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz"
+        )
     if message.get("sample_format", "s16le") not in (*SAMPLE_FORMATS, CONTAINED):
-        raise Closing(UNSUPPORTED, 'sample_format must be "s16le" or "f32le" (mono PCM) or "opus" (in Ogg or WebM)')
+        raise Closing(
+            UNSUPPORTED,
+            'sample_format must be "s16le" or "f32le" (mono PCM) or "opus" (in Ogg or WebM)',
+        )
     return message
 
 
@@ -145,12 +158,17 @@ def decode_frame(data: bytes, sample_format: str, channels: int = 1) -> np.ndarr
         width = np.dtype(dtype).itemsize
     if len(data) % (width * channels):
         whole = f"{channels}-channel frames of " if channels > 1 else ""
-        raise Closing(INVALID, f"an audio frame of {len(data)} bytes is not whole {whole}{sample_format} samples")
+        raise Closing(
+            INVALID,
+            f"an audio frame of {len(data)} bytes is not whole {whole}{sample_format} samples",
+        )
     if sample_format in G711:
         samples = g711(data, G711[sample_format])
     else:
         samples = np.frombuffer(data, dtype=dtype).astype(np.float32) / scale
-        if dtype is np.float32 and not (np.isfinite(samples).all() and np.abs(samples).max(initial=0) <= MAX_F32):
+        if dtype is np.float32 and not (
+            np.isfinite(samples).all() and np.abs(samples).max(initial=0) <= MAX_F32
+        ):
             raise Closing(INVALID, "f32le samples must be finite and within [-1, 1]")
     return downmix(samples, channels)
 
@@ -165,11 +183,16 @@ def known_or_default(hub: Hub, requested: str | None) -> str | None:
 
 
 def stream_vad(
-    base: Config, *, silence_ms: float | None = None, threshold: float | None = None, pad_ms: float | None = None,
+    base: Config,
+    *,
+    silence_ms: float | None = None,
+    threshold: float | None = None,
+    pad_ms: float | None = None,
     interim: bool,
 ) -> Config:
-    """A stream's own VAD and interim settings from another protocol's turn detection; the silence
-    that ends an utterance is at least MIN_SILENCE_MS (Whisper needs whole phrases: shorter cuts words)."""
+    """A stream's own VAD and interim settings from another protocol's turn detection; the
+    silence that ends an utterance is at least MIN_SILENCE_MS (Whisper needs whole
+    phrases: shorter cuts words)."""
     vad = base.vad
     if silence_ms is not None:
         vad = replace(vad, min_silence_ms=int(min(max(silence_ms, MIN_SILENCE_MS), MAX_SILENCE_MS)))
@@ -190,8 +213,13 @@ class AudioInput:
         self.bytes_in = 0
         self.decoder: ContainerDecoder | None = None
         if start.sample_format in CONTAINERS:
-            self.decoder = ContainerDecoder(source.push, self._decoded, max_pending=MAX_PENDING_COMPRESSED,
-                                            opus_only=start.sample_format == CONTAINED, name=f"decode-{source.name}")
+            self.decoder = ContainerDecoder(
+                source.push,
+                self._decoded,
+                max_pending=MAX_PENDING_COMPRESSED,
+                opus_only=start.sample_format == CONTAINED,
+                name=f"decode-{source.name}",
+            )
         self._fail = fail
 
     def push(self, data: bytes) -> None:
@@ -199,10 +227,13 @@ class AudioInput:
         if self.decoder is None:
             self.source.push(decode_frame(data, self.start.sample_format, self.start.channels))
         elif not self.decoder.feed(data):
-            raise Closing(POLICY, "compressed audio arrives faster than it can be decoded", graceful=True)
+            raise Closing(
+                POLICY, "compressed audio arrives faster than it can be decoded", graceful=True
+            )
 
     def finish(self, graceful: bool) -> None:
-        """No more audio: the source ends now, or (compressed, graceful) once the rest is decoded."""
+        """No more audio: the source ends now, or
+        (compressed, graceful) once the rest is decoded."""
         if self.decoder is not None:
             self.decoder.close()
             if graceful:
@@ -230,7 +261,9 @@ class Outbox:
 
     def put(self, item: dict[str, Any] | Closing) -> None:
         if isinstance(item, dict) and item["type"] in self.REPLACEABLE:
-            stale = next((i for i in self._items if isinstance(i, dict) and i["type"] == item["type"]), None)
+            stale = next(
+                (i for i in self._items if isinstance(i, dict) and i["type"] == item["type"]), None
+            )
             if stale is not None:
                 self._items.remove(stale)
                 self.replaced += 1
@@ -259,7 +292,10 @@ class Outbox:
 
 
 async def close_with(
-    websocket: WebSocket, code: int, reason: str, shape: Callable[[str], dict[str, Any]] = error_record
+    websocket: WebSocket,
+    code: int,
+    reason: str,
+    shape: Callable[[str], dict[str, Any]] = error_record,
 ) -> None:
     """Say why in an error event (in the protocol's `shape`) and in the close frame (reasons are cut
     to the 123 bytes allowed)."""
@@ -271,7 +307,8 @@ async def close_with(
 
 
 Post = Callable[[dict[str, Any]], None]
-Admit = Callable[[Told], Awaitable[None]]  # a place for the stream, now or after waiting; Refused otherwise
+# a place for the stream, now or after waiting; Refused otherwise
+Admit = Callable[[Told], Awaitable[None]]
 
 
 class RecordFeed(RecordDisplay):
@@ -304,9 +341,13 @@ class RecordFeed(RecordDisplay):
 
 
 def run_in_thread(stream: Stream, feed: RecordFeed) -> None:
-    """Run `stream` to its end (`run_stream`) on its own thread: the model never runs on the loop."""
+    """Run `stream` to its end (`run_stream`) on its own
+    thread: the model never runs on the loop."""
     threading.Thread(
-        target=run_stream, args=(stream, feed), kwargs={"keep": False}, name=f"run-{stream.stream_id}",
+        target=run_stream,
+        args=(stream, feed),
+        kwargs={"keep": False},
+        name=f"run-{stream.stream_id}",
         daemon=True,
     ).start()
 
@@ -325,7 +366,12 @@ class StreamConnection:
     vad_events = False  # ask the stream for VadEvents (protocols that report speech)
 
     def __init__(
-        self, websocket: WebSocket, hub: Hub, admit: Admit, tap: Post | None = None, model: str | None = None
+        self,
+        websocket: WebSocket,
+        hub: Hub,
+        admit: Admit,
+        tap: Post | None = None,
+        model: str | None = None,
     ) -> None:
         self.ws = websocket
         self.hub = hub
@@ -360,7 +406,10 @@ class StreamConnection:
         message = start_message(await self._receive_text_first())
         requested = message.get("model")
         if self.model is not None and requested not in (None, self.model):
-            raise Closing(POLICY, f"this session runs model {self.model!r}: its publisher cannot choose another")
+            raise Closing(
+                POLICY,
+                f"this session runs model {self.model!r}: its publisher cannot choose another",
+            )
         await self._wait_in_line()
         self.admitted = True
         self.lease = await self.lease_model(self.model or requested, tell=True)
@@ -370,7 +419,9 @@ class StreamConnection:
         """The model for this stream, loaded first if needed (`tell`: with `loading` events)."""
         states: asyncio.Queue[str] = asyncio.Queue()
         leasing = asyncio.ensure_future(
-            self.hub.lease(requested, "stream", lambda state: self._call_soon(states.put_nowait, state))
+            self.hub.lease(
+                requested, "stream", lambda state: self._call_soon(states.put_nowait, state)
+            )
         )
         try:
             while not leasing.done():
@@ -380,10 +431,14 @@ class StreamConnection:
                     told.cancel()
                     break
                 if tell:
-                    await self.ws.send_json({"type": "loading", "model": requested, "state": told.result()})
+                    await self.ws.send_json(
+                        {"type": "loading", "model": requested, "state": told.result()}
+                    )
             lease = await leasing
             while tell and not states.empty():  # told just before the lease came
-                await self.ws.send_json({"type": "loading", "model": requested, "state": states.get_nowait()})
+                await self.ws.send_json(
+                    {"type": "loading", "model": requested, "state": states.get_nowait()}
+                )
         except RequestError as refused:
             raise Closing(CLOSE_FOR_STATUS.get(refused.status, INTERNAL), refused.message) from None
         finally:
@@ -399,7 +454,8 @@ class StreamConnection:
             return
         except Exception:  # the client left while its model loaded (or a bug): nothing runs yet
             log.debug("a stream's client left before it started", exc_info=True)
-            await close_with(self.ws, INTERNAL, "internal server error", self.error_message)  # if it is still there
+            # if it is still there
+            await close_with(self.ws, INTERNAL, "internal server error", self.error_message)
             return
         assert self.lease is not None
         rate = SAMPLE_RATE if start.sample_format in CONTAINERS else start.sample_rate
@@ -409,7 +465,9 @@ class StreamConnection:
             config=start.config, vad_events=self.vad_events,
         )
         self.hub.measure(self.stream)
-        self.audio = AudioInput(start, self.source, lambda closing: self._call_soon(self.end_with, closing))
+        self.audio = AudioInput(
+            start, self.source, lambda closing: self._call_soon(self.end_with, closing)
+        )
         try:
             for message in self.ready(start):
                 await self.ws.send_json(message)
@@ -425,7 +483,8 @@ class StreamConnection:
             ending = await self._receive_audio()
         except Closing as closing:
             ending = closing
-        except Exception:  # a bug must not leave the stream running nor show a traceback to the client
+        except Exception:
+            # a bug must not leave the stream running nor show a traceback to the client
             log.exception("live stream %s failed", self.stream.stream_id)
             ending = Closing(INTERNAL, "internal server error")
         self.ending = ending
@@ -433,7 +492,9 @@ class StreamConnection:
             self.stream.pool.cancel_finals(self.stream.stream_id)  # nobody will read them
         self.audio.finish(ending.graceful)
         try:
-            await asyncio.wait_for(self.run_done.wait(), self.settings.drain_s if ending.code == GOING_AWAY else None)
+            await asyncio.wait_for(
+                self.run_done.wait(), self.settings.drain_s if ending.code == GOING_AWAY else None
+            )
         except asyncio.TimeoutError:
             self.stream.pool.cancel_finals(self.stream.stream_id)
         if ending.code == ABNORMAL:
@@ -457,16 +518,21 @@ class StreamConnection:
         """Get a place (`admit`), telling the client its position in line as it changes; a client
         that leaves or ends meanwhile gives up its place. Audio sent while waiting is discarded."""
         notices: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        entering = asyncio.create_task(self.admit(lambda place, eta: notices.put_nowait(queued_record(place, eta))))
+        entering = asyncio.create_task(
+            self.admit(lambda place, eta: notices.put_nowait(queued_record(place, eta)))
+        )
         draining = asyncio.create_task(self.hub.draining.wait())
         receiving: asyncio.Task | None = None
         noticing: asyncio.Task | None = None
         try:
-            await asyncio.sleep(0)  # a free place is taken at once: nothing to wait for, nothing received meanwhile
+            # a free place is taken at once: nothing to wait for, nothing received meanwhile
+            await asyncio.sleep(0)
             while not entering.done():
                 receiving = receiving or asyncio.create_task(self.ws.receive())
                 noticing = noticing or asyncio.create_task(notices.get())
-                await asyncio.wait({entering, receiving, noticing, draining}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {entering, receiving, noticing, draining}, return_when=asyncio.FIRST_COMPLETED
+                )
                 if noticing.done():
                     await self._send_or_leave(noticing.result())
                     noticing = None
@@ -490,13 +556,17 @@ class StreamConnection:
             raise Closing(ABNORMAL, "client disconnected") from None
 
     def _while_waiting(self, message: dict[str, Any]) -> None:
-        """A message that came while waiting for a place: audio is discarded, an end leaves the line."""
+        """A message that came while waiting for a place:
+        audio is discarded, an end leaves the line."""
         if message["type"] == "websocket.disconnect":
             raise Closing(ABNORMAL, "client disconnected")
         data = message.get("bytes")
         if data is not None:
             if len(data) > self.settings.max_frame_bytes:
-                raise Closing(TOO_BIG, f"frame of {len(data)} bytes: the limit is {self.settings.max_frame_bytes}")
+                raise Closing(
+                    TOO_BIG,
+                    f"frame of {len(data)} bytes: the limit is {self.settings.max_frame_bytes}",
+                )
             self.discarded_bytes += len(data)
         elif _is_end(message.get("text") or ""):
             raise Closing(NORMAL, "the client ended the stream while waiting for a place")
@@ -514,7 +584,9 @@ class StreamConnection:
         except asyncio.TimeoutError:
             if left < idle:  # the stream's limit came first
                 raise Closing(
-                    POLICY, f"the stream reached its limit of {self.settings.max_stream_s:g} s", graceful=True
+                    POLICY,
+                    f"the stream reached its limit of {self.settings.max_stream_s:g} s",
+                    graceful=True,
                 ) from None
             raise Closing(POLICY, f"idle: nothing received for {idle:g} s", graceful=True) from None
         if message["type"] == "websocket.disconnect":
@@ -524,7 +596,9 @@ class StreamConnection:
     async def _receive_text_first(self) -> str:
         message = await self._receive(float("inf"))  # only the idle timeout bounds the wait
         if message.get("text") is None:
-            raise Closing(UNSUPPORTED, "the first message must be the JSON start message, not audio")
+            raise Closing(
+                UNSUPPORTED, "the first message must be the JSON start message, not audio"
+            )
         if len(message["text"]) > MAX_TEXT_BYTES:
             raise Closing(TOO_BIG, f"a text message is limited to {MAX_TEXT_BYTES} bytes")
         return message["text"]
@@ -538,10 +612,14 @@ class StreamConnection:
         try:
             while True:
                 receiving = asyncio.create_task(self._receive(deadline))
-                await asyncio.wait({receiving, draining, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {receiving, draining, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
                 if draining.done() or stopping.done():
                     receiving.cancel()
-                    return self.stop_reason or Closing(GOING_AWAY, "server shutting down", graceful=True)
+                    return self.stop_reason or Closing(
+                        GOING_AWAY, "server shutting down", graceful=True
+                    )
                 message = receiving.result()
                 self._check_size(message)
                 ending = self.on_message(message)
@@ -554,9 +632,13 @@ class StreamConnection:
     def _check_size(self, message: dict[str, Any]) -> None:
         data, text = message.get("bytes"), message.get("text")
         if data is not None and len(data) > self.settings.max_frame_bytes:
-            raise Closing(TOO_BIG, f"frame of {len(data)} bytes: the limit is {self.settings.max_frame_bytes}")
+            raise Closing(
+                TOO_BIG, f"frame of {len(data)} bytes: the limit is {self.settings.max_frame_bytes}"
+            )
         if text is not None and len(text) > self.max_text:
-            raise Closing(TOO_BIG, f"a text message of {len(text)} bytes: the limit is {self.max_text}")
+            raise Closing(
+                TOO_BIG, f"a text message of {len(text)} bytes: the limit is {self.max_text}"
+            )
 
     # -- the hooks: livecap's own protocol -------------------------------------------------------
 
@@ -564,12 +646,21 @@ class StreamConnection:
         """Sent once the stream exists, before any event."""
         assert self.stream is not None
         assert self.lease is not None
-        return [{"type": "ready", "stream_id": self.stream.stream_id, "model": self.lease.name,
-                 "sample_rate": start.sample_rate, "sample_format": start.sample_format,
-                 "max_frame_bytes": self.settings.max_frame_bytes, "discarded_bytes": self.discarded_bytes}]
+        return [
+            {
+                "type": "ready",
+                "stream_id": self.stream.stream_id,
+                "model": self.lease.name,
+                "sample_rate": start.sample_rate,
+                "sample_format": start.sample_format,
+                "max_frame_bytes": self.settings.max_frame_bytes,
+                "discarded_bytes": self.discarded_bytes,
+            }
+        ]
 
     def take_place_now(self) -> None:
-        """A place without waiting, for a protocol that has no `queued` message: 1013 when none is free."""
+        """A place without waiting, for a protocol that has
+        no `queued` message: 1013 when none is free."""
         if not self.hub.streams_line.take_now():
             self.hub.refused += 1
             raise Closing(TRY_LATER, "at capacity (streams): try again later")
@@ -599,7 +690,8 @@ class StreamConnection:
     error_message = staticmethod(error_record)  # how this protocol says why (before a close)
 
     def end_with(self, closing: Closing) -> None:
-        """End the connection now, from outside its receiver (a client too slow, a session stopped)."""
+        """End the connection now, from outside its receiver
+        (a client too slow, a session stopped)."""
         self.stop_reason = self.stop_reason or closing
         self._stop_now.set()
 
@@ -626,7 +718,8 @@ class StreamConnection:
             self.tap(record)
 
     def post_native(self, message: dict[str, Any]) -> None:
-        """A message of this protocol's own (an answer to a client's message), in order with the records."""
+        """A message of this protocol's own (an answer to a
+        client's message), in order with the records."""
         self._post(Native(message))
 
     def _post(self, item: dict[str, Any] | Closing) -> None:
@@ -640,7 +733,9 @@ class StreamConnection:
             item = await self.outbox.get()
             if isinstance(item, Closing):
                 if self.ws.application_state == WebSocketState.CONNECTED:
-                    await self.ws.close(item.code, item.reason.encode()[:123].decode(errors="ignore"))
+                    await self.ws.close(
+                        item.code, item.reason.encode()[:123].decode(errors="ignore")
+                    )
                 return
             for message in [item] if isinstance(item, Native) else self.wire(item):
                 await self.ws.send_json(message)
@@ -659,13 +754,15 @@ def _is_end(text: str) -> bool:
 
 
 async def accept(websocket: WebSocket) -> None:
-    """Accept, choosing the subprotocol a browser offered to carry its key (it must be echoed, or the
-    browser drops the connection)."""
+    """Accept, choosing the subprotocol a browser offered to carry its
+    key (it must be echoed, or the browser drops the connection)."""
     offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
     await websocket.accept(subprotocol=next((p for p in offered if p in SUBPROTOCOLS), None))
 
 
-async def serve_stream(websocket: WebSocket, hub: Hub, kind: type[StreamConnection] | None = None) -> None:
+async def serve_stream(
+    websocket: WebSocket, hub: Hub, kind: type[StreamConnection] | None = None
+) -> None:
     """Admit a connection (or close it with the reason) and run it as `kind` (livecap's own protocol
     by default, or an adapter)."""
     kind = kind or StreamConnection

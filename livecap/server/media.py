@@ -1,9 +1,9 @@
 """The media library: files uploaded once (POST /v1/media) and replayed as live sources by sessions.
 
 Files are stored under `<data dir>/media/` as `<id>.media` with a `<id>.json` description beside
-them; the id is chosen by the server (random hex) and is the only thing a client names, so a client's
-file name is shown but never becomes a path. Each file is checked at upload: it must open as media
-and audio must decode from it (`probe_duration`), else it is refused with the reason.
+them; the id is chosen by the server (random hex) and is the only thing a client names, so a
+client's file name is shown but never becomes a path. Each file is checked at upload: it must open
+as media and audio must decode from it (`probe_duration`), else it is refused with the reason.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ class MediaItem:
 
 
 def default_data_dir() -> Path:
-    """Where the media library lives by default: the user's data folder (platformdirs:
-    ~/.local/share/livecap/server on Linux), or a fresh temporary folder when that cannot be created."""
+    """Where the media library lives by default: the user's data folder
+    (platformdirs: ~/.local/share/livecap/server on Linux), or a fresh temporary
+    folder when that cannot be created."""
     folder = platformdirs.user_data_path("livecap") / "server"
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -74,7 +75,9 @@ class MediaLibrary:
     """The stored files (event loop only; file work runs in threads). With replicas, the index is
     shared (`shared`) and the folder is on storage they all mount."""
 
-    def __init__(self, folder: Path, max_files: int, max_bytes: int, shared: SharedState | None = None) -> None:
+    def __init__(
+        self, folder: Path, max_files: int, max_bytes: int, shared: SharedState | None = None
+    ) -> None:
         self.folder = folder
         self.max_files = max_files
         self.max_bytes = max_bytes
@@ -118,7 +121,9 @@ class MediaLibrary:
             await self.refresh()
         item = self.items.get(media_id) if isinstance(media_id, str) else None
         if item is None:
-            raise RequestError("no such media: GET /v1/media lists them", 404, code="media_not_found")
+            raise RequestError(
+                "no such media: GET /v1/media lists them", 404, code="media_not_found"
+            )
         return item
 
     async def listing(self) -> list[dict]:
@@ -130,9 +135,13 @@ class MediaLibrary:
         """A place for one file while it arrives: refused at once when the library is full or too
         many files are arriving, before any of it is read."""
         if len(self.items) + self._adding >= self.max_files:
-            raise RequestError(f"the media library is full ({self.max_files} files): delete some first", 507)
+            raise RequestError(
+                f"the media library is full ({self.max_files} files): delete some first", 507
+            )
         if self._adding >= MAX_ADDING:
-            raise RequestError(f"busy: {MAX_ADDING} uploads are arriving; try again", 503, "server_error")
+            raise RequestError(
+                f"busy: {MAX_ADDING} uploads are arriving; try again", 503, "server_error"
+            )
         self._adding += 1
         try:
             yield
@@ -155,12 +164,22 @@ class MediaLibrary:
                 shutil.copyfileobj(file, out, length=1 << 20)
             duration = probe_duration(path)
             fmt = _container_format(path)
-            item = MediaItem(media_id, display_name(name), None if duration is None else round(duration, 3),
-                             fmt, path.stat().st_size, time.time())
-            (self.folder / f"{media_id}.json").write_text(json.dumps(asdict(item)), encoding="utf-8")
+            item = MediaItem(
+                media_id,
+                display_name(name),
+                None if duration is None else round(duration, 3),
+                fmt,
+                path.stat().st_size,
+                time.time(),
+            )
+            (self.folder / f"{media_id}.json").write_text(
+                json.dumps(asdict(item)), encoding="utf-8"
+            )
         except LivecapError as error:
             path.unlink(missing_ok=True)
-            raise RequestError(str(error).replace(str(path), "the uploaded file"), code="bad_media") from None
+            raise RequestError(
+                str(error).replace(str(path), "the uploaded file"), code="bad_media"
+            ) from None
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -170,7 +189,9 @@ class MediaLibrary:
         """Remove a file unless a session replays it (`in_use`: on another replica)."""
         item = await self.get(media_id)
         if in_use or self._in_use.get(item.id):
-            raise RequestError("the media is being replayed by a session: stop it first", 409, code="media_in_use")
+            raise RequestError(
+                "the media is being replayed by a session: stop it first", 409, code="media_in_use"
+            )
         self.items.pop(item.id, None)
         await self.shared.media_remove(item.id)
         (self.folder / f"{item.id}.json").unlink(missing_ok=True)

@@ -61,5 +61,10 @@ class MemoryBudget:
         return self.pressure
 
     def describe(self) -> dict[str, float | int | bool]:
-        return {"rss_mb": round(self.rss_mb, 1), "peak_rss_mb": round(self.peak_mb, 1), "max_rss_mb": self.budget_mb,
-                "memory_pressure": self.pressure, "memory_pressure_episodes": self.episodes}
+        return {
+            "rss_mb": round(self.rss_mb, 1),
+            "peak_rss_mb": round(self.peak_mb, 1),
+            "max_rss_mb": self.budget_mb,
+            "memory_pressure": self.pressure,
+            "memory_pressure_episodes": self.episodes,
+        }

@@ -100,7 +100,8 @@ class Session:
         }
 
     def updated(self, session: object, beta: bool) -> Session:
-        """These settings changed by a `session.update` (GA) or `transcription_session.update` (beta)."""
+        """These settings changed by a `session.update` (GA)
+        or `transcription_session.update` (beta)."""
         if not isinstance(session, dict):
             raise EventError("session must be an object", param="session")
         if beta:
@@ -112,18 +113,25 @@ class Session:
         else:
             if session.get("type", "transcription") != "transcription":
                 raise EventError(
-                    'this server only transcribes: session.type must be "transcription"', param="session.type"
+                    'this server only transcribes: session.type must be "transcription"',
+                    param="session.type",
                 )
             audio = (session.get("audio") or {}).get("input") or {}
             if not isinstance(audio, dict):
-                raise EventError("session.audio.input must be an object", param="session.audio.input")
+                raise EventError(
+                    "session.audio.input must be an object", param="session.audio.input"
+                )
             audio = {
                 "format": audio.get("format"),
                 "transcription": audio.get("transcription"),
                 "turn_detection": audio.get("turn_detection", ...),
             }
         changed = self._format(audio["format"], beta) if audio["format"] is not None else self
-        changed = changed._transcription(audio["transcription"]) if audio["transcription"] is not None else changed
+        changed = (
+            changed._transcription(audio["transcription"])
+            if audio["transcription"] is not None
+            else changed
+        )
         if audio["turn_detection"] is not ...:
             changed = dataclasses.replace(changed, turn=_turn(audio["turn_detection"]))
         return changed
@@ -132,19 +140,23 @@ class Session:
         if beta:
             if given not in BETA_FORMATS:
                 raise EventError(
-                    f"input_audio_format must be one of {', '.join(BETA_FORMATS)}", param="input_audio_format"
+                    f"input_audio_format must be one of {', '.join(BETA_FORMATS)}",
+                    param="input_audio_format",
                 )
             fmt = BETA_FORMATS[given]  # type: ignore[index]
             return dataclasses.replace(self, fmt=fmt, rate=24_000 if fmt == "s16le" else G711_RATE)
         kind = given.get("type") if isinstance(given, dict) else None
         if kind not in GA_FORMATS:
             raise EventError(
-                f"audio.input.format.type must be one of {', '.join(GA_FORMATS)}", param="audio.input.format"
+                f"audio.input.format.type must be one of {', '.join(GA_FORMATS)}",
+                param="audio.input.format",
             )
-        rate = given.get("rate", 24_000) if kind == "audio/pcm" else G711_RATE  # type: ignore[union-attr]
+        pcm = kind == "audio/pcm"
+        rate = given.get("rate", 24_000) if pcm else G711_RATE  # type: ignore[union-attr]
         if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
             raise EventError(
-                f"the rate must be an integer from {MIN_RATE} to {MAX_RATE}", param="audio.input.format.rate"
+                f"the rate must be an integer from {MIN_RATE} to {MAX_RATE}",
+                param="audio.input.format.rate",
             )
         return dataclasses.replace(self, fmt=GA_FORMATS[kind], rate=rate)
 
@@ -155,31 +167,48 @@ class Session:
         for name in ("model", "language", "prompt"):
             value = given.get(name)
             if value is not None and not isinstance(value, str):
-                raise EventError(f"transcription.{name} must be a string", param=f"transcription.{name}")
+                raise EventError(
+                    f"transcription.{name} must be a string", param=f"transcription.{name}"
+                )
             strings[name] = value
         return dataclasses.replace(
-            self, model=strings["model"] or self.model, language=strings["language"], prompt=strings["prompt"]
+            self,
+            model=strings["model"] or self.model,
+            language=strings["language"],
+            prompt=strings["prompt"],
         )
 
 
 def _turn(given: object) -> dict[str, Any] | None:
-    """Turn detection: None (the client commits; livecap's VAD still cuts at pauses) or server_vad."""
+    """Turn detection: None (the client commits; livecap's
+    VAD still cuts at pauses) or server_vad."""
     if given is None:
         return None
     if not isinstance(given, dict) or given.get("type") not in TURN_TYPES:
         raise EventError(
-            f"turn_detection.type must be one of {', '.join(TURN_TYPES)} (or null)", param="turn_detection"
+            f"turn_detection.type must be one of {', '.join(TURN_TYPES)} (or null)",
+            param="turn_detection",
         )
-    turn = {"type": given["type"], "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
+    turn = {
+        "type": given["type"],
+        "threshold": 0.5,
+        "prefix_padding_ms": 300,
+        "silence_duration_ms": 500,
+    }
     for name, low, high in (
         ("threshold", 0.05, 0.95),
         ("prefix_padding_ms", 0, 2000),
         ("silence_duration_ms", 0, 10_000),
     ):
         value = given.get(name, turn[name])
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+        if (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not low <= value <= high
+        ):
             raise EventError(
-                f"turn_detection.{name} must be a number from {low} to {high}", param=f"turn_detection.{name}"
+                f"turn_detection.{name} must be a number from {low} to {high}",
+                param=f"turn_detection.{name}",
             )
         turn[name] = value
     return turn
@@ -221,9 +250,11 @@ def _audio(event: dict[str, Any]) -> bytes:
 
 
 class RealtimeConnection(StreamConnection):
-    """One `/v1/realtime?intent=transcription` connection: the live connection with OpenAI's events."""
+    """One `/v1/realtime?intent=transcription` connection:
+    the live connection with OpenAI's events."""
 
-    vad_events = True  # speech_started / speech_stopped / committed, and answers to commit and clear
+    # speech_started / speech_stopped / committed, and answers to commit and clear
+    vad_events = True
     error_message = staticmethod(error_event)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - StreamConnection's
@@ -244,7 +275,8 @@ class RealtimeConnection(StreamConnection):
     async def begin(self) -> Start:
         if self.ws.query_params.get("intent") != "transcription":
             raise Closing(
-                UNSUPPORTED, "only ?intent=transcription is served: livecap transcribes, it does not converse"
+                UNSUPPORTED,
+                "only ?intent=transcription is served: livecap transcribes, it does not converse",
             )
         self.take_place_now()  # OpenAI's protocol has no place in line to tell
         await self.ws.send_json(
@@ -258,10 +290,14 @@ class RealtimeConnection(StreamConnection):
             self._check_size(message)
             for answer in self._configure(message):
                 await self.ws.send_json(answer)
-        self.lease = await self.lease_model(known_or_default(self.hub, self.session.model), tell=False)
+        self.lease = await self.lease_model(
+            known_or_default(self.hub, self.session.model), tell=False
+        )
         fields = {"language": self.session.language, "prompt": self.session.prompt}
         try:
-            decode = decode_options(fields, multilingual=self.lease.multilingual, model=self.lease.name)
+            decode = decode_options(
+                fields, multilingual=self.lease.multilingual, model=self.lease.name
+            )
         except RequestError as error:
             raise Closing(INVALID, str(error)) from None
         turn = self.session.turn or {}
@@ -279,20 +315,35 @@ class RealtimeConnection(StreamConnection):
         try:
             event = _message(message.get("text") or "") if message.get("bytes") is None else None
             if event is None:
-                raise EventError("send audio as input_audio_buffer.append events, not binary messages")
+                raise EventError(
+                    "send audio as input_audio_buffer.append events, not binary messages"
+                )
             kind = event["type"]
             if kind in ("session.update", "transcription_session.update"):
-                self.session = self.session.updated(event.get("session"), beta=kind.startswith("transcription"))
-                updated = "transcription_session.updated" if kind.startswith("transcription") else "session.updated"
-                return [self._event(updated, session=self.session.describe(self.beta, self.session_id))]
+                self.session = self.session.updated(
+                    event.get("session"), beta=kind.startswith("transcription")
+                )
+                updated = (
+                    "transcription_session.updated"
+                    if kind.startswith("transcription")
+                    else "session.updated"
+                )
+                return [
+                    self._event(updated, session=self.session.describe(self.beta, self.session_id))
+                ]
             if kind == "input_audio_buffer.append":
                 self._first_audio = _audio(event)
                 return []
             if kind == "input_audio_buffer.commit":
-                raise EventError("the buffer is empty: append audio first", code="input_audio_buffer_commit_empty")
+                raise EventError(
+                    "the buffer is empty: append audio first",
+                    code="input_audio_buffer_commit_empty",
+                )
             if kind == "input_audio_buffer.clear":
                 return [self._event("input_audio_buffer.cleared")]
-            raise EventError(f"unsupported event {kind!r} in a transcription session", code="unknown_event")
+            raise EventError(
+                f"unsupported event {kind!r} in a transcription session", code="unknown_event"
+            )
         except EventError as refused:
             return [self._error(refused)]
 
@@ -313,7 +364,9 @@ class RealtimeConnection(StreamConnection):
         try:
             event = _message(message.get("text") or "") if message.get("bytes") is None else None
             if event is None:
-                raise EventError("send audio as input_audio_buffer.append events, not binary messages")
+                raise EventError(
+                    "send audio as input_audio_buffer.append events, not binary messages"
+                )
             kind = event["type"]
             if kind == "input_audio_buffer.append":
                 self.audio.push(_audio(event))
@@ -322,12 +375,27 @@ class RealtimeConnection(StreamConnection):
             elif kind == "input_audio_buffer.clear":
                 self.source.control("clear")
             elif kind in ("session.update", "transcription_session.update"):
-                if self.session.updated(event.get("session"), beta=kind.startswith("transcription")) != self.session:
-                    raise EventError("the session is fixed once audio has been appended: open a new connection")
-                updated = "transcription_session.updated" if kind.startswith("transcription") else "session.updated"
-                self.post_native(self._event(updated, session=self.session.describe(self.beta, self.session_id)))
+                if (
+                    self.session.updated(
+                        event.get("session"), beta=kind.startswith("transcription")
+                    )
+                    != self.session
+                ):
+                    raise EventError(
+                        "the session is fixed once audio has been appended: open a new connection"
+                    )
+                updated = (
+                    "transcription_session.updated"
+                    if kind.startswith("transcription")
+                    else "session.updated"
+                )
+                self.post_native(
+                    self._event(updated, session=self.session.describe(self.beta, self.session_id))
+                )
             else:
-                raise EventError(f"unsupported event {kind!r} in a transcription session", code="unknown_event")
+                raise EventError(
+                    f"unsupported event {kind!r} in a transcription session", code="unknown_event"
+                )
         except EventError as refused:
             self.post_native(self._error(refused))
         return None
@@ -343,7 +411,9 @@ class RealtimeConnection(StreamConnection):
         if kind == "final":
             return self._final(record)
         if kind == "error":
-            return [self._error(EventError(record["message"], code="server_error"), kind="server_error")]
+            return [
+                self._error(EventError(record["message"], code="server_error"), kind="server_error")
+            ]
         return []  # stats: livecap's own
 
     def _item(self, utterance: int) -> str:
@@ -356,25 +426,43 @@ class RealtimeConnection(StreamConnection):
         if record["kind"] == "speech_started":
             self._items.pop(utterance, None)  # a number a dropped utterance had is used again
             return [
-                self._event("input_audio_buffer.speech_started", audio_start_ms=at_ms, item_id=self._item(utterance))
+                self._event(
+                    "input_audio_buffer.speech_started",
+                    audio_start_ms=at_ms,
+                    item_id=self._item(utterance),
+                )
             ]
         if record["kind"] == "speech_stopped":
             item = self._item(utterance)
-            out = [self._event("input_audio_buffer.speech_stopped", audio_end_ms=at_ms, item_id=item)]
+            out = [
+                self._event("input_audio_buffer.speech_stopped", audio_end_ms=at_ms, item_id=item)
+            ]
             if record["kept"]:
-                out.append(self._event("input_audio_buffer.committed", item_id=item, previous_item_id=self._previous))
+                out.append(
+                    self._event(
+                        "input_audio_buffer.committed",
+                        item_id=item,
+                        previous_item_id=self._previous,
+                    )
+                )
                 self._previous = item
             return out
         if record["kind"] == "finalized" and utterance is None:
             return [
-                self._error(EventError("the buffer is empty: no speech to commit", "input_audio_buffer_commit_empty"))
+                self._error(
+                    EventError(
+                        "the buffer is empty: no speech to commit",
+                        "input_audio_buffer_commit_empty",
+                    )
+                )
             ]
         if record["kind"] == "cleared":
             return [self._event("input_audio_buffer.cleared")]
         return []
 
     def _delta(self, utterance: int, committed: str) -> list[dict[str, Any]]:
-        """The words committed since the last delta of this turn (none when the text went another way)."""
+        """The words committed since the last delta of this
+        turn (none when the text went another way)."""
         sent = self._sent.get(utterance, "")
         committed = committed.strip()
         if len(committed) <= len(sent) or not committed.startswith(sent):
@@ -396,7 +484,8 @@ class RealtimeConnection(StreamConnection):
         if not record.get("last_in_utterance", True):
             return []
         transcript = " ".join(t for t in texts if t)
-        out = self._delta(utterance, transcript)  # the rest of the words, when the final goes on from the deltas
+        # the rest of the words, when the final goes on from the deltas
+        out = self._delta(utterance, transcript)
         out.append(
             self._event(
                 "conversation.item.input_audio_transcription.completed",
@@ -414,4 +503,6 @@ class RealtimeConnection(StreamConnection):
         return {"type": kind, "event_id": f"event_{next(self._ids)}", **fields}
 
     def _error(self, refused: EventError, kind: str = "invalid_request_error") -> dict[str, Any]:
-        return error_event(refused.message, refused.code, refused.param, kind, event_id=f"event_{next(self._ids)}")
+        return error_event(
+            refused.message, refused.code, refused.param, kind, event_id=f"event_{next(self._ids)}"
+        )

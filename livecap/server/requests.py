@@ -14,9 +14,16 @@ TASKS = ("transcribe", "translate")
 
 
 class RequestError(Exception):
-    """A request the server cannot serve; becomes {"error": {"message", "type", "code"}} with `status`."""
+    """A request the server cannot serve; becomes {"error":
+    {"message", "type", "code"}} with `status`."""
 
-    def __init__(self, message: str, status: int = 400, kind: str = "invalid_request_error", code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.status = status
@@ -24,7 +31,9 @@ class RequestError(Exception):
         self.code = code
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.kind, "param": None, "code": self.code}}
+        return {
+            "error": {"message": self.message, "type": self.kind, "param": None, "code": self.code}
+        }
 
 
 def _text(fields: Mapping[str, Any], *names: str) -> str | None:
@@ -50,14 +59,19 @@ def decode_options(
     if language is not None:
         language = language.lower()
         if language not in _LANGUAGE_CODES:
-            raise RequestError(f"unknown language {language!r}: use an ISO 639-1 code such as en, de, fr")
+            raise RequestError(
+                f"unknown language {language!r}: use an ISO 639-1 code such as en, de, fr"
+            )
         if not multilingual and language != "en":
             raise RequestError(f"model {model} is English-only: it cannot transcribe {language!r}")
     task = task or _text(fields, "task")
     if task is not None and task not in TASKS:
         raise RequestError('task must be "transcribe" or "translate"')
     if task == "translate" and not multilingual:
-        raise RequestError(f"model {model} is English-only and cannot translate; start the server with --model base")
+        raise RequestError(
+            f"model {model} is English-only and cannot translate; start the server with --model "
+            "base"
+        )
     return DecodeOptions(
         language=language,
         task=task,

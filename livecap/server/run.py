@@ -42,10 +42,10 @@ class DrainingServer(uvicorn.Server):
 
 class HeadersBoundProtocol(H11Protocol):
     """uvicorn's h11 protocol with a bound on receiving a request's head: a connection that has not
-    sent a whole one within `header_timeout_s` (of connecting, or of its next request's first
-    byte) gets 408 and is closed, and while `max_pending` connections are still sending theirs, a
-    new one gets 503. uvicorn bounds the head's size (h11's 16 kB), but not its time: its keep-alive
-    timeout starts only after a response, and `limit_concurrency` is checked only once a head is in."""
+    sent a whole one within `header_timeout_s` (of connecting, or of its next request's first byte)
+    gets 408 and is closed, and while `max_pending` connections are still sending theirs, a new one
+    gets 503. uvicorn bounds the head's size (h11's 16 kB), but not its time: its keep-alive timeout
+    starts only after a response, and `limit_concurrency` is checked only once a head is in."""
 
     header_timeout_s = 10.0
     max_pending = 128
@@ -54,21 +54,33 @@ class HeadersBoundProtocol(H11Protocol):
     @classmethod
     def bounded(cls, timeout_s: float, max_pending: int) -> type[HeadersBoundProtocol]:
         """The protocol for one server: its limits, and its own count of pending connections."""
-        return type(cls.__name__, (cls,), {"header_timeout_s": timeout_s, "max_pending": max_pending, "pending": set()})
+        return type(
+            cls.__name__,
+            (cls,),
+            {"header_timeout_s": timeout_s, "max_pending": max_pending, "pending": set()},
+        )
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_due: asyncio.TimerHandle | None = None
         if len(self.pending) >= self.max_pending:
-            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections are still sending their headers")
+            self._refuse(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "too many connections are still sending their headers",
+            )
         else:
             self._await_head()
 
     def data_received(self, data: bytes) -> None:
-        if self._head_due is None and self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if (
+            self._head_due is None
+            and self.conn.their_state is h11.IDLE
+            and not self.transport.is_closing()
+        ):
             self._await_head()  # the next request on a kept-alive connection
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # the head is in (or the request failed, or upgraded)
+        if self.conn.their_state is not h11.IDLE:
+            # the head is in (or the request failed, or upgraded)
             self._head_done()
 
     def on_response_complete(self) -> None:
@@ -93,7 +105,10 @@ class HeadersBoundProtocol(H11Protocol):
 
     def _head_late(self) -> None:
         self._head_due = None
-        self._refuse(HTTPStatus.REQUEST_TIMEOUT, f"the request headers took longer than {self.header_timeout_s:g} s")
+        self._refuse(
+            HTTPStatus.REQUEST_TIMEOUT,
+            f"the request headers took longer than {self.header_timeout_s:g} s",
+        )
 
     def _refuse(self, status: HTTPStatus, reason: str) -> None:
         """Answer `status` with `reason` and close (h11 has no request under way to answer)."""
@@ -101,8 +116,11 @@ class HeadersBoundProtocol(H11Protocol):
         if self.transport.is_closing():
             return
         body = reason.encode()
-        head = (f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+        head = (
+            f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: text/plain; "
+            "charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
         self.transport.write(head.encode() + body)
         self.transport.close()
 
@@ -112,9 +130,11 @@ def make_server(app: FastAPI, settings: ServerConfig, log_level: str = "info") -
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on",
         http=HeadersBoundProtocol.bounded(settings.header_timeout_s, settings.max_pending_headers),
-        ws_max_size=2 * max(settings.max_frame_bytes, MAX_TEXT_BYTES),  # past our own limit: a reason, not a cut
+        # past our own limit: a reason, not a cut
+        ws_max_size=2 * max(settings.max_frame_bytes, MAX_TEXT_BYTES),
         timeout_graceful_shutdown=settings.drain_s + 10,
-        ws_ping_interval=settings.ping_s, ws_ping_timeout=settings.ping_s,  # a client that stops answering is closed
+        # a client that stops answering is closed
+        ws_ping_interval=settings.ping_s, ws_ping_timeout=settings.ping_s,
     )
     return DrainingServer(app, config)
 
@@ -122,15 +142,16 @@ def make_server(app: FastAPI, settings: ServerConfig, log_level: str = "info") -
 def serve(config: Config, api_key: str | None = None) -> None:
     """Check Redis (with --redis-url) and load the default and preloaded models (either fails here,
     as a one-line error, before anything listens), serve until SIGTERM or Ctrl-C, drain, exit (the
-    `livecap serve` command). The heap's arenas are limited before any thread starts (server/memory.py
-    says why)."""
+    `livecap serve` command). The heap's arenas are limited before any thread starts
+    (server/memory.py says why)."""
     limit_arenas()
     if config.server.redis_url is not None:
         from livecap.server.cluster import check_reachable
 
         check_reachable(config.server.redis_url)
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))  # beside uvicorn's own lines
+    # beside uvicorn's own lines
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
     server_log = logging.getLogger("livecap.server")
     server_log.addHandler(handler)
     server_log.setLevel(logging.INFO)

@@ -91,8 +91,10 @@ def shifted(record: dict[str, Any], seconds: float, utterances: int) -> dict[str
         if key in out:
             out[key] = round(out[key] + seconds, 3)
     if "words" in out:
-        out["words"] = [{**w, "start": round(w["start"] + seconds, 3), "end": round(w["end"] + seconds, 3)}
-                        for w in out["words"]]
+        out["words"] = [
+            {**w, "start": round(w["start"] + seconds, 3), "end": round(w["end"] + seconds, 3)}
+            for w in out["words"]
+        ]
     if "utterance" in out:
         out["utterance"] += utterances
         if out["type"] == "interim":
@@ -127,7 +129,9 @@ class Fanout:
             except Closing as closing:
                 self.viewers.discard(viewer)
                 self.dropped += 1
-                viewer.cut(Closing(REJOIN, f"viewer too far behind ({closing.reason}): rejoin to catch up"))
+                viewer.cut(
+                    Closing(REJOIN, f"viewer too far behind ({closing.reason}): rejoin to catch up")
+                )
 
     def _revise(self, labels: list[dict[str, Any]]) -> None:
         """Revised speakers go into the history too: a viewer who joins later sees them."""
@@ -135,10 +139,13 @@ class Fanout:
         for i, r in enumerate(self.history):
             if r["seq"] in speakers:
                 words = [{**w, "speaker": speakers[r["seq"]]} for w in r.get("words", ())]
-                self.history[i] = encoded({**r, "speaker": speakers[r["seq"]], **({"words": words} if words else {})})
+                self.history[i] = encoded(
+                    {**r, "speaker": speakers[r["seq"]], **({"words": words} if words else {})}
+                )
 
     def join(self, viewer: Outbox, after: int = -1) -> list[Record]:
-        """Subscribe and return the finals so far past `after` (nothing can come in between: one loop)."""
+        """Subscribe and return the finals so far past
+        `after` (nothing can come in between: one loop)."""
         self.joined += 1
         if self.ended is not None:
             self._end_one(viewer, *self.ended)
@@ -150,7 +157,8 @@ class Fanout:
         self.viewers.discard(viewer)
 
     def hand_off(self, reason: str) -> None:
-        """The session goes on elsewhere: every viewer here is told to rejoin (REJOIN), none is ended."""
+        """The session goes on elsewhere: every viewer here
+        is told to rejoin (REJOIN), none is ended."""
         for viewer in self.viewers:
             viewer.cut(Closing(REJOIN, reason))
         self.viewers.clear()
@@ -176,9 +184,18 @@ class SharedSession:
     loaded while it waits for its publisher. `follow()` is its task where another replica produces
     it and viewers here watch it (no model is held)."""
 
-    def __init__(self, hub: Hub, shared: SharedState, kind: str, decode: DecodeOptions, media: str | None,
-                 translate_to: str | None, lease: Lease | None, session_id: str | None = None,
-                 created: float | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        shared: SharedState,
+        kind: str,
+        decode: DecodeOptions,
+        media: str | None,
+        translate_to: str | None,
+        lease: Lease | None,
+        session_id: str | None = None,
+        created: float | None = None,
+    ) -> None:
         self.id = session_id or secrets.token_hex(6)
         self.hub = hub
         self.lease = lease
@@ -197,7 +214,8 @@ class SharedSession:
         self._publisher_told: Told | None = None
         self.end_reason: str | None = None
         self.fanout = Fanout(hub.settings.history_finals)
-        self._stream: Stream | None = None  # a media session's (a publish session's is its publisher's)
+        # a media session's (a publish session's is its publisher's)
+        self._stream: Stream | None = None
         self.duration: float | None = None
         self.publisher: StreamConnection | None = None
         self.publisher_came = asyncio.Event()
@@ -211,17 +229,28 @@ class SharedSession:
         self.seq_shift = 0  # a final's seq in the session less its seq in this replica's stream
         self.lost = False  # its publisher's replica went away: the viewers were told
         self.waiting_until = self.created + hub.settings.idle_timeout_s
-        self.handover: str | None = None  # "moved" (its publisher came to another replica) or "drained"
+        # "moved" (its publisher came to another replica) or "drained"
+        self.handover: str | None = None
         self.moved = asyncio.Event()
-        self.synced = asyncio.Event()  # its history is in the fan-out (a session produced here: from the start)
+        # its history is in the fan-out (a session produced here: from the start)
+        self.synced = asyncio.Event()
         self.synced.set()
         self.unfollow = asyncio.Event()
 
     @classmethod
     def followed(cls, hub: Hub, shared: SharedState, record: dict[str, Any]) -> SharedSession:
         """Another replica's session, from its shared record."""
-        session = cls(hub, shared, record["source"], DecodeOptions(**record["decode"]), record["media"],
-                      record["translate_to"], None, record["id"], record["created"])
+        session = cls(
+            hub,
+            shared,
+            record["source"],
+            DecodeOptions(**record["decode"]),
+            record["media"],
+            record["translate_to"],
+            None,
+            record["id"],
+            record["created"],
+        )
         session.owned = False
         session.synced.clear()
         session.refresh(record)
@@ -229,7 +258,11 @@ class SharedSession:
 
     def refresh(self, record: dict[str, Any]) -> None:
         self.record = record
-        self.state, self.end_reason, self.duration = record["state"], record["end_reason"], record["duration"]
+        self.state, self.end_reason, self.duration = (
+            record["state"],
+            record["end_reason"],
+            record["duration"],
+        )
         self.lost, self.waiting_until = record["lost"], record["waiting_until"]
 
     @property
@@ -242,24 +275,37 @@ class SharedSession:
     def describe(self) -> dict[str, Any]:
         """What GET /v1/sessions shows: state, source, viewers, position and latency."""
         if not self.owned:
-            return {**{k: v for k, v in self.record.items() if k not in PRIVATE}, "viewers": self.viewers()}
+            return {
+                **{k: v for k, v in self.record.items() if k not in PRIVATE},
+                "viewers": self.viewers(),
+            }
         snap = self.stream.stats_snapshot() if self.stream is not None else None
         return {
-            "id": self.id, "state": self.state, "source": self.kind, "media": self.media,
+            "id": self.id,
+            "state": self.state,
+            "source": self.kind,
+            "media": self.media,
             "model": self.lease.name if self.lease is not None else self.record.get("model"),
             "language": (self.stream.decode if self.stream else self.decode).language,
-            "translate_to": self.translate_to, "owner": self.shared.replica if self.state != "ended" else None,
-            "created": round(self.created, 3), "end_reason": self.end_reason,
-            "viewers": self.viewers(), "viewers_total": self.fanout.joined,
-            "viewers_dropped": self.fanout.dropped, "finals": self.fanout.next_seq,
-            "position": round(self.offset + self.stream.clock, 3) if self.stream is not None else self.offset,
+            "translate_to": self.translate_to,
+            "owner": self.shared.replica if self.state != "ended" else None,
+            "created": round(self.created, 3),
+            "end_reason": self.end_reason,
+            "viewers": self.viewers(),
+            "viewers_total": self.fanout.joined,
+            "viewers_dropped": self.fanout.dropped,
+            "finals": self.fanout.next_seq,
+            "position": round(self.offset + self.stream.clock, 3)
+            if self.stream is not None
+            else self.offset,
             "duration": self.duration,
             "final_latency_p50": snap.final_p50 if snap else None,
             "final_latency_p95": snap.final_p95 if snap else None,
             "interim_latency_p50": snap.interim_p50 if snap else None,
             "behind_s": round(snap.behind_seconds, 3) if snap else None,
             "dropped_audio_s": round(snap.dropped_seconds, 3) if snap else None,
-            "queue_position": self.queue_position, "queue_eta_s": self.queue_eta_s,
+            "queue_position": self.queue_position,
+            "queue_eta_s": self.queue_eta_s,
         }
 
     def told(self, position: int, eta_s: float | None) -> None:
@@ -282,8 +328,12 @@ class SharedSession:
 
     def shared_record(self) -> dict[str, Any]:
         """The record other replicas see: what clients see, and what a replica taking over needs."""
-        return {**self.describe(), "decode": asdict(self.decode), "waiting_until": self.waiting_until,
-                "lost": self.lost}
+        return {
+            **self.describe(),
+            "decode": asdict(self.decode),
+            "waiting_until": self.waiting_until,
+            "lost": self.lost,
+        }
 
     def stats_extras(self) -> dict[str, Any]:
         """What a media session's stats records add (from its run thread: a length read is safe)."""
@@ -294,7 +344,8 @@ class SharedSession:
         the viewers here and to the other replicas'."""
         record = shifted(record, self.offset, self.utterances)
         if record["type"] == "final":
-            self.seq_shift = self.fanout.next_seq - record["seq"]  # the stream's seq -> the session's
+            # the stream's seq -> the session's
+            self.seq_shift = self.fanout.next_seq - record["seq"]
             record = {**record, "seq": self.fanout.next_seq}
         elif record["type"] == "speaker":
             labels = [{**label, "seq": label["seq"] + self.seq_shift} for label in record["labels"]]
@@ -309,7 +360,9 @@ class SharedSession:
             if self.waiter is not None:
                 code, reason = await self._wait_for_place(self.waiter)
             if self.placed.is_set():
-                code, reason = await (self._run_media(library) if self.kind == "media" else self._run_publish())
+                code, reason = await (
+                    self._run_media(library) if self.kind == "media" else self._run_publish()
+                )
         except RequestError as error:
             reason = error.message
         except Exception:
@@ -318,14 +371,17 @@ class SharedSession:
             if self.media is not None:
                 library.release(self.media)
             if self.placed.is_set():
-                self.hub.release_stream(self.stream.stats_snapshot() if self.stream is not None else None, self.stream)
+                self.hub.release_stream(
+                    self.stream.stats_snapshot() if self.stream is not None else None, self.stream
+                )
             if self.lease is not None:
                 self.lease.release()
             await self._after(code, reason)
             self.ended.set()
 
     async def _wait_for_place(self, waiter: Waiter) -> tuple[int, str]:
-        """Wait in line (a DELETE or a shutdown leaves it); the close for viewers when no place came."""
+        """Wait in line (a DELETE or a shutdown leaves it);
+        the close for viewers when no place came."""
         self.waiter = None
         waiting = asyncio.create_task(self.hub.streams_line.wait(waiter))
         await self._until(self.stopping, self.hub.draining, task=waiting)
@@ -342,7 +398,8 @@ class SharedSession:
             return TRY_LATER, str(refused)
         self.queue_position = self.queue_eta_s = None
         self.state = "starting" if self.kind == "media" else "waiting"
-        self.waiting_until = time.time() + self.hub.settings.idle_timeout_s  # its publisher's time starts now
+        # its publisher's time starts now
+        self.waiting_until = time.time() + self.hub.settings.idle_timeout_s
         self.placed.set()
         await self.shared.put_session(self.shared_record())
         return NORMAL, ""
@@ -354,7 +411,8 @@ class SharedSession:
             self.refresh(await self.shared.get_session(self.id) or self.shared_record())
             self.task = asyncio.create_task(self.follow())
             return
-        if self.handover == "drained":  # another replica continues it; the viewers here rejoin there
+        if self.handover == "drained":
+            # another replica continues it; the viewers here rejoin there
             self.fanout.hand_off("server shutting down: rejoin to continue")
             if self.kind == "publish" and self.state == "live":
                 self.lose_publisher("its server shut down")
@@ -363,17 +421,23 @@ class SharedSession:
             self.refresh(record)
         else:
             self.state, self.end_reason = "ended", reason
-            self.shared.append(self.id, {"type": "end", "code": code, "reason": reason}, self.fanout.next_seq)
+            self.shared.append(
+                self.id, {"type": "end", "code": code, "reason": reason}, self.fanout.next_seq
+            )
             self.fanout.end(code, reason)
             record = self.shared_record()
         await self.shared.put_session(record)
         await self.shared.release(self.id)
 
     def lose_publisher(self, why: str) -> None:
-        """The publisher's replica went away: the session waits for it to reconnect to any replica."""
+        """The publisher's replica went away: the session
+        waits for it to reconnect to any replica."""
         self.state, self.lost = "waiting", True
         self.waiting_until = time.time() + self.hub.settings.idle_timeout_s
-        event = {"type": "publisher_lost", "reason": f"{why}: waiting for the publisher to reconnect"}
+        event = {
+            "type": "publisher_lost",
+            "reason": f"{why}: waiting for the publisher to reconnect",
+        }
         self.shared.append(self.id, event, self.fanout.next_seq)
         if self.owned:  # a follower here gets it from the shared records
             self.fanout.publish(event)
@@ -383,7 +447,9 @@ class SharedSession:
         it over, or the server shuts down (the viewers rejoin elsewhere)."""
         self.unfollow.clear()
         try:
-            await self.shared.follow(self.id, self.fanout, self.synced, (self.unfollow, self.hub.draining))
+            await self.shared.follow(
+                self.id, self.fanout, self.synced, (self.unfollow, self.hub.draining)
+            )
         except Exception:
             log.exception("following session %s failed", self.id)
             self.fanout.end(INTERNAL, "internal server error")
@@ -397,7 +463,8 @@ class SharedSession:
             self.unfollow.set()
             await self.task
         self.lease = lease
-        self.handover, self.publisher, self._stream = None, None, None  # of an earlier turn as its owner
+        # of an earlier turn as its owner
+        self.handover, self.publisher, self._stream = None, None, None
         for event in (self.moved, self.publisher_came, self.publisher_left, self.stopping):
             event.clear()
         await self.shared.catch_up(self.id, self.fanout)
@@ -439,7 +506,9 @@ class SharedSession:
         stream.start()
         self.state = "live"
         await self.shared.put_session(self.shared_record())
-        feed = RecordFeed(self.hub, post, self.stats_extras, lambda: loop.call_soon_threadsafe(done.set))
+        feed = RecordFeed(
+            self.hub, post, self.stats_extras, lambda: loop.call_soon_threadsafe(done.set)
+        )
         run_in_thread(stream, feed)
         await self._until(done, self.stopping, self.hub.draining)
         if done.is_set():
@@ -451,11 +520,17 @@ class SharedSession:
             stream.pool.cancel_finals(stream.stream_id)
         if draining and self.shared.clustered:
             self.handover = "drained"
-        return (GOING_AWAY, "server shutting down") if draining else (NORMAL, "the session was stopped")
+        return (
+            (GOING_AWAY, "server shutting down")
+            if draining
+            else (NORMAL, "the session was stopped")
+        )
 
     async def _run_publish(self) -> tuple[int, str]:
         wait_s = max(0.0, self.waiting_until - time.time())
-        await self._until(self.publisher_came, self.stopping, self.hub.draining, self.moved, timeout=wait_s)
+        await self._until(
+            self.publisher_came, self.stopping, self.hub.draining, self.moved, timeout=wait_s
+        )
         if not self.publisher_came.is_set():
             if self.moved.is_set():
                 self.handover = "moved"
@@ -472,7 +547,8 @@ class SharedSession:
             self.emit({"type": "resumed"})
         await self.shared.put_session(self.shared_record())
         await self._until(self.publisher_left, self.stopping)
-        if not self.publisher_left.is_set():  # DELETE: the publisher is told, its last finals still sent
+        if not self.publisher_left.is_set():
+            # DELETE: the publisher is told, its last finals still sent
             assert self.publisher is not None
             self.publisher.end_with(Closing(NORMAL, "the session was stopped", graceful=True))
             await self.publisher_left.wait()
@@ -525,16 +601,25 @@ class Sessions:
     async def get(self, session_id: object) -> SharedSession:
         session = await self.find(session_id)
         if session is None:
-            raise RequestError("no such session: GET /v1/sessions lists them", 404, code="session_not_found")
+            raise RequestError(
+                "no such session: GET /v1/sessions lists them", 404, code="session_not_found"
+            )
         if not session.owned:
             session.refresh(await self.shared.get_session(session.id) or session.record)
         return session
 
     async def listing(self) -> list[dict[str, Any]]:
-        """Every session of the service: this replica's own as they are now, the others' as shared."""
+        """Every session of the service: this replica's own
+        as they are now, the others' as shared."""
         local = {s.id: s for s in self.items.values()}
-        listed = [{**{k: v for k, v in r.items() if k not in PRIVATE}, "viewers": self._viewers_of(r["id"])}
-                  for r in await self.shared.session_records() if r["id"] not in local or not local[r["id"]].owned]
+        listed = [
+            {
+                **{k: v for k, v in r.items() if k not in PRIVATE},
+                "viewers": self._viewers_of(r["id"]),
+            }
+            for r in await self.shared.session_records()
+            if r["id"] not in local or not local[r["id"]].owned
+        ]
         return [*listed, *(s.describe() for s in local.values() if s.owned)]
 
     def _viewers_of(self, session_id: str) -> int:
@@ -560,14 +645,21 @@ class Sessions:
 
     async def delete_media(self, media_id: str) -> None:
         """DELETE /v1/media/{id}: refused while any replica's session replays it."""
-        replayed = any(r["media"] == media_id and r["state"] != "ended" for r in await self.shared.session_records())
+        replayed = any(
+            r["media"] == media_id and r["state"] != "ended"
+            for r in await self.shared.session_records()
+        )
         await self.library.delete(media_id, replayed)
 
     def status_report(self) -> dict[str, Any]:
         """For /status: sessions not yet ended, viewers now, media files (this replica's)."""
         live = sum(s.state != "ended" for s in self.items.values())
-        return {"sessions_active": live, "viewers": self.viewers(), "media_files": len(self.library.items),
-                **self.shared.status_report()}
+        return {
+            "sessions_active": live,
+            "viewers": self.viewers(),
+            "media_files": len(self.library.items),
+            **self.shared.status_report(),
+        }
 
     async def create(
         self,
@@ -577,19 +669,27 @@ class Sessions:
         media: str | None = None,
         translate_to: str | None = None,
     ) -> SharedSession:
-        """Start a session of `kind` ("media": replay the library's file `media`; "publish": wait for
-        a publisher) on `model` (loaded first when needed) if the server can: the translation it
-        serves, a known file, a free slot. `decode_fields`: language, prompt and hotwords, checked
-        against the model."""
+        """Start a session of `kind` ("media": replay the library's file `media`; "publish":
+        wait for a publisher) on `model` (loaded first when needed) if the server can: the
+        translation it serves, a known file, a free slot. `decode_fields`: language, prompt and
+        hotwords, checked against the model."""
         served = self.hub.config.translate.translate_to
         if translate_to is not None and translate_to != served:
-            offer = f"it translates to {served!r} only" if served else "set translate_to in the profile it serves"
+            offer = (
+                f"it translates to {served!r} only"
+                if served
+                else "set translate_to in the profile it serves"
+            )
             raise RequestError(f"this server cannot translate to {translate_to!r}: {offer}")
         lease = await self.hub.lease(model, "session")  # loaded first when needed
         try:
-            decode = decode_options(decode_fields, multilingual=lease.multilingual, model=lease.name)
+            decode = decode_options(
+                decode_fields, multilingual=lease.multilingual, model=lease.name
+            )
             media = (await self.library.get(media)).id if kind == "media" else None
-            session = SharedSession(self.hub, self.shared, kind, decode, media, translate_to or served, lease)
+            session = SharedSession(
+                self.hub, self.shared, kind, decode, media, translate_to or served, lease
+            )
             await self._admit(session, lease=kind == "media", wait=True)
         except RequestError:
             lease.release()
@@ -609,19 +709,27 @@ class Sessions:
             session.placed.set()
         elif not wait:
             self.hub.refused += 1
-            raise RequestError(f"at capacity ({self.hub.stream_limit()} streams and sessions): try again later", 503,
-                               "server_error")
+            raise RequestError(
+                f"at capacity ({self.hub.stream_limit()} streams and sessions): try again later",
+                503,
+                "server_error",
+            )
         else:
             try:
                 session.waiter = line.join(session.told)
             except Refused as refused:
                 self.hub.refused += 1
-                raise RequestError(f"{refused} (streams and sessions)", 503, "server_error") from None
+                raise RequestError(
+                    f"{refused} (streams and sessions)", 503, "server_error"
+                ) from None
             session.state = "queued"
         if lease and not await self.shared.claim(session.id):
             self._give_up_place(session)
-            raise RequestError("another replica produces this session, or the shared state is unreachable", 503,
-                               "server_error")
+            raise RequestError(
+                "another replica produces this session, or the shared state is unreachable",
+                503,
+                "server_error",
+            )
 
     def _give_up_place(self, session: SharedSession) -> None:
         if session.placed.is_set():
@@ -660,28 +768,46 @@ class Sessions:
 
     # -- what the cluster asks -------------------------------------------------------------------
 
-    async def reconcile(self, records: list[dict[str, Any]], orphans: list[dict[str, Any]], stops: set[str]) -> None:
-        """Stop what was asked to stop, hand a waiting publisher session to the replica its publisher
-        joined, take over orphans (media sessions whose owner is gone) or wait for their publisher."""
+    async def reconcile(
+        self, records: list[dict[str, Any]], orphans: list[dict[str, Any]], stops: set[str]
+    ) -> None:
+        """Stop what was asked to stop, hand a waiting publisher session to the
+        replica its publisher joined, take over orphans (media sessions whose owner is
+        gone) or wait for their publisher."""
         for session_id in stops:
             if session_id in self.items and self.items[session_id].owned:
                 self.items[session_id].stopping.set()
         for record in records:
             here = self.items.get(record["id"])
-            if here is not None and here.owned and record["owner"] not in (None, self.shared.replica):
+            if (
+                here is not None
+                and here.owned
+                and record["owner"] not in (None, self.shared.replica)
+            ):
                 here.moved.set()
         for record in orphans:
             try:
-                await (self._take_over(record) if record["source"] == "media" else self._orphan_publisher(record))
+                await (
+                    self._take_over(record)
+                    if record["source"] == "media"
+                    else self._orphan_publisher(record)
+                )
             except RequestError:  # no room here, or another replica was first
                 continue
 
     async def _take_over(self, record: dict[str, Any]) -> None:
         """Continue a media session whose owner is gone, from the end of its last final."""
-        session = self.items.get(record["id"]) or SharedSession.followed(self.hub, self.shared, record)
+        session = self.items.get(record["id"]) or SharedSession.followed(
+            self.hub, self.shared, record
+        )
         await self._become_owner(session)
-        log.info("took session %s over from %s at %.1f s, seq %d", session.id, record["owner"], session.offset,
-                 session.fanout.next_seq)
+        log.info(
+            "took session %s over from %s at %.1f s, seq %d",
+            session.id,
+            record["owner"],
+            session.offset,
+            session.fanout.next_seq,
+        )
         self._start(session)
 
     async def _orphan_publisher(self, record: dict[str, Any]) -> None:
@@ -690,17 +816,28 @@ class Sessions:
         if not await self.shared.claim(record["id"]):  # one replica acts
             return
         try:
-            session = self.items.get(record["id"]) or SharedSession.followed(self.hub, self.shared, record)
+            session = self.items.get(record["id"]) or SharedSession.followed(
+                self.hub, self.shared, record
+            )
             await self.shared.catch_up(session.id, session.fanout)
             if record["state"] == "live":
                 session.lose_publisher("its server went away")
-                await self.shared.put_session({**record, "state": "waiting", "owner": None, "lost": True,
-                                               "waiting_until": session.waiting_until})
+                await self.shared.put_session(
+                    {
+                        **record,
+                        "state": "waiting",
+                        "owner": None,
+                        "lost": True,
+                        "waiting_until": session.waiting_until,
+                    }
+                )
             elif time.time() > record["waiting_until"]:
                 reason = f"no publisher connected within {self.hub.settings.idle_timeout_s:g} s"
                 end = {"type": "end", "code": NORMAL, "reason": reason}
                 self.shared.append(session.id, end, session.fanout.next_seq)
-                await self.shared.put_session({**record, "state": "ended", "owner": None, "end_reason": reason})
+                await self.shared.put_session(
+                    {**record, "state": "ended", "owner": None, "end_reason": reason}
+                )
         finally:
             await self.shared.release(record["id"])
 
@@ -726,11 +863,15 @@ class Sessions:
         if session is None:
             return
         if after is None:
-            await close_with(websocket, POLICY, "after must be the seq of a final the viewer has (an integer)")
+            await close_with(
+                websocket, POLICY, "after must be the seq of a final the viewer has (an integer)"
+            )
             return
         if self.viewers() >= self.hub.settings.max_viewers:
             limit = self.hub.settings.max_viewers
-            await close_with(websocket, TRY_LATER, f"at capacity ({limit} viewers): try again later")
+            await close_with(
+                websocket, TRY_LATER, f"at capacity ({limit} viewers): try again later"
+            )
             return
         await session.synced.wait()
         outbox = Outbox(self.hub.settings.viewer_buffer)
@@ -744,7 +885,9 @@ class Sessions:
             for task in (sender, listener):
                 task.cancel()
 
-    async def _send(self, websocket: WebSocket, session: SharedSession, history: list[Record], outbox: Outbox) -> None:
+    async def _send(
+        self, websocket: WebSocket, session: SharedSession, history: list[Record], outbox: Outbox
+    ) -> None:
         try:
             ready = {"type": "ready", "session": session.describe(), "history": len(history)}
             await websocket.send_text(json.dumps(ready))
@@ -753,14 +896,19 @@ class Sessions:
             while True:
                 item = await outbox.get()
                 if isinstance(item, Closing):
-                    await websocket.close(item.code, item.reason.encode()[:123].decode(errors="ignore"))
+                    await websocket.close(
+                        item.code, item.reason.encode()[:123].decode(errors="ignore")
+                    )
                     return
-                await websocket.send_text(item.text if isinstance(item, Record) else json.dumps(item))
+                await websocket.send_text(
+                    item.text if isinstance(item, Record) else json.dumps(item)
+                )
         except Exception:  # the viewer left: nothing to tell
             return
 
     async def publish(self, websocket: WebSocket, session_id: str) -> None:
-        """The publisher: the protocol of /v1/stream; its stream's records also go to the viewers."""
+        """The publisher: the protocol of /v1/stream; its
+        stream's records also go to the viewers."""
         session = await self._open(websocket, session_id)
         if session is None:
             return
@@ -783,14 +931,17 @@ class Sessions:
             session.publisher_left.set()
 
     async def _take_publisher(self, session: SharedSession) -> tuple[int, str] | None:
-        """Make this replica the session's producer for a publisher that came here, or say why not."""
+        """Make this replica the session's producer for a
+        publisher that came here, or say why not."""
         if session.kind != "publish":
             return POLICY, "this session replays a media file: it takes no publisher"
         if not session.owned:
             session.refresh(await self.shared.get_session(session.id) or session.record)
             if session.state == "live":
-                return TRY_LATER, ("the session's publisher is connected to another replica, or that replica has "
-                                   "just gone: try again in a few seconds")
+                return TRY_LATER, (
+                    "the session's publisher is connected to another replica, or that replica has "
+                    "just gone: try again in a few seconds"
+                )
         if session.state not in ("waiting", "queued") or session.publisher is not None:
             return POLICY, f"this session is {session.state}: it has its publisher"
         if session.owned:

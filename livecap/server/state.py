@@ -29,7 +29,9 @@ class SessionHost(Protocol):
     def media_on_disk(self) -> dict[str, dict[str, Any]]:
         """The media files in this replica's folder (shared storage: the service's)."""
 
-    async def reconcile(self, records: list[dict[str, Any]], orphans: list[dict[str, Any]], stops: set[str]) -> None:
+    async def reconcile(
+        self, records: list[dict[str, Any]], orphans: list[dict[str, Any]], stops: set[str]
+    ) -> None:
         """React to the shared records: stops asked for, sessions owned elsewhere now, orphans whose
         owner is gone."""
 

@@ -11,7 +11,8 @@ import numpy as np
 
 from livecap.messages import SAMPLE_RATE
 
-MAGIC = {b"OggS": "ogg", b"\x1a\x45\xdf\xa3": "matroska", b"RIFF": "wav", b"fLaC": "flac"}  # WebM is Matroska
+# WebM is Matroska
+MAGIC = {b"OggS": "ogg", b"\x1a\x45\xdf\xa3": "matroska", b"RIFF": "wav", b"fLaC": "flac"}
 OPUS_FORMATS = ("ogg", "matroska")
 START_OPTIONS = {"analyzeduration": "0"}  # start at the first packets: a live stream
 
@@ -25,7 +26,9 @@ def _g711_tables() -> tuple[np.ndarray, np.ndarray]:
     mulaw = np.where(u & 0x80, -magnitude, magnitude)
     a = codes ^ 0x55
     exponent, mantissa = (a >> 4) & 0x07, a & 0x0F
-    magnitude = np.where(exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+    magnitude = np.where(
+        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
+    )
     alaw = np.where(a & 0x80, magnitude, -magnitude)
     return (mulaw / 32768.0).astype(np.float32), (alaw / 32768.0).astype(np.float32)
 
@@ -39,8 +42,11 @@ def g711(data: bytes, table: np.ndarray) -> np.ndarray:
 
 
 def downmix(samples: np.ndarray, channels: int) -> np.ndarray:
-    """Interleaved samples of `channels` channels as their mean (whole frames only: the caller checks)."""
-    return samples if channels == 1 else samples.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    """Interleaved samples of `channels` channels as their
+    mean (whole frames only: the caller checks)."""
+    return (
+        samples if channels == 1 else samples.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    )
 
 
 class _Pipe:
@@ -122,7 +128,8 @@ class ContainerDecoder:
     def _run(self) -> None:
         try:
             error = self._decode()
-        except Exception as failure:  # PyAV's errors (damaged or foreign data) end the stream with a reason
+        except Exception as failure:
+            # PyAV's errors (damaged or foreign data) end the stream with a reason
             error = f"the audio cannot be decoded: {getattr(failure, 'strerror', None) or failure}"
         if error is not None:
             self._pipe.discard()
@@ -138,7 +145,11 @@ class ContainerDecoder:
         if kind is None or (self._opus_only and kind not in OPUS_FORMATS):
             if not head:
                 return None  # no audio at all
-            return "expected Opus in Ogg or WebM" if self._opus_only else "expected Ogg, WebM, WAV or FLAC audio"
+            return (
+                "expected Opus in Ogg or WebM"
+                if self._opus_only
+                else "expected Ogg, WebM, WAV or FLAC audio"
+            )
         with av.open(self._pipe, mode="r", format=kind, options=START_OPTIONS) as container:
             if not container.streams.audio:
                 return "the stream has no audio track"
@@ -181,7 +192,9 @@ class OggOpusEncoder:
         import av
 
         self._sink = _Sink()
-        self._container = av.open(self._sink, mode="w", format="ogg", options={"page_duration": str(int(page_s * 1e6))})
+        self._container = av.open(
+            self._sink, mode="w", format="ogg", options={"page_duration": str(int(page_s * 1e6))}
+        )
         self._stream = self._container.add_stream("libopus", rate=48_000, layout="mono")
         self._stream.bit_rate = bitrate
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=48_000)
@@ -191,8 +204,9 @@ class OggOpusEncoder:
     def encode(self, samples: np.ndarray) -> bytes:
         import av
 
-        frame = av.AudioFrame.from_ndarray(np.clip(samples, -1, 1).reshape(1, -1).astype(np.float32), format="flt",
-                                           layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.clip(samples, -1, 1).reshape(1, -1).astype(np.float32), format="flt", layout="mono"
+        )
         frame.sample_rate, frame.pts = self._rate, self._pts
         self._pts += len(samples)
         for resampled in self._resampler.resample(frame):

@@ -33,8 +33,8 @@ SHORT_S = 0.5  # decoding this much (and 2 %) less than the header announces mea
 
 @dataclass
 class DecodeReport:
-    """What decoding a file found. `duration_s` counts the silence put in for damaged audio, so it is
-    the length the captions' timestamps span; `skipped_s` is the audio lost to damage."""
+    """What decoding a file found. `duration_s` counts the silence put in for damaged audio, so
+    it is the length the captions' timestamps span; `skipped_s` is the audio lost to damage."""
 
     header_s: float | None = None
     duration_s: float = 0.0
@@ -55,7 +55,9 @@ class DecodeReport:
     def damaged(self) -> bool:
         """Damage inside the file, with audio after it (damage only at the very end is a cut, and
         counts as truncation when the header promised more)."""
-        return bool(self.stopped) or (bool(self.damaged_packets or self.skipped_s) and self.recovered)
+        return bool(self.stopped) or (
+            bool(self.damaged_packets or self.skipped_s) and self.recovered
+        )
 
     @property
     def truncated(self) -> bool:
@@ -73,21 +75,33 @@ class DecodeReport:
         out = []
         if self.truncated:
             out.append(
-                f"{name}: truncated: decoded {self.duration_s:.1f} s of the {self.header_s:.1f} s its header announces"
+                f"{name}: truncated: decoded {self.duration_s:.1f} s of the {self.header_s:.1f} s "
+                "its header announces"
             )
         elif self.damaged:
             packets = self.damaged_packets
-            how = f"{packets} damaged packet{'s' * (packets != 1)} skipped" if packets else "a gap in its timestamps"
+            how = (
+                f"{packets} damaged packet{'s' * (packets != 1)} skipped"
+                if packets
+                else "a gap in its timestamps"
+            )
             out.append(f"{name}: damaged: {self.lost_s():.1f} s of audio lost ({how})"
                        + (f"; decoding stopped early ({self.stopped})" if self.stopped else ""))
         if self.tracks > 1:
-            out.append(f"{name}: has {self.tracks} audio tracks; this is one of them (--audio-track N picks, from 0)")
+            out.append(
+                f"{name}: has {self.tracks} audio tracks; this is one of them (--audio-track N "
+                "picks, from 0)"
+            )
         return out
 
     def to_dict(self) -> dict[str, object]:
         """The json "warnings"/"skipped_s"/"truncated" fields."""
-        return {"skipped_s": round(self.lost_s(), 3), "damaged_packets": self.damaged_packets,
-                "truncated": self.truncated, "missing_s": round(self.missing_s, 3) if self.truncated else 0.0}
+        return {
+            "skipped_s": round(self.lost_s(), 3),
+            "damaged_packets": self.damaged_packets,
+            "truncated": self.truncated,
+            "missing_s": round(self.missing_s, 3) if self.truncated else 0.0,
+        }
 
 
 def _check_path(path: Path) -> None:
@@ -100,7 +114,10 @@ def _check_path(path: Path) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise LivecapError(f"{path}: is a directory, not an audio or video file")
     if not stat.S_ISREG(info.st_mode):
-        raise LivecapError(f"{path}: is a pipe or device, not a file; read it with `livecap file -` (standard input)")
+        raise LivecapError(
+            f"{path}: is a pipe or device, not a file; read it with `livecap file -` (standard "
+            "input)"
+        )
     if info.st_size == 0:
         raise LivecapError(f"{path}: empty file")
 
@@ -113,7 +130,9 @@ def _open_container(path: Path, track: int):  # noqa: ANN202 - av types are opti
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as error:
-        raise LivecapError(f"{path}: not a readable audio or video file ({_reason(error)})") from None
+        raise LivecapError(
+            f"{path}: not a readable audio or video file ({_reason(error)})"
+        ) from None
     except OSError as error:
         raise LivecapError(f"{path}: cannot read ({error.strerror or error})") from None
     audio = container.streams.audio
@@ -122,7 +141,9 @@ def _open_container(path: Path, track: int):  # noqa: ANN202 - av types are opti
         raise LivecapError(f"{path}: has no audio track")
     if not 0 <= track < len(audio):
         container.close()
-        raise LivecapError(f"{path}: has {len(audio)} audio track(s); --audio-track takes 0 to {len(audio) - 1}")
+        raise LivecapError(
+            f"{path}: has {len(audio)} audio track(s); --audio-track takes 0 to {len(audio) - 1}"
+        )
     return container, audio[track]
 
 
@@ -136,7 +157,8 @@ def _header_seconds(container, stream) -> float | None:  # noqa: ANN001
     return container.duration / 1_000_000 if container.duration else None
 
 
-UNKNOWN_RIFF_SIZE = 0x7FFFF000  # at or above: a placeholder left by a writer that could not seek back
+# at or above: a placeholder left by a writer that could not seek back
+UNKNOWN_RIFF_SIZE = 0x7FFFF000
 
 
 def _riff_seconds(path: Path) -> float | None:
@@ -174,9 +196,9 @@ COUNTED_TIMESTAMPS = frozenset({"mp3"})  # demuxers that count timestamps instea
 
 
 class _LostLength:
-    """How long an undecodable packet lasted: its duration, except from the mp3 demuxer, which counts
-    timestamps frame by frame and hands a run of garbage over as one packet one frame long. There the
-    packet's size, at the bytes per second of the good packets, tells."""
+    """How long an undecodable packet lasted: its duration, except from the mp3 demuxer, which
+    counts timestamps frame by frame and hands a run of garbage over as one packet one frame long.
+    There the packet's size, at the bytes per second of the good packets, tells."""
 
     def __init__(self, format_name: str) -> None:
         self.by_size = format_name in COUNTED_TIMESTAMPS
@@ -208,14 +230,24 @@ def _decoded(path: Path, track: int, report: DecodeReport) -> Iterator[np.ndarra
                 packet = next(packets)
             except StopIteration:
                 break
-            except av.error.FFmpegError as error:  # the demuxer itself gave up: keep what came before
+            except av.error.FFmpegError as error:
+                # the demuxer itself gave up: keep what came before
                 report.stopped = _reason(error)
                 break
-            start = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
-            length = float(packet.duration * packet.time_base) if packet.duration and packet.time_base else 0.0
+            start = (
+                float(packet.pts * packet.time_base)
+                if packet.pts is not None and packet.time_base
+                else None
+            )
+            length = (
+                float(packet.duration * packet.time_base)
+                if packet.duration and packet.time_base
+                else 0.0
+            )
             if start is not None and end_s is not None and start - end_s > GAP_S:
                 gap = start - end_s
-                if report.header_s is None or start <= report.header_s + GAP_S:  # not a wild timestamp
+                if report.header_s is None or start <= report.header_s + GAP_S:
+                    # not a wild timestamp
                     report.skipped_s += gap
                     silence = np.zeros(round(gap * SAMPLE_RATE), np.int16)
                     produced += len(silence)
@@ -237,7 +269,9 @@ def _decoded(path: Path, track: int, report: DecodeReport) -> Iterator[np.ndarra
                 for out in resampler.resample(frame):
                     samples = out.to_ndarray().reshape(-1)
                     produced, real = produced + len(samples), real + len(samples)
-                    report.recovered = report.recovered or bool(report.damaged_packets or report.skipped_s)
+                    report.recovered = report.recovered or bool(
+                        report.damaged_packets or report.skipped_s
+                    )
                     yield samples
         for out in resampler.resample(None):
             samples = out.to_ndarray().reshape(-1)
@@ -252,8 +286,9 @@ def _decoded(path: Path, track: int, report: DecodeReport) -> Iterator[np.ndarra
 def decode_blocks(
     path: Path, block_s: float = 0.5, *, report: DecodeReport | None = None, track: int = 0
 ) -> Iterator[np.ndarray]:
-    """Decode any format FFmpeg reads (audio, or an audio track of a video) into 16 kHz mono float
-    blocks of `block_s` seconds (the last one shorter). Damage is skipped and counted in `report`."""
+    """Decode any format FFmpeg reads (audio, or an audio track of a video) into 16
+    kHz mono float blocks of `block_s` seconds (the last one shorter). Damage is
+    skipped and counted in `report`."""
     report = report if report is not None else DecodeReport()
     block = int(block_s * SAMPLE_RATE)
     pending: list[np.ndarray] = []
@@ -290,7 +325,9 @@ def probe_duration(path: Path, track: int = 0) -> float | None:
             except av.error.FFmpegError:
                 damaged = True  # damage at the start: decoding will skip it
     except av.error.FFmpegError as error:
-        raise LivecapError(f"{path}: not a readable audio or video file ({_reason(error)})") from None
+        raise LivecapError(
+            f"{path}: not a readable audio or video file ({_reason(error)})"
+        ) from None
     finally:
         container.close()
     if damaged:
@@ -320,18 +357,22 @@ class FileSource:
     def __init__(self, path: Path, realtime: bool = False, block_s: float = 0.1, track: int = 0,
                  start_s: float = 0.0) -> None:
         self.path = path
-        self.start_s = start_s  # audio before this is skipped (a replay resumed where another left off)
+        # audio before this is skipped (a replay resumed where another left off)
+        self.start_s = start_s
         self.name = str(path)
         self.realtime = realtime
         self.track = track
         self.block_s = block_s if realtime else 0.5
-        self.duration = probe_duration(path, track)  # for progress; the decoded length is in `report`
+        # for progress; the decoded length is in `report`
+        self.duration = probe_duration(path, track)
         self.report = DecodeReport()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self, sink: CaptureQueue) -> None:
-        self._thread = threading.Thread(target=self._run, args=(sink,), name="file-source", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(sink,), name="file-source", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -343,13 +384,16 @@ class FileSource:
         position = 0
         skip = int(self.start_s * SAMPLE_RATE)
         try:
-            for samples in decode_blocks(self.path, self.block_s, report=self.report, track=self.track):
+            for samples in decode_blocks(
+                self.path, self.block_s, report=self.report, track=self.track
+            ):
                 if skip:
                     samples, skip = samples[skip:], max(0, skip - len(samples))
                     if not len(samples):
                         continue
                 position += len(samples)
-                if self.realtime:  # a live source: deliver each block when it would have been captured
+                if self.realtime:
+                    # a live source: deliver each block when it would have been captured
                     due = t0 + position / SAMPLE_RATE
                     if self._stop.wait(max(0.0, due - time.monotonic())):
                         break

@@ -1,4 +1,5 @@
-"""The microphone as an audio source: a PortAudio input stream (sounddevice) feeding the capture queue.
+"""The microphone as an audio source: a PortAudio input
+stream (sounddevice) feeding the capture queue.
 
 The stream callback only copies each block into the capture queue (which never blocks and counts
 overflow). Audio is captured at a rate the device supports and resampled to 16 kHz by `converter()`,
@@ -25,7 +26,8 @@ STALL_S = 5.0  # an open stream that delivers nothing for this long has lost its
 CLOSE_WAIT_S = 2.0  # closing a stalled device can hang: wait this long, then go on without it
 
 INSTALL_HINT = (
-    "install PortAudio (Debian/Ubuntu: apt-get install libportaudio2; Fedora: dnf install portaudio; "
+    "install PortAudio (Debian/Ubuntu: apt-get install libportaudio2; Fedora: dnf install "
+    "portaudio; "
     "macOS: brew install portaudio) and pip install 'livecap[mic]'"
 )
 
@@ -37,7 +39,9 @@ def _sounddevice() -> ModuleType:
     except OSError:
         raise LivecapError(f"the PortAudio library is missing: {INSTALL_HINT}") from None
     except ImportError:
-        raise LivecapError("microphone support is not installed: pip install 'livecap[mic]'") from None
+        raise LivecapError(
+            "microphone support is not installed: pip install 'livecap[mic]'"
+        ) from None
     return sounddevice
 
 
@@ -60,18 +64,27 @@ def list_input_devices() -> list[InputDevice]:
     except sd.PortAudioError as error:
         raise LivecapError(f"cannot list audio devices: {error}") from None
     return [
-        InputDevice(d["index"], d["name"], d["max_input_channels"], d["default_samplerate"], d["index"] == default)
+        InputDevice(
+            d["index"],
+            d["name"],
+            d["max_input_channels"],
+            d["default_samplerate"],
+            d["index"] == default,
+        )
         for d in devices
         if d["max_input_channels"] > 0
     ]
 
 
 def find_device(spec: str | None) -> InputDevice:
-    """The device named by index or name substring (case-insensitive); the default when `spec` is None."""
+    """The device named by index or name substring
+    (case-insensitive); the default when `spec` is None."""
     devices = list_input_devices()
     if spec is None:
         if not devices:
-            raise LivecapError("no audio input device found: connect a microphone (`livecap devices` lists them)")
+            raise LivecapError(
+                "no audio input device found: connect a microphone (`livecap devices` lists them)"
+            )
         return next((d for d in devices if d.is_default), devices[0])
     if spec.strip().isdigit():
         found = [d for d in devices if d.index == int(spec)]
@@ -88,7 +101,8 @@ def find_device(spec: str | None) -> InputDevice:
 
 
 class MicSource:
-    """A microphone: opens the device at `rate`, by default 16 kHz when it can, else at its default rate."""
+    """A microphone: opens the device at `rate`, by default
+    16 kHz when it can, else at its default rate."""
 
     duration = None
     block_s = BLOCK_S
@@ -97,7 +111,9 @@ class MicSource:
         self._sd = _sounddevice()
         self.device = find_device(device)
         self.name = f"mic:{self.device.name}"
-        self.rate = self._pick_rate((rate,) if rate else (SAMPLE_RATE, int(self.device.default_rate)))
+        self.rate = self._pick_rate(
+            (rate,) if rate else (SAMPLE_RATE, int(self.device.default_rate))
+        )
         self._sink: CaptureQueue | None = None
         self._ended = threading.Event()
         self._end_lock = threading.Lock()
@@ -118,7 +134,9 @@ class MicSource:
     def _pick_rate(self, rates: tuple[int, ...]) -> int:
         for rate in rates:
             try:
-                self._sd.check_input_settings(device=self.device.index, channels=1, samplerate=rate, dtype="float32")
+                self._sd.check_input_settings(
+                    device=self.device.index, channels=1, samplerate=rate, dtype="float32"
+                )
                 return rate
             except (self._sd.PortAudioError, ValueError):
                 continue
@@ -142,7 +160,9 @@ class MicSource:
     def stop(self) -> None:
         """Close the device; everything captured so far is still transcribed."""
         self._end(None)
-        closer = threading.Thread(target=self._stream.close, kwargs={"ignore_errors": True}, daemon=True)
+        closer = threading.Thread(
+            target=self._stream.close, kwargs={"ignore_errors": True}, daemon=True
+        )
         closer.start()
         closer.join(CLOSE_WAIT_S)
 
@@ -151,20 +171,25 @@ class MicSource:
     def _callback(self, indata: np.ndarray, frames: int, time_info: object, status: object) -> None:
         """Never blocks: copy the block and offer it (a full queue drops and counts it)."""
         self._last_block = time.monotonic()
-        self._sink.offer(RawBlock(indata[:, 0].copy(), self._last_block))  # type: ignore[union-attr]
+        block = RawBlock(indata[:, 0].copy(), self._last_block)
+        self._sink.offer(block)  # type: ignore[union-attr]
 
     def _finished(self) -> None:
         """PortAudio ended the stream (device gone or error) unless we closed it."""
         self._end("audio device stopped: the stream ended")
 
     def _watch(self) -> None:
-        """End the stream when the device goes silent at the PortAudio level (unplugged, server gone)."""
+        """End the stream when the device goes silent at the
+        PortAudio level (unplugged, server gone)."""
         while not self._ended.wait(BLOCK_S):
             if time.monotonic() - self._last_block > STALL_S:
-                self._end(f"audio device stopped: no audio from {self.device.name!r} for {STALL_S:.0f} s")
+                self._end(
+                    f"audio device stopped: no audio from {self.device.name!r} for {STALL_S:.0f} s"
+                )
 
     def _end(self, error: str | None) -> None:
-        """Once: mark the end of audio, with `error` when the device failed (stop() closes the device)."""
+        """Once: mark the end of audio, with `error` when the
+        device failed (stop() closes the device)."""
         with self._end_lock:
             if self._ended.is_set():
                 return

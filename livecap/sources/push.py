@@ -55,7 +55,8 @@ class PushSource:
             self._pending = pending[whole:]
 
     def end(self, error: str | None = None) -> None:
-        """Once: hand on the last partial block, then the end of audio (`error` says why it ended early)."""
+        """Once: hand on the last partial block, then the end
+        of audio (`error` says why it ended early)."""
         with self._lock:
             if self._ended:
                 return

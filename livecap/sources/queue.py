@@ -34,13 +34,15 @@ class EndOfAudio:
 
 
 class CaptureQueue:
-    """A bounded queue of audio blocks. Live sources never wait on it: a full queue drops and counts."""
+    """A bounded queue of audio blocks. Live sources never
+    wait on it: a full queue drops and counts."""
 
     def __init__(self, max_blocks: int) -> None:
         self._queue: queue.Queue[RawBlock | Control | EndOfAudio] = queue.Queue(maxsize=max_blocks)
         self.dropped_samples = 0
         self.dropped_blocks = 0
-        self.captured_samples = 0  # every sample a source delivered, dropped ones included: the stream clock
+        # every sample a source delivered, dropped ones included: the stream clock
+        self.captured_samples = 0
 
     def offer(self, block: RawBlock) -> None:
         """Non-blocking put for audio callbacks; overflow is counted as dropped audio."""

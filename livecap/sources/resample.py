@@ -1,4 +1,5 @@
-"""Resampling live audio to the 16 kHz the pipeline takes, for sources that capture at another rate."""
+"""Resampling live audio to the 16 kHz the pipeline takes,
+for sources that capture at another rate."""
 
 from __future__ import annotations
 

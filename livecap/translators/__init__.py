@@ -30,7 +30,8 @@ def whisper_callers(options: TranslateConfig, workers: int) -> int:
 
 
 def open_translator(options: TranslateConfig, backend: AsrBackend) -> Translator | None:
-    """The translator the options ask for, or None; fails here, before any audio, when it cannot work."""
+    """The translator the options ask for, or None; fails
+    here, before any audio, when it cannot work."""
     name = backend_name(options)
     if name is None:
         return None

@@ -38,7 +38,9 @@ def _argos() -> ModuleType:
     try:
         from argostranslate import package
     except ImportError as exc:
-        raise LivecapError("argos translation needs the optional extra: pip install 'livecap[argos]'") from exc
+        raise LivecapError(
+            "argos translation needs the optional extra: pip install 'livecap[argos]'"
+        ) from exc
     return package
 
 
@@ -60,13 +62,16 @@ def _find_route(packages: dict[tuple[str, str], Any], source: str, target: str) 
     """Packages that translate source to target: direct, else through one pivot (English first)."""
     if (source, target) in packages:
         return [packages[source, target]]
-    pivots = sorted((to for (frm, to) in packages if frm == source), key=lambda code: code != PIVOT_LANGUAGE)
+    pivots = sorted(
+        (to for (frm, to) in packages if frm == source), key=lambda code: code != PIVOT_LANGUAGE
+    )
     for pivot in pivots:
         if (pivot, target) in packages:
             return [packages[source, pivot], packages[pivot, target]]
     installed = ", ".join(f"{a}→{b}" for a, b in sorted(packages)) or "none"
     raise LivecapError(
-        f"no Argos translation package for {source} → {target} (installed: {installed}); {_INSTALL_HINT}"
+        f"no Argos translation package for {source} → {target} (installed: {installed}); "
+        f"{_INSTALL_HINT}"
     )
 
 
@@ -78,7 +83,9 @@ class _Step:
         from argostranslate import settings
 
         if getattr(package, "tokenizer", None) is None:
-            raise LivecapError(f"Argos package {package.package_path} has no sentencepiece.model or bpe.model")
+            raise LivecapError(
+                f"Argos package {package.package_path} has no sentencepiece.model or bpe.model"
+            )
         self.package = package
         self.beam_size = settings.beam_size
         self.model = ctranslate2.Translator(
@@ -115,11 +122,17 @@ class ArgosTranslator:
 
     def translate(self, request: TranslationRequest) -> str:
         """Translate one utterance; raise LivecapError when no package covers the pair."""
-        text, source, target = request.text.strip(), request.source_language, request.target_language
+        text, source, target = (
+            request.text.strip(),
+            request.source_language,
+            request.target_language,
+        )
         if not text or source == target:
             return text
         if source is None:
-            raise LivecapError("argos translation needs the source language; set it or use a multilingual model")
+            raise LivecapError(
+                "argos translation needs the source language; set it or use a multilingual model"
+            )
         with self._lock:
             for step in self._route(source, target):
                 text = step.translate(text)
@@ -142,12 +155,21 @@ def install_package_file(path: Path) -> str:
         raise LivecapError(f"no such Argos package file: {path}")
     try:
         with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/metadata.json")]
+            names = [
+                n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/metadata.json")
+            ]
             metadata = json.loads(archive.read(names[0])) if len(names) == 1 else {}
     except (zipfile.BadZipFile, UnicodeDecodeError, ValueError) as exc:
         raise LivecapError(f"{path} is not a valid .argosmodel package: {exc}") from exc
-    if not isinstance(metadata, dict) or not metadata.get("from_code") or not metadata.get("to_code"):
-        raise LivecapError(f"{path} is not a valid .argosmodel package: no <name>/metadata.json with from_code/to_code")
+    if (
+        not isinstance(metadata, dict)
+        or not metadata.get("from_code")
+        or not metadata.get("to_code")
+    ):
+        raise LivecapError(
+            f"{path} is not a valid .argosmodel package: no <name>/metadata.json with "
+            "from_code/to_code"
+        )
     package.install_from_path(path)
     return f"{metadata['from_code']} → {metadata['to_code']}"
 
@@ -182,7 +204,9 @@ def install_from_index(from_code: str, to_code: str, index_url: str | None = Non
     try:
         best = max(candidates, key=lambda entry: Version(str(entry.get("package_version") or "0")))
     except ValueError as exc:
-        raise LivecapError(f"the Argos package index {url} has an invalid package_version: {exc}") from exc
+        raise LivecapError(
+            f"the Argos package index {url} has an invalid package_version: {exc}"
+        ) from exc
     errors = []
     with tempfile.TemporaryDirectory(prefix="livecap-argos-") as tmp:
         path = Path(tmp) / f"{from_code}_{to_code}.argosmodel"
@@ -194,4 +218,6 @@ def install_from_index(from_code: str, to_code: str, index_url: str | None = Non
                 errors.append(f"{link}: {exc}")
                 continue
             return install_package_file(path)
-    raise LivecapError(f"download of the {from_code} → {to_code} Argos package failed: {'; '.join(errors)}")
+    raise LivecapError(
+        f"download of the {from_code} → {to_code} Argos package failed: {'; '.join(errors)}"
+    )

@@ -1,8 +1,8 @@
 """Whisper's own speech translation: the caption's audio, decoded again with `task="translate"`.
 
 Uses the multilingual model the ASR already loaded, so it costs no extra model; Whisper translates
-speech in any of its languages into English only. The translation stage's threads are more concurrent
-callers of the model (`WhisperBackend(extra_workers=...)`, see `whisper_callers`).
+speech in any of its languages into English only. The translation stage's threads are more
+concurrent callers of the model (`WhisperBackend(extra_workers=...)`, see `whisper_callers`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ class WhisperTranslator:
     def __init__(self, backend: AsrBackend, target: str) -> None:
         if target != TARGET:
             raise LivecapError(
-                f"Whisper translates speech into English only; use --translator argos for --translate-to {target}"
+                "Whisper translates speech into English only; use --translator argos for "
+                f"--translate-to {target}"
             )
         if not backend.multilingual:
-            raise LivecapError(f"model {backend.name} is English-only and cannot translate; use --model base")
+            raise LivecapError(
+                f"model {backend.name} is English-only and cannot translate; use --model base"
+            )
         self.backend = backend
 
     def translate(self, request: TranslationRequest) -> str:

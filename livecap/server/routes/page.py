@@ -21,7 +21,11 @@ def page() -> str:
 def scripts() -> dict[str, str]:
     """The page's modules by file name: a request names one of these, never a path."""
     static = resources.files("livecap.server") / "static"
-    return {item.name: item.read_text(encoding="utf-8") for item in static.iterdir() if item.name.endswith(".js")}
+    return {
+        item.name: item.read_text(encoding="utf-8")
+        for item in static.iterdir()
+        if item.name.endswith(".js")
+    }
 
 
 def page_router() -> APIRouter:

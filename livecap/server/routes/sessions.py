@@ -26,12 +26,18 @@ async def create_session(request: Request) -> dict:
     if kind not in ("media", "publish"):
         raise RequestError('give "media": an id from GET /v1/media, or "source": "publish"')
     if kind == "publish" and {"language", "prompt", "hotwords"} & set(fields):
-        raise RequestError("a publish session is decoded as its publisher's start message says: give language, "
-                           "prompt and hotwords there")
-    decode_fields = {name: fields[name] for name in ("language", "prompt", "hotwords") if name in fields}
+        raise RequestError(
+            "a publish session is decoded as its publisher's start message says: give language, "
+            "prompt and hotwords there"
+        )
+    decode_fields = {
+        name: fields[name] for name in ("language", "prompt", "hotwords") if name in fields
+    }
     translate_to = fields.get("translate_to") or None
     sessions = sessions_of(request)
-    session = await sessions.create(kind, fields.get("model"), decode_fields, fields.get("media"), translate_to)
+    session = await sessions.create(
+        kind, fields.get("model"), decode_fields, fields.get("media"), translate_to
+    )
     return session.describe()
 
 

@@ -20,7 +20,8 @@ async def health(request: Request) -> JSONResponse:
     hub = hub_of(request)
     draining = hub.draining.is_set()
     return JSONResponse(
-        {"status": "draining" if draining else "ok", "model": hub.model}, status_code=503 if draining else 200
+        {"status": "draining" if draining else "ok", "model": hub.model},
+        status_code=503 if draining else 200,
     )
 
 
@@ -29,7 +30,13 @@ async def ready(request: Request) -> JSONResponse:
     """For a load balancer's health check: not ready while draining, or at capacity with a full
     waiting list (a newcomer would be refused)."""
     hub = hub_of(request)
-    state = "draining" if hub.draining.is_set() else "at capacity" if hub.streams_line.full() else "ready"
+    state = (
+        "draining"
+        if hub.draining.is_set()
+        else "at capacity"
+        if hub.streams_line.full()
+        else "ready"
+    )
     return JSONResponse({"status": state}, status_code=200 if state == "ready" else 503)
 
 
@@ -53,14 +60,27 @@ def model_listing(models: ModelRegistry) -> list[dict]:
         entry = catalog.get(name)
         figures = (records.get(name) or ModelRecord(name)).describe()
         multilingual = figures.get("multilingual")
-        listed.append({
-            "id": name, "object": "model", "created": 0, "owned_by": "livecap", **figures,
-            "multilingual": entry.multilingual if multilingual is None and entry is not None else multilingual,
-            "available_offline": (entry.path is not None) if entry is not None else figures["loaded"],
-        })
+        listed.append(
+            {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "livecap",
+                **figures,
+                "multilingual": entry.multilingual
+                if multilingual is None and entry is not None
+                else multilingual,
+                "available_offline": (entry.path is not None)
+                if entry is not None
+                else figures["loaded"],
+            }
+        )
     return listed
 
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict:
-    return {"object": "list", "data": await asyncio.to_thread(model_listing, hub_of(request).models)}
+    return {
+        "object": "list",
+        "data": await asyncio.to_thread(model_listing, hub_of(request).models),
+    }
