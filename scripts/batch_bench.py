@@ -53,7 +53,9 @@ def faster_whisper(
     common = {"beam_size": beam, "language": language, "word_timestamps": words}
     if system.startswith("fw-batched-"):
         pipeline = BatchedInferencePipeline(fw)
-        segments, _ = pipeline.transcribe(str(path), batch_size=int(system.rsplit("-", 1)[1]), **common)
+        segments, _ = pipeline.transcribe(
+            str(path), batch_size=int(system.rsplit("-", 1)[1]), **common
+        )
     else:
         segments, _ = fw.transcribe(str(path), vad_filter=system == "fw-seq-vad", **common)
     return " ".join(s.text.strip() for s in segments)
@@ -64,7 +66,12 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     run = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, **env}, stdin=subprocess.DEVNULL, check=False
+        command,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -74,7 +81,9 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
     return run.stdout, wall, cpu
 
 
-def run_system(system: str, path: Path, args: argparse.Namespace, language: str | None) -> tuple[str, float, float]:
+def run_system(
+    system: str, path: Path, args: argparse.Namespace, language: str | None
+) -> tuple[str, float, float]:
     if system in FW_SYSTEMS:
         command = [
             sys.executable,
@@ -131,14 +140,18 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=7.0)
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--beam", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="faster-whisper's CPU threads")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="faster-whisper's CPU threads"
+    )
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument(
         "--combos",
         default="2x1x1,1x2x1,1x2x4,2x1x4,1x2x8",
         help="livecap runs: workers x threads x batch, comma-separated",
     )
-    parser.add_argument("--systems", default=",".join(FW_SYSTEMS), help="faster-whisper runs, comma-separated")
+    parser.add_argument(
+        "--systems", default=",".join(FW_SYSTEMS), help="faster-whisper runs, comma-separated"
+    )
     parser.add_argument("--words", action="store_true", help="word timestamps in every system")
     parser.add_argument("--detect", action="store_true", help="no system is told the language")
     parser.add_argument("--out", type=Path, default=Path("/tmp/livecap-batch-bench"))
@@ -147,7 +160,9 @@ def main() -> None:
     parser.add_argument("--language", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fw:
-        text = faster_whisper(args.fw, args.input, args.model, args.beam, args.threads, args.words, args.language)
+        text = faster_whisper(
+            args.fw, args.input, args.model, args.beam, args.threads, args.words, args.language
+        )
         print(json.dumps({"text": text}))
         return
 
@@ -157,7 +172,11 @@ def main() -> None:
         mix = args.out / f"mix-{args.minutes:g}min.wav"
         if not mix.is_file():
             build_mix(
-                [(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()],
+                [
+                    (c.path, c.reference)
+                    for c in manifest()
+                    if c.language == "en" and c.path.is_file()
+                ],
                 mix,
                 minutes=args.minutes,
             )
@@ -168,14 +187,17 @@ def main() -> None:
     inputs += [
         (c.path, c.reference, c.language, c.duration)
         for c in manifest()
-        if c.path.parent.name == "long" and c.path.is_file() and (multilingual or c.language == "en")
+        if c.path.parent.name == "long"
+        and c.path.is_file()
+        and (multilingual or c.language == "en")
     ]
     systems = [s for s in args.systems.split(",") if s] + [c for c in args.combos.split(",") if c]
 
     results: dict[tuple[str, str], list[tuple[str, float, float]]] = {}
     for rep in range(args.reps):
         for path, _, language, _ in inputs:
-            for system in systems if rep % 2 == 0 else systems[::-1]:  # alternate the order: load drifts
+            for system in systems if rep % 2 == 0 else systems[::-1]:
+                # alternate the order: load drifts
                 got = run_system(system, path, args, None if args.detect else language)
                 results.setdefault((path.name, system), []).append(got)
                 print(
@@ -187,11 +209,14 @@ def main() -> None:
     print(
         f"\nmodel {args.model}, beam {args.beam}, word timestamps {'on' if args.words else 'off'}, "
         f"language {'detected' if args.detect else 'given'}, "
-        f"{os.cpu_count()} cores, {args.reps} runs each (median wall; shared machine: see the spread)\n"
+        f"{os.cpu_count()} cores, {args.reps} runs each (median wall; shared machine: see the "
+        "spread)\n"
     )
     for path, reference, language, seconds in inputs:
         baseline = (
-            statistics.median(w for _, w, _ in results[(path.name, "fw-seq-vad")]) if "fw-seq-vad" in systems else None
+            statistics.median(w for _, w, _ in results[(path.name, "fw-seq-vad")])
+            if "fw-seq-vad" in systems
+            else None
         )
         print(f"{path.name} ({seconds / 60:.1f} min, {language})\n")
         print("| system | wall s (median; all runs) | x fw sequential VAD | CPU s | WER |")
@@ -199,13 +224,14 @@ def main() -> None:
         for system in systems:
             runs = results[(path.name, system)]
             wall = statistics.median(w for _, w, _ in runs)
-            name = FW_SYSTEMS.get(system) or "livecap file, {} workers x {} threads, batch {}".format(
-                *system.split("x")
-            )
+            name = FW_SYSTEMS.get(
+                system
+            ) or "livecap file, {} workers x {} threads, batch {}".format(*system.split("x"))
             ratio = f"{wall / baseline:.2f}" if baseline else "–"
             spread = ", ".join(f"{w:.1f}" for _, w, _ in runs)
             print(
-                f"| {name} | {wall:.1f} ({spread}) | {ratio} | {statistics.median(c for _, _, c in runs):.1f} | "
+                f"| {name} | {wall:.1f} ({spread}) | {ratio} | "
+                f"{statistics.median(c for _, _, c in runs):.1f} | "
                 f"{wer(reference, runs[0][0]):.1%} |"
             )
         print()

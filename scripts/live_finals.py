@@ -53,10 +53,14 @@ def main() -> None:
         for u in finals
     ]
     cpu = time.process_time() - started
-    reference = " ".join(s.reference for s in load_sections(args.mix) if s.kind == "speech" and s.reference)
+    reference = " ".join(
+        s.reference for s in load_sections(args.mix) if s.kind == "speech" and s.reference
+    )
     print(
-        f"live WER {wer(reference, ' '.join(texts)):.1%}, {len(finals)} finals, {len(tentatives)} tentative "
-        f"finals ({len(tentatives) - len(used)} not used), decode CPU {cpu / max(1, len(finals)):.2f} s per final"
+        f"live WER {wer(reference, ' '.join(texts)):.1%}, {len(finals)} finals, {len(tentatives)} "
+        "tentative "
+        f"finals ({len(tentatives) - len(used)} not used), decode CPU "
+        f"{cpu / max(1, len(finals)):.2f} s per final"
     )
 
 

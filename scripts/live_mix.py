@@ -1,7 +1,8 @@
 """Issue 9's table on a long mix built from ../shared/audio: live captions against offline
 faster-whisper on the same audio, with word latency measured from livecap's own output.
 
-    .venv/bin/python scripts/live_mix.py [--minutes 4] [--model tiny.en] [--out DIR] [-- extra livecap flags]
+    .venv/bin/python scripts/live_mix.py [--minutes 4]
+    [--model tiny.en] [--out DIR] [-- extra livecap flags]
 
 Rows: faster-whisper offline without VAD (beam 1, word timestamps: also the reference word times),
 faster-whisper offline with `vad_filter=True`, `livecap file` offline, `livecap file --realtime`
@@ -34,7 +35,9 @@ from livecap.bench.wer import wer  # noqa: E402
 
 
 def pct(values: list[float]) -> str:
-    return "–" if not values else f"{np.percentile(values, 50):.2f} / {np.percentile(values, 95):.2f}"
+    return (
+        "–" if not values else f"{np.percentile(values, 50):.2f} / {np.percentile(values, 95):.2f}"
+    )
 
 
 def reference_text(sections: list[Section]) -> str:
@@ -46,16 +49,30 @@ def faster_whisper(path: Path, model: str, vad: bool) -> tuple[str, list[TimedWo
 
     fw = WhisperModel(resolve_model(model), device="cpu", compute_type="int8", cpu_threads=2)
     started = time.monotonic()
-    text, words = faster_whisper_text(fw, path, word_timestamps=True, beam_size=1, vad_filter=vad, language="en")
+    text, words = faster_whisper_text(
+        fw, path, word_timestamps=True, beam_size=1, vad_filter=vad, language="en"
+    )
     return text, words, time.monotonic() - started
 
 
 def livecap_run(path: Path, out: Path, realtime: bool, extra: list[str]) -> list[dict]:
-    command = [sys.executable, "-m", "livecap", "file", str(path), "--jsonl", "--output-dir", str(out), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "livecap",
+        "file",
+        str(path),
+        "--jsonl",
+        "--output-dir",
+        str(out),
+        *extra,
+    ]
     if realtime:
         command.append("--realtime")
     print("$", " ".join(command), file=sys.stderr, flush=True)
-    run = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    run = subprocess.run(
+        command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
+    )
     if run.returncode not in (0, 1):
         raise SystemExit(f"livecap exited {run.returncode}: {run.stderr[-2000:]}")
     return [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
@@ -97,7 +114,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     mix = args.out / f"mix-{args.minutes:g}min.wav"
     if not mix.is_file():
-        clips = [(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()]
+        clips = [
+            (c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()
+        ]
         build_mix(clips, mix, minutes=args.minutes)
     sections = load_sections(mix)
     truth = reference_text(sections)
@@ -105,24 +124,47 @@ def main() -> None:
     flags = ["--model", args.model, *args.extra]
     rows = []
     ref_words: list[TimedWord] = []
-    baselines = (("faster-whisper offline, no VAD, beam 1", False), ("faster-whisper offline, vad_filter=True", True))
+    baselines = (
+        ("faster-whisper offline, no VAD, beam 1", False),
+        ("faster-whisper offline, vad_filter=True", True),
+    )
     for name, vad in baselines:
         text, words, wall = faster_whisper(mix, args.model, vad=vad)
         if not vad:
             ref_words = words  # the run without VAD gives the reference word times
-        rows.append((name, wer(truth, text), "offline", "offline", "offline", f"{wall / audio_s:.3f}", "", ""))
-    runs = [("livecap file (offline)", False)] + ([] if args.no_live else [("livecap file --realtime", True)])
+        rows.append(
+            (
+                name,
+                wer(truth, text),
+                "offline",
+                "offline",
+                "offline",
+                f"{wall / audio_s:.3f}",
+                "",
+                "",
+            )
+        )
+    runs = [("livecap file (offline)", False)] + (
+        [] if args.no_live else [("livecap file --realtime", True)]
+    )
     for name, realtime in runs:
         folder = args.out / ("live" if realtime else "offline")
         events = livecap_run(mix, folder, realtime, flags)
-        (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+        (folder / "events.jsonl").write_text(
+            "".join(json.dumps(e) + "\n" for e in events), encoding="utf-8"
+        )
         if realtime:
-            (folder / "reference_words.json").write_text(json.dumps([w.__dict__ for w in ref_words]), encoding="utf-8")
+            (folder / "reference_words.json").write_text(
+                json.dumps([w.__dict__ for w in ref_words]), encoding="utf-8"
+            )
         finals = [e for e in events if e["type"] == "final"]
         stats = next((e for e in events if e["type"] == "stats"), {})
         hyp = " ".join(f["text"] for f in finals)
         nonspeech = in_sections(finals, sections, ("white_noise", "brown_noise", "buzz", "silence"))
-        final_s, interim_s = stats.get("asr_seconds", 0) / audio_s, stats.get("interim_asr_seconds", 0) / audio_s
+        final_s, interim_s = (
+            stats.get("asr_seconds", 0) / audio_s,
+            stats.get("interim_asr_seconds", 0) / audio_s,
+        )
         compute = (
             f"{stats.get('rtf') or 0:.3f} ({final_s:.3f} final + {interim_s:.3f} interim), "
             f"cpu {stats.get('cpu_per_audio_s') or 0:.3f}"
@@ -132,9 +174,19 @@ def main() -> None:
             latency = word_latencies(ref_words, shown_words(events))
             final_after = [f["latency"]["latency"] for f in finals if "latency" in f]
             timing = (pct(latency["committed"]), pct(latency["final"]), pct(final_after))
-        rows.append((name, wer(truth, hyp), *timing, compute, len(nonspeech), per_degradation(finals, sections)))
+        rows.append(
+            (
+                name,
+                wer(truth, hyp),
+                *timing,
+                compute,
+                len(nonspeech),
+                per_degradation(finals, sections),
+            )
+        )
     print(
-        f"\nmix: {mix} ({audio_s / 60:.1f} min, {sum(1 for s in sections if s.kind == 'speech')} clips), "
+        f"\nmix: {mix} ({audio_s / 60:.1f} min, {sum(1 for s in sections if s.kind == 'speech')} "
+        "clips), "
         f"model {args.model}, flags {' '.join(flags)}\n"
     )
     print(
@@ -146,8 +198,16 @@ def main() -> None:
     for row in rows:
         name, score, *rest = row
         degr = rest[-1]
-        degr_text = ", ".join(f"{k} {v:.1%}" for k, v in sorted(degr.items())) if isinstance(degr, dict) else ""
-        print(f"| {name} | {score:.1%} | " + " | ".join(str(x) for x in rest[:-1]) + f" | {degr_text} |")
+        degr_text = (
+            ", ".join(f"{k} {v:.1%}" for k, v in sorted(degr.items()))
+            if isinstance(degr, dict)
+            else ""
+        )
+        print(
+            f"| {name} | {score:.1%} | "
+            + " | ".join(str(x) for x in rest[:-1])
+            + f" | {degr_text} |"
+        )
 
 
 if __name__ == "__main__":

@@ -40,10 +40,22 @@ def pcts(values: list[float]) -> str:
 
 
 def measure(path: Path, reference: str | None, options: list[str], out_dir: Path) -> dict[str, str]:
-    command = ["/usr/bin/time", "-v", str(ROOT / ".venv/bin/livecap"), "file", str(path), "--realtime", "--jsonl",
-               *options, "--output-dir", str(out_dir)]
+    command = [
+        "/usr/bin/time",
+        "-v",
+        str(ROOT / ".venv/bin/livecap"),
+        "file",
+        str(path),
+        "--realtime",
+        "--jsonl",
+        *options,
+        "--output-dir",
+        str(out_dir),
+    ]
     print("$", " ".join(command), file=sys.stderr, flush=True)
-    run = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    run = subprocess.run(
+        command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False
+    )
     if run.returncode != 0:
         raise SystemExit(f"{path}: exit {run.returncode}\n{run.stderr[-2000:]}")
     events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
@@ -81,7 +93,10 @@ def main() -> None:
         if not inputs:
             chosen = joined_clips([c for c in manifest() if c.path.parent.name == "en_read"])
             joined = join_clips([c.path for c in chosen], Path(tmp) / "english_joined.wav")
-            inputs = [(SONNET, references.get(SONNET.resolve())), (joined, " ".join(c.reference for c in chosen))]
+            inputs = [
+                (SONNET, references.get(SONNET.resolve())),
+                (joined, " ".join(c.reference for c in chosen)),
+            ]
         rows = [measure(path, reference, options, Path(tmp)) for path, reference in inputs]
     print("| " + " | ".join(rows[0]) + " |")
     print("|" + "---|" * len(rows[0]))

@@ -89,7 +89,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--no-trim", action="store_true", help="unload without malloc_trim")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process of the per-model figures
+    # the child process of the per-model figures
+    parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.no_trim:
         registry_module.trim_heap = lambda: None
@@ -99,9 +100,14 @@ def main() -> None:
     print("| model | load | RSS growth: load | after one clip | after unload |")
     print("|---|---|---|---|---|")
     for name in ("tiny.en", "base"):
-        command = [sys.executable, __file__, "--one", name] + (["--no-trim"] if args.no_trim else [])
+        command = [sys.executable, __file__, "--one", name] + (
+            ["--no-trim"] if args.no_trim else []
+        )
         f = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-        grown = [f"{(f[key] - f['rss_start']) / MIB:+.0f} MiB" for key in ("rss_loaded", "rss_used", "rss_unloaded")]
+        grown = [
+            f"{(f[key] - f['rss_start']) / MIB:+.0f} MiB"
+            for key in ("rss_loaded", "rss_used", "rss_unloaded")
+        ]
         print(f"| {name} | {f['load_s']:.2f} s | " + " | ".join(grown) + " |")
     print()
     for label, rss in cycles(args.cycles):

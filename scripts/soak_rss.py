@@ -47,8 +47,11 @@ class Sampler(NoDisplay):
     def tick(self, stats: object) -> None:
         if self.stream.position >= self.next_mark:
             self.sample()
-            print(f"{self.samples[-1][0]:6.1f} min of audio  RSS {self.samples[-1][1]:7.1f} MB  finals {self.finals}",
-                  flush=True)
+            print(
+                f"{self.samples[-1][0]:6.1f} min of audio  RSS {self.samples[-1][1]:7.1f} MB  "
+                f"finals {self.finals}",
+                flush=True,
+            )
             self.next_mark += self.every_s
 
     def sample(self) -> None:
@@ -63,7 +66,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         mix = Path(tmp) / "mix.wav"
-        clips = [(c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()]
+        clips = [
+            (c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()
+        ]
         build_mix(clips, mix, minutes=args.minutes)
         config = resolve(None, {"model": args.model}).config
         with Engine(config) as engine:
@@ -75,8 +80,10 @@ def main() -> None:
     samples, finals = sampler.samples, sampler.finals
     rss = np.array([r for _, r in samples[1:]])  # the first sample is before the first model run
     print(
-        f"\n{args.minutes:g} min of audio in {time.monotonic() - started:.0f} s, {finals} finals; RSS after the first "
-        f"{args.every:g} min {rss[0]:.1f} MB, at the end {rss[-1]:.1f} MB ({(rss[-1] / rss[0] - 1):+.1%}), "
+        f"\n{args.minutes:g} min of audio in {time.monotonic() - started:.0f} s, {finals} finals; "
+        "RSS after the first "
+        f"{args.every:g} min {rss[0]:.1f} MB, at the end {rss[-1]:.1f} MB "
+        f"({(rss[-1] / rss[0] - 1):+.1%}), "
         f"range {rss.min():.1f}-{rss.max():.1f} MB"
     )
 

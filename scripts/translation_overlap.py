@@ -32,7 +32,8 @@ from livecap.sources.file import FileSource
 from livecap.translators.base import TranslationRequest, Translator
 
 DEFAULT_CLIP = (
-    Path(__file__).resolve().parent.parent.parent / "shared/audio/long/aeneas_es_alarcon_capitan_veneno_dedication.mp3"
+    Path(__file__).resolve().parent.parent.parent
+    / "shared/audio/long/aeneas_es_alarcon_capitan_veneno_dedication.mp3"
 )
 
 
@@ -90,16 +91,26 @@ def run(engine: Engine, mode: str, path: Path, realtime: bool) -> tuple[list[flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("clip", type=Path, nargs="?", default=DEFAULT_CLIP)
     parser.add_argument("--seconds", type=float, default=30.0, help="replayed part of the clip")
     parser.add_argument("--model", default="base")
     args = parser.parse_args()
-    config = resolve(None, {"model": args.model, "translate_to": "en", "translator": "whisper"}).config
+    config = resolve(
+        None, {"model": args.model, "translate_to": "en", "translator": "whisper"}
+    ).config
     with Engine(config) as engine, tempfile.TemporaryDirectory() as tmp:
         replay = head(args.clip, args.seconds, Path(tmp))
-        print(f"{args.clip.name}: replay of {args.seconds:g} s at 1x, then the whole clip offline; model {args.model}")
-        print(f"{'mode':<11} {'captions':>8} {'p50 s':>7} {'p95 s':>7} {'mean s':>7} {'offline wall s':>15}")
+        print(
+            f"{args.clip.name}: replay of {args.seconds:g} s at 1x, then the whole clip offline; "
+            f"model {args.model}"
+        )
+        print(
+            f"{'mode':<11} {'captions':>8} {'p50 s':>7} {'p95 s':>7} {'mean s':>7} "
+            f"{'offline wall s':>15}"
+        )
         for mode in ("asr", "overlapped", "inline"):
             latencies, _, count = run(engine, mode, replay, realtime=True)
             _, wall, _ = run(engine, mode, args.clip, realtime=False)

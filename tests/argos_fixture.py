@@ -98,7 +98,9 @@ def build_argos_package(tmp_dir: Path, from_code: str = "de", to_code: str = "en
         "to_name": to_code.upper(),
     }
     (pkg_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
-    archive = shutil.make_archive(str(tmp_dir / name), "zip", root_dir=pkg_dir.parent, base_dir=name)
+    archive = shutil.make_archive(
+        str(tmp_dir / name), "zip", root_dir=pkg_dir.parent, base_dir=name
+    )
     return Path(archive).replace(tmp_dir / f"{from_code}_{to_code}.argosmodel")
 
 
@@ -136,7 +138,8 @@ def _save_ctranslate2_model(model_dir: Path, vocab: list[str], output_piece: str
         if isinstance(layer, common_spec.LayerNormSpec):
             layer.gamma, layer.beta = np.ones(d, dtype=np.float32), zeros(d)
         elif isinstance(layer, attention_spec.MultiHeadAttentionSpec):
-            fused = [3 * d, d] if len(layer.linear) == 2 else [d, 2 * d, d]  # self vs. cross attention
+            # self vs. cross attention
+            fused = [3 * d, d] if len(layer.linear) == 2 else [d, 2 * d, d]
             for linear, rows in zip(layer.linear, fused, strict=True):
                 linear.weight = zeros(rows, d)
             fill(layer.layer_norm)

@@ -36,7 +36,12 @@ def manifest() -> list[Clip]:
     with table.open(encoding="utf-8") as handle:
         rows = csv.DictReader(handle, delimiter="\t")
         return [
-            Clip(SHARED_AUDIO / r["file"], r["reference_text"], r["language"], float(r["duration_seconds"]))
+            Clip(
+                SHARED_AUDIO / r["file"],
+                r["reference_text"],
+                r["language"],
+                float(r["duration_seconds"]),
+            )
             for r in rows
         ]
 
@@ -55,7 +60,10 @@ def clips(folder: str, tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
     if found or folder != "en_read":
         return found
     tmp = tmp_path_factory.mktemp("spoken")
-    texts = ["the quick brown fox jumps over the lazy dog", "please call stella and ask her to bring these things"]
+    texts = [
+        "the quick brown fox jumps over the lazy dog",
+        "please call stella and ask her to bring these things",
+    ]
     return [Clip(speak(t, tmp / f"s{i}.wav"), t, "en", 3.0) for i, t in enumerate(texts)]
 
 
@@ -94,7 +102,8 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def loopback_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
-    """An HTTP server on 127.0.0.1 (random port) serving a fresh folder; yields (base URL, folder)."""
+    """An HTTP server on 127.0.0.1 (random port) serving a
+    fresh folder; yields (base URL, folder)."""
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     served = tmp_path / "served"
     served.mkdir()
@@ -113,8 +122,9 @@ HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def hub_repo(cache: Path, repo_id: str, damaged: bool = False) -> None:
-    """`repo_id` in a Hugging Face cache, laid out as huggingface_hub lays out a download (blobs and
-    snapshot links) with the packaged tiny.en's files; with `damaged`, a model.bin that is no model."""
+    """`repo_id` in a Hugging Face cache, laid out as huggingface_hub lays out a download
+    (blobs and snapshot links) with the packaged tiny.en's files; with `damaged`, a
+    model.bin that is no model."""
     from livecap.asr.models import local_models
 
     (packaged,) = [m.path for m in local_models() if m.name == "tiny.en"]

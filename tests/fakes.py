@@ -1,6 +1,7 @@
-"""Fakes for the unit tests of queues, ordering and faults, never of recognition: ASR backends that
-number, hold up or stall their calls, a source faster than real time, a translator that fails on
-cue, and a harness that drives streams to their end. One place, so each test says only what differs."""
+"""Fakes for the unit tests of queues, ordering and faults, never of recognition: ASR
+backends that number, hold up or stall their calls, a source faster than real time, a
+translator that fails on cue, and a harness that drives streams to their end. One place, so
+each test says only what differs."""
 
 from __future__ import annotations
 
@@ -29,8 +30,12 @@ class FakeBackend:
     name, device, compute_type, multilingual = "fake", "cpu", "int8", True
 
     def __init__(
-        self, delays: Sequence[float] = (0.0,), texts: Callable[[int], Sequence[str]] = lambda n: (str(n),),
-        language: str = "en", seed: int = 0, hold: threading.Event | None = None,
+        self,
+        delays: Sequence[float] = (0.0,),
+        texts: Callable[[int], Sequence[str]] = lambda n: (str(n),),
+        language: str = "en",
+        seed: int = 0,
+        hold: threading.Event | None = None,
     ) -> None:
         self.delays, self.texts, self.language, self.hold = delays, texts, language, hold
         self.finals: list[str] = []
@@ -134,7 +139,9 @@ class FakeTranslator:
         return f"{request.target_language}: {request.text}"
 
 
-def drive(streams: Sequence[Stream], on_poll: Callable[[Stream], None] = lambda stream: None) -> dict[str, list]:
+def drive(
+    streams: Sequence[Stream], on_poll: Callable[[Stream], None] = lambda stream: None
+) -> dict[str, list]:
     """Start `streams` and take their events until each has ended; `on_poll` sees each stream after
     each poll (to sample its queues). The events per stream id, StreamEnd last."""
     events: dict[str, list] = {s.stream_id: [] for s in streams}

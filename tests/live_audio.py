@@ -14,7 +14,8 @@ from livecap.sources.file import decode_blocks
 
 __all__ = ["join_clips", "joined_clips", "write_wav"]
 
-JOINED_CLIPS = ("61-70968-0000", "6930-75918-0000", "mr_quilter")  # 4.9 + 3.5 + 5.9 s of read English
+# 4.9 + 3.5 + 5.9 s of read English
+JOINED_CLIPS = ("61-70968-0000", "6930-75918-0000", "mr_quilter")
 
 
 def joined_clips(clips: Sequence[Clip]) -> list[Clip]:

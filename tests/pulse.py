@@ -1,4 +1,5 @@
-"""A private PulseAudio server with a null sink, so that tests can play speech into a real input device.
+"""A private PulseAudio server with a null sink, so that
+tests can play speech into a real input device.
 
 PortAudio reaches it through the ALSA `pulse` device (libasound2-plugins); `PULSE_SERVER` in the
 returned environment points clients (paplay, the ALSA plugin) at this server only.
@@ -25,7 +26,9 @@ class PulseServer:
 
     def play(self, path: Path) -> subprocess.Popen:
         """Play a sound file into the null sink (heard by its monitor, the default source)."""
-        return subprocess.Popen(["paplay", "--device", SINK, str(path)], env=self.env, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            ["paplay", "--device", SINK, str(path)], env=self.env, stderr=subprocess.PIPE
+        )
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -35,7 +38,8 @@ class PulseServer:
 
 @contextmanager
 def pulse_server(folder: Path) -> Iterator[PulseServer]:
-    """Start PulseAudio (as root too) on a socket in `folder`; raises RuntimeError when it cannot start."""
+    """Start PulseAudio (as root too) on a socket in
+    `folder`; raises RuntimeError when it cannot start."""
     missing = [tool for tool in ("pulseaudio", "pactl", "paplay") if shutil.which(tool) is None]
     if missing:
         raise RuntimeError(f"not installed: {', '.join(missing)}")
@@ -67,14 +71,23 @@ def pulse_server(folder: Path) -> Iterator[PulseServer]:
         deadline = time.monotonic() + 10
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"pulseaudio exited: {(folder / 'pulseaudio.log').read_text()[-500:]}")
-            ready = subprocess.run(["pactl", "info"], env=env, capture_output=True, stdin=subprocess.DEVNULL)
+                raise RuntimeError(
+                    f"pulseaudio exited: {(folder / 'pulseaudio.log').read_text()[-500:]}"
+                )
+            ready = subprocess.run(
+                ["pactl", "info"], env=env, capture_output=True, stdin=subprocess.DEVNULL
+            )
             if ready.returncode == 0:
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError("pulseaudio did not answer within 10 s")
             time.sleep(0.2)
-        subprocess.run(["pactl", "set-default-source", f"{SINK}.monitor"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            ["pactl", "set-default-source", f"{SINK}.monitor"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         yield server
     finally:
         server.kill()

@@ -71,7 +71,9 @@ def test_leaving_the_line_frees_the_place_and_moves_the_others_up() -> None:
         line = WaitingList(places, "streams", max_wait_s=60, max_waiting=10)
         told: dict[str, list[int]] = {}
         tasks = {
-            name: asyncio.create_task(line.enter(lambda p, eta, name=name: told.setdefault(name, []).append(p)))
+            name: asyncio.create_task(
+                line.enter(lambda p, eta, name=name: told.setdefault(name, []).append(p))
+            )
             for name in "abc"
         }
         await asyncio.sleep(0)
@@ -100,7 +102,9 @@ def test_past_the_wait_or_with_the_line_full_it_is_refused_with_a_reason() -> No
             await first
         assert len(line) == 0 and line.timed_out == 1
         with pytest.raises(Refused, match="at capacity"):
-            await WaitingList(Places(0), "streams", max_wait_s=0, max_waiting=10).enter(lambda p, eta: None)
+            await WaitingList(Places(0), "streams", max_wait_s=0, max_waiting=10).enter(
+                lambda p, eta: None
+            )
 
     run(scenario())
 
@@ -132,8 +136,11 @@ def test_the_estimate_counts_finals_and_the_slowest_interims() -> None:
     # measured: live streams' finals per audio second and the pool's own interim cost
     measured = estimate(2, 1, (0.6, 0.1), (6.0, 120.0), 0.2)
     assert measured.basis == "measured" and measured.finals_per_audio_s == pytest.approx(0.05)
-    assert measured.streams == min(int(2 * LOAD_TARGET / (0.05 + 0.2 / SLOWEST_INTERIM_S)), int(1 / 0.1))
-    assert estimate(2, 1, (30.0, 30.0), (0.0, 0.0), None).streams == 1  # a slow machine still takes one
+    assert measured.streams == min(
+        int(2 * LOAD_TARGET / (0.05 + 0.2 / SLOWEST_INTERIM_S)), int(1 / 0.1)
+    )
+    # a slow machine still takes one
+    assert estimate(2, 1, (30.0, 30.0), (0.0, 0.0), None).streams == 1
 
 
 def test_full_means_a_newcomer_would_be_refused() -> None:
@@ -151,6 +158,7 @@ def test_full_means_a_newcomer_would_be_refused() -> None:
         waiter.cancel()
         await asyncio.sleep(0)
         assert not line.full()
-        assert WaitingList(Places(0), "streams", max_wait_s=0, max_waiting=10).full()  # no waiting at all
+        # no waiting at all
+        assert WaitingList(Places(0), "streams", max_wait_s=0, max_waiting=10).full()
 
     run(scenario())

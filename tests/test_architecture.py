@@ -28,7 +28,8 @@ def imports(path: Path, *, top_level_only: bool = False) -> set[str]:
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     found: set[str] = set()
     for node in nodes:
-        if isinstance(node, ast.If) and top_level_only:  # `if TYPE_CHECKING:` blocks import nothing at run time
+        if isinstance(node, ast.If) and top_level_only:
+            # `if TYPE_CHECKING:` blocks import nothing at run time
             continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
@@ -50,7 +51,14 @@ def test_core_layers_never_import_terminal_or_web_libraries() -> None:
 def test_core_layers_never_import_the_cli_or_the_server() -> None:
     offenders = []
     for name, path in modules().items():
-        if name.count(".") and name.split(".")[1] in (*CORE, "engine", "api", "messages", "config", "closecodes"):
+        if name.count(".") and name.split(".")[1] in (
+            *CORE,
+            "engine",
+            "api",
+            "messages",
+            "config",
+            "closecodes",
+        ):
             bad = {m for m in imports(path) if m.startswith(("livecap.cli", "livecap.server"))}
             offenders += [f"{name} imports {m}" for m in sorted(bad)]
     assert not offenders
@@ -73,7 +81,9 @@ def test_no_import_cycles() -> None:
         for name, path in known.items()
     }
     # a package's __init__ importing its own submodules is the package's own business
-    graph = {name: {m for m in deps if not m.startswith(name + ".")} for name, deps in graph.items()}
+    graph = {
+        name: {m for m in deps if not m.startswith(name + ".")} for name, deps in graph.items()
+    }
     state: dict[str, int] = {}
     cycle: list[str] = []
 
@@ -81,7 +91,9 @@ def test_no_import_cycles() -> None:
         state[node] = 1
         for dep in graph[node]:
             if state.get(dep) == 1:
-                cycle.extend(trail[trail.index(dep):] + [node, dep] if dep in trail else [node, dep])
+                cycle.extend(
+                    trail[trail.index(dep) :] + [node, dep] if dep in trail else [node, dep]
+                )
                 return True
             if dep not in state and visit(dep, trail + [node]):
                 return True
@@ -94,7 +106,8 @@ def test_no_import_cycles() -> None:
     assert not cycle, " -> ".join(cycle)
 
 
-MAX_FUNCTION_LINES = 90  # about 80 is the aim; past this a function decides too many things: split it
+# about 80 is the aim; past this a function decides too many things: split it
+MAX_FUNCTION_LINES = 90
 
 
 def test_no_function_is_too_long() -> None:
@@ -117,5 +130,7 @@ def test_slow_tests_are_marked_one_way() -> None:
         text = path.read_text(encoding="utf-8")
         names = re.findall(r"^(\w+) = pytest\.mark\.slow\b", text, re.MULTILINE)
         assert names in ([], ["pytestmark"]), (path.name, names)
-        assert not (names and "@pytest.mark.slow" in text), f"{path.name}: marked by module and by test"
+        assert not (names and "@pytest.mark.slow" in text), (
+            f"{path.name}: marked by module and by test"
+        )
         assert not re.search(r"^@(?!pytest\.mark\.slow\b)\w*slow\b", text, re.MULTILINE), path.name

@@ -33,11 +33,16 @@ def argos_home(tmp_path_factory: pytest.TempPathFactory) -> None:
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
     """Package files for de→en, en→fr and es→en."""
     out = tmp_path_factory.mktemp("argosmodels")
-    return {(a, b): build_argos_package(out, a, b) for a, b in [("de", "en"), ("en", "fr"), ("es", "en")]}
+    return {
+        (a, b): build_argos_package(out, a, b)
+        for a, b in [("de", "en"), ("en", "fr"), ("es", "en")]
+    }
 
 
 def _request(text: str, source: str | None, target: str) -> TranslationRequest:
-    return TranslationRequest(text=text, source_language=source, target_language=target, samples=None)
+    return TranslationRequest(
+        text=text, source_language=source, target_language=target, samples=None
+    )
 
 
 def test_install_list_and_translate(built: dict[tuple[str, str], Path]) -> None:
@@ -82,7 +87,9 @@ def test_install_package_file_rejects_bad_files(tmp_path: Path) -> None:
         install_package_file(no_metadata)
 
 
-def test_install_from_index(built: dict[tuple[str, str], Path], loopback_server: tuple[str, Path]) -> None:
+def test_install_from_index(
+    built: dict[tuple[str, str], Path], loopback_server: tuple[str, Path]
+) -> None:
     base, served = loopback_server
     (served / "es_en.argosmodel").write_bytes(built["es", "en"].read_bytes())
     entry = {"from_code": "es", "to_code": "en", "from_name": "Spanish", "to_name": "English"}

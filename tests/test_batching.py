@@ -69,7 +69,9 @@ def test_a_batch_gives_the_captions_of_one_by_one(
         alone = tiny.transcribe(request)
         assert text(result) == text(alone), clip.path.name
         words = [(w.word, w.start, w.end) for s in result.segments for w in s.words]
-        assert words and words == [(w.word, w.start, w.end) for s in alone.segments for w in s.words]
+        assert words and words == [
+            (w.word, w.start, w.end) for s in alone.segments for w in s.words
+        ]
         assert wer(clip.reference, text(result)) < 0.35
     (lone,) = tiny.transcribe_batch(requests[:1])  # a batch of one takes the same path
     assert text(lone) == text(batched[0])  # type: ignore[arg-type]
@@ -77,7 +79,10 @@ def test_a_batch_gives_the_captions_of_one_by_one(
 
 @pytest.mark.slow
 def test_the_cuda_encode_path_gives_the_same_captions(
-    tiny: WhisperBackend, en_clips: list[Clip], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tiny: WhisperBackend,
+    en_clips: list[Clip],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """No GPU here: the branch CUDA takes (one encode call for the batch, copied to host memory)
     runs on the CPU model and must give what one-by-one decoding gives."""
@@ -93,7 +98,9 @@ def test_the_cuda_encode_path_gives_the_same_captions(
 
 
 @pytest.mark.slow
-def test_long_windows_decode_on_past_the_first_pass(tiny: WhisperBackend, caplog: pytest.LogCaptureFixture) -> None:
+def test_long_windows_decode_on_past_the_first_pass(
+    tiny: WhisperBackend, caplog: pytest.LogCaptureFixture
+) -> None:
     """Whisper often stops a 29 s window early; the batch decodes the rest in a later round, as
     faster-whisper's loop does, and an over-30 s request takes several rounds."""
     caplog.set_level(logging.WARNING)
@@ -109,14 +116,18 @@ def test_long_windows_decode_on_past_the_first_pass(tiny: WhisperBackend, caplog
     for request, result in zip(requests, batched):
         assert isinstance(result, AsrResult)
         alone = text(tiny.transcribe(request))
-        assert wer(alone, text(result)) <= 0.03, (alone, text(result))  # batched int8 arithmetic may move a word
+        # batched int8 arithmetic may move a word
+        assert wer(alone, text(result)) <= 0.03, (alone, text(result))
     assert batched[2].segments[-1].end > 45  # all 53 s, not the first window only
     assert wer(sonnet.reference, text(batched[2])) < 0.25
 
 
 @pytest.mark.slow
 def test_each_item_keeps_its_own_language_task_and_prompt(
-    base: WhisperBackend, non_en_clips: list[Clip], en_clips: list[Clip], caplog: pytest.LogCaptureFixture
+    base: WhisperBackend,
+    non_en_clips: list[Clip],
+    en_clips: list[Clip],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
     by_language = {c.language: c for c in non_en_clips}
@@ -125,7 +136,11 @@ def test_each_item_keeps_its_own_language_task_and_prompt(
     requests = [
         AsrRequest(samples(de.path), final=True, options=DecodeOptions(language="de")),
         AsrRequest(samples(es.path), final=True),  # detected
-        AsrRequest(samples(en.path), final=True, options=DecodeOptions(language="en", initial_prompt="Dashwood.")),
+        AsrRequest(
+            samples(en.path),
+            final=True,
+            options=DecodeOptions(language="en", initial_prompt="Dashwood."),
+        ),
         AsrRequest(samples(fr.path), final=True, options=DecodeOptions(task="translate")),
     ]
     batched = base.transcribe_batch(requests)
@@ -142,8 +157,13 @@ def test_each_item_keeps_its_own_language_task_and_prompt(
 
 
 @pytest.mark.slow
-def test_a_bad_item_in_a_batch_fails_only_itself(tiny: WhisperBackend, en_clips: list[Clip]) -> None:
-    good = [AsrRequest(samples(c.path), final=True) for c in sorted(en_clips, key=lambda c: c.path.name)[:2]]
+def test_a_bad_item_in_a_batch_fails_only_itself(
+    tiny: WhisperBackend, en_clips: list[Clip]
+) -> None:
+    good = [
+        AsrRequest(samples(c.path), final=True)
+        for c in sorted(en_clips, key=lambda c: c.path.name)[:2]
+    ]
     bad = AsrRequest(np.array(["not audio"]), final=True)
     first, failed, second = tiny.transcribe_batch([good[0], bad, good[1]])
     assert isinstance(failed, Exception)
@@ -202,7 +222,11 @@ def test_a_file_batched_or_not_gives_the_same_captions() -> None:
     spanish = next(c for c in manifest() if c.path.name.startswith("aeneas_es"))
     outputs = {}
     for size in (1, 4):
-        config = Config(asr=AsrConfig(model="base", language="es", workers=1, batch_size=size, batch_wait_ms=1000))
+        config = Config(
+            asr=AsrConfig(
+                model="base", language="es", workers=1, batch_size=size, batch_wait_ms=1000
+            )
+        )
         with Engine(config) as engine:
             (result,) = run_concurrently(engine, [spanish.path])
             outputs[size] = " ".join(c.text for c in result.captions)
@@ -211,22 +235,30 @@ def test_a_file_batched_or_not_gives_the_same_captions() -> None:
     assert wer(outputs[1], outputs[4]) <= 0.02, outputs
 
 
-# -- the batch size on CUDA, from given memory figures (no GPU needed) ------------------------------
+# -- the batch size on CUDA, from given memory figures (no GPU needed)
+# ------------------------------
 
 
 def test_batch_size_follows_free_gpu_memory() -> None:
     large = batch_item_bytes("large-v3", beam_size=5)
     assert 1 * GIB < large < 2 * GIB  # five hypotheses' cross-attention caches dominate
-    assert batch_item_bytes("tiny.en", 5) < batch_item_bytes("base", 5) < batch_item_bytes("small", 5) < large
+    assert (
+        batch_item_bytes("tiny.en", 5)
+        < batch_item_bytes("base", 5)
+        < batch_item_bytes("small", 5)
+        < large
+    )
     assert batch_item_bytes("large-v3-turbo", 5) < large  # 4 decoder layers, not 32
-    assert batch_item_bytes("my-own-model", 1) == batch_item_bytes("large-v2", 1)  # unknown: counted as large
+    # unknown: counted as large
+    assert batch_item_bytes("my-own-model", 1) == batch_item_bytes("large-v2", 1)
     assert batch_size_for_memory(70 * GIB, large) == MAX_BATCH  # an idle H100
     assert batch_size_for_memory(8 * GIB, large) == int(8 * GIB * 0.8) // large
     assert batch_size_for_memory(GIB, large) == 1  # never less than one
     assert batch_size_for_memory(None, large) == UNKNOWN_MEMORY_BATCH  # memory unknown
 
 
-# -- what the window loop takes from faster-whisper (no model needed) -------------------------------
+# -- what the window loop takes from faster-whisper (no model needed)
+# -------------------------------
 
 TS = 50364  # <|0.00|> in Whisper's vocabulary; tokens below it are text
 
@@ -241,7 +273,9 @@ def test_window_tokens_are_cut_at_their_timestamps() -> None:
     ]
     assert (seek, single) == (3000 + 250 * 2, False)
     # ending on one timestamp: no speech after it, the whole window is done
-    segments, seek, single = split_at_timestamps([TS, 1, TS + 50, 2, TS + 80], TS, 0, 2900, 0.01, 0.02, 2)
+    segments, seek, single = split_at_timestamps(
+        [TS, 1, TS + 50, 2, TS + 80], TS, 0, 2900, 0.01, 0.02, 2
+    )
     assert len(segments) == 1 and (seek, single) == (2900, True)
     # no pair of timestamps: one segment, as long as its last timestamp says, or the window
     segments, seek, _ = split_at_timestamps([TS, 1, 2, TS + 40], TS, 100, 500, 0.01, 0.02, 2)
@@ -279,7 +313,10 @@ def test_own_window_cut_matches_faster_whispers() -> None:
     from faster_whisper import WhisperModel
 
     theirs = WhisperModel._split_segments_by_timestamps
-    model, tokenizer = SimpleNamespace(time_precision=0.02, input_stride=2), SimpleNamespace(timestamp_begin=TS)
+    model, tokenizer = (
+        SimpleNamespace(time_precision=0.02, input_stride=2),
+        SimpleNamespace(timestamp_begin=TS),
+    )
     cases = [
         [TS, 1, 2, TS + 100, TS + 100, 3, TS + 250, TS + 260, 4, 5],
         [TS, 1, TS + 50, 2, TS + 80],

@@ -1,4 +1,5 @@
-"""`livecap bench` end to end: one real run (tiny.en, real speech, live replay, baseline), checked several ways."""
+"""`livecap bench` end to end: one real run (tiny.en, real
+speech, live replay, baseline), checked several ways."""
 
 from __future__ import annotations
 
@@ -49,7 +50,9 @@ def test_rtf_is_wall_time_over_audio_time(bench: tuple[dict, Path, str]) -> None
     audio = sum(f["audio_s"] for f in run["files"])
     assert audio == pytest.approx(document["inputs"][0]["duration_s"], abs=0.1)
     s = config["summary"]
-    assert s["rtf"]["median"] == pytest.approx(sum(f["wall_s"] for f in run["files"]) / audio, rel=1e-6)
+    assert s["rtf"]["median"] == pytest.approx(
+        sum(f["wall_s"] for f in run["files"]) / audio, rel=1e-6
+    )
     assert s["rtf_asr"]["median"] == pytest.approx(s["asr_s"]["median"] / audio, rel=1e-6)
     assert 0 < s["decode_s"]["median"] and 0 < s["vad_s"]["median"] and 0 < s["asr_s"]["median"]
     assert s["rtf_translate"] is None  # no translation asked for
@@ -61,7 +64,8 @@ def test_live_latency_figures_are_consistent(bench: tuple[dict, Path, str]) -> N
     config = only_config(document)
     s = config["summary"]
     live = config["runs"][0]["livecap"]["live"]
-    assert live["audio_s"] == pytest.approx(document["inputs"][0]["duration_s"], abs=0.1)  # under the 60 s cap
+    # under the 60 s cap
+    assert live["audio_s"] == pytest.approx(document["inputs"][0]["duration_s"], abs=0.1)
     latencies = [entry["latency"] for entry in live["latencies"]]
     assert latencies, "live mode delivered no final caption"
     for entry in live["latencies"]:
@@ -69,8 +73,11 @@ def test_live_latency_figures_are_consistent(bench: tuple[dict, Path, str]) -> N
     assert s["final_p50"]["median"] <= s["final_p95"]["median"] <= s["final_max"]["median"]
     assert s["final_p50"]["median"] == pytest.approx(float(np.percentile(latencies, 50)))
     assert s["final_max"]["median"] == max(latencies)
-    assert s["dropped_s"]["median"] == live["dropped_s"] and 0 <= live["dropped_s"] < live["audio_s"]
-    assert s["max_pending_finals"]["median"] == live["max_pending_finals"]  # the deepest queue the run saw
+    assert (
+        s["dropped_s"]["median"] == live["dropped_s"] and 0 <= live["dropped_s"] < live["audio_s"]
+    )
+    # the deepest queue the run saw
+    assert s["max_pending_finals"]["median"] == live["max_pending_finals"]
 
 
 def test_wer_equals_jiwer_on_normalised_texts(bench: tuple[dict, Path, str]) -> None:
@@ -78,7 +85,9 @@ def test_wer_equals_jiwer_on_normalised_texts(bench: tuple[dict, Path, str]) -> 
     config = only_config(document)
     for side, key in (("livecap", "wer"), ("baseline", "baseline_wer")):
         files = config["runs"][0][side]["files"]
-        expected = jiwer.wer([normalize(f["reference"]) for f in files], [normalize(f["text"]) for f in files])
+        expected = jiwer.wer(
+            [normalize(f["reference"]) for f in files], [normalize(f["text"]) for f in files]
+        )
         assert config["summary"][key]["median"] == pytest.approx(expected)
         assert expected < 0.3, f"{side} transcribed the clip badly: {files[0]['text']!r}"
 
@@ -88,12 +97,19 @@ def test_baseline_is_measured_with_ratio(bench: tuple[dict, Path, str]) -> None:
     config = only_config(document)
     s = config["summary"]
     assert s["baseline_wall_s"]["median"] > 0 and s["baseline_load_s"]["median"] > 0
-    assert config["ratio"]["wall_s"] == pytest.approx(s["wall_s"]["median"] / s["baseline_wall_s"]["median"])
+    assert config["ratio"]["wall_s"] == pytest.approx(
+        s["wall_s"]["median"] / s["baseline_wall_s"]["median"]
+    )
     for side, key in (("livecap", "nonspeech_words"), ("baseline", "baseline_nonspeech_words")):
         said = config["runs"][0][side]["nonspeech_text"]  # what each said on the non-speech clip
         assert s[key]["median"] == len(normalize(said).split()), (side, said)
-    assert config["settings"]["model"] == "tiny.en" and config["settings"]["compute_type_used"] == "int8"
-    assert "faster-whisper" in stdout and config["label"] in stdout and "final latency p50" in stdout
+    assert (
+        config["settings"]["model"] == "tiny.en"
+        and config["settings"]["compute_type_used"] == "int8"
+    )
+    assert (
+        "faster-whisper" in stdout and config["label"] in stdout and "final latency p50" in stdout
+    )
 
 
 def test_plot_is_a_png(bench: tuple[dict, Path, str]) -> None:
@@ -138,8 +154,14 @@ def test_capacity_is_the_largest_level_that_held() -> None:
 
     def level(n: int, p95: float | None, refused: int = 0, dropped: float = 0.0, words: float = 1.0,
               waited: int = 0) -> dict:
-        return {"streams": n, "final_p95": p95, "committed_p95": words, "refused": refused, "dropped_s": dropped,
-                "waited": waited}
+        return {
+            "streams": n,
+            "final_p95": p95,
+            "committed_p95": words,
+            "refused": refused,
+            "dropped_s": dropped,
+            "waited": waited,
+        }
 
     assert capacity([level(1, 0.9), level(2, 1.8), level(4, 2.6)]) == 2
     assert capacity([level(1, 0.9), level(2, 1.5, dropped=0.3), level(4, 1.9, refused=1)]) == 1
@@ -148,7 +170,8 @@ def test_capacity_is_the_largest_level_that_held() -> None:
 
 
 def test_streams_through_a_real_server(tmp_path: Path) -> None:
-    """`--streams`: a real `livecap serve` on loopback, two concurrent clients of real speech at 1x."""
+    """`--streams`: a real `livecap serve` on loopback, two
+    concurrent clients of real speech at 1x."""
     out = tmp_path / "streams.json"
     run = run_cli("bench", "--streams", "1,2", "--stream-seconds", "6", "--json", str(out))
     assert run.returncode == 0, run.stderr

@@ -26,7 +26,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 def speech_then_silence(clip: Clip, out: Path, silence_s: float = 4.0) -> Path:
-    """The clip as 48 kHz 16-bit mono WAV (what Chromium's fake capture reads) followed by silence."""
+    """The clip as 48 kHz 16-bit mono WAV (what Chromium's
+    fake capture reads) followed by silence."""
     subprocess.run(
         ["ffmpeg", "-v", "error", "-y", "-i", str(clip.path), "-af", f"apad=pad_dur={silence_s}",
          "-ar", "48000", "-ac", "1", "-c:a", "pcm_s16le", str(out)],
@@ -40,9 +41,16 @@ def chromium(playwright: Any, wav: Path) -> Any:
     return playwright.chromium.launch(
         executable_path=str(CHROMIUM),
         args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
         ],
     )
 
@@ -82,9 +90,11 @@ def test_microphone_page_and_upload_form(
             page.goto(base + "/?api_key=k3y")
             page.click("#start")
             expect(page.locator("#state")).to_contain_text("listening", timeout=30_000)
-            expect(page.locator("#current")).not_to_have_text("", timeout=60_000)  # an interim: stable + dimmed tail
+            # an interim: stable + dimmed tail
+            expect(page.locator("#current")).not_to_have_text("", timeout=60_000)
             page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
-            page.wait_for_timeout((clip.duration + 2) * 1000)  # the first pass of the looped file has been heard
+            # the first pass of the looped file has been heard
+            page.wait_for_timeout((clip.duration + 2) * 1000)
             page.click("#stop")
             expect(page.locator("#state")).to_have_text("stopped", timeout=30_000)
             first_pass = first_pass_captions(page, clip.duration)
@@ -101,11 +111,17 @@ def test_microphone_page_and_upload_form(
             # the server's refusal, then a network failure: each replaces "transcribing..." with why
             page.set_input_files("#file", str(Path(__file__)))
             page.click("#upload-form button")
-            expect(page.locator("#upload-result.error")).to_contain_text("not a readable audio", timeout=30_000)
-            page.route("**/v1/audio/transcriptions", lambda route: route.abort("internetdisconnected"))
+            expect(page.locator("#upload-result.error")).to_contain_text(
+                "not a readable audio", timeout=30_000
+            )
+            page.route(
+                "**/v1/audio/transcriptions", lambda route: route.abort("internetdisconnected")
+            )
             page.set_input_files("#file", str(clip.path))
             page.click("#upload-form button")
-            expect(page.locator("#upload-result.error")).to_contain_text("cannot reach the server", timeout=30_000)
+            expect(page.locator("#upload-result.error")).to_contain_text(
+                "cannot reach the server", timeout=30_000
+            )
         finally:
             browser.close()
 
@@ -117,7 +133,10 @@ def test_publisher_page_two_viewers_and_a_session_from_the_media_library(
 
     clip, wav = fake_microphone
     phone = {"width": 390, "height": 844}
-    with running(browser_engine, api_key="k3y", data_dir=tmp_path / "data") as base, sync_playwright() as playwright:
+    with (
+        running(browser_engine, api_key="k3y", data_dir=tmp_path / "data") as base,
+        sync_playwright() as playwright,
+    ):
         browser = chromium(playwright, wav)
         try:
             publisher = browser.new_page()
@@ -127,28 +146,42 @@ def test_publisher_page_two_viewers_and_a_session_from_the_media_library(
             session = publisher.locator("#published").get_attribute("data-session")
             viewers = [browser.new_page(viewport=phone) for _ in range(2)]
             for viewer in viewers:
-                viewer.goto(base + publisher.locator("#watch-link").get_attribute("href"))  # the link it shows
-                expect(viewer.locator("#state")).to_contain_text(f"watching session {session}", timeout=30_000)
-            publisher.wait_for_timeout((clip.duration + 2) * 1000)  # the first pass of the looped file
+                # the link it shows
+                viewer.goto(base + publisher.locator("#watch-link").get_attribute("href"))
+                expect(viewer.locator("#state")).to_contain_text(
+                    f"watching session {session}", timeout=30_000
+                )
+            # the first pass of the looped file
+            publisher.wait_for_timeout((clip.duration + 2) * 1000)
             viewers[0].screenshot(path=str(tmp_path / "viewer.png"))
             publisher.click("#stop")
             heard = []
             for viewer in viewers:
-                expect(viewer.locator("#state")).to_have_text("session ended: the publisher ended the stream",
-                                                              timeout=30_000)
+                expect(viewer.locator("#state")).to_have_text(
+                    "session ended: the publisher ended the stream", timeout=30_000
+                )
                 heard.append(first_pass_captions(viewer, clip.duration))
             assert heard[0] == heard[1] and wer(clip.reference, " ".join(heard[0])) < 0.35, heard
-            expect(publisher.locator(f"tr[data-session='{session}']")).to_contain_text("ended", timeout=10_000)
+            expect(publisher.locator(f"tr[data-session='{session}']")).to_contain_text(
+                "ended", timeout=10_000
+            )
             publisher.screenshot(path=str(tmp_path / "publisher.png"), full_page=True)
 
             publisher.set_input_files("#media-file", str(clip.path))
             publisher.click("#media-upload-form button")
-            expect(publisher.locator("#sessions-message")).to_have_text(f"added {clip.path.name}", timeout=30_000)
+            expect(publisher.locator("#sessions-message")).to_have_text(
+                f"added {clip.path.name}", timeout=30_000
+            )
             publisher.click("#media-start")
-            expect(publisher.locator("#sessions-message")).to_contain_text("started", timeout=30_000)
+            expect(publisher.locator("#sessions-message")).to_contain_text(
+                "started", timeout=30_000
+            )
             replayed = publisher.locator("#sessions-message").inner_text().split()[1]
-            publisher.locator(f"tr[data-session='{replayed}'] a").click()  # the list's link opens the viewer
-            expect(publisher.locator("#state")).to_have_text("session ended: the media file ended", timeout=60_000)
+            # the list's link opens the viewer
+            publisher.locator(f"tr[data-session='{replayed}'] a").click()
+            expect(publisher.locator("#state")).to_have_text(
+                "session ended: the media file ended", timeout=60_000
+            )
             replay = " ".join(publisher.locator("#captions .text").all_inner_texts())
             assert wer(clip.reference, replay) < 0.35, replay
             publisher.set_viewport_size(phone)
@@ -166,7 +199,10 @@ def test_the_page_waits_in_line_and_says_its_place(
     from websockets.sync.client import connect
 
     clip, wav = fake_microphone
-    with running(browser_engine, max_streams=1, max_wait_s=300) as base, sync_playwright() as playwright:
+    with (
+        running(browser_engine, max_streams=1, max_wait_s=300) as base,
+        sync_playwright() as playwright,
+    ):
         holder = connect(base.replace("http://", "ws://") + "/v1/stream")  # takes the one place
         holder.send(json.dumps({"type": "start"}))
         assert json.loads(holder.recv())["type"] == "ready"
@@ -184,7 +220,8 @@ def test_the_page_waits_in_line_and_says_its_place(
             expect(page.locator("#state")).to_have_text("stopped", timeout=30_000)
             words = " ".join(page.locator("#captions .text").all_inner_texts()).lower().split()
             heard = set(clip.reference.lower().replace(",", "").replace(".", "").split())
-            # the microphone loops the clip from wherever it was when the place came: its words, not its order
+            # the microphone loops the clip from wherever it was when the place came: its words, not
+            # its order
             assert words and sum(w.strip(",.?!") in heard for w in words) >= 0.6 * len(words), words
         finally:
             browser.close()
@@ -217,7 +254,8 @@ def test_microphone_page_sends_opus_and_pcm_when_asked(
                 page.goto(base + "/" + query)
                 page.click("#start")
                 expect(page.locator("#state")).to_contain_text(f", {fmt})", timeout=30_000)
-                page.wait_for_timeout((clip.duration + 2) * 1000)  # the first pass of the looped file
+                # the first pass of the looped file
+                page.wait_for_timeout((clip.duration + 2) * 1000)
                 page.click("#stop")
                 expect(page.locator("#state")).to_have_text("stopped", timeout=30_000)
                 first_pass = first_pass_captions(page, clip.duration)

@@ -1,7 +1,8 @@
-"""Capacity on a real server on loopback (real tiny.en, real speech, real clients): many streams at
-once, the waiting list (positions, first come first served, leaving it, its limit), sessions and
-uploads in line, workers that heal from a raising or hung call, and a memory budget that forces interims off
-while every final still comes. Timings are never asserted (see `livecap bench --streams`)."""
+"""Capacity on a real server on loopback (real tiny.en, real speech, real clients): many
+streams at once, the waiting list (positions, first come first served, leaving it, its limit),
+sessions and uploads in line, workers that heal from a raising or hung call, and a memory
+budget that forces interims off while every final still comes. Timings are never asserted (see
+`livecap bench --streams`)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,14 @@ def shortest(clips: list[Clip], count: int) -> list[Clip]:
 
 def streams(base: str, chosen: list[Clip], **start: object) -> list[StreamResult]:
     async def all_at_once() -> list[StreamResult]:
-        return list(await asyncio.gather(*(
-            stream_file(ws_url(base), clip.path, speed=1.0, start=dict(start), timeout=600) for clip in chosen
-        )))
+        return list(
+            await asyncio.gather(
+                *(
+                    stream_file(ws_url(base), clip.path, speed=1.0, start=dict(start), timeout=600)
+                    for clip in chosen
+                )
+            )
+        )
 
     return asyncio.run(all_at_once())
 
@@ -65,7 +71,9 @@ def test_eight_concurrent_streams_are_all_admitted(engine: Engine, en_clips: lis
     assert status["streams_total"] == 8 and status["streams_refused"] == 0
 
 
-def test_24_clients_wait_in_line_first_come_first_served(engine: Engine, en_clips: list[Clip]) -> None:
+def test_24_clients_wait_in_line_first_come_first_served(
+    engine: Engine, en_clips: list[Clip]
+) -> None:
     chosen = shortest(en_clips, 24)
     with running(engine, max_streams=4, max_wait_s=300) as base:
         results = streams(base, chosen)
@@ -75,10 +83,12 @@ def test_24_clients_wait_in_line_first_come_first_served(engine: Engine, en_clip
     for clip, result in zip(chosen, results):
         own_captions(clip, result)
         positions = result.positions
-        assert positions == sorted(set(positions), reverse=True) and positions[-1:] in ([], [1])  # falling, to 1
+        # falling, to 1
+        assert positions == sorted(set(positions), reverse=True) and positions[-1:] in ([], [1])
         types = [e["type"] for e in result.events]
         assert types.index("ready") == len(positions)  # queued events first, then ready
-    # first come, first served: the order of the places in line is the order of admission (stream ids)
+    # first come, first served: the order of the places in line is the order of admission (stream
+    # ids)
     admitted = sorted(queued, key=lambda r: r.positions[0])
     ids = [int(r.events[len(r.positions)]["stream_id"].lstrip("s")) for r in admitted]
     assert ids == sorted(ids)
@@ -96,7 +106,9 @@ async def next_event(connection: websockets.ClientConnection) -> dict:
     return json.loads(await connection.recv())
 
 
-def test_leaving_the_line_frees_the_place_and_waiting_is_bounded(engine: Engine, en_clips: list[Clip]) -> None:
+def test_leaving_the_line_frees_the_place_and_waiting_is_bounded(
+    engine: Engine, en_clips: list[Clip]
+) -> None:
     clip = shortest(en_clips, 1)[0]
     frames = pcm_frames(clip.path)
 
@@ -117,7 +129,11 @@ def test_leaving_the_line_frees_the_place_and_waiting_is_bounded(engine: Engine,
             await third.send(frame)
         await third.send(json.dumps({"type": "end"}))
         third_events = [ready, *await collect(third)]
-        return told + [{"waiting": waiting}], holder_events, {"events": third_events, "code": third.close_code}
+        return (
+            told + [{"waiting": waiting}],
+            holder_events,
+            {"events": third_events, "code": third.close_code},
+        )
 
     async def wait_too_long(base: str) -> tuple[int, str, list[dict]]:
         holder = await start_stream(base)
@@ -129,16 +145,26 @@ def test_leaving_the_line_frees_the_place_and_waiting_is_bounded(engine: Engine,
 
     with running(engine, max_streams=1, max_wait_s=300) as base:
         told, holder_events, third = asyncio.run(leave(base))
-    assert told == [{"type": "queued", "position": 1, "eta_s": None}, {"type": "queued", "position": 2, "eta_s": None},
-                    {"type": "queued", "position": 1, "eta_s": None}, {"waiting": 1}]
+    assert told == [
+        {"type": "queued", "position": 1, "eta_s": None},
+        {"type": "queued", "position": 2, "eta_s": None},
+        {"type": "queued", "position": 1, "eta_s": None},
+        {"waiting": 1},
+    ]
     assert holder_events[-1]["type"] == "stats" and third["code"] == 1000
     assert third["events"][0]["type"] == "ready"
-    assert wer(clip.reference, " ".join(e["text"] for e in third["events"] if e["type"] == "final")) < 0.35
+    assert (
+        wer(clip.reference, " ".join(e["text"] for e in third["events"] if e["type"] == "final"))
+        < 0.35
+    )
     with running(engine, max_streams=1, max_wait_s=1.0) as base:
         code, reason, events = asyncio.run(wait_too_long(base))
         refused = httpx.get(base + "/status").json()["streams_refused"]
     assert code == 1013 and "no place within 1 s" in reason and refused == 1
-    assert events == [{"type": "queued", "position": 1, "eta_s": None}, {"type": "error", "message": reason}]
+    assert events == [
+        {"type": "queued", "position": 1, "eta_s": None},
+        {"type": "error", "message": reason},
+    ]
 
 
 def test_a_session_waits_in_the_same_line_its_viewers_and_publisher_told(
@@ -150,7 +176,9 @@ def test_a_session_waits_in_the_same_line_its_viewers_and_publisher_told(
     async def scenario(base: str) -> tuple[dict, list[dict], list[dict]]:
         holder = await start_stream(base)
         assert (await next_event(holder))["type"] == "ready"
-        created = (await asyncio.to_thread(httpx.post, base + "/v1/sessions", json={"source": "publish"})).json()
+        created = (
+            await asyncio.to_thread(httpx.post, base + "/v1/sessions", json={"source": "publish"})
+        ).json()
         socket = base.replace("http://", "ws://") + f"/v1/sessions/{created['id']}"
         viewer = await websockets.connect(socket + "/captions")
         publisher = await websockets.connect(socket + "/publish")
@@ -167,7 +195,10 @@ def test_a_session_waits_in_the_same_line_its_viewers_and_publisher_told(
     with running(engine, data_dir=tmp_path, max_streams=1, max_wait_s=300) as base:
         created, publisher, viewer = asyncio.run(scenario(base))
     assert created["state"] == "queued" and created["queue_position"] == 1
-    assert publisher[0] == {"type": "queued", "position": 1, "eta_s": None} and publisher[1]["type"] == "ready"
+    assert (
+        publisher[0] == {"type": "queued", "position": 1, "eta_s": None}
+        and publisher[1]["type"] == "ready"
+    )
     assert viewer[0]["type"] == "ready" and viewer[0]["session"]["state"] == "queued"
     assert wer(clip.reference, " ".join(e["text"] for e in viewer if e["type"] == "final")) < 0.35
     assert viewer[-1] == {"type": "end", "reason": "the publisher ended the stream"}
@@ -180,7 +211,9 @@ def test_uploads_wait_for_a_place_instead_of_503(engine: Engine, en_clips: list[
 
         def upload(index: int) -> None:
             with chosen[index].path.open("rb") as audio:
-                response = httpx.post(base + "/v1/audio/transcriptions", files={"file": audio}, timeout=300)
+                response = httpx.post(
+                    base + "/v1/audio/transcriptions", files={"file": audio}, timeout=300
+                )
             assert response.status_code == 200, response.text
             texts[index] = response.json()["text"]
 
@@ -190,7 +223,9 @@ def test_uploads_wait_for_a_place_instead_of_503(engine: Engine, en_clips: list[
         for thread in threads:
             thread.join()
         status = httpx.get(base + "/status").json()
-    assert sorted(texts) == [0, 1, 2] and all(wer(c.reference, texts[i]) < 0.35 for i, c in enumerate(chosen))
+    assert sorted(texts) == [0, 1, 2] and all(
+        wer(c.reference, texts[i]) < 0.35 for i, c in enumerate(chosen)
+    )
     assert status["uploads_refused"] == 0 and status["uploads_total"] == 3
 
 
@@ -209,7 +244,8 @@ class Faulty:
         for name in ("name", "device", "compute_type", "multilingual"):
             setattr(self, name, getattr(backend, name))
         self.calls: dict[int, int] = {}  # id(request) -> calls
-        self.order: list[int] = []  # the marked stream's final requests, in order of their first call
+        # the marked stream's final requests, in order of their first call
+        self.order: list[int] = []
         self.release = threading.Event()
         self._lock = threading.Lock()
 
@@ -248,16 +284,24 @@ def test_a_raising_and_a_hung_call_fail_alone_and_the_workers_heal(
     frames = [frame for clip in marked for frame in pcm_frames(clip.path, silence_s=1.5)]
 
     async def both() -> list[StreamResult]:
-        return list(await asyncio.gather(
-            stream_frames(ws_url(base), frames, speed=1.0, start={"prompt": Faulty.MARK}, timeout=600),
-            stream_file(ws_url(base), other.path, speed=1.0, timeout=600),
-        ))
+        return list(
+            await asyncio.gather(
+                stream_frames(
+                    ws_url(base), frames, speed=1.0, start={"prompt": Faulty.MARK}, timeout=600
+                ),
+                stream_file(ws_url(base), other.path, speed=1.0, timeout=600),
+            )
+        )
 
     with running(engine) as base:
         hit, intact = asyncio.run(both())
         status = httpx.get(base + "/status").json()
     errors = [e for e in hit.events if e["type"] == "error"]
-    assert len(errors) == 1 and "ASR failed" in errors[0]["message"] and "injected fault" in errors[0]["message"]
+    assert (
+        len(errors) == 1
+        and "ASR failed" in errors[0]["message"]
+        and "injected fault" in errors[0]["message"]
+    )
     assert hit.close_code == 1000 and [f["seq"] for f in hit.finals] == list(range(len(hit.finals)))
     kept = [marked[0], *marked[2:]]  # the second utterance failed alone; the hung third was retried
     assert wer(" ".join(c.reference for c in kept), hit.text) < 0.35, hit.text
@@ -272,7 +316,9 @@ def test_a_raising_and_a_hung_call_fail_alone_and_the_workers_heal(
 # -- memory pressure -------------------------------------------------------------------------------
 
 
-def test_a_memory_budget_forces_interims_off_and_every_final_still_comes(engine: Engine, en_clips: list[Clip]) -> None:
+def test_a_memory_budget_forces_interims_off_and_every_final_still_comes(
+    engine: Engine, en_clips: list[Clip]
+) -> None:
     chosen = shortest(en_clips, 2)
     with running(engine, max_rss_mb=1) as base:  # always over: interims shed, one stream at a time
         results = streams(base, chosen)

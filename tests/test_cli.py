@@ -28,26 +28,42 @@ def test_short_help_version_and_completion() -> None:
 
 def test_help_shows_defaults_and_choices_not_types() -> None:
     text = " ".join(run_cli("file", "-h").stdout.split())  # unwrapped
-    for shown in ("--device [cpu|cuda|auto]", "[default: cpu]", "--task [transcribe|translate]",
-                  "--model NAME", "[default: tiny.en]", "-o, --output-dir DIR", "-f, --output-format LIST",
-                  "[default: txt,srt,vtt,json]", "--workers N", "[default: 2]"):
+    for shown in (
+        "--device [cpu|cuda|auto]",
+        "[default: cpu]",
+        "--task [transcribe|translate]",
+        "--model NAME",
+        "[default: tiny.en]",
+        "-o, --output-dir DIR",
+        "-f, --output-format LIST",
+        "[default: txt,srt,vtt,json]",
+        "--workers N",
+        "[default: 2]",
+    ):
         assert shown in text, shown
     assert "<str>" not in text and "<int>" not in text and "<bool>" not in text
 
 
 def test_device_is_the_compute_device_everywhere_and_gpu_its_alias() -> None:
     assert flags(device="auto") == {"device": "auto"}
-    assert flags(gpu="on") == {"device": "cuda"} and flags(gpu="off", device="cpu") == {"device": "cpu"}
+    assert flags(gpu="on") == {"device": "cuda"} and flags(gpu="off", device="cpu") == {
+        "device": "cpu"
+    }
     with pytest.raises(LivecapError, match="disagree"):
         flags(gpu="auto", device="cpu")
     assert "--input-device DEVICE" in " ".join(run_cli("mic", "-h").stdout.split())
-    for command in (("file", "x.wav"), ("serve",)):  # serve takes it too, checked before anything loads
+    for command in (("file", "x.wav"), ("serve",)):
+        # serve takes it too, checked before anything loads
         bad = run_cli(*command, "--device", "tpu")
-        assert bad.returncode != 0 and "device must be one of cpu, cuda, auto" in bad.stderr, command
+        assert bad.returncode != 0 and "device must be one of cpu, cuda, auto" in bad.stderr, (
+            command
+        )
 
 
 def test_misspelt_variable_is_a_warning(tmp_path: Path) -> None:
-    done = run_cli("file", str(tmp_path / "missing.wav"), "-o", str(tmp_path), env={"LIVECAP_BEAMSIZE": "3"})
+    done = run_cli(
+        "file", str(tmp_path / "missing.wav"), "-o", str(tmp_path), env={"LIVECAP_BEAMSIZE": "3"}
+    )
     assert "warning: environment LIVECAP_BEAMSIZE is not a livecap setting" in done.stderr
     assert "did you mean LIVECAP_BEAM_SIZE?" in done.stderr and "no such file" in done.stderr
 
@@ -60,9 +76,13 @@ def _error_line(done) -> str:  # noqa: ANN001 - a CompletedProcess
 
 
 def test_bench_checks_every_configuration_and_output_before_measuring(tmp_path: Path) -> None:
-    line = _error_line(run_cli("bench", "--model", "tiny.en,nosuch", "--no-live", "--no-baseline", timeout=60))
+    line = _error_line(
+        run_cli("bench", "--model", "tiny.en,nosuch", "--no-live", "--no-baseline", timeout=60)
+    )
     assert "nosuch" in line
-    line = _error_line(run_cli("bench", "--json", str(tmp_path), "--no-live", "--no-baseline", timeout=60))
+    line = _error_line(
+        run_cli("bench", "--json", str(tmp_path), "--no-live", "--no-baseline", timeout=60)
+    )
     assert "is a directory" in line
     line = _error_line(run_cli("bench", "--json", str(tmp_path / "no" / "x.json"), timeout=60))
     assert "folder does not exist" in line
@@ -74,7 +94,9 @@ def test_bench_shows_what_was_measured_when_a_later_configuration_fails(tmp_path
     (broken / "model.bin").write_bytes(b"not a model")
     (broken / "config.json").write_text("{}")
     report = tmp_path / "bench.json"
-    done = run_cli("bench", "--model", f"tiny.en,{broken}", "--no-live", "--no-baseline", "--json", str(report))
+    done = run_cli(
+        "bench", "--model", f"tiny.en,{broken}", "--no-live", "--no-baseline", "--json", str(report)
+    )
     line = _error_line(done)
     assert str(broken) in line and "measured before it" in line
     assert "tiny.en" in done.stdout  # the table of what was measured

@@ -65,8 +65,14 @@ class Cluster:
             return False
 
     def redis_up(self) -> bool:
-        return subprocess.run(["redis-cli", "-p", str(self.ports["REDIS_PORT"]), "ping"], capture_output=True,
-                              text=True).stdout.strip() == "PONG"
+        return (
+            subprocess.run(
+                ["redis-cli", "-p", str(self.ports["REDIS_PORT"]), "ping"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            == "PONG"
+        )
 
 
 def _proc_state(pid: int) -> str:
@@ -88,9 +94,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if shutil.which("redis-server") is None or shutil.which("haproxy") is None:
         pytest.skip("redis-server and haproxy are not installed (scripts/install.sh installs them)")
     folder = tmp_path_factory.mktemp("cluster")
-    ports = {name: free_port() for name in ("FRONT_PORT", "REDIS_PORT", "PORT_A", "PORT_B", "STATS_PORT")}
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "HF_HUB_OFFLINE": "1",
-           "LIVECAP": f"{sys.executable} -m livecap", "SERVE_ARGS": f"--lease-s {LEASE_S:g} --drain-s 5"}
+    ports = {
+        name: free_port() for name in ("FRONT_PORT", "REDIS_PORT", "PORT_A", "PORT_B", "STATS_PORT")
+    }
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in ports.items()},
+        "HF_HUB_OFFLINE": "1",
+        "LIVECAP": f"{sys.executable} -m livecap",
+        "SERVE_ARGS": f"--lease-s {LEASE_S:g} --drain-s 5",
+    }
     running = Cluster(folder, env, ports)
     try:
         running.script("start", str(folder))
@@ -196,7 +209,9 @@ def split_at_pause(frames: list[bytes]) -> tuple[int, float]:
 
 def check_whole(seen: Watched, reference: str, end: str = "the media file ended") -> None:
     """Every final once, in order, seq contiguous from 0, the whole transcript, then the end."""
-    assert [f["seq"] for f in seen.finals] == list(range(len(seen.finals))), [f["seq"] for f in seen.finals]
+    assert [f["seq"] for f in seen.finals] == list(range(len(seen.finals))), [
+        f["seq"] for f in seen.finals
+    ]
     assert seen.events[-1] == {"type": "end", "reason": end}
     assert wer(reference, seen.text()) < 0.35, seen.text()
 
@@ -221,7 +236,9 @@ def test_media_and_sessions_are_shared_and_20_viewers_over_both_get_every_final(
     async def viewers() -> tuple[list[Watched], int]:
         watching = [asyncio.create_task(watch(a if n % 2 else b, session["id"])) for n in range(20)]
         async with httpx.AsyncClient(timeout=30) as client:
-            while (now := (await client.get(b + f"/v1/sessions/{session['id']}")).json())["viewers"] < 20:
+            while (now := (await client.get(b + f"/v1/sessions/{session['id']}")).json())[
+                "viewers"
+            ] < 20:
                 assert now["state"] != "ended", now
                 await asyncio.sleep(0.1)
             readers = (await client.get(b + "/status")).json()["cluster"]["readers"]
@@ -232,7 +249,9 @@ def test_media_and_sessions_are_shared_and_20_viewers_over_both_get_every_final(
     first = results[0]
     check_whole(first, clip.reference)
     for seen in results:
-        assert [(f["seq"], f["text"]) for f in seen.finals] == [(f["seq"], f["text"]) for f in first.finals]
+        assert [(f["seq"], f["text"]) for f in seen.finals] == [
+            (f["seq"], f["text"]) for f in first.finals
+        ]
         assert seen.closes == [1000]
     late = asyncio.run(watch(b, session["id"]))  # ended: its history from Redis, then the end
     assert [f["text"] for f in late.finals] == [f["text"] for f in first.finals]
@@ -242,7 +261,9 @@ def test_media_and_sessions_are_shared_and_20_viewers_over_both_get_every_final(
     assert media not in [m["id"] for m in httpx.get(a + "/v1/media").json()["data"]]
 
 
-def test_rejoining_viewer_gets_only_what_follows_its_last_seq(healthy: Cluster, en_clips: list[Clip]) -> None:
+def test_rejoining_viewer_gets_only_what_follows_its_last_seq(
+    healthy: Cluster, en_clips: list[Clip]
+) -> None:
     a, b = healthy.base("a"), healthy.base("b")
     clip = max((c for c in en_clips if c.duration <= 12), key=lambda c: c.duration)
     session = create(a, media=upload(b, clip.path))
@@ -256,7 +277,9 @@ def test_rejoining_viewer_gets_only_what_follows_its_last_seq(healthy: Cluster, 
 
     events = asyncio.run(rejoin())
     assert events[0]["history"] == len(whole.finals) - 1
-    assert [e["seq"] for e in events if e["type"] == "final"] == [f["seq"] for f in whole.finals[1:]]
+    assert [e["seq"] for e in events if e["type"] == "final"] == [
+        f["seq"] for f in whole.finals[1:]
+    ]
 
 
 # -- failures -------------------------------------------------------------------------------------
@@ -267,7 +290,10 @@ def test_owner_killed_mid_session_is_taken_over(healthy: Cluster, talk: Clip) ->
     session = create(a, media=upload(front, talk.path))
 
     async def scenario() -> list[Watched]:
-        viewers = [asyncio.create_task(watch(base, session["id"], rejoin=front)) for base in (a, a, b, b, front, front)]
+        viewers = [
+            asyncio.create_task(watch(base, session["id"], rejoin=front))
+            for base in (a, a, b, b, front, front)
+        ]
         while (await ainfo(b, session["id"]))["finals"] < 2:
             await asyncio.sleep(0.2)
         healthy.signal("a", signal.SIGKILL)
@@ -277,7 +303,8 @@ def test_owner_killed_mid_session_is_taken_over(healthy: Cluster, talk: Clip) ->
     for seen in results:
         check_whole(seen, talk.reference)
     assert [f["text"] for f in results[0].finals] == [f["text"] for f in results[2].finals]
-    assert results[0].closes[0] == 1006 and results[2].closes == [1000]  # a's viewers rejoined, b's stayed
+    # a's viewers rejoined, b's stayed
+    assert results[0].closes[0] == 1006 and results[2].closes == [1000]
     ended = info(b, session["id"])
     assert ended["state"] == "ended" and abs(ended["position"] - talk.duration) < 0.5
 
@@ -286,7 +313,8 @@ def test_publisher_reconnects_after_its_replica_died(healthy: Cluster, talk: Cli
     a, b, front = healthy.base("a"), healthy.base("b"), healthy.base("front")
     frames = pcm_frames(talk.path, silence_s=2.0)
     half, speech_end = split_at_pause(frames)
-    first = frames[:half] + [bytes(len(frames[0]))] * 15  # and 1.5 s of silence: its last utterance ends
+    # and 1.5 s of silence: its last utterance ends
+    first = frames[:half] + [bytes(len(frames[0]))] * 15
     sid = create(front, source="publish")["id"]
 
     async def publish(base: str, part: list[bytes], wait_heard: bool) -> None:
@@ -335,10 +363,13 @@ def test_publisher_reconnects_after_its_replica_died(healthy: Cluster, talk: Cli
 def test_sigterm_drains_a_replica_behind_haproxy(healthy: Cluster, talk: Clip) -> None:
     front = healthy.base("front")
     frames = pcm_frames(talk.path, silence_s=1.0)
-    session = create(healthy.base("a"), media=upload(front, talk.path))  # a's: handed over when a drains
+    # a's: handed over when a drains
+    session = create(healthy.base("a"), media=upload(front, talk.path))
 
     async def stream() -> tuple[int | None, list[dict]]:  # reads while it sends, as a client must
-        result = await stream_frames(front.replace("http://", "ws://") + "/v1/stream", frames, timeout=120)
+        result = await stream_frames(
+            front.replace("http://", "ws://") + "/v1/stream", frames, timeout=120
+        )
         return result.close_code, result.events
 
     async def streams_on(client: httpx.AsyncClient, name: str) -> int:
@@ -355,13 +386,20 @@ def test_sigterm_drains_a_replica_behind_haproxy(healthy: Cluster, talk: Clip) -
             target = "a" if await streams_on(client, "a") == 2 else "b"
             healthy.signal(target, signal.SIGTERM)
             await asyncio.to_thread(wait_for, lambda: not healthy.up(target), 30)
-            served = [(await client.get(front + "/status")).json()["cluster"]["replica"] for _ in range(10)]
+            served = [
+                (await client.get(front + "/status")).json()["cluster"]["replica"]
+                for _ in range(10)
+            ]
         return target, served, await live, await viewer
 
     target, served, (code, events), seen = asyncio.run(scenario())
     other = "b" if target == "a" else "a"
     assert served == [other] * 10  # no new connection reached the draining replica
-    assert code in (1000, 1001) and [e for e in events if e["type"] == "final"], (target, code, events[-3:])
+    assert code in (1000, 1001) and [e for e in events if e["type"] == "final"], (
+        target,
+        code,
+        events[-3:],
+    )
     assert not [e for e in events if e["type"] == "error" and "shutting down" not in e["message"]]
     check_whole(seen, talk.reference)
 
@@ -382,7 +420,8 @@ def test_redis_stopped_and_restarted_mid_session(healthy: Cluster, talk: Clip) -
         await asyncio.to_thread(wait_for, lambda: cluster_of(a)["redis"] == "unreachable", 30)
         assert not here.done()  # a's viewer goes on watching
         before = (await ainfo(a, session["id"]))["finals"]
-        while (await ainfo(a, session["id"]))["finals"] == before:  # a final made while Redis is away
+        while (await ainfo(a, session["id"]))["finals"] == before:
+            # a final made while Redis is away
             await asyncio.sleep(0.2)
         during = await asyncio.to_thread(cluster_of, a)
         await asyncio.to_thread(healthy.script, "redis", str(healthy.dir))
@@ -393,16 +432,31 @@ def test_redis_stopped_and_restarted_mid_session(healthy: Cluster, talk: Clip) -
     check_whole(here, talk.reference)
     check_whole(there, talk.reference)  # what a queued while Redis was away reached b's viewer too
     assert [f["text"] for f in here.finals] == [f["text"] for f in there.finals]
-    wait_for(lambda: cluster_of(a)["redis"] == "connected" and cluster_of(a)["records_queued"] == 0, 30)
+    wait_for(
+        lambda: cluster_of(a)["redis"] == "connected" and cluster_of(a)["records_queued"] == 0, 30
+    )
     log = (healthy.dir / "a.log").read_text()
     assert "is unreachable" in log and "reachable again" in log
 
 
 def test_redis_unreachable_at_start_is_one_line(tmp_path: Path) -> None:
     port = free_port()
-    result = subprocess.run([sys.executable, "-m", "livecap", "serve", "--redis-url", f"redis://127.0.0.1:{port}/0",
-                             "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "livecap",
+            "serve",
+            "--redis-url",
+            f"redis://127.0.0.1:{port}/0",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0
     assert f"cannot reach Redis at redis://127.0.0.1:{port}/0" in result.stderr

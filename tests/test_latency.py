@@ -19,7 +19,13 @@ def final(utterance: int, emitted_at: float, words: list[tuple[str, float, float
 
 
 def interim(utterance: int, emitted_at: float, committed: str) -> dict:
-    return {"type": "interim", "utterance": utterance, "emitted_at": emitted_at, "committed": committed, "tail": ""}
+    return {
+        "type": "interim",
+        "utterance": utterance,
+        "emitted_at": emitted_at,
+        "committed": committed,
+        "tail": "",
+    }
 
 
 def test_a_word_is_shown_when_an_interim_first_commits_it() -> None:
@@ -53,23 +59,34 @@ def test_latency_is_measured_against_the_reference_words_matched() -> None:
 
 
 @pytest.mark.slow
-def test_mix_builder_covers_the_audio_with_labelled_sections(en_clips: list[Clip], tmp_path: Path) -> None:
+def test_mix_builder_covers_the_audio_with_labelled_sections(
+    en_clips: list[Clip], tmp_path: Path
+) -> None:
     out = tmp_path / "mix.wav"
     build_mix([(c.path, c.reference) for c in en_clips[:3]], out, minutes=0.5, nonspeech_every=2)
     sections = load_sections(out)
     assert sections[0].start == 0.0
     assert all(a.end == pytest.approx(b.start) for a, b in zip(sections, sections[1:]))
     kinds = {s.kind for s in sections}
-    assert {"speech", "pause"} <= kinds and kinds & {"silence", "white_noise", "brown_noise", "buzz"}
+    assert {"speech", "pause"} <= kinds and kinds & {
+        "silence",
+        "white_noise",
+        "brown_noise",
+        "buzz",
+    }
     assert {s.degradation for s in sections if s.kind == "speech"} >= {"clean", "far"}
     import wave
 
     with wave.open(str(out)) as handle:
-        assert handle.getnframes() / handle.getframerate() == pytest.approx(sections[-1].end, abs=0.01)
+        assert handle.getnframes() / handle.getframerate() == pytest.approx(
+            sections[-1].end, abs=0.01
+        )
 
 
 @pytest.mark.slow
-def test_realtime_events_carry_utterance_words_and_stream_clock(en_clips: list[Clip], tmp_path: Path) -> None:
+def test_realtime_events_carry_utterance_words_and_stream_clock(
+    en_clips: list[Clip], tmp_path: Path
+) -> None:
     clip = max(en_clips, key=lambda c: c.duration)
     run = run_cli("file", str(clip.path), "--realtime", "--jsonl", "--output-dir", str(tmp_path))
     assert run.returncode == 0, run.stderr
@@ -87,8 +104,11 @@ def test_realtime_events_carry_utterance_words_and_stream_clock(en_clips: list[C
     words = [TimedWord(w["word"], w["start"], w["end"]) for e in finals for w in e["words"]]
     found = word_latencies(words, shown_words(events))
     assert len(found["final"]) == len(words)
-    # a word is never shown before it was spoken (word times from the final itself: allow their error)
-    assert min(found["committed"]) >= -0.3 and all(c <= f for c, f in zip(found["committed"], found["final"]))
+    # a word is never shown before it was spoken (word times from the final itself: allow their
+    # error)
+    assert min(found["committed"]) >= -0.3 and all(
+        c <= f for c, f in zip(found["committed"], found["final"])
+    )
 
 
 def test_a_phrase_said_twice_matches_by_time() -> None:

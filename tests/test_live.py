@@ -1,5 +1,5 @@
-"""The live pipeline: `livecap file --realtime` on real speech (1x replay), silence and noise, `--gpu`
-(the pipeline under overload, with a fake ASR backend, is in test_stream)."""
+"""The live pipeline: `livecap file --realtime` on real speech (1x replay), silence and
+noise, `--gpu` (the pipeline under overload, with a fake ASR backend, is in test_stream)."""
 
 from __future__ import annotations
 
@@ -23,14 +23,20 @@ PAUSE_S = 1.5
 def turns(en_clips: list[Clip], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A few English clips joined with pauses, like someone speaking in turns; and its reference."""
     chosen = joined_clips(en_clips)
-    path = join_clips([c.path for c in chosen], tmp_path_factory.mktemp("live") / "turns.wav", PAUSE_S)
+    path = join_clips(
+        [c.path for c in chosen], tmp_path_factory.mktemp("live") / "turns.wav", PAUSE_S
+    )
     return path, " ".join(c.reference for c in chosen)
 
 
-def test_realtime_replay_captions_in_order_with_interims_and_journal(turns: tuple[Path, str], tmp_path: Path) -> None:
+def test_realtime_replay_captions_in_order_with_interims_and_journal(
+    turns: tuple[Path, str], tmp_path: Path
+) -> None:
     path, reference = turns
     # --gpu auto: on a machine without CUDA (CI) this also checks the fallback to the CPU.
-    result = run_cli("file", str(path), "--realtime", "--jsonl", "--gpu", "auto", "--output-dir", str(tmp_path))
+    result = run_cli(
+        "file", str(path), "--realtime", "--jsonl", "--gpu", "auto", "--output-dir", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     finals = [e for e in events if e["type"] == "final"]
@@ -42,21 +48,35 @@ def test_realtime_replay_captions_in_order_with_interims_and_journal(turns: tupl
     assert all({"latency", "eos_wait", "processing", "asr"} <= f["latency"].keys() for f in finals)
     # Interims come while each turn is spoken: before its final, with text the final then confirms.
     assert events[0]["type"] == "interim"
-    spoken = {e["utterance"] for e in events if e["type"] == "interim" and (e["committed"] or e["tail"])}
+    spoken = {
+        e["utterance"] for e in events if e["type"] == "interim" and (e["committed"] or e["tail"])
+    }
     assert len(spoken) >= 2  # interims for more than one turn
     assert all(e["latency"] > 0 for e in events if e["type"] == "interim")
     stats = events[-1]
-    assert stats["type"] == "stats" and stats["finals"] == len(finals) and stats["dropped_seconds"] == 0
-    journal = [json.loads(line) for line in (tmp_path / "turns.journal.jsonl").read_text().splitlines()]
-    assert [(j["seq"], j["text"], j["start"]) for j in journal] == [(f["seq"], f["text"], f["start"]) for f in finals]
+    assert (
+        stats["type"] == "stats"
+        and stats["finals"] == len(finals)
+        and stats["dropped_seconds"] == 0
+    )
+    journal = [
+        json.loads(line) for line in (tmp_path / "turns.journal.jsonl").read_text().splitlines()
+    ]
+    assert [(j["seq"], j["text"], j["start"]) for j in journal] == [
+        (f["seq"], f["text"], f["start"]) for f in finals
+    ]
     assert (tmp_path / "turns.srt").is_file()
 
 
 def test_realtime_silence_and_noise_give_no_captions(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     silence = write_wav(tmp_path / "silence.wav", np.zeros(3 * SAMPLE_RATE, np.float32))
-    noise = write_wav(tmp_path / "noise.wav", rng.normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32))
-    result = run_cli("file", str(silence), str(noise), "--realtime", "--plain", "--output-dir", str(tmp_path))
+    noise = write_wav(
+        tmp_path / "noise.wav", rng.normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32)
+    )
+    result = run_cli(
+        "file", str(silence), str(noise), "--realtime", "--plain", "--output-dir", str(tmp_path)
+    )
     assert result.returncode == 1
     assert result.stdout.strip() == ""
     assert f"error: {silence}: no speech found" in result.stderr

@@ -44,7 +44,9 @@ def own_pulse(tmp_path: Path) -> Iterator[PulseServer]:
 
 
 def _clip(en_clips: list[Clip], name: str) -> Clip:
-    return next((c for c in en_clips if name in c.path.name), max(en_clips, key=lambda c: c.duration))
+    return next(
+        (c for c in en_clips if name in c.path.name), max(en_clips, key=lambda c: c.duration)
+    )
 
 
 def _start_mic(server: PulseServer, *args: str) -> subprocess.Popen:
@@ -69,7 +71,9 @@ def _finish(process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
     return process.communicate(timeout=timeout)
 
 
-def test_mic_captions_speech_from_the_device(pulse: PulseServer, en_clips: list[Clip], tmp_path: Path) -> None:
+def test_mic_captions_speech_from_the_device(
+    pulse: PulseServer, en_clips: list[Clip], tmp_path: Path
+) -> None:
     clip = _clip(en_clips, "2412-153948-0000")
     mic = _start_mic(pulse, "--plain", "--duration", f"{clip.duration + 5:.1f}", "--gpu", "auto",
                      "--output-dir", str(tmp_path))
@@ -98,9 +102,11 @@ def test_mic_device_at_its_own_rate_is_resampled(pulse: PulseServer, en_clips: l
     from livecap.sources.mic import MicSource
 
     clip = _clip(en_clips, "61-70968-0000")
-    os.environ["PULSE_SERVER"] = pulse.env["PULSE_SERVER"]  # read by the ALSA pulse plugin in this process
+    # read by the ALSA pulse plugin in this process
+    os.environ["PULSE_SERVER"] = pulse.env["PULSE_SERVER"]
     try:
-        if "sounddevice" in sys.modules:  # PortAudio lists devices once: list them again with the server up
+        if "sounddevice" in sys.modules:
+            # PortAudio lists devices once: list them again with the server up
             sys.modules["sounddevice"]._terminate()
             sys.modules["sounddevice"]._initialize()
         source = MicSource("pulse", rate=44100)
@@ -116,7 +122,9 @@ def test_mic_device_at_its_own_rate_is_resampled(pulse: PulseServer, en_clips: l
     assert result.stats is not None and result.stats.dropped_seconds == 0
 
 
-def test_mic_device_lost_keeps_what_was_heard(own_pulse: PulseServer, en_clips: list[Clip], tmp_path: Path) -> None:
+def test_mic_device_lost_keeps_what_was_heard(
+    own_pulse: PulseServer, en_clips: list[Clip], tmp_path: Path
+) -> None:
     clip = _clip(en_clips, "61-70968-0000")
     mic = _start_mic(own_pulse, "--plain", "--output-dir", str(tmp_path))
     own_pulse.play(clip.path).wait(timeout=60)
@@ -131,8 +139,11 @@ def test_mic_device_lost_keeps_what_was_heard(own_pulse: PulseServer, en_clips: 
     assert len(written) == 1 and wer(clip.reference, written[0].read_text()) < 0.35
 
 
-def test_mic_ctrl_c_finishes_what_was_heard(pulse: PulseServer, en_clips: list[Clip], tmp_path: Path) -> None:
-    """Ctrl-C right after the speech: its final is still transcribed, journaled and written; exit 130."""
+def test_mic_ctrl_c_finishes_what_was_heard(
+    pulse: PulseServer, en_clips: list[Clip], tmp_path: Path
+) -> None:
+    """Ctrl-C right after the speech: its final is still
+    transcribed, journaled and written; exit 130."""
     clip = _clip(en_clips, "61-70968-0000")
     mic = _start_mic(pulse, "--plain", "--output-dir", str(tmp_path))
     pulse.play(clip.path).wait(timeout=60)
@@ -164,7 +175,9 @@ def test_mic_gpu_without_cuda_is_a_one_line_error(pulse: PulseServer) -> None:
 
     if ctranslate2.get_cuda_device_count() > 0:
         pytest.skip("a CUDA device is present")
-    result = run_cli("mic", "--input-device", "pulse", "--gpu", "--duration", "5", env=pulse.env, timeout=60)
+    result = run_cli(
+        "mic", "--input-device", "pulse", "--gpu", "--duration", "5", env=pulse.env, timeout=60
+    )
     assert result.returncode == 2
     assert "error: --gpu: CTranslate2 sees no CUDA device" in result.stderr
     assert "Traceback" not in result.stderr
@@ -181,5 +194,7 @@ def test_missing_portaudio_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
     monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
-    with pytest.raises(LivecapError, match=r"apt-get install libportaudio2.*pip install 'livecap\[mic\]'"):
+    with pytest.raises(
+        LivecapError, match=r"apt-get install libportaudio2.*pip install 'livecap\[mic\]'"
+    ):
         list_input_devices()

@@ -25,7 +25,8 @@ from test_server import by_length, collect, ws_url
 
 pytestmark = pytest.mark.slow
 
-HUB_COPY = "Systran/faster-whisper-tiny.en"  # tiny.en laid out in a Hugging Face cache: a third model
+# tiny.en laid out in a Hugging Face cache: a third model
+HUB_COPY = "Systran/faster-whisper-tiny.en"
 BROKEN = "livecap-test/broken-whisper"
 FOREIGN_WER = 0.45  # base on a short German or Spanish sentence: a word or two of ten may differ
 
@@ -52,8 +53,12 @@ def until(condition: Any, deadline_s: float = 120.0) -> None:
 
 def upload(base: str, clip: Clip, **fields: str) -> httpx.Response:
     with clip.path.open("rb") as audio:
-        return httpx.post(base + "/v1/audio/transcriptions", files={"file": (clip.path.name, audio)},
-                          data={"response_format": "verbose_json", **fields}, timeout=300)
+        return httpx.post(
+            base + "/v1/audio/transcriptions",
+            files={"file": (clip.path.name, audio)},
+            data={"response_format": "verbose_json", **fields},
+            timeout=300,
+        )
 
 
 def foreign(non_en_clips: list[Clip]) -> Clip:
@@ -107,7 +112,9 @@ def test_upload_on_base_beside_a_tiny_en_stream_then_base_is_kept_while_used_and
                 await first_events(ws, "ready")  # a `loading` first if its TTL had already passed
                 listed = await asyncio.to_thread(models_now, base)
                 await asyncio.sleep(3.0)  # three TTLs with a lease held: it must stay
-                assert (await asyncio.to_thread(models_now, base))["base"]["loaded"], "unloaded while in use"
+                assert (await asyncio.to_thread(models_now, base))["base"]["loaded"], (
+                    "unloaded while in use"
+                )
                 events = await send_clip_and_end(ws, other)
                 return listed["base"], process.memory_info().rss, events
 
@@ -117,7 +124,8 @@ def test_upload_on_base_beside_a_tiny_en_stream_then_base_is_kept_while_used_and
         assert wer(other.reference, text_of(events)) < FOREIGN_WER
         assert {e["language"] for e in events if e["type"] == "final"} == {other.language}
         until(lambda: not models_now(base)["base"]["loaded"])
-        assert process.memory_info().rss < rss_in_use  # CTranslate2's weights freed and the heap trimmed
+        # CTranslate2's weights freed and the heap trimmed
+        assert process.memory_info().rss < rss_in_use
         figures = httpx.get(base + "/status").json()["models"]
         assert figures["base"]["unloads"] >= 1 and figures["tiny.en"]["loaded"]  # the default stays
         metrics = httpx.get(base + "/metrics").text
@@ -132,8 +140,12 @@ def test_two_streams_on_different_models_at_once_keep_their_own_captions(
     with serve_process([]) as (base, _, _):
 
         async def both() -> list[Any]:
-            return list(await asyncio.gather(stream_file(ws_url(base), english.path, speed=1.0),
-                                             stream_file(ws_url(base), other.path, speed=1.0, start={"model": "base"})))
+            return list(
+                await asyncio.gather(
+                    stream_file(ws_url(base), english.path, speed=1.0),
+                    stream_file(ws_url(base), other.path, speed=1.0, start={"model": "base"}),
+                )
+            )
 
         on_tiny, on_base = asyncio.run(both())
     assert [e["type"] for e in on_base.events[:2]] == ["loading", "ready"]
@@ -152,26 +164,45 @@ def test_max_models_1_makes_a_load_wait_for_the_slot_and_evicts_the_idle_model(
     with serve_process(["--max-models", "1", "--model-ttl-s", "-1"], hub_cache) as (base, _, _):
 
         async def scenario() -> tuple[list[dict], list[dict], list[dict]]:
-            async with websockets.connect(ws_url(base)) as on_base, websockets.connect(ws_url(base)) as on_copy:
+            async with (
+                websockets.connect(ws_url(base)) as on_base,
+                websockets.connect(ws_url(base)) as on_copy,
+            ):
                 await on_base.send(json.dumps({"type": "start", "model": "base"}))
-                assert [e["type"] for e in await first_events(on_base, "ready")] == ["loading", "ready"]
+                assert [e["type"] for e in await first_events(on_base, "ready")] == [
+                    "loading",
+                    "ready",
+                ]
                 await on_copy.send(json.dumps({"type": "start", "model": HUB_COPY}))
-                waiting = json.loads(await on_copy.recv())  # the one slot is base's, in use: it waits
+                # the one slot is base's, in use: it waits
+                waiting = json.loads(await on_copy.recv())
                 assert waiting == {"type": "loading", "model": HUB_COPY, "state": "waiting"}
                 assert (await asyncio.to_thread(models_now, base))[HUB_COPY]["loaded"] is False
-                base_events = await send_clip_and_end(on_base, other)  # base idle: the copy may load
+                # base idle: the copy may load
+                base_events = await send_clip_and_end(on_base, other)
                 started = await first_events(on_copy, "ready")
                 return base_events, started, await send_clip_and_end(on_copy, english)
 
         base_events, started, copy_events = asyncio.run(scenario())
         assert wer(other.reference, text_of(base_events)) < FOREIGN_WER
-        assert started[-1]["model"] == HUB_COPY and wer(english.reference, text_of(copy_events)) < 0.35
+        assert (
+            started[-1]["model"] == HUB_COPY and wer(english.reference, text_of(copy_events)) < 0.35
+        )
         listed = models_now(base)
-        assert listed[HUB_COPY]["loaded"] and not listed["base"]["loaded"] and listed["base"]["unloads"] == 1
+        assert (
+            listed[HUB_COPY]["loaded"]
+            and not listed["base"]["loaded"]
+            and listed["base"]["unloads"] == 1
+        )
         assert listed[HUB_COPY]["available_offline"] and listed["tiny.en"]["loaded"]
-        assert upload(base, other, model="base").status_code == 200  # now the copy is the idle one: evicted
+        # now the copy is the idle one: evicted
+        assert upload(base, other, model="base").status_code == 200
         listed = models_now(base)
-        assert listed["base"]["loaded"] and not listed[HUB_COPY]["loaded"] and listed[HUB_COPY]["unloads"] == 1
+        assert (
+            listed["base"]["loaded"]
+            and not listed[HUB_COPY]["loaded"]
+            and listed[HUB_COPY]["unloads"] == 1
+        )
 
 
 def test_unknown_and_broken_models_are_refused_with_their_reason_and_the_server_goes_on(
@@ -179,18 +210,30 @@ def test_unknown_and_broken_models_are_refused_with_their_reason_and_the_server_
 ) -> None:
     clip = by_length(en_clips, 1)[0]
     with serve_process([], hub_cache) as (base, _, _):
-        for name in ("nonesuch", "large-v3", "../../etc"):  # large-v3: offline, and not in the cache
+        for name in ("nonesuch", "large-v3", "../../etc"):
+            # large-v3: offline, and not in the cache
             refused = upload(base, clip, model=name)
-            assert refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found", refused.text
+            assert (
+                refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found"
+            ), refused.text
             assert "available are tiny.en, base" in refused.json()["error"]["message"]
-        assert httpx.post(base + "/v1/sessions", json={"source": "publish", "model": "nonesuch"}).status_code == 404
-        unknown = asyncio.run(stream_file(ws_url(base), clip.path, speed=0, start={"model": "nonesuch"}))
+        assert (
+            httpx.post(
+                base + "/v1/sessions", json={"source": "publish", "model": "nonesuch"}
+            ).status_code
+            == 404
+        )
+        unknown = asyncio.run(
+            stream_file(ws_url(base), clip.path, speed=0, start={"model": "nonesuch"})
+        )
         assert unknown.close_code == NO_MODEL and "unknown model 'nonesuch'" in unknown.close_reason
 
         broken = upload(base, clip, model=BROKEN)
         assert broken.status_code == 500 and broken.json()["error"]["code"] == "model_load_failed"
         assert f"model {BROKEN!r} failed to load" in broken.json()["error"]["message"]
-        on_broken = asyncio.run(stream_file(ws_url(base), clip.path, speed=0, start={"model": BROKEN}))
+        on_broken = asyncio.run(
+            stream_file(ws_url(base), clip.path, speed=0, start={"model": BROKEN})
+        )
         assert on_broken.events[0] == {"type": "loading", "model": BROKEN, "state": "loading"}
         assert on_broken.close_code == INTERNAL and "failed to load" in on_broken.close_reason
         listed = models_now(base)[BROKEN]
@@ -209,7 +252,10 @@ def test_the_page_picker_chooses_the_model_of_the_upload_the_microphone_and_a_se
 
     clip, wav = fake_microphone
     other = foreign(non_en_clips)
-    with serve_process(["--data-dir", str(tmp_path / "data")]) as (base, _, _), sync_playwright() as playwright:
+    with (
+        serve_process(["--data-dir", str(tmp_path / "data")]) as (base, _, _),
+        sync_playwright() as playwright,
+    ):
         browser = chromium(playwright, wav)
         try:
             page = browser.new_page()
@@ -235,12 +281,16 @@ def test_the_page_picker_chooses_the_model_of_the_upload_the_microphone_and_a_se
 
             page.set_input_files("#media-file", str(clip.path))
             page.click("#media-upload-form button")
-            expect(page.locator("#sessions-message")).to_have_text(f"added {clip.path.name}", timeout=30_000)
+            expect(page.locator("#sessions-message")).to_have_text(
+                f"added {clip.path.name}", timeout=30_000
+            )
             page.click("#media-start")
             expect(page.locator("#sessions-message")).to_contain_text("started", timeout=60_000)
             session = page.locator("#sessions-message").inner_text().split()[1]
             assert httpx.get(f"{base}/v1/sessions/{session}").json()["model"] == "base"
-            expect(page.locator(f"tr[data-session='{session}']")).to_contain_text("base", timeout=10_000)
+            expect(page.locator(f"tr[data-session='{session}']")).to_contain_text(
+                "base", timeout=10_000
+            )
             page.screenshot(path=str(tmp_path / "picker.png"), full_page=True)
         finally:
             browser.close()
@@ -250,4 +300,6 @@ def test_a_preload_that_cannot_load_is_one_line_before_anything_listens() -> Non
     done = run_cli("serve", "--port", "0", "--preload", "nonesuch", timeout=120)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
-    assert "model 'nonesuch' failed to load" in done.stderr and "not available offline" in done.stderr
+    assert (
+        "model 'nonesuch' failed to load" in done.stderr and "not available offline" in done.stderr
+    )

@@ -22,23 +22,40 @@ from livecap.output.subtitles import Layout
 from livecap.output.writers import OutputOptions, render_files, render_srt, render_tsv, render_vtt
 
 LONG = (
-    "Then you go into your ComfyUI folder again and in the custom nodes folder you will find everything "
-    "that was installed, supercalifragilisticexpialidocious-and-even-longer-than-a-line words included."
+    "Then you go into your ComfyUI folder again and in the custom nodes folder you will find "
+    "everything "
+    "that was installed, supercalifragilisticexpialidocious-and-even-longer-than-a-line words "
+    "included."
 )
 
 
-def timed_caption(text: str, start: float = 2.0, step: float = 0.4, translation: str | None = None) -> Caption:
+def timed_caption(
+    text: str, start: float = 2.0, step: float = 0.4, translation: str | None = None
+) -> Caption:
     """A final caption whose words are spoken one every `step` seconds."""
     words = tuple(
-        Word(start + i * step, start + i * step + step * 0.8, f" {w}", 0.9) for i, w in enumerate(text.split())
+        Word(start + i * step, start + i * step + step * 0.8, f" {w}", 0.9)
+        for i, w in enumerate(text.split())
     )
-    return Caption("s", 0, start, words[-1].end, text, True, language="en", translation=translation, words=words)
+    return Caption(
+        "s",
+        0,
+        start,
+        words[-1].end,
+        text,
+        True,
+        language="en",
+        translation=translation,
+        words=words,
+    )
 
 
 def parsed_cues(text: str, fmt: str, tmp_path: Path) -> list[tuple[float, float, str]]:
     """Cues read back by the srt and webvtt-py libraries: (start, end, text)."""
     if fmt == "srt":
-        return [(s.start.total_seconds(), s.end.total_seconds(), s.content) for s in srt.parse(text)]
+        return [
+            (s.start.total_seconds(), s.end.total_seconds(), s.content) for s in srt.parse(text)
+        ]
     path = tmp_path / "cues.vtt"
     path.write_text(text, encoding="utf-8")
     return [(_seconds(c.start), _seconds(c.end), c.text) for c in webvtt.read(str(path))]
@@ -53,7 +70,9 @@ def _seconds(clock: str) -> float:
 @pytest.mark.parametrize("fmt", ["srt", "vtt"])
 @pytest.mark.parametrize("layout", [Layout(), Layout(20, 1), Layout(12, 3)])
 @pytest.mark.parametrize("timed", [True, False])
-def test_wrapping_limits_respected_on_every_cue(fmt: str, layout: Layout, timed: bool, tmp_path: Path) -> None:
+def test_wrapping_limits_respected_on_every_cue(
+    fmt: str, layout: Layout, timed: bool, tmp_path: Path
+) -> None:
     caption = timed_caption(LONG)
     if not timed:  # no word times: split in proportion to characters
         caption = Caption("s", 0, caption.start, caption.end, LONG, True)
@@ -64,9 +83,12 @@ def test_wrapping_limits_respected_on_every_cue(fmt: str, layout: Layout, timed:
         lines = text.split("\n")
         assert len(lines) <= layout.max_line_count, text
         assert all(0 < len(line) <= layout.max_line_width for line in lines), text
-    # no word lost (an over-long word is cut into line-sized pieces), cues back to back over the caption
+    # no word lost (an over-long word is cut into line-sized pieces), cues back to back over the
+    # caption
     assert "".join("".join(c[2].split()) for c in cues) == "".join(LONG.split())
-    assert cues[0][0] == pytest.approx(caption.start, abs=1e-3) and cues[-1][1] == pytest.approx(caption.end, abs=1e-3)
+    assert cues[0][0] == pytest.approx(caption.start, abs=1e-3) and cues[-1][1] == pytest.approx(
+        caption.end, abs=1e-3
+    )
     for (_, end, _), (start, _, _) in zip(cues, cues[1:]):
         assert end == pytest.approx(start, abs=1e-3)
     assert all(start < end for start, end, _ in cues)
@@ -76,7 +98,8 @@ def test_cues_start_at_the_time_of_their_first_word(tmp_path: Path) -> None:
     caption = timed_caption(LONG.split(" super")[0])  # no over-long word
     cues = parsed_cues(render_srt([caption], "original", Layout(42, 1)), "srt", tmp_path)
     assert len(cues) >= 3
-    starts = {w.word.strip(): w.start for w in reversed(caption.words)}  # first occurrence of each word
+    # first occurrence of each word
+    starts = {w.word.strip(): w.start for w in reversed(caption.words)}
     for start, _, text in cues[1:]:
         assert start == pytest.approx(starts[text.split()[0]], abs=1e-3), text
 
@@ -92,9 +115,15 @@ def test_translation_goes_to_its_own_language_file() -> None:
         options=OutputOptions(translate_to="en"),
     )
     assert set(files) == {"talk.txt", "talk.en.txt", "talk.srt", "talk.en.srt", "talk.json"}
-    assert files["talk.txt"] == "Guten Morgen zusammen\n" and files["talk.en.txt"] == "Good morning everyone\n"
+    assert (
+        files["talk.txt"] == "Guten Morgen zusammen\n"
+        and files["talk.en.txt"] == "Good morning everyone\n"
+    )
     document = json.loads(files["talk.json"])
-    assert document["translation_language"] == "en" and document["translation"] == "Good morning everyone"
+    assert (
+        document["translation_language"] == "en"
+        and document["translation"] == "Good morning everyone"
+    )
     only = render_files(
         captions,
         "talk",
@@ -106,21 +135,48 @@ def test_translation_goes_to_its_own_language_file() -> None:
     assert set(only) == {"talk.en.srt"}
     untranslated = [timed_caption("Guten Morgen zusammen")]
     assert set(
-        render_files(untranslated, "talk", ("srt",), source="t", duration=3.0, options=OutputOptions(translate_to="en"))
+        render_files(
+            untranslated,
+            "talk",
+            ("srt",),
+            source="t",
+            duration=3.0,
+            options=OutputOptions(translate_to="en"),
+        )
     ) == {"talk.srt"}
 
 
 def test_all_formats_tsv_and_verbose_json() -> None:
-    captions = [timed_caption("hello there", start=1.0), timed_caption("general\tKenobi", start=5.0)]
-    files = render_files(captions, "t", ("all",), source="t.wav", duration=9.0, options=OutputOptions(task="translate"))
+    captions = [
+        timed_caption("hello there", start=1.0),
+        timed_caption("general\tKenobi", start=5.0),
+    ]
+    files = render_files(
+        captions,
+        "t",
+        ("all",),
+        source="t.wav",
+        duration=9.0,
+        options=OutputOptions(task="translate"),
+    )
     assert set(files) == {"t.txt", "t.srt", "t.vtt", "t.tsv", "t.json", "t.verbose.json"}
-    assert render_tsv(captions) == "start\tend\ttext\n1000\t1720\thello there\n5000\t5720\tgeneral Kenobi\n"
+    assert (
+        render_tsv(captions)
+        == "start\tend\ttext\n1000\t1720\thello there\n5000\t5720\tgeneral Kenobi\n"
+    )
     verbose = json.loads(files["t.verbose.json"])
-    assert verbose["task"] == "translate" and verbose["language"] == "en" and verbose["duration"] == 9.0
-    assert [s["id"] for s in verbose["segments"]] == [0, 1] and verbose["text"] == "hello there general\tKenobi"
+    assert (
+        verbose["task"] == "translate"
+        and verbose["language"] == "en"
+        and verbose["duration"] == 9.0
+    )
+    assert [s["id"] for s in verbose["segments"]] == [0, 1] and verbose[
+        "text"
+    ] == "hello there general\tKenobi"
     assert [w["word"] for w in verbose["words"]] == ["hello", "there", "general", "Kenobi"]
     assert set(verbose["words"][0]) == {"word", "start", "end"}
-    document = json.loads(files["t.json"])  # Whisper's translate task writes English, whatever was spoken
+    # Whisper's translate task writes English, whatever was spoken
+    document = json.loads(files["t.json"])
     assert document["language"] == "en" and document["segments"][0]["spoken_language"] == "en"
 
 
@@ -133,7 +189,9 @@ def test_only_the_unstable_tail_is_dim() -> None:
     console = Console(width=100)
     final = Caption("s", 0, 65.0, 67.0, "committed words", True, translation="übersetzt")
     assert _dim_text(caption_text(final), console).strip() == "[01:05]"
-    interim = InterimCaption("s", 1, committed="the stable part", tail="still changing", new_words=2, t_audio_end=0.0)
+    interim = InterimCaption(
+        "s", 1, committed="the stable part", tail="still changing", new_words=2, t_audio_end=0.0
+    )
     assert _dim_text(interim_text(interim), console).split() == ["…", "still", "changing"]
 
 
@@ -157,15 +215,20 @@ def check_words(segments: list[dict]) -> None:
     previous = 0.0
     for segment in segments:
         for word in segment.get("words", ()):
-            assert segment["start"] - 1e-3 <= word["start"] <= word["end"] <= segment["end"] + 1e-3, (segment, word)
+            assert (
+                segment["start"] - 1e-3 <= word["start"] <= word["end"] <= segment["end"] + 1e-3
+            ), (segment, word)
             assert word["start"] >= previous - 1e-3, word
             previous = word["start"]
 
 
 @pytest.mark.slow
-def test_translated_run_writes_both_languages_wrapped(non_en_clips: list[Clip], tmp_path: Path) -> None:
-    """base + Whisper's translation on German speech: the German original in <stem>.<ext>, the English
-    in <stem>.en.<ext>, every format, and narrow cue limits respected by both subtitle tracks."""
+def test_translated_run_writes_both_languages_wrapped(
+    non_en_clips: list[Clip], tmp_path: Path
+) -> None:
+    """base + Whisper's translation on German speech: the German original in
+    <stem>.<ext>, the English in <stem>.en.<ext>, every format, and narrow cue limits
+    respected by both subtitle tracks."""
     (clip,) = [c for c in non_en_clips if c.language == "de"]
     done = run_cli(
         "file",
@@ -192,11 +255,20 @@ def test_translated_run_writes_both_languages_wrapped(non_en_clips: list[Clip], 
     document = json.loads((tmp_path / f"{stem}.json").read_text(encoding="utf-8"))
     assert document["language"] == "de" and document["translation_language"] == "en"
     german, english = document["text"], document["translation"]
-    assert english_words(german) & english_words(clip.reference), german  # the original is the German transcript
-    assert "the" in english_words(english) and not english_words(english) & {"der", "diesem", "wurde"}, english
-    assert len(english_words(english) & {"portal", "room", "hall", "morgue", "mortuary", "behind", "used"}) >= 2, (
-        english
-    )
+    # the original is the German transcript
+    assert english_words(german) & english_words(clip.reference), german
+    assert "the" in english_words(english) and not english_words(english) & {
+        "der",
+        "diesem",
+        "wurde",
+    }, english
+    assert (
+        len(
+            english_words(english)
+            & {"portal", "room", "hall", "morgue", "mortuary", "behind", "used"}
+        )
+        >= 2
+    ), english
     check_words(document["segments"])
     for ext in ("srt", "vtt"):
         for name, text in ((f"{stem}.{ext}", german), (f"{stem}.en.{ext}", english)):
@@ -245,7 +317,14 @@ def test_hotwords_and_initial_prompt_change_the_output(tmp_path: Path) -> None:
     def text(*flags: str) -> str:
         out = tmp_path / str(len(list(tmp_path.iterdir())))
         done = run_cli(
-            "file", str(HOTWORDS_CLIP), "--output-format", "txt", "--output-dir", str(out), "--plain", *flags
+            "file",
+            str(HOTWORDS_CLIP),
+            "--output-format",
+            "txt",
+            "--output-dir",
+            str(out),
+            "--plain",
+            *flags,
         )
         assert done.returncode == 0, done.stderr
         return (out / "hotwords.txt").read_text(encoding="utf-8")
@@ -259,9 +338,12 @@ class RecordingProgress(FileProgressView):
     """The file progress view, noting what it shows at every caption and tick."""
 
     def __init__(self, duration: float) -> None:
-        super().__init__(Console(file=io.StringIO(), force_terminal=True, width=100), "sonnet", duration)
+        super().__init__(
+            Console(file=io.StringIO(), force_terminal=True, width=100), "sonnet", duration
+        )
         self.delivered: list[float] = []  # end of each caption shown
-        self.seen: list[tuple[float, float | None, int]] = []  # (position, ETA, captions shown so far)
+        # (position, ETA, captions shown so far)
+        self.seen: list[tuple[float, float | None, int]] = []
 
     def final(self, caption: Caption, latency: dict[str, float]) -> None:
         super().final(caption, latency)
@@ -298,7 +380,9 @@ def check_progress(view: RecordingProgress, captions: list[Caption], duration: f
 
 
 @pytest.mark.slow
-def test_progress_with_translation_waits_for_the_translated_captions(non_en_clips: list[Clip]) -> None:
+def test_progress_with_translation_waits_for_the_translated_captions(
+    non_en_clips: list[Clip],
+) -> None:
     (clip,) = [c for c in non_en_clips if c.language == "de"]
     captions = progress_run(clip.path, model="base", translate_to="en")
     assert captions and all(c.translation and not c.translation_failed for c in captions), captions
@@ -317,8 +401,8 @@ def test_progress_follows_the_captions_shown_and_word_times_are_sane() -> None:
 
 
 def bench_document() -> dict:
-    """A bench document as `livecap bench --json` writes it: three configurations, repeats that differ,
-    the baseline and live figures, English and German inputs."""
+    """A bench document as `livecap bench --json` writes it: three configurations,
+    repeats that differ, the baseline and live figures, English and German inputs."""
     from livecap.bench.report import BASELINE_ROWS, LIVE_ROWS, OFFLINE_ROWS
 
     keys = [key for _, key, _, _ in OFFLINE_ROWS + BASELINE_ROWS + LIVE_ROWS]
@@ -372,9 +456,15 @@ def test_bench_table_fits_80_columns_without_cutting_numbers() -> None:
     assert "tiny.en is English-only, but 1 de input(s) are not English" in text.replace("\n", " ")
     assert "base is English-only" not in text
     for tables in (
-        _tables("t", document["configurations"], [("figure", ["1", "2", "3"])], width) for width in (80, 200)
+        _tables("t", document["configurations"], [("figure", ["1", "2", "3"])], width)
+        for width in (80, 200)
     ):
-        titles = [column.header for table in tables for column in table.columns if column.header != "figure"]
+        titles = [
+            column.header
+            for table in tables
+            for column in table.columns
+            if column.header != "figure"
+        ]
         assert sorted(titles) == sorted(c["label"] for c in document["configurations"])  # each once
 
 
@@ -386,13 +476,16 @@ def test_bench_plot_names_input_machine_and_wer_with_few_captions(tmp_path: Path
         latencies = [{"latency": 0.5 + i} for i in range(count)]
         config["runs"] = [{"livecap": {"live": {"latencies": latencies}}}]
     title = plot_title(document)
-    assert title.startswith("2 files (11 s) on x86_64, 2 cores") and "tiny.en w1 WER 15872.9%" in title
+    assert (
+        title.startswith("2 files (11 s) on x86_64, 2 cores") and "tiny.en w1 WER 15872.9%" in title
+    )
     draw(document, tmp_path / "b.png")
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cue_text_is_the_caption_text_when_whisper_splits_a_word(tmp_path: Path) -> None:
-    """Whisper timed "old-sposed" as "old" + "-sposed": the cue keeps the text's word, with their times."""
+    """Whisper timed "old-sposed" as "old" + "-sposed": the
+    cue keeps the text's word, with their times."""
     text = "He was not an old-sposed young man."
     spoken = ["He", "was", "not", "an", "old", "-sposed", "young", "man."]
     words = tuple(Word(1.0 + i, 1.5 + i, w, 0.9) for i, w in enumerate(spoken))

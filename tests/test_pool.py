@@ -47,7 +47,9 @@ def test_finals_run_oldest_first_across_streams(gated: tuple[AsrPool, GateBacken
     assert backend.started == ["1.0", "2.0", "3.0", "4.0"]
 
 
-def test_newer_interim_replaces_a_queued_one_of_its_stream_only(gated: tuple[AsrPool, GateBackend]) -> None:
+def test_newer_interim_replaces_a_queued_one_of_its_stream_only(
+    gated: tuple[AsrPool, GateBackend],
+) -> None:
     pool, backend = gated
     pool.submit_final(job("a", 1, final=True))
     wait_for(lambda: backend.started == ["1.0"])
@@ -130,7 +132,9 @@ class BatchGate(GateBackend):
             self.started.extend(labels)
         self.gate.wait(5)
         return [
-            RuntimeError("bad item") if label == "13.0" else AsrResult((AsrSegment(0.0, 1.0, label),), "en", 1.0)
+            RuntimeError("bad item")
+            if label == "13.0"
+            else AsrResult((AsrSegment(0.0, 1.0, label),), "en", 1.0)
             for label in labels
         ]
 
@@ -144,7 +148,9 @@ def batching() -> tuple[AsrPool, BatchGate]:
     pool.shutdown()
 
 
-def test_waiting_finals_run_as_one_call_oldest_first_across_streams(batching: tuple[AsrPool, BatchGate]) -> None:
+def test_waiting_finals_run_as_one_call_oldest_first_across_streams(
+    batching: tuple[AsrPool, BatchGate],
+) -> None:
     pool, backend = batching
     pool.submit_final(job("a", 1, final=True))  # held 20 ms, then runs alone: no other final came
     wait_for(lambda: backend.started == ["1.0"])
@@ -176,7 +182,9 @@ def test_a_full_batch_is_not_held(batching: tuple[AsrPool, BatchGate]) -> None:
     backend.gate.set()
     wait_for(lambda: len(backend.started) == 4)
     assert backend.calls[1] == ["2.0", "3.0", "4.0"]
-    assert all(j.shared_by == 3 and j.cost == pytest.approx((j.t_finished - j.t_started) / 3) for j in jobs)
+    assert all(
+        j.shared_by == 3 and j.cost == pytest.approx((j.t_finished - j.t_started) / 3) for j in jobs
+    )
 
 
 def test_no_interim_starts_while_finals_are_held() -> None:
@@ -187,7 +195,8 @@ def test_no_interim_starts_while_finals_are_held() -> None:
         pool.submit_final(job("a", 1, final=True))
         assert pool.submit_interim(job("b", 2, final=False))
         wait_for(lambda: len(backend.started) == 2)
-        assert backend.calls == [["1.0"], ["2.0"]]  # the held final first, the interim alone after it
+        # the held final first, the interim alone after it
+        assert backend.calls == [["1.0"], ["2.0"]]
     finally:
         pool.shutdown()
 
@@ -222,7 +231,9 @@ def test_a_failing_job_in_a_batch_fails_only_itself(batching: tuple[AsrPool, Bat
     assert backend.calls[1] == ["12.0", "13.0", "14.0"]  # they did share the call
 
 
-def test_cancel_withdraws_held_finals_of_its_stream_only(batching: tuple[AsrPool, BatchGate]) -> None:
+def test_cancel_withdraws_held_finals_of_its_stream_only(
+    batching: tuple[AsrPool, BatchGate],
+) -> None:
     pool, backend = batching
     done: list = []
     pool.submit_final(job("a", 1, final=True, done=done))
@@ -274,7 +285,8 @@ def test_interims_of_all_streams_leave_a_worker_for_finals() -> None:
         for stream, label in (("s1", 1), ("s2", 2), ("s3", 3)):
             assert pool.submit_interim(job(stream, label, final=False))
         wait_for(lambda: backend.started == ["1.0"])
-        pool.submit_final(job("s4", 4, final=True))  # the other worker was kept free: it starts at once
+        # the other worker was kept free: it starts at once
+        pool.submit_final(job("s4", 4, final=True))
         wait_for(lambda: len(backend.started) == 2)
         assert backend.started == ["1.0", "4.0"] and pool.depth() == (0, 2)
         backend.gate.set()
@@ -295,7 +307,8 @@ def test_each_stream_gets_an_equal_part_of_the_interim_budget() -> None:
         assert pool.interim_share_for(0.4) == 0.4
         for index in range(2, 9):
             pool.submit_interim(job(f"s{index}", index, final=False))
-        assert pool.interim_share_for(0.4) == pytest.approx(2 / 8)  # eight streams share two workers
+        # eight streams share two workers
+        assert pool.interim_share_for(0.4) == pytest.approx(2 / 8)
     finally:
         pool.shutdown()
 
@@ -324,7 +337,9 @@ class FailOn(GateBackend):
     """Fails the job labelled `label`: raises `error` on its first `times` calls (a test wrapper
     around the gate, not a switch in the product); other jobs pass."""
 
-    def __init__(self, label: float, error: BaseException, times: int = 1, hang: bool = False) -> None:
+    def __init__(
+        self, label: float, error: BaseException, times: int = 1, hang: bool = False
+    ) -> None:
         super().__init__()
         self.gate.set()
         self.label, self.error, self.left, self.hang = label, error, times, hang
@@ -348,7 +363,9 @@ def outcomes(done: list) -> dict[float, tuple]:
     return {j.request.samples[0]: (r.segments[0].text if r else None, e) for j, r, e in done}
 
 
-def finals_done(pool: AsrPool, done: list, labels: tuple[int, ...] = (1, 2, 3), timeout: float = 5.0) -> None:
+def finals_done(
+    pool: AsrPool, done: list, labels: tuple[int, ...] = (1, 2, 3), timeout: float = 5.0
+) -> None:
     """Submit one final per label on stream s1 and wait until all of them are reported."""
     expected = len(done) + len(labels)
     for label in labels:
@@ -365,9 +382,12 @@ def test_a_raising_call_is_retried_once_on_another_worker() -> None:
         workers = pool.describe_workers()
     finally:
         pool.shutdown()
-    assert outcomes(done) == {1.0: ("1.0", None), 2.0: ("2.0", None), 3.0: ("3.0", None)}  # each once, all whole
+    # each once, all whole
+    assert outcomes(done) == {1.0: ("1.0", None), 2.0: ("2.0", None), 3.0: ("3.0", None)}
     failed = [w for w in workers if w["failures"]]
-    assert len(failed) == 1 and failed[0]["last_error"] == "RuntimeError: boom" and pool.retries == 1
+    assert (
+        len(failed) == 1 and failed[0]["last_error"] == "RuntimeError: boom" and pool.retries == 1
+    )
     attempts = [worker for label, worker in backend.attempts if label == 2.0]
     assert len(attempts) == 2 and attempts[0] != attempts[1]  # the retry ran on the other worker
 
@@ -401,10 +421,15 @@ def test_a_hung_call_is_detected_its_worker_replaced_and_its_job_retried() -> No
     finally:
         backend.release.set()
         pool.shutdown()
-    assert sorted(j.request.samples[0] for j, _, _ in done) == [1.0, 2.0, 3.0, 4.0]  # each exactly once
+    # each exactly once
+    assert sorted(j.request.samples[0] for j, _, _ in done) == [1.0, 2.0, 3.0, 4.0]
     assert outcomes(done)[2.0] == ("2.0", None)
     hung = [w for w in workers if w["hangs"]]
-    assert len(hung) == 1 and hung[0]["restarts"] == 1 and hung[0]["last_error"].startswith("Hung: an ASR call ran")
+    assert (
+        len(hung) == 1
+        and hung[0]["restarts"] == 1
+        and hung[0]["last_error"].startswith("Hung: an ASR call ran")
+    )
     assert all(w["state"] != "down" for w in workers)
 
 
@@ -424,7 +449,8 @@ def test_a_hung_interim_fails_alone_and_frees_its_stream() -> None:
 
 
 class Die(BaseException):
-    """Kills the worker thread it is raised in (not an Exception: nothing in the call catches it)."""
+    """Kills the worker thread it is raised in (not an
+    Exception: nothing in the call catches it)."""
 
 
 def test_a_dead_worker_thread_is_replaced_and_its_job_retried() -> None:
@@ -437,7 +463,10 @@ def test_a_dead_worker_thread_is_replaced_and_its_job_retried() -> None:
     finally:
         pool.shutdown()
     assert outcomes(done) == {1.0: ("1.0", None), 2.0: ("2.0", None), 3.0: ("3.0", None)}
-    assert workers[0]["restarts"] == 1 and "worker thread died: Die: thread killed" in workers[0]["last_error"]
+    assert (
+        workers[0]["restarts"] == 1
+        and "worker thread died: Die: thread killed" in workers[0]["last_error"]
+    )
     assert [label for label, _ in backend.attempts].count(2.0) == 2
 
 
@@ -473,10 +502,16 @@ def test_a_speculative_final_is_used_only_for_its_own_audio(en_clips: list) -> N
         audio = np.concatenate(list(decode_blocks(Path(clip.path))))
         loud = np.flatnonzero(np.abs(audio) > 0.01 * np.abs(audio).max())
         speech = audio[loud[0] : loud[-1] + 1]
-        parts += [speech, np.zeros(int(0.42 * SAMPLE_RATE), np.float32), speech, np.zeros(SAMPLE_RATE, np.float32)]
+        parts += [
+            speech,
+            np.zeros(int(0.42 * SAMPLE_RATE), np.float32),
+            speech,
+            np.zeros(SAMPLE_RATE, np.float32),
+        ]
     backend = EchoBackend()
     pool = AsrPool(backend, workers=2)
-    source = PushSource(SAMPLE_RATE)  # blocks of 0.1 s, as a microphone gives, taken as fast as they come
+    # blocks of 0.1 s, as a microphone gives, taken as fast as they come
+    source = PushSource(SAMPLE_RATE)
     stream = Stream(source, pool, Config(), stream_id="s", live=True)
     stream.start()
     source.push(np.concatenate(parts))
@@ -488,7 +523,10 @@ def test_a_speculative_final_is_used_only_for_its_own_audio(en_clips: list) -> N
             events.append(event)
     pool.shutdown()
     captions = [e for e in events if isinstance(e, Caption)]
-    assert [c.seq for c in captions] == list(range(len(captions))) and len(captions) >= len(parts) // 4
+    assert [c.seq for c in captions] == list(range(len(captions))) and len(captions) >= len(
+        parts
+    ) // 4
     for caption in captions:  # the decode of this final's own audio, not of a tentative cut
         assert int(caption.text) == round((caption.end - caption.start) * SAMPLE_RATE)
-    assert backend.calls > len(captions)  # tentative finals of the 0.35 s pauses were decoded, unused
+    # tentative finals of the 0.35 s pauses were decoded, unused
+    assert backend.calls > len(captions)

@@ -1,5 +1,6 @@
 """The model registry's rules with a stand-in loader (no model: these are rules about leases,
-waiting, eviction order, expiry and failures); the real models are loaded in test_model_server.py."""
+waiting, eviction order, expiry and failures); the real models are loaded in
+test_model_server.py."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ class FakeEngine:
 
 
 class Loader:
-    """Builds FakeEngines; a name in `failing` fails; `gate`, when set, holds every load until opened."""
+    """Builds FakeEngines; a name in `failing` fails; `gate`,
+    when set, holds every load until opened."""
 
     def __init__(self) -> None:
         self.loaded: list[str] = []
@@ -128,7 +130,9 @@ def test_a_model_is_loaded_once_for_concurrent_requests(loader: Loader) -> None:
     loader.gate = threading.Event()
     told: list[str] = []
     leases = []
-    load_together(loader, [lambda: leases.append(models.acquire("base", on_state=told.append))] * 3, told)
+    load_together(
+        loader, [lambda: leases.append(models.acquire("base", on_state=told.append))] * 3, told
+    )
     assert loader.loaded == ["tiny.en", "base"] and len(leases) == 3
     assert told == ["loading"] * 3  # each was told once
     record = record_of(models, "base")

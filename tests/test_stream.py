@@ -27,7 +27,9 @@ FAILING = "u2 first"  # the caption whose translation fails
 @pytest.fixture(scope="module")
 def turns(en_clips: list[Clip], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A few English clips joined with pauses, like someone speaking in turns."""
-    return join_clips([c.path for c in joined_clips(en_clips)], tmp_path_factory.mktemp("turns") / "turns.wav")
+    return join_clips(
+        [c.path for c in joined_clips(en_clips)], tmp_path_factory.mktemp("turns") / "turns.wav"
+    )
 
 
 def test_translation_keeps_order_and_survives_a_failure(turns: Path) -> None:
@@ -36,9 +38,16 @@ def test_translation_keeps_order_and_survives_a_failure(turns: Path) -> None:
     failing translation does not stop them, and no caption keeps its audio once translated (a long
     result must not hold all its audio)."""
     base = Config()
-    config = replace(base, live=replace(base.live, interim=False), translate=replace(base.translate, translate_to="en"))
+    config = replace(
+        base,
+        live=replace(base.live, interim=False),
+        translate=replace(base.translate, translate_to="en"),
+    )
     translator = FakeTranslator(FAILING)
-    pool = AsrPool(FakeBackend((0.0, 0.005, 0.01), lambda n: (f"u{n + 1} first", f"u{n + 1} second"), "de"), workers=3)
+    pool = AsrPool(
+        FakeBackend((0.0, 0.005, 0.01), lambda n: (f"u{n + 1} first", f"u{n + 1} second"), "de"),
+        workers=3,
+    )
     translation_pool = ThreadPoolExecutor(3)
     streams = [
         Stream(FileSource(turns), pool, config, stream_id=f"s{i}", live=True, translator=translator,
@@ -78,11 +87,22 @@ def test_overload_keeps_queues_bounded_and_finals_whole_and_ordered(turns: Path)
     their limit, interims are shed, and every final that went to ASR comes out once, in order."""
     audio = np.concatenate(list(decode_blocks(turns)))
     base = Config()
-    config = replace(base, live=replace(base.live, capture_queue_s=1.0, max_pending_finals=2, interim_interval_ms=100))
+    config = replace(
+        base,
+        live=replace(base.live, capture_queue_s=1.0, max_pending_finals=2, interim_interval_ms=100),
+    )
     overflowed = threading.Event()
-    backend = FakeBackend(delays=(0.04, 0.3), hold=overflowed)  # uneven: later jobs often finish first
-    pool = AsrPool(backend, workers=1)  # one slow worker: finals alone outrun it, whatever the interim cadence
-    stream = Stream(FastSource(np.concatenate([audio, audio]), speed=40), pool, config, stream_id="s1", live=True)
+    # uneven: later jobs often finish first
+    backend = FakeBackend(delays=(0.04, 0.3), hold=overflowed)
+    # one slow worker: finals alone outrun it, whatever the interim cadence
+    pool = AsrPool(backend, workers=1)
+    stream = Stream(
+        FastSource(np.concatenate([audio, audio]), speed=40),
+        pool,
+        config,
+        stream_id="s1",
+        live=True,
+    )
     depths, pending, behind = [], [], []
 
     def sample(polled: Stream) -> None:
@@ -99,7 +119,8 @@ def test_overload_keeps_queues_bounded_and_finals_whole_and_ordered(turns: Path)
         pool.shutdown()
     capacity = stream.capture.max_blocks
     assert capacity == 10 and max(depths) <= capacity
-    assert stream.capture.dropped_samples > 0  # it was overloaded: audio beyond the queue was dropped, counted
+    # it was overloaded: audio beyond the queue was dropped, counted
+    assert stream.capture.dropped_samples > 0
     assert max(pending) <= config.live.max_pending_finals
     assert sorted(c.text for c in captions) == sorted(backend.finals) and len(captions) >= 4
     assert [c.seq for c in captions] == list(range(len(captions)))

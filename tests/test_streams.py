@@ -18,7 +18,9 @@ from livecap.sources.file import FileSource
 pytestmark = pytest.mark.slow
 
 
-def run_concurrently(engine: Engine, paths: list[Path], *, realtime: bool) -> tuple[list[str], list[RunResult]]:
+def run_concurrently(
+    engine: Engine, paths: list[Path], *, realtime: bool
+) -> tuple[list[str], list[RunResult]]:
     streams = [engine.stream(FileSource(p, realtime=realtime), live=realtime) for p in paths]
     results: list[RunResult | None] = [None] * len(streams)
 
@@ -47,7 +49,9 @@ def test_concurrent_live_streams_get_their_own_transcripts(en_clips: list[Clip])
         assert wer(clip.reference, text) < 0.35, (clip.path.name, text)
 
 
-def test_stopping_one_file_stream_keeps_the_others_finals(en_clips: list[Clip], tmp_path: Path) -> None:
+def test_stopping_one_file_stream_keeps_the_others_finals(
+    en_clips: list[Clip], tmp_path: Path
+) -> None:
     chosen = sorted(en_clips, key=lambda c: -c.duration)[:2]
     with Engine(Config()) as engine:
         keep = engine.stream(FileSource(chosen[0].path), live=False)

@@ -25,7 +25,17 @@ pytestmark = pytest.mark.slow
 EXPECTED = {
     "de": {"portal", "room", "hall", "morgue", "mortuary", "behind", "used"},
     "es": {"sand", "sands", "white", "whitish", "grain", "medium", "little"},
-    "fr": {"under", "consulate", "console", "forest", "forests", "water", "waters", "general", "council"},
+    "fr": {
+        "under",
+        "consulate",
+        "console",
+        "forest",
+        "forests",
+        "water",
+        "waters",
+        "general",
+        "council",
+    },
 }
 
 
@@ -34,7 +44,8 @@ def words(text: str) -> set[str]:
 
 
 def test_whisper_translates_speech_to_english(non_en_clips: list[Clip], tmp_path: Path) -> None:
-    """One `file` run over the German, Spanish and French clips: json holds both texts, srt shows both."""
+    """One `file` run over the German, Spanish and French
+    clips: json holds both texts, srt shows both."""
     chosen = {c.language: c for c in non_en_clips if c.language in EXPECTED}
     assert set(chosen) == set(EXPECTED)
     result = run_cli(
@@ -51,8 +62,12 @@ def test_whisper_translates_speech_to_english(non_en_clips: list[Clip], tmp_path
         assert not any(s["translation_failed"] for s in segments)
         assert "the" in words(translation), translation  # English, not the original language
         assert len(words(translation) & EXPECTED[language]) >= 2, translation
-        assert words(original) & words(clip.reference), original  # the original stays the transcript
-        for name, text in ((f"{clip.path.stem}.srt", original), (f"{clip.path.stem}.en.srt", translation)):
+        # the original stays the transcript
+        assert words(original) & words(clip.reference), original
+        for name, text in (
+            (f"{clip.path.stem}.srt", original),
+            (f"{clip.path.stem}.en.srt", translation),
+        ):
             cues = srt.parse((tmp_path / name).read_text(encoding="utf-8"))
             assert " ".join(cue.content for cue in cues).split() == text.split()
         for segment in segments:
@@ -66,7 +81,8 @@ NO_ARGOS = (
 
 
 def test_argos_without_the_extra_is_a_one_line_error(en_clips: list[Clip], tmp_path: Path) -> None:
-    """As if argostranslate were not installed (a None entry in sys.modules makes its import fail)."""
+    """As if argostranslate were not installed (a None entry
+    in sys.modules makes its import fail)."""
     result = subprocess.run(
         [
             sys.executable,
@@ -94,8 +110,15 @@ def test_argos_without_the_extra_is_a_one_line_error(en_clips: list[Clip], tmp_p
 
 def argos_env(root: Path) -> dict[str, str]:
     """Environment that keeps argostranslate's (and livecap's user config) files under `root`."""
-    env = {key: str(root / key.lower()) for key in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
-    return {**env, "ARGOS_PACKAGES_DIR": str(root / "packages"), "ARGOS_PACKAGE_INDEX": "http://127.0.0.1:9/"}
+    env = {
+        key: str(root / key.lower())
+        for key in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")
+    }
+    return {
+        **env,
+        "ARGOS_PACKAGES_DIR": str(root / "packages"),
+        "ARGOS_PACKAGE_INDEX": "http://127.0.0.1:9/",
+    }
 
 
 def test_argos_install_list_and_translate_through_the_cli(
@@ -113,10 +136,17 @@ def test_argos_install_list_and_translate_through_the_cli(
 
     url, served = loopback_server
     build_argos_package(served, "es", "en")
-    entry = {"from_code": "es", "to_code": "en", "package_version": "1.0", "links": [f"{url}/es_en.argosmodel"]}
+    entry = {
+        "from_code": "es",
+        "to_code": "en",
+        "package_version": "1.0",
+        "links": [f"{url}/es_en.argosmodel"],
+    }
     (served / "index.json").write_text(json.dumps([entry]))
     index_env = {**env, "LIVECAP_ARGOS_INDEX_URL": f"{url}/index.json", "no_proxy": "127.0.0.1"}
-    from_index = run_cli("models", "install-translation", "--from", "es", "--to", "en", env=index_env)
+    from_index = run_cli(
+        "models", "install-translation", "--from", "es", "--to", "en", env=index_env
+    )
     assert from_index.returncode == 0, from_index.stderr
     assert "installed translation es → en" in from_index.stdout
     missing = run_cli("models", "install-translation", "--from", "it", "--to", "en", env=index_env)
@@ -140,11 +170,21 @@ def test_argos_install_list_and_translate_through_the_cli(
         env=env,
     )
     assert captioned.returncode == 0, captioned.stderr
-    segments = json.loads((out / f"{en_clips[0].path.stem}.json").read_text(encoding="utf-8"))["segments"]
-    assert segments and all(s["language"] == "en" and s["translation"] == GREETINGS["de"] for s in segments)
-    assert not (out / f"{en_clips[0].path.stem}.vtt").exists()  # --subtitle-text translation: only <stem>.de.vtt
+    segments = json.loads((out / f"{en_clips[0].path.stem}.json").read_text(encoding="utf-8"))[
+        "segments"
+    ]
+    assert segments and all(
+        s["language"] == "en" and s["translation"] == GREETINGS["de"] for s in segments
+    )
+    # --subtitle-text translation: only <stem>.de.vtt
+    assert not (out / f"{en_clips[0].path.stem}.vtt").exists()
     vtt = (out / f"{en_clips[0].path.stem}.de.vtt").read_text(encoding="utf-8")
     assert vtt.count(f"\n{GREETINGS['de']}\n") == len(segments) and segments[0]["text"] not in vtt
 
-    no_pair = run_cli("file", str(en_clips[0].path), "--translate-to", "fr", "--output-dir", str(out), env=env)
-    assert no_pair.returncode == 2 and "no Argos translation package translates into fr" in no_pair.stderr
+    no_pair = run_cli(
+        "file", str(en_clips[0].path), "--translate-to", "fr", "--output-dir", str(out), env=env
+    )
+    assert (
+        no_pair.returncode == 2
+        and "no Argos translation package translates into fr" in no_pair.stderr
+    )

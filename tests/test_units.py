@@ -1,4 +1,5 @@
-"""Unit tests of the small pieces: guards, reordering, interim stabilisation, packing, VAD segmentation."""
+"""Unit tests of the small pieces: guards, reordering,
+interim stabilisation, packing, VAD segmentation."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from livecap.sources.file import decode_blocks
 
 
 def test_repetition_loops_collapse() -> None:
-    assert collapse_repeats("thank you thank you thank you thank you so much") == "thank you so much"
+    assert (
+        collapse_repeats("thank you thank you thank you thank you so much") == "thank you so much"
+    )
     assert collapse_repeats("no no no no no") == "no"
     assert collapse_repeats("a b a b c") == "a b a b c"  # two repeats are speech, not a loop
 
@@ -75,7 +78,8 @@ def test_packer_joins_utterances_and_maps_time_back() -> None:
     packer = Packer(max_seconds=10)
     assert packer.push(_utterance(0.0, 4.0, 0)) == []
     assert packer.push(_utterance(20.0, 3.0, 1)) == []
-    (packed,) = packer.push(_utterance(40.0, 5.0, 2))  # would overflow: the first two leave together
+    # would overflow: the first two leave together
+    (packed,) = packer.push(_utterance(40.0, 5.0, 2))
     assert packed.duration == pytest.approx(7.0) and packed.start == 0.0 and packed.end == 23.0
     assert packed.to_stream_time(1.0) == pytest.approx(1.0)
     assert packed.to_stream_time(5.0) == pytest.approx(21.0)  # 1 s into the second utterance
@@ -91,7 +95,9 @@ def _segment(samples: np.ndarray, options: VadConfig) -> list[Utterance]:
     block = SAMPLE_RATE // 10
     finals: list[Utterance] = []
     for i in range(0, len(samples), block):
-        chunk = AudioChunk(samples[i : i + block], i / SAMPLE_RATE, 100.0 + (i + block) / SAMPLE_RATE)
+        chunk = AudioChunk(
+            samples[i : i + block], i / SAMPLE_RATE, 100.0 + (i + block) / SAMPLE_RATE
+        )
         finals += segmenter.push(chunk, now=0.0)
     return finals + segmenter.flush(now=0.0)
 
@@ -111,9 +117,11 @@ def test_vad_cuts_real_speech_at_pauses(en_clips: list[Clip]) -> None:
     assert [u.seq for u in finals] == list(range(len(clips)))
     for utterance, (start, end) in zip(finals, spans):
         assert utterance.start <= start and utterance.end <= end + pad + 0.05
-        assert utterance.t_speech_end == pytest.approx(100.0 + utterance.end - pad, abs=0.3)  # capture clock
+        # capture clock
+        assert utterance.t_speech_end == pytest.approx(100.0 + utterance.end - pad, abs=0.3)
     assert spans[0][0] - pad - 0.05 <= finals[0].start
-    # a pause shorter than JOIN_GAP_S belongs to the utterance after it: nothing between them is lost
+    # a pause shorter than JOIN_GAP_S belongs to the utterance after it: nothing between them is
+    # lost
     assert all(a.end == b.start for a, b in zip(finals, finals[1:]))
     silence = _segment(np.zeros(3 * SAMPLE_RATE, dtype=np.float32), VadConfig())
     assert silence == []
@@ -125,7 +133,8 @@ def test_vad_cuts_long_speech_at_its_quietest_point(en_clips: list[Clip]) -> Non
     finals = _segment(audio, VadConfig(max_utterance_s=3.0, min_silence_ms=2000))
     assert len(finals) >= 2
     assert all(u.duration <= 3.0 + 0.3 for u in finals)
-    assert all(a.end <= b.start + 1e-6 for a, b in zip(finals, finals[1:]))  # no audio is used twice
+    # no audio is used twice
+    assert all(a.end <= b.start + 1e-6 for a, b in zip(finals, finals[1:]))
 
 
 def _speech(clip: Clip) -> np.ndarray:
@@ -135,14 +144,18 @@ def _speech(clip: Clip) -> np.ndarray:
     return audio[loud[0] : loud[-1] + 1]
 
 
-def _cut_live(samples: np.ndarray) -> tuple[list[tuple[int, Utterance]], list[tuple[int, Utterance]]]:
+def _cut_live(
+    samples: np.ndarray,
+) -> tuple[list[tuple[int, Utterance]], list[tuple[int, Utterance]]]:
     """Feed audio as a live stream does; the tentative finals and the finals, each with the block it
     came after."""
     segmenter = Segmenter(VadConfig(), live=True)
     block = SAMPLE_RATE // 10
     tentatives, finals = [], []
     for k, i in enumerate(range(0, len(samples), block)):
-        chunk = AudioChunk(samples[i : i + block], i / SAMPLE_RATE, 100.0 + (i + block) / SAMPLE_RATE)
+        chunk = AudioChunk(
+            samples[i : i + block], i / SAMPLE_RATE, 100.0 + (i + block) / SAMPLE_RATE
+        )
         finals += [(k, u) for u in segmenter.push(chunk, now=0.0)]
         tentative = segmenter.tentative(now=0.0)
         if tentative is not None:
@@ -151,7 +164,9 @@ def _cut_live(samples: np.ndarray) -> tuple[list[tuple[int, Utterance]], list[tu
 
 
 def _same(a: Utterance, b: Utterance) -> bool:
-    return (a.seq, a.start, a.end) == (b.seq, b.start, b.end) and np.array_equal(a.samples, b.samples)
+    return (a.seq, a.start, a.end) == (b.seq, b.start, b.end) and np.array_equal(
+        a.samples, b.samples
+    )
 
 
 def test_a_tentative_final_is_the_final_when_the_pause_goes_on(en_clips: list[Clip]) -> None:
@@ -160,7 +175,8 @@ def test_a_tentative_final_is_the_final_when_the_pause_goes_on(en_clips: list[Cl
     tentatives, finals = _cut_live(np.concatenate([_speech(first), pause, _speech(second), pause]))
     (k_final, final), *_ = finals
     matching = [(k, t) for k, t in tentatives if _same(t, final)]
-    assert matching and matching[0][0] < k_final  # decodable before the utterance ended, the same audio
+    # decodable before the utterance ended, the same audio
+    assert matching and matching[0][0] < k_final
 
 
 def test_a_tentative_final_is_not_the_final_when_speech_resumes(en_clips: list[Clip]) -> None:
@@ -168,7 +184,9 @@ def test_a_tentative_final_is_not_the_final_when_speech_resumes(en_clips: list[C
     tentative final that the real one (longer) does not match."""
     first, second = sorted(en_clips, key=lambda c: c.duration)[:2]
     pause = np.zeros(int(0.35 * SAMPLE_RATE), dtype=np.float32)
-    tentatives, finals = _cut_live(np.concatenate([_speech(first), pause, _speech(second), pause, pause, pause]))
+    tentatives, finals = _cut_live(
+        np.concatenate([_speech(first), pause, _speech(second), pause, pause, pause])
+    )
     assert len(finals) == 1 and tentatives
     assert not _same(tentatives[0][1], finals[0][1]) and _same(tentatives[-1][1], finals[0][1])
 
@@ -185,8 +203,13 @@ def test_footer_rtf_counts_interims_and_translation() -> None:
     stats.add_asr(2.0, final=True)
     stats.add_asr(3.0, final=False)
     snapshot = stats.snapshot(
-        dropped_seconds=0.0, capture_depth_s=0.0, pending_finals=0, pending_interims=0, behind_seconds=0.0,
-        interims_skipped=0, transcribed_seconds=0.0,
+        dropped_seconds=0.0,
+        capture_depth_s=0.0,
+        pending_finals=0,
+        pending_interims=0,
+        behind_seconds=0.0,
+        interims_skipped=0,
+        transcribed_seconds=0.0,
     )
     assert snapshot.rtf == pytest.approx(0.5)
     console = Console(width=200, record=True)

@@ -26,9 +26,11 @@ def speech_share(vad: SileroVad, audio: np.ndarray, block: int = 1600) -> np.nda
 
 
 @pytest.fixture(scope="module")
-def loud_then_quiet(en_clips: list[Clip]) -> tuple[np.ndarray, list[tuple[str, int, int, np.ndarray]]]:
-    """A loud reading, then other speakers quiet, far, reverberant and on a phone line, with pauses and
-    noise between them; each entry: (name, first window, last window, the clip alone)."""
+def loud_then_quiet(
+    en_clips: list[Clip],
+) -> tuple[np.ndarray, list[tuple[str, int, int, np.ndarray]]]:
+    """A loud reading, then other speakers quiet, far, reverberant and on a phone line, with pauses
+    and noise between them; each entry: (name, first window, last window, the clip alone)."""
     if not SONNET.is_file():
         pytest.skip("needs the shared sonnet recording")
     rng = np.random.default_rng(1)
@@ -42,7 +44,14 @@ def loud_then_quiet(en_clips: list[Clip]) -> tuple[np.ndarray, list[tuple[str, i
         audio = _read(clip.path, DEGRADATIONS[degradation])
         parts += [pause, audio, nonspeech("brown_noise", 2.0, rng), pause]
         start = position + len(pause)
-        clips.append((f"{clip.path.name} {degradation}", start // WINDOW, (start + len(audio)) // WINDOW, audio))
+        clips.append(
+            (
+                f"{clip.path.name} {degradation}",
+                start // WINDOW,
+                (start + len(audio)) // WINDOW,
+                audio,
+            )
+        )
         position = start + len(audio) + 2 * SAMPLE_RATE + len(pause)
     return np.concatenate(parts), clips
 
@@ -70,7 +79,9 @@ def test_recall_does_not_decay_over_an_hour(
     per_repeat = []
     for _ in range(repeats):  # one hour of the same mix, fed continuously to one detector
         probs = speech_share(vad, stream, block=16000)
-        per_repeat.append(np.mean([(probs[first:last] >= 0.5).mean() for _, first, last, _ in clips]))
+        per_repeat.append(
+            np.mean([(probs[first:last] >= 0.5).mean() for _, first, last, _ in clips])
+        )
     assert repeats * len(stream) >= 3600 * SAMPLE_RATE
     assert per_repeat[-1] >= per_repeat[0] - 0.02, per_repeat
     assert vad.resets >= 3600 / 10  # reset at least every 10 s
@@ -90,12 +101,16 @@ def test_buzz_is_tonal_and_degraded_speech_is_not(en_clips: list[Clip]) -> None:
     assert tonal(nonspeech("buzz", 5.0, rng))
     for clip in en_clips[:6]:
         for degradation in ("clean", "far", "reverberant", "phone"):
-            assert not tonal(_read(clip.path, DEGRADATIONS[degradation])), (clip.path.name, degradation)
+            assert not tonal(_read(clip.path, DEGRADATIONS[degradation])), (
+                clip.path.name,
+                degradation,
+            )
 
 
 @pytest.fixture(scope="module")
 def nonspeech_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Silence, white and brown noise, and 20 s of the voice-like buzz that made live mode invent text."""
+    """Silence, white and brown noise, and 20 s of the
+    voice-like buzz that made live mode invent text."""
     rng = np.random.default_rng(2)
     parts = [
         nonspeech(kind, seconds, rng)
@@ -127,11 +142,27 @@ def test_sox_far_copy_of_jfk_is_heard_after_the_sonnet(tmp_path: Path) -> None:
         pytest.skip("needs the shared recordings")
     far = tmp_path / "far.wav"
     subprocess.run(
-        ["sox", str(jfk), "-r", "16000", "-c", "1", str(far), "gain", "-28", "highpass", "300", "lowpass", "3000"],
+        [
+            "sox",
+            str(jfk),
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            str(far),
+            "gain",
+            "-28",
+            "highpass",
+            "300",
+            "lowpass",
+            "3000",
+        ],
         check=True,
     )
     quiet = _read(far, [])
-    stream = np.concatenate([_read(SONNET, []), np.zeros(int(1.3 * SAMPLE_RATE), np.float32), quiet])
+    stream = np.concatenate(
+        [_read(SONNET, []), np.zeros(int(1.3 * SAMPLE_RATE), np.float32), quiet]
+    )
     probs = speech_share(SileroVad(), stream)
     first = (len(stream) - len(quiet)) // WINDOW
     fresh = (speech_share(SileroVad(), quiet) >= 0.5).mean()
@@ -139,8 +170,8 @@ def test_sox_far_copy_of_jfk_is_heard_after_the_sonnet(tmp_path: Path) -> None:
 
 
 def test_file_mode_hears_a_far_speaker_packed_beside_a_loud_one(tmp_path: Path) -> None:
-    """Packed into one Whisper window with a loud reading, a far voice used to be taken for background
-    and dropped; each packed utterance is now brought to one speech level."""
+    """Packed into one Whisper window with a loud reading, a far voice used to be taken for
+    background and dropped; each packed utterance is now brought to one speech level."""
     jfk = SHARED_AUDIO / "misc" / "jfk.flac"
     if not (jfk.is_file() and SONNET.is_file()):
         pytest.skip("needs the shared recordings")
@@ -151,7 +182,9 @@ def test_file_mode_hears_a_far_speaker_packed_beside_a_loud_one(tmp_path: Path) 
     run = run_cli("file", str(path), "--output-dir", str(tmp_path), "--output-format", "json")
     assert run.returncode == 0, run.stderr
     document = json.loads((tmp_path / "loud_then_far.json").read_text())
-    heard = " ".join(w["word"] for s in document["segments"] for w in s["words"] if w["start"] > 12.5)
+    heard = " ".join(
+        w["word"] for s in document["segments"] for w in s["words"] if w["start"] > 12.5
+    )
     reference = (jfk.with_name(jfk.name + ".txt")).read_text()
     assert wer(reference, heard) < 0.35, heard
 
@@ -211,7 +244,9 @@ AROUND = (
 
 
 @pytest.fixture(scope="module")
-def soft_interjections(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[float, float, str]]]:
+def soft_interjections(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, list[tuple[float, float, str]]]:
     """Loud sentences with a short phrase 24 dB below them between each two, after 0.8 s pauses
     (levels set by sox: sentences peak at -1 dBFS, phrases at -25 dBFS); each phrase's span."""
     if not all(p.is_file() for p in (*AROUND, *(clip for clip, _, _ in SOFT_PHRASES))):
