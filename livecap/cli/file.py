@@ -158,34 +158,38 @@ def _transcribe_one(
     return saved and not report.truncated
 
 
+Files = Annotated[
+    list[str],
+    typer.Argument(
+        help="audio or video files; - reads standard input", show_default=False, metavar="FILES..."
+    ),
+]
+Realtime = Annotated[bool, typer.Option(help="replay at 1x through the live pipeline")]
+AudioTrack = Annotated[
+    int, typer.Option(min=0, metavar="N", help="which audio track of each file, from 0")
+]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite/--no-overwrite",
+        help="replace the files of an earlier run, or name new ones x-2",
+    ),
+]
+Recover = Annotated[
+    bool,
+    typer.Option(
+        help="the FILES are journals a killed run left (*.journal.jsonl): write their caption files"
+    ),
+]
+
+
 @opt.pipeline_command
 def file_command(
-    paths: Annotated[
-        list[str],
-        typer.Argument(
-            help="audio or video files; - reads standard input",
-            show_default=False,
-            metavar="FILES...",
-        ),
-    ],
-    realtime: Annotated[bool, typer.Option(help="replay at 1x through the live pipeline")] = False,
-    audio_track: Annotated[
-        int, typer.Option(min=0, metavar="N", help="which audio track of each file, from 0")
-    ] = 0,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite/--no-overwrite",
-            help="replace the files of an earlier run, or name new ones x-2",
-        ),
-    ] = True,
-    recover: Annotated[
-        bool,
-        typer.Option(
-            help="the FILES are journals a killed run left (*.journal.jsonl): "
-            "write their caption files"
-        ),
-    ] = False,
+    paths: Files,
+    realtime: Realtime = False,
+    audio_track: AudioTrack = 0,
+    overwrite: Overwrite = True,
+    recover: Recover = False,
     options: dict | None = None,
 ) -> None:
     """Transcribe (and translate) files; captions print as they complete and files are written."""
