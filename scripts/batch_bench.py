@@ -135,7 +135,7 @@ def run_system(
     return " ".join(e["text"] for e in events if e["type"] == "final"), wall, cpu
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=7.0)
     parser.add_argument("--model", default="tiny.en")
@@ -158,28 +158,19 @@ def main() -> None:
     parser.add_argument("--fw", help=argparse.SUPPRESS)  # internal: one faster-whisper run
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--language", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.fw:
-        text = faster_whisper(
-            args.fw, args.input, args.model, args.beam, args.threads, args.words, args.language
-        )
-        print(json.dumps({"text": text}))
-        return
+    return parser.parse_args()
 
-    args.out.mkdir(parents=True, exist_ok=True)
+
+def bench_inputs(args: argparse.Namespace) -> list[tuple[Path, str, str, float]]:
+    """The mix (built once) and the long clips: path, reference, language, seconds."""
     inputs = []
     if args.minutes > 0:
         mix = args.out / f"mix-{args.minutes:g}min.wav"
         if not mix.is_file():
-            build_mix(
-                [
-                    (c.path, c.reference)
-                    for c in manifest()
-                    if c.language == "en" and c.path.is_file()
-                ],
-                mix,
-                minutes=args.minutes,
-            )
+            english = [
+                (c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()
+            ]
+            build_mix(english, mix, minutes=args.minutes)
         sections = load_sections(mix)
         reference = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
         inputs.append((mix, reference, "en", sections[-1].end))
@@ -191,42 +182,27 @@ def main() -> None:
         and c.path.is_file()
         and (multilingual or c.language == "en")
     ]
-    systems = [s for s in args.systems.split(",") if s] + [c for c in args.combos.split(",") if c]
+    return inputs
 
-    results: dict[tuple[str, str], list[tuple[str, float, float]]] = {}
-    for rep in range(args.reps):
-        for path, _, language, _ in inputs:
-            for system in systems if rep % 2 == 0 else systems[::-1]:
-                # alternate the order: load drifts
-                got = run_system(system, path, args, None if args.detect else language)
-                results.setdefault((path.name, system), []).append(got)
-                print(
-                    f"rep {rep + 1} {path.name} {system}: wall {got[1]:.1f} s, cpu {got[2]:.1f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
 
+def print_report(args: argparse.Namespace, inputs: list, systems: list[str], results: dict) -> None:
     print(
         f"\nmodel {args.model}, beam {args.beam}, word timestamps {'on' if args.words else 'off'}, "
-        f"language {'detected' if args.detect else 'given'}, "
-        f"{os.cpu_count()} cores, {args.reps} runs each (median wall; shared machine: see the "
-        "spread)\n"
+        f"language {'detected' if args.detect else 'given'}, {os.cpu_count()} cores, "
+        f"{args.reps} runs each (median wall; shared machine: see the spread)\n"
     )
     for path, reference, language, seconds in inputs:
-        baseline = (
-            statistics.median(w for _, w, _ in results[(path.name, "fw-seq-vad")])
-            if "fw-seq-vad" in systems
-            else None
-        )
+        baseline = None
+        if "fw-seq-vad" in systems:
+            baseline = statistics.median(w for _, w, _ in results[(path.name, "fw-seq-vad")])
         print(f"{path.name} ({seconds / 60:.1f} min, {language})\n")
         print("| system | wall s (median; all runs) | x fw sequential VAD | CPU s | WER |")
         print("|---|---|---|---|---|")
         for system in systems:
             runs = results[(path.name, system)]
             wall = statistics.median(w for _, w, _ in runs)
-            name = FW_SYSTEMS.get(
-                system
-            ) or "livecap file, {} workers x {} threads, batch {}".format(*system.split("x"))
+            livecap = "livecap file, {} workers x {} threads, batch {}"
+            name = FW_SYSTEMS.get(system) or livecap.format(*system.split("x"))
             ratio = f"{wall / baseline:.2f}" if baseline else "–"
             spread = ", ".join(f"{w:.1f}" for _, w, _ in runs)
             print(
@@ -235,6 +211,31 @@ def main() -> None:
                 f"{wer(reference, runs[0][0]):.1%} |"
             )
         print()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.fw:
+        text = faster_whisper(
+            args.fw, args.input, args.model, args.beam, args.threads, args.words, args.language
+        )
+        print(json.dumps({"text": text}))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    inputs = bench_inputs(args)
+    systems = [s for s in args.systems.split(",") if s] + [c for c in args.combos.split(",") if c]
+    results: dict[tuple[str, str], list[tuple[str, float, float]]] = {}
+    for rep in range(args.reps):
+        for path, _, language, _ in inputs:
+            for system in systems if rep % 2 == 0 else systems[::-1]:  # alternate: load drifts
+                got = run_system(system, path, args, None if args.detect else language)
+                results.setdefault((path.name, system), []).append(got)
+                print(
+                    f"rep {rep + 1} {path.name} {system}: wall {got[1]:.1f} s, cpu {got[2]:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    print_report(args, inputs, systems, results)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,68 @@ def per_degradation(finals: list[dict], sections: list[Section]) -> dict[str, fl
     return {k: wer(" ".join(r), " ".join(h)) for k, (r, h) in out.items()}
 
 
+def baseline_rows(
+    mix: Path, model: str, truth: str, audio_s: float
+) -> tuple[list[tuple], list[TimedWord]]:
+    """faster-whisper alone on the mix, without and with its VAD; the run without gives the
+    reference word times."""
+    rows, ref_words = [], []
+    baselines = (
+        ("faster-whisper offline, no VAD, beam 1", False),
+        ("faster-whisper offline, vad_filter=True", True),
+    )
+    for name, vad in baselines:
+        text, words, wall = faster_whisper(mix, model, vad=vad)
+        if not vad:
+            ref_words = words
+        offline = ("offline",) * 3
+        rows.append((name, wer(truth, text), *offline, f"{wall / audio_s:.3f}", "", ""))
+    return rows, ref_words
+
+
+def livecap_row(
+    name: str, events: list[dict], sections: list, truth: str, ref_words: list[TimedWord],
+    realtime: bool,
+) -> tuple:
+    """One livecap run's row: WER, word and final latency (live only), compute, non-speech words."""
+    audio_s = sections[-1].end
+    finals = [e for e in events if e["type"] == "final"]
+    stats = next((e for e in events if e["type"] == "stats"), {})
+    hyp = " ".join(f["text"] for f in finals)
+    nonspeech = in_sections(finals, sections, ("white_noise", "brown_noise", "buzz", "silence"))
+    final_s = stats.get("asr_seconds", 0) / audio_s
+    interim_s = stats.get("interim_asr_seconds", 0) / audio_s
+    compute = (
+        f"{stats.get('rtf') or 0:.3f} ({final_s:.3f} final + {interim_s:.3f} interim), "
+        f"cpu {stats.get('cpu_per_audio_s') or 0:.3f}"
+    )
+    timing = ("offline", "offline", "offline")
+    if realtime:
+        latency = word_latencies(ref_words, shown_words(events))
+        final_after = [f["latency"]["latency"] for f in finals if "latency" in f]
+        timing = (pct(latency["committed"]), pct(latency["final"]), pct(final_after))
+    degradation = per_degradation(finals, sections)
+    return (name, wer(truth, hyp), *timing, compute, len(nonspeech), degradation)
+
+
+def print_table(rows: list[tuple]) -> None:
+    print(
+        "| system | WER | word committed after spoken p50 / p95 (s) | word final p50 / p95 (s) "
+        "| final after end of speech p50 / p95 (s) | compute per audio s | words on non-speech "
+        "| WER per degradation |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, score, *rest in rows:
+        degr = rest[-1]
+        degr_text = (
+            ", ".join(f"{k} {v:.1%}" for k, v in sorted(degr.items()))
+            if isinstance(degr, dict)
+            else ""
+        )
+        cells = " | ".join(str(x) for x in rest[:-1])
+        print(f"| {name} | {score:.1%} | {cells} | {degr_text} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=4.0)
@@ -122,92 +184,26 @@ def main() -> None:
     truth = reference_text(sections)
     audio_s = sections[-1].end
     flags = ["--model", args.model, *args.extra]
-    rows = []
-    ref_words: list[TimedWord] = []
-    baselines = (
-        ("faster-whisper offline, no VAD, beam 1", False),
-        ("faster-whisper offline, vad_filter=True", True),
-    )
-    for name, vad in baselines:
-        text, words, wall = faster_whisper(mix, args.model, vad=vad)
-        if not vad:
-            ref_words = words  # the run without VAD gives the reference word times
-        rows.append(
-            (
-                name,
-                wer(truth, text),
-                "offline",
-                "offline",
-                "offline",
-                f"{wall / audio_s:.3f}",
-                "",
-                "",
-            )
-        )
-    runs = [("livecap file (offline)", False)] + (
-        [] if args.no_live else [("livecap file --realtime", True)]
-    )
+    rows, ref_words = baseline_rows(mix, args.model, truth, audio_s)
+    runs = [("livecap file (offline)", False)]
+    if not args.no_live:
+        runs.append(("livecap file --realtime", True))
     for name, realtime in runs:
         folder = args.out / ("live" if realtime else "offline")
         events = livecap_run(mix, folder, realtime, flags)
-        (folder / "events.jsonl").write_text(
-            "".join(json.dumps(e) + "\n" for e in events), encoding="utf-8"
-        )
+        lines = "".join(json.dumps(e) + "\n" for e in events)
+        (folder / "events.jsonl").write_text(lines, encoding="utf-8")
         if realtime:
             (folder / "reference_words.json").write_text(
                 json.dumps([w.__dict__ for w in ref_words]), encoding="utf-8"
             )
-        finals = [e for e in events if e["type"] == "final"]
-        stats = next((e for e in events if e["type"] == "stats"), {})
-        hyp = " ".join(f["text"] for f in finals)
-        nonspeech = in_sections(finals, sections, ("white_noise", "brown_noise", "buzz", "silence"))
-        final_s, interim_s = (
-            stats.get("asr_seconds", 0) / audio_s,
-            stats.get("interim_asr_seconds", 0) / audio_s,
-        )
-        compute = (
-            f"{stats.get('rtf') or 0:.3f} ({final_s:.3f} final + {interim_s:.3f} interim), "
-            f"cpu {stats.get('cpu_per_audio_s') or 0:.3f}"
-        )
-        timing = ("offline", "offline", "offline")
-        if realtime:
-            latency = word_latencies(ref_words, shown_words(events))
-            final_after = [f["latency"]["latency"] for f in finals if "latency" in f]
-            timing = (pct(latency["committed"]), pct(latency["final"]), pct(final_after))
-        rows.append(
-            (
-                name,
-                wer(truth, hyp),
-                *timing,
-                compute,
-                len(nonspeech),
-                per_degradation(finals, sections),
-            )
-        )
+        rows.append(livecap_row(name, events, sections, truth, ref_words, realtime))
+    speech_clips = sum(1 for s in sections if s.kind == "speech")
     print(
-        f"\nmix: {mix} ({audio_s / 60:.1f} min, {sum(1 for s in sections if s.kind == 'speech')} "
-        "clips), "
+        f"\nmix: {mix} ({audio_s / 60:.1f} min, {speech_clips} clips), "
         f"model {args.model}, flags {' '.join(flags)}\n"
     )
-    print(
-        "| system | WER | word committed after spoken p50 / p95 (s) | word final p50 / p95 (s) "
-        "| final after end of speech p50 / p95 (s) | compute per audio s | words on non-speech "
-        "| WER per degradation |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        name, score, *rest = row
-        degr = rest[-1]
-        degr_text = (
-            ", ".join(f"{k} {v:.1%}" for k, v in sorted(degr.items()))
-            if isinstance(degr, dict)
-            else ""
-        )
-        print(
-            f"| {name} | {score:.1%} | "
-            + " | ".join(str(x) for x in rest[:-1])
-            + f" | {degr_text} |"
-        )
+    print_table(rows)
 
 
 if __name__ == "__main__":
