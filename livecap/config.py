@@ -50,13 +50,7 @@ class AsrConfig:
         "default",
         "CTranslate2 compute type (default: int8 on CPU, float16 on CUDA)",
         choices=(
-            "default",
-            "int8",
-            "int8_float16",
-            "int8_float32",
-            "int16",
-            "float16",
-            "bfloat16",
+            "default", "int8", "int8_float16", "int8_float32", "int16", "float16", "bfloat16",
             "float32",
         ),
     )

@@ -86,18 +86,8 @@ def run_system(
 ) -> tuple[str, float, float]:
     if system in FW_SYSTEMS:
         command = [
-            sys.executable,
-            __file__,
-            "--fw",
-            system,
-            "--input",
-            str(path),
-            "--model",
-            args.model,
-            "--beam",
-            str(args.beam),
-            "--threads",
-            str(args.threads),
+            sys.executable, __file__, "--fw", system, "--input", str(path), "--model", args.model,
+            "--beam", str(args.beam), "--threads", str(args.threads),
         ] + (["--words"] if args.words else [])
         if language:
             command += ["--language", language]
@@ -106,20 +96,8 @@ def run_system(
     workers, threads, batch = (int(x) for x in system.split("x"))
     with tempfile.TemporaryDirectory() as out_dir:
         command = [
-            sys.executable,
-            "-m",
-            "livecap",
-            "file",
-            str(path),
-            "--jsonl",
-            "-o",
-            out_dir,
-            "-f",
-            "txt",
-            "--model",
-            args.model,
-            "--beam-size",
-            str(args.beam),
+            sys.executable, "-m", "livecap", "file", str(path), "--jsonl", "-o", out_dir, "-f",
+            "txt", "--model", args.model, "--beam-size", str(args.beam),
             "--word-timestamps" if args.words else "--no-word-timestamps",
         ]
         if language:

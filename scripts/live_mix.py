@@ -57,14 +57,7 @@ def faster_whisper(path: Path, model: str, vad: bool) -> tuple[str, list[TimedWo
 
 def livecap_run(path: Path, out: Path, realtime: bool, extra: list[str]) -> list[dict]:
     command = [
-        sys.executable,
-        "-m",
-        "livecap",
-        "file",
-        str(path),
-        "--jsonl",
-        "--output-dir",
-        str(out),
+        sys.executable, "-m", "livecap", "file", str(path), "--jsonl", "--output-dir", str(out),
         *extra,
     ]
     if realtime:

@@ -41,16 +41,8 @@ def pcts(values: list[float]) -> str:
 
 def measure(path: Path, reference: str | None, options: list[str], out_dir: Path) -> dict[str, str]:
     command = [
-        "/usr/bin/time",
-        "-v",
-        str(ROOT / ".venv/bin/livecap"),
-        "file",
-        str(path),
-        "--realtime",
-        "--jsonl",
-        *options,
-        "--output-dir",
-        str(out_dir),
+        "/usr/bin/time", "-v", str(ROOT / ".venv/bin/livecap"), "file", str(path), "--realtime",
+        "--jsonl", *options, "--output-dir", str(out_dir),
     ]
     print("$", " ".join(command), file=sys.stderr, flush=True)
     run = subprocess.run(

@@ -192,17 +192,7 @@ def test_a_streamed_upload_left_early_stops_its_transcription(
         pytest.skip("the shared long recording is absent")
     long = tmp_path / "long.flac"  # nine minutes: whole, 25 worker-seconds or more here
     loop = [
-        "ffmpeg",
-        "-v",
-        "error",
-        "-stream_loop",
-        "9",
-        "-i",
-        str(sonnet),
-        "-ac",
-        "1",
-        "-ar",
-        "16000",
+        "ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar", "16000",
         str(long),
     ]
     subprocess.run(loop, check=True)
@@ -326,17 +316,7 @@ def test_deepgram_finalize_mulaw_opus_and_plain_transcripts(
 
     clip = by_length(en_clips, 1)[0]
     to_mulaw = [
-        "ffmpeg",
-        "-v",
-        "error",
-        "-i",
-        str(clip.path),
-        "-ar",
-        "8000",
-        "-ac",
-        "1",
-        "-f",
-        "mulaw",
+        "ffmpeg", "-v", "error", "-i", str(clip.path), "-ar", "8000", "-ac", "1", "-f", "mulaw",
         "-",
     ]
     # and 1 s of silence
@@ -451,18 +431,8 @@ def test_stream_takes_ogg_and_webm_opus_as_recorded(
             encoded = tmp_path / f"clip.{suffix}"
             subprocess.run(
                 [
-                    "ffmpeg",
-                    "-v",
-                    "error",
-                    "-i",
-                    str(clip.path),
-                    "-af",
-                    "apad=pad_dur=1",
-                    "-c:a",
-                    "libopus",
-                    "-b:a",
-                    "24k",
-                    str(encoded),
+                    "ffmpeg", "-v", "error", "-i", str(clip.path), "-af", "apad=pad_dur=1", "-c:a",
+                    "libopus", "-b:a", "24k", str(encoded),
                 ],
                 check=True,
             )

@@ -52,12 +52,7 @@ def test_core_layers_never_import_the_cli_or_the_server() -> None:
     offenders = []
     for name, path in modules().items():
         if name.count(".") and name.split(".")[1] in (
-            *CORE,
-            "engine",
-            "api",
-            "messages",
-            "config",
-            "closecodes",
+            *CORE, "engine", "api", "messages", "config", "closecodes",
         ):
             bad = {m for m in imports(path) if m.startswith(("livecap.cli", "livecap.server"))}
             offenders += [f"{name} imports {m}" for m in sorted(bad)]

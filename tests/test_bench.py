@@ -24,15 +24,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
     clip = JFK if JFK.with_name(JFK.name + ".txt").is_file() else SAMPLE
     out = tmp_path_factory.mktemp("bench")
     done = run_cli(
-        "bench",
-        str(clip),
-        "--model",
-        "tiny.en",
-        "--json",
-        str(out / "b.json"),
-        "--plot",
-        str(out / "b.png"),
-        timeout=900,
+        "bench", str(clip), "--model", "tiny.en", "--json", str(out / "b.json"), "--plot",
+        str(out / "b.png"), timeout=900,
     )
     assert done.returncode == 0, done.stderr
     return json.loads((out / "b.json").read_text(encoding="utf-8")), out / "b.png", done.stdout

@@ -443,14 +443,8 @@ def test_redis_unreachable_at_start_is_one_line(tmp_path: Path) -> None:
     port = free_port()
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "livecap",
-            "serve",
-            "--redis-url",
-            f"redis://127.0.0.1:{port}/0",
-            "--data-dir",
-            str(tmp_path),
+            sys.executable, "-m", "livecap", "serve", "--redis-url", f"redis://127.0.0.1:{port}/0",
+            "--data-dir", str(tmp_path),
         ],
         capture_output=True,
         text=True,

@@ -376,13 +376,7 @@ def test_profile_changes_what_runs(
     )
     out = tmp_path / "out"
     done = run_cli(
-        "file",
-        str(german_clip),
-        "--profile",
-        str(profile),
-        "--output-dir",
-        str(out),
-        "--plain",
+        "file", str(german_clip), "--profile", str(profile), "--output-dir", str(out), "--plain",
         env=no_user_config,
     )
     assert done.returncode == 0, done.stderr

@@ -23,13 +23,7 @@ CONVERSATIONS = ("two", "three_quiet", "four")
 def _caption(seq: int, words: list[tuple[float, float, str]], text: str | None = None) -> Caption:
     timed = tuple(Word(s, e, w, 0.9) for s, e, w in words)
     return Caption(
-        "t",
-        seq,
-        words[0][0],
-        words[-1][1],
-        text or " ".join(w for _, _, w in words),
-        True,
-        "en",
+        "t", seq, words[0][0], words[-1][1], text or " ".join(w for _, _, w in words), True, "en",
         words=timed,
     )
 
@@ -80,13 +74,7 @@ def test_bad_hints_are_refused() -> None:
 def test_every_format_marks_speakers() -> None:
     captions = [
         Caption(
-            "t",
-            0,
-            0.0,
-            1.0,
-            "Hello there.",
-            True,
-            "en",
+            "t", 0, 0.0, 1.0, "Hello there.", True, "en",
             words=(Word(0.0, 0.4, "Hello", 0.9, "S1"), Word(0.5, 1.0, "there.", 0.9, "S1")),
             speaker="S1",
         ),

@@ -76,14 +76,8 @@ def test_outputs_parse_back(english_run: tuple[Path, list[Clip]]) -> None:
 def test_base_wer_on_german_spanish_french(non_en_clips: list[Clip], tmp_path: Path) -> None:
     chosen = [c for c in non_en_clips if c.language in ("de", "es", "fr")]
     result = run_cli(
-        "file",
-        *(str(c.path) for c in chosen),
-        "--model",
-        "base",
-        "--output-format",
-        "json",
-        "--output-dir",
-        str(tmp_path),
+        "file", *(str(c.path) for c in chosen), "--model", "base", "--output-format", "json",
+        "--output-dir", str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     # base is a small model; measured 0.40 / 0.50 / 0.15
@@ -133,29 +127,15 @@ def test_order_and_text_do_not_depend_on_workers(en_clips: list[Clip], tmp_path:
         (
             "mkv",
             [
-                "-f",
-                "lavfi",
-                "-i",
-                "color=c=black:s=64x64:r=5",
-                "-shortest",
-                "-c:v",
-                "mpeg4",
-                "-c:a",
-                "libvorbis",
+                "-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-shortest", "-c:v", "mpeg4",
+                "-c:a", "libvorbis",
             ],
         ),
         (
             "mp4",
             [
-                "-f",
-                "lavfi",
-                "-i",
-                "color=c=black:s=64x64:r=5",
-                "-shortest",
-                "-c:v",
-                "mpeg4",
-                "-c:a",
-                "aac",
+                "-f", "lavfi", "-i", "color=c=black:s=64x64:r=5", "-shortest", "-c:v", "mpeg4",
+                "-c:a", "aac",
             ],
         ),
     ],
@@ -170,19 +150,8 @@ def test_formats_and_video_audio_tracks(
     video_inputs, codec_args = (args[:6], args[6:]) if args[0] == "-f" else ([], args)
     subprocess.run(
         [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            str(clip.path),
-            *video_inputs,
-            *codec_args,
-            "-ar",
-            "48000",
-            "-ac",
-            "2",
-            str(media),
+            "ffmpeg", "-loglevel", "error", "-y", "-i", str(clip.path), *video_inputs, *codec_args,
+            "-ar", "48000", "-ac", "2", str(media),
         ],
         check=True,
     )
@@ -238,14 +207,8 @@ def test_bad_input_gives_one_line_error(
 def test_one_bad_file_does_not_stop_the_others(bad_inputs: dict[str, Path], tmp_path: Path) -> None:
     good = bad_inputs["good"]
     result = run_cli(
-        "file",
-        str(bad_inputs["notes"]),
-        str(good),
-        str(bad_inputs["empty"]),
-        "--output-format",
-        "txt",
-        "--output-dir",
-        str(tmp_path),
+        "file", str(bad_inputs["notes"]), str(good), str(bad_inputs["empty"]), "--output-format",
+        "txt", "--output-dir", str(tmp_path),
     )
     assert result.returncode == 1
     assert (tmp_path / f"{good.stem}.txt").read_text().strip()
@@ -281,18 +244,8 @@ def test_ctrl_c_writes_what_was_transcribed(tmp_path: Path) -> None:
     long_file = write_wav(tmp_path / "long.wav", np.tile(decode(one), 12))
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "livecap",
-            "file",
-            str(long_file),
-            "--workers",
-            "1",
-            "--plain",
-            "--output-format",
-            "json",
-            "--output-dir",
-            str(tmp_path),
+            sys.executable, "-m", "livecap", "file", str(long_file), "--workers", "1", "--plain",
+            "--output-format", "json", "--output-dir", str(tmp_path),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

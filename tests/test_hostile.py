@@ -319,15 +319,8 @@ def test_a_stop_signal_before_the_model_loads_says_interrupted(signum: int, tmp_
 def test_killed_run_leaves_a_journal_that_recovers(long_wav: Path, tmp_path: Path) -> None:
     process = _start(
         [
-            "file",
-            str(long_wav),
-            "--workers",
-            "1",
-            "--plain",
-            "--output-format",
-            "json,txt",
-            "--output-dir",
-            str(tmp_path),
+            "file", str(long_wav), "--workers", "1", "--plain", "--output-format", "json,txt",
+            "--output-dir", str(tmp_path),
         ]
     )
     assert process.stdout is not None
@@ -339,12 +332,7 @@ def test_killed_run_leaves_a_journal_that_recovers(long_wav: Path, tmp_path: Pat
     assert [c.text for c in recovered[:2]] == [line.split("] ", 1)[1].strip() for line in shown]
     assert not (tmp_path / "long.json").exists()
     result = run_cli(
-        "file",
-        "--recover",
-        str(journal),
-        "--output-format",
-        "json,txt",
-        "--output-dir",
+        "file", "--recover", str(journal), "--output-format", "json,txt", "--output-dir",
         str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
@@ -535,13 +523,7 @@ def test_parallel_runs_into_one_folder(en_clips: list[Clip], tmp_path: Path) -> 
     runs = [
         _start(
             [
-                "file",
-                str(c.path),
-                "--workers",
-                "1",
-                "--output-format",
-                "txt",
-                "--output-dir",
+                "file", str(c.path), "--workers", "1", "--output-format", "txt", "--output-dir",
                 str(tmp_path),
             ]
         )
@@ -575,28 +557,15 @@ def test_language_table_is_whispers() -> None:
 def test_bad_language_fails_before_any_work(en_clips: list[Clip], tmp_path: Path) -> None:
     _one_error_line(
         run_cli(
-            "file",
-            str(_jfk(en_clips)),
-            "--model",
-            "base",
-            "--language",
-            "xx",
-            "--output-dir",
-            str(tmp_path),
-            timeout=30,
+            "file", str(_jfk(en_clips)), "--model", "base", "--language", "xx", "--output-dir",
+            str(tmp_path), timeout=30,
         ),
         "--language",
         "xx",
     )
     assert not list(tmp_path.iterdir())
     result = run_cli(
-        "file",
-        str(_jfk(en_clips)),
-        "--language",
-        "EN",
-        "--output-format",
-        "txt",
-        "--output-dir",
+        "file", str(_jfk(en_clips)), "--language", "EN", "--output-format", "txt", "--output-dir",
         str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
@@ -628,15 +597,8 @@ def test_standard_input_and_pipes(en_clips: list[Clip], tmp_path: Path) -> None:
     for arg, stem in (("-", "stdin"), ("/dev/stdin", "stdin-pipe")):
         result = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "livecap",
-                "file",
-                arg,
-                "--output-format",
-                "txt",
-                "--output-dir",
-                str(tmp_path),
+                sys.executable, "-m", "livecap", "file", arg, "--output-format", "txt",
+                "--output-dir", str(tmp_path),
             ],
             input=clip.read_bytes(),
             capture_output=True,
@@ -658,20 +620,8 @@ def test_audio_track_option(en_clips: list[Clip], tmp_path: Path) -> None:
     media = tmp_path / "two.mkv"
     subprocess.run(
         [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-i",
-            str(first.path),
-            "-i",
-            str(second.path),
-            "-map",
-            "0:a",
-            "-map",
-            "1:a",
-            "-c:a",
-            "libvorbis",
-            str(media),
+            "ffmpeg", "-loglevel", "error", "-i", str(first.path), "-i", str(second.path), "-map",
+            "0:a", "-map", "1:a", "-c:a", "libvorbis", str(media),
         ],
         check=True,
     )
@@ -680,13 +630,7 @@ def test_audio_track_option(en_clips: list[Clip], tmp_path: Path) -> None:
     )
     assert plain.returncode == 0 and "2 audio tracks" in plain.stderr, plain.stderr
     chosen = run_cli(
-        "file",
-        str(media),
-        "--audio-track",
-        "1",
-        "--output-format",
-        "json",
-        "--output-dir",
+        "file", str(media), "--audio-track", "1", "--output-format", "json", "--output-dir",
         str(tmp_path / "b"),
     )
     assert chosen.returncode == 0, chosen.stderr

@@ -64,16 +64,8 @@ def test_pulled_model_is_listed_with_its_origin_and_loads_offline(
     assert "English only" in row
     clip = en_clips[0]
     run = run_cli(
-        "file",
-        str(clip.path),
-        "--model",
-        REPO_ID,
-        "--output-dir",
-        str(tmp_path),
-        "--output-format",
-        "txt",
-        "--plain",
-        env=hub_cache,
+        "file", str(clip.path), "--model", REPO_ID, "--output-dir", str(tmp_path),
+        "--output-format", "txt", "--plain", env=hub_cache,
     )
     assert run.returncode == 0, run.stderr
     assert (tmp_path / f"{clip.path.stem}.txt").read_text(encoding="utf-8").strip()

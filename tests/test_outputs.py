@@ -38,14 +38,7 @@ def timed_caption(
         for i, w in enumerate(text.split())
     )
     return Caption(
-        "s",
-        0,
-        start,
-        words[-1].end,
-        text,
-        True,
-        language="en",
-        translation=translation,
+        "s", 0, start, words[-1].end, text, True, language="en", translation=translation,
         words=words,
     )
 
@@ -136,11 +129,7 @@ def test_translation_goes_to_its_own_language_file() -> None:
     untranslated = [timed_caption("Guten Morgen zusammen")]
     assert set(
         render_files(
-            untranslated,
-            "talk",
-            ("srt",),
-            source="t",
-            duration=3.0,
+            untranslated, "talk", ("srt",), source="t", duration=3.0,
             options=OutputOptions(translate_to="en"),
         )
     ) == {"talk.srt"}
@@ -152,11 +141,7 @@ def test_all_formats_tsv_and_verbose_json() -> None:
         timed_caption("general\tKenobi", start=5.0),
     ]
     files = render_files(
-        captions,
-        "t",
-        ("all",),
-        source="t.wav",
-        duration=9.0,
+        captions, "t", ("all",), source="t.wav", duration=9.0,
         options=OutputOptions(task="translate"),
     )
     assert set(files) == {"t.txt", "t.srt", "t.vtt", "t.tsv", "t.json", "t.verbose.json"}
@@ -231,21 +216,8 @@ def test_translated_run_writes_both_languages_wrapped(
     respected by both subtitle tracks."""
     (clip,) = [c for c in non_en_clips if c.language == "de"]
     done = run_cli(
-        "file",
-        str(clip.path),
-        "--model",
-        "base",
-        "--translate-to",
-        "en",
-        "--output-format",
-        "all",
-        "--max-line-width",
-        "20",
-        "--max-line-count",
-        "1",
-        "--output-dir",
-        str(tmp_path),
-        "--plain",
+        "file", str(clip.path), "--model", "base", "--translate-to", "en", "--output-format", "all",
+        "--max-line-width", "20", "--max-line-count", "1", "--output-dir", str(tmp_path), "--plain",
     )
     assert done.returncode == 0, done.stderr
     stem = clip.path.stem
@@ -288,17 +260,8 @@ def test_translated_run_writes_both_languages_wrapped(
 def test_task_translate_is_marked_english(non_en_clips: list[Clip], tmp_path: Path) -> None:
     (clip,) = [c for c in non_en_clips if c.language == "de"]
     done = run_cli(
-        "file",
-        str(clip.path),
-        "--model",
-        "base",
-        "--task",
-        "translate",
-        "--output-format",
-        "json,verbose_json",
-        "--output-dir",
-        str(tmp_path),
-        "--plain",
+        "file", str(clip.path), "--model", "base", "--task", "translate", "--output-format",
+        "json,verbose_json", "--output-dir", str(tmp_path), "--plain",
     )
     assert done.returncode == 0, done.stderr
     document = json.loads((tmp_path / f"{clip.path.stem}.json").read_text(encoding="utf-8"))
@@ -317,14 +280,8 @@ def test_hotwords_and_initial_prompt_change_the_output(tmp_path: Path) -> None:
     def text(*flags: str) -> str:
         out = tmp_path / str(len(list(tmp_path.iterdir())))
         done = run_cli(
-            "file",
-            str(HOTWORDS_CLIP),
-            "--output-format",
-            "txt",
-            "--output-dir",
-            str(out),
-            "--plain",
-            *flags,
+            "file", str(HOTWORDS_CLIP), "--output-format", "txt", "--output-dir", str(out),
+            "--plain", *flags,
         )
         assert done.returncode == 0, done.stderr
         return (out / "hotwords.txt").read_text(encoding="utf-8")

@@ -567,18 +567,8 @@ def test_abandoned_upload_stops_its_transcription(
     long = tmp_path / "long.flac"  # nine minutes: eighteen 30 s windows for the shared pool
     subprocess.run(
         [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-stream_loop",
-            "9",
-            "-i",
-            str(sonnet),
-            "-ac",
-            "1",
-            "-ar",
-            "16000",
-            str(long),
+            "ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar",
+            "16000", str(long),
         ],
         check=True,
     )

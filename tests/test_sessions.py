@@ -441,17 +441,8 @@ def test_terminal_publisher_and_watcher(
             pytest.skip(f"PulseAudio cannot start here: {error}")
         mic = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "livecap",
-                "mic",
-                "--input-device",
-                "pulse",
-                "--publish",
-                base,
-                "--plain",
-                "--duration",
-                f"{clip.duration + 4:.1f}",
+                sys.executable, "-m", "livecap", "mic", "--input-device", "pulse", "--publish",
+                base, "--plain", "--duration", f"{clip.duration + 4:.1f}",
             ],
             env={**pulse.env, "HF_HUB_OFFLINE": "1"},
             stdin=subprocess.DEVNULL,

@@ -85,15 +85,8 @@ def test_argos_without_the_extra_is_a_one_line_error(en_clips: list[Clip], tmp_p
     in sys.modules makes its import fail)."""
     result = subprocess.run(
         [
-            sys.executable,
-            "-c",
-            NO_ARGOS,
-            "file",
-            str(en_clips[0].path),
-            "--translate-to",
-            "de",
-            "--output-dir",
-            str(tmp_path),
+            sys.executable, "-c", NO_ARGOS, "file", str(en_clips[0].path), "--translate-to", "de",
+            "--output-dir", str(tmp_path),
         ],
         capture_output=True,
         text=True,
@@ -157,17 +150,8 @@ def test_argos_install_list_and_translate_through_the_cli(
 
     out = tmp_path / "out"
     captioned = run_cli(
-        "file",
-        str(en_clips[0].path),
-        "--translate-to",
-        "de",
-        "--output-dir",
-        str(out),
-        "--output-format",
-        "json,vtt",
-        "--subtitle-text",
-        "translation",
-        env=env,
+        "file", str(en_clips[0].path), "--translate-to", "de", "--output-dir", str(out),
+        "--output-format", "json,vtt", "--subtitle-text", "translation", env=env,
     )
     assert captioned.returncode == 0, captioned.stderr
     segments = json.loads((out / f"{en_clips[0].path.stem}.json").read_text(encoding="utf-8"))[

@@ -143,19 +143,8 @@ def test_sox_far_copy_of_jfk_is_heard_after_the_sonnet(tmp_path: Path) -> None:
     far = tmp_path / "far.wav"
     subprocess.run(
         [
-            "sox",
-            str(jfk),
-            "-r",
-            "16000",
-            "-c",
-            "1",
-            str(far),
-            "gain",
-            "-28",
-            "highpass",
-            "300",
-            "lowpass",
-            "3000",
+            "sox", str(jfk), "-r", "16000", "-c", "1", str(far), "gain", "-28", "highpass", "300",
+            "lowpass", "3000",
         ],
         check=True,
     )

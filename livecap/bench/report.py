@@ -419,20 +419,8 @@ def show_streams(
         "audio second; cores: server CPU"
     )
     for column in (
-        "N",
-        "p50",
-        "p95",
-        "worst p95",
-        "words p50",
-        "words p95",
-        "finals",
-        "est",
-        "waited",
-        "drop",
-        "refused",
-        "WER",
-        "compute",
-        "cores",
+        "N", "p50", "p95", "worst p95", "words p50", "words p95", "finals", "est", "waited", "drop",
+        "refused", "WER", "compute", "cores",
     ):
         table.add_column(column, justify="right")
     for level in measured["levels"]:
@@ -592,16 +580,8 @@ def show_speakers(rows: list[dict[str, Any]], console: Console | None = None) ->
     table.caption = ("file: one pass over the whole file; live: 1x replay, labels after revisions; "
                      "CPU: labelling CPU seconds per audio second")
     for column in (
-        "conversation",
-        "audio s",
-        "speakers",
-        "file DER",
-        "found",
-        "CPU",
-        "live DER",
-        "found",
-        "CPU",
-        "live RTF",
+        "conversation", "audio s", "speakers", "file DER", "found", "CPU", "live DER", "found",
+        "CPU", "live RTF",
     ):
         table.add_column(column, justify="right")
     for row in rows:

@@ -100,12 +100,7 @@ def create_app(
     app.add_middleware(RequireKey, api_key=api_key)
     _json_errors(app)
     for router in (
-        status.router,
-        audio.router,
-        streams.router,
-        media.router,
-        sessions.router,
-        page_router(),
+        status.router, audio.router, streams.router, media.router, sessions.router, page_router(),
     ):
         app.include_router(router)
     return app

@@ -241,15 +241,8 @@ class SharedSession:
     def followed(cls, hub: Hub, shared: SharedState, record: dict[str, Any]) -> SharedSession:
         """Another replica's session, from its shared record."""
         session = cls(
-            hub,
-            shared,
-            record["source"],
-            DecodeOptions(**record["decode"]),
-            record["media"],
-            record["translate_to"],
-            None,
-            record["id"],
-            record["created"],
+            hub, shared, record["source"], DecodeOptions(**record["decode"]), record["media"],
+            record["translate_to"], None, record["id"], record["created"],
         )
         session.owned = False
         session.synced.clear()
