@@ -162,18 +162,26 @@ class WindowLoop:
                 _view(encoded[group]),
                 [prompts[k] for k in group],
                 beam_size=options.beam_size,
-                max_length=model.max_length,
-                return_scores=True,
-                return_no_speech_prob=True,
-                suppress_blank=options.suppress_blank,
-                suppress_tokens=list(options.suppress_tokens),
-                max_initial_timestamp_index=round(
-                    options.max_initial_timestamp / model.time_precision
-                ),
+                **self._decode_settings(),
             )
             for k, output in zip(group, decoded):
                 outputs[k] = output
         return outputs
+
+    def _decode_settings(self) -> dict[str, Any]:
+        """What every `generate` call of this batch asks, the first decode and the fallbacks."""
+        options, model = self._options, self.model
+        assert options is not None
+        return {
+            "max_length": model.max_length,
+            "return_scores": True,
+            "return_no_speech_prob": True,
+            "suppress_blank": options.suppress_blank,
+            "suppress_tokens": list(options.suppress_tokens),
+            "max_initial_timestamp_index": round(
+                options.max_initial_timestamp / model.time_precision
+            ),
+        }
 
     def _advance(self, item: Pending, size: int, output: Any, prompt: list[int], own: Any) -> None:
         """Judge one window's decode (fallback, no-speech skip), keep its segments and move the
@@ -190,12 +198,7 @@ class WindowLoop:
             return
         frame_s = model.feature_extractor.time_per_frame
         segments, seek, single_ending = split_at_timestamps(
-            tokens,
-            tokenizer.timestamp_begin,
-            item.seek,
-            size,
-            frame_s,
-            model.time_precision,
+            tokens, tokenizer.timestamp_begin, item.seek, size, frame_s, model.time_precision,
             model.input_stride,
         )
         if item.request.word_timestamps:
@@ -215,23 +218,10 @@ class WindowLoop:
         """faster-whisper's fallback made deterministic (`FALLBACK_DECODES`): the first decode
         that passes the checks is kept, else the most probable one that is not too repetitive, as
         faster-whisper picks among its samples."""
-        options, model = self._options, self.model
-        assert options is not None
+        model = self.model
         tried = [first]
         for settings in FALLBACK_DECODES:
-            output = model.model.generate(
-                own,
-                [prompt],
-                max_length=model.max_length,
-                return_scores=True,
-                return_no_speech_prob=True,
-                suppress_blank=options.suppress_blank,
-                suppress_tokens=list(options.suppress_tokens),
-                max_initial_timestamp_index=round(
-                    options.max_initial_timestamp / model.time_precision
-                ),
-                **settings,
-            )[0]
+            output = model.model.generate(own, [prompt], **self._decode_settings(), **settings)[0]
             tokens = output.sequences_ids[0]
             tried.append((output, output.scores[0] * len(tokens) / (len(tokens) + 1)))
             if not needs_fallback(
@@ -262,12 +252,7 @@ class WindowLoop:
 
         model = self.model
         model.add_word_timestamps(
-            [segments],
-            item.tokenizer,
-            own,
-            size,
-            PREPEND_PUNCTUATIONS,
-            APPEND_PUNCTUATIONS,
+            [segments], item.tokenizer, own, size, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS,
             item.last_speech,
         )
         last_word_end = get_end(segments)

@@ -239,6 +239,13 @@ def _message(text: str) -> dict[str, Any]:
     return event
 
 
+def _client_event(message: dict[str, Any]) -> dict[str, Any]:
+    """A WebSocket message as a client event: audio comes inside JSON events, never binary."""
+    if message.get("bytes") is not None:
+        raise EventError("send audio as input_audio_buffer.append events, not binary messages")
+    return _message(message.get("text") or "")
+
+
 def _audio(event: dict[str, Any]) -> bytes:
     audio = event.get("audio")
     if not isinstance(audio, str):
@@ -313,11 +320,7 @@ class RealtimeConnection(StreamConnection):
     def _configure(self, message: dict[str, Any]) -> list[dict[str, Any]]:
         """A client event before any audio: the answers to send."""
         try:
-            event = _message(message.get("text") or "") if message.get("bytes") is None else None
-            if event is None:
-                raise EventError(
-                    "send audio as input_audio_buffer.append events, not binary messages"
-                )
+            event = _client_event(message)
             kind = event["type"]
             if kind in ("session.update", "transcription_session.update"):
                 self.session = self.session.updated(
@@ -362,11 +365,7 @@ class RealtimeConnection(StreamConnection):
     def on_message(self, message: dict[str, Any]) -> Closing | None:
         assert self.audio is not None and self.source is not None
         try:
-            event = _message(message.get("text") or "") if message.get("bytes") is None else None
-            if event is None:
-                raise EventError(
-                    "send audio as input_audio_buffer.append events, not binary messages"
-                )
+            event = _client_event(message)
             kind = event["type"]
             if kind == "input_audio_buffer.append":
                 self.audio.push(_audio(event))
