@@ -18,6 +18,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_AUDIO = Path(os.environ.get("LIVECAP_SHARED_AUDIO", REPO.parent / "shared" / "audio"))
+# a StreamStats.snapshot's load figures for a stream that is keeping up: nothing queued or dropped
+IDLE_LOAD: dict[str, float] = {
+    "dropped_seconds": 0.0, "capture_depth_s": 0.0, "pending_finals": 0, "pending_interims": 0,
+    "behind_seconds": 0.0, "interims_skipped": 0, "transcribed_seconds": 0.0,
+}
 
 
 @dataclass(frozen=True)

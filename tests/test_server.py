@@ -27,7 +27,7 @@ import pytest
 import websockets
 from fastapi import FastAPI
 
-from conftest import REPO, Clip, manifest
+from conftest import IDLE_LOAD, REPO, Clip, manifest
 from livecap.bench.streams import free_port, start_upload
 from livecap.bench.wer import wer
 from livecap.cli.view import JsonlView
@@ -112,15 +112,7 @@ class _ScriptedStream:
         return self.events.pop(0)
 
     def stats_snapshot(self) -> StatsSnapshot:
-        return self.stats.snapshot(
-            dropped_seconds=0.0,
-            capture_depth_s=0.0,
-            pending_finals=0,
-            pending_interims=0,
-            behind_seconds=0.0,
-            interims_skipped=0,
-            transcribed_seconds=0.0,
-        )
+        return self.stats.snapshot(**IDLE_LOAD)
 
 
 def test_the_server_feed_is_a_display_of_the_run_loop() -> None:
@@ -716,17 +708,7 @@ def test_compute_per_audio_second_counts_translation_too(engine: Engine) -> None
     stats.add_audio(20.0)
     stats.record_final({"latency": 1.0, "eos_wait": 0.5, "processing": 0.5, "translate": 3.0})
     assert hub.streams_line.take_now()
-    hub.release_stream(
-        stats.snapshot(
-            dropped_seconds=0.0,
-            capture_depth_s=0.0,
-            pending_finals=0,
-            pending_interims=0,
-            behind_seconds=0.0,
-            interims_skipped=0,
-            transcribed_seconds=20.0,
-        )
-    )
+    hub.release_stream(stats.snapshot(**{**IDLE_LOAD, "transcribed_seconds": 20.0}))
     status = hub.status_report()
     assert status["audio_seconds"] == 20.0 and status["translate_seconds"] == 3.0
     assert status["compute_per_audio_s"] == pytest.approx(

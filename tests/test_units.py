@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Clip
+from conftest import IDLE_LOAD, Clip
 from livecap.asr.guards import collapse_repeats, is_hallucination
 from livecap.config import VadConfig
 from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
@@ -202,15 +202,7 @@ def test_footer_rtf_counts_interims_and_translation() -> None:
     stats.add_audio(10.0)
     stats.add_asr(2.0, final=True)
     stats.add_asr(3.0, final=False)
-    snapshot = stats.snapshot(
-        dropped_seconds=0.0,
-        capture_depth_s=0.0,
-        pending_finals=0,
-        pending_interims=0,
-        behind_seconds=0.0,
-        interims_skipped=0,
-        transcribed_seconds=0.0,
-    )
+    snapshot = stats.snapshot(**IDLE_LOAD)
     assert snapshot.rtf == pytest.approx(0.5)
     console = Console(width=200, record=True)
     console.print(stats_footer(snapshot, "tiny.en", "cpu", "int8"))
