@@ -78,20 +78,66 @@ def test_one_interim_runs_per_stream() -> None:
         pool.shutdown()
 
 
-def test_cancel_touches_only_its_own_stream(gated: tuple[AsrPool, GateBackend]) -> None:
-    pool, backend = gated
+def reported(done: list) -> dict[float, str]:
+    """Each reported job's label: "cancelled", or the text it was transcribed as."""
+    return {j.request.samples[0]: "cancelled" if isinstance(e, Cancelled) else r.segments[0].text for j, r, e in done}
+
+
+def behind_a_running_final(pool: AsrPool, backend: GateBackend, queued: list[tuple[str, int, bool]]) -> list:
+    """s1's final 1 occupies the only worker, then the `queued` jobs (stream, label, final) are
+    submitted; the list their outcomes are reported to."""
     done: list = []
     pool.submit_final(job("s1", 1, final=True, done=done))
     wait_for(lambda: backend.started == ["1.0"])
-    pool.submit_final(job("s1", 2, final=True, done=done))
-    pool.submit_final(job("s2", 3, final=True, done=done))
-    pool.submit_final(job("s1", 4, final=True, done=done))
-    pool.cancel_finals("s1")
-    cancelled = [j.request.samples[0] for j, _, e in done if isinstance(e, Cancelled)]
-    assert cancelled == [2.0, 4.0]
+    for stream, label, final in queued:
+        submit = pool.submit_final if final else pool.submit_interim
+        submit(job(stream, label, final=final, done=done))
+    return done
+
+
+def test_a_stopped_stream_gives_back_its_waiting_work_and_its_running_result(
+    gated: tuple[AsrPool, GateBackend],
+) -> None:
+    """Withdrawn: s1's queued final and interim are dropped and the result of its call already
+    running is thrown away; s2's jobs keep their places and order."""
+    pool, backend = gated
+    queued = [("s2", 2, True), ("s1", 3, True), ("s1", 4, False), ("s2", 5, False), ("s2", 6, True)]
+    done = behind_a_running_final(pool, backend, queued)
+    pool.withdraw("s1")
+    assert reported(done) == {3.0: "cancelled"}  # at once, before any call ends
     backend.gate.set()
-    wait_for(lambda: len(done) == 4)
-    assert backend.started == ["1.0", "3.0"]  # s2's final still ran
+    wait_for(lambda: len(done) == 5)
+    assert backend.started == ["1.0", "2.0", "6.0", "5.0"]  # of s1 only the call already running
+    assert reported(done) == {1.0: "cancelled", 2.0: "x", 3.0: "cancelled", 5.0: "x", 6.0: "x"}
+    assert (pool.cancelled, pool.discarded) == (2, 1)
+
+
+def test_a_running_batch_keeps_the_results_of_streams_that_did_not_stop() -> None:
+    backend = BatchGate()
+    pool = AsrPool(backend, workers=1, batch_size=3, batch_wait_ms=60_000)  # a full batch is never held
+    done: list = []
+    try:
+        for stream, label in (("s1", 1), ("s2", 2), ("s1", 3)):
+            pool.submit_final(job(stream, label, final=True, done=done))
+        wait_for(lambda: backend.calls == [["1.0", "2.0", "3.0"]])
+        pool.withdraw("s1")
+        backend.gate.set()
+        wait_for(lambda: len(done) == 3)
+    finally:
+        backend.gate.set()
+        pool.shutdown()
+    assert reported(done) == {1.0: "cancelled", 2.0: "2.0", 3.0: "cancelled"}
+    assert (pool.cancelled, pool.discarded) == (0, 2)
+
+
+def test_a_stopped_live_stream_gives_back_its_interims_never_its_finals(gated: tuple[AsrPool, GateBackend]) -> None:
+    pool, backend = gated
+    done = behind_a_running_final(pool, backend, [("s1", 2, False), ("s1", 3, True)])
+    pool.withdraw("s1", finals=False)  # live: what was heard is still transcribed
+    backend.gate.set()
+    wait_for(lambda: len(done) == 2)
+    assert backend.started == ["1.0", "3.0"]
+    assert reported(done) == {1.0: "x", 3.0: "x"} and pool.cancelled == 1
 
 
 def test_a_failing_job_fails_only_itself() -> None:
@@ -240,7 +286,7 @@ def test_cancel_withdraws_held_finals_of_its_stream_only(
     wait_for(lambda: backend.started == ["1.0"])
     for stream, label in (("s1", 2), ("s2", 3), ("s1", 4)):
         pool.submit_final(job(stream, label, final=True, done=done))
-    pool.cancel_finals("s1")
+    pool.withdraw("s1")
     backend.gate.set()
     wait_for(lambda: len(done) == 4)
     assert backend.calls == [["1.0"], ["3.0"]]

@@ -11,6 +11,15 @@ part of that budget (the budget divided among the streams that asked for interim
 stream slows its interim cadence to fit it: under load every stream's interims come less often,
 equally, before any final waits. `shed_interims` (memory pressure) stops interims altogether.
 
+Stopping. `withdraw(stream)` is how a stopped stream (a file whose client left, a live stream
+nobody reads any more) gives back the work nobody will use: its queued interim is dropped; with
+`finals`, its queued finals too (held, or handed to a worker and not yet started), each reported
+`Cancelled`; a call already running for them ends as it would, but their results are thrown away
+(reported `Cancelled`, their worker time counted). A stopped stream submits nothing more (its VAD
+stage drops what it has not cut), so after a stop the pool spends on it only the rest of the calls
+that were running. Other streams' jobs keep their places and their order: a final is withdrawn
+only for the stream that asked, so a live stream that is not stopped never loses nor reorders one.
+
 Workers heal. A call that raises is counted on its worker; each final in it is retried once, on
 another worker when there is one, and fails alone if it fails again (its stream shows an error and
 goes on). A call that runs far past the expected time of its kind is declared hung: its worker
@@ -58,7 +67,7 @@ ACTIVE_S = 10.0  # a stream that asked for an interim this recently shares the i
 
 
 class Cancelled(Exception):
-    """The job was withdrawn before it ran."""
+    """The job was withdrawn (its stream stopped): not run, or its result thrown away."""
 
 
 class Hung(Exception):
@@ -79,6 +88,7 @@ class AsrJob:
     spent: float = 0.0  # worker-seconds of every attempt (a batch's time split evenly among its jobs)
     attempts: int = 0  # calls that failed it so far
     avoid: int | None = None  # the worker whose call failed it: its retry goes elsewhere when it can
+    withdrawn: bool = False  # its stream withdrew it while its call ran: the result is thrown away
 
     @property
     def cost(self) -> float:
@@ -147,6 +157,8 @@ class AsrPool:
         self.interims_skipped = 0
         self.interims_shed = 0
         self.retries = 0
+        self.cancelled = 0  # withdrawn jobs that never ran
+        self.discarded = 0  # withdrawn jobs whose running call's result was thrown away
         self.batches: Counter[int] = Counter()  # final calls by their number of jobs
         with self._lock:
             for slot in self._slots:
@@ -201,12 +213,20 @@ class AsrPool:
                 self.interims_shed += len(self._interims)
                 self._interims.clear()
 
-    def cancel_finals(self, stream_id: str) -> None:
-        """Withdraw a stream's queued finals; each is reported done with `Cancelled`."""
+    def withdraw(self, stream_id: str, *, finals: bool = True) -> None:
+        """The stream stopped: drop its queued interim, and with `finals` its queued finals (reported
+        `Cancelled`); the results of its running calls of those kinds are thrown away when they end."""
+        def withdrawn(job: AsrJob) -> bool:
+            return job.utterance.stream_id == stream_id and (finals or not job.request.final)
+
         with self._lock:
-            cancelled = [job for job in self._finals if job.utterance.stream_id == stream_id]
-            self._finals = deque(job for job in self._finals if job.utterance.stream_id != stream_id)
-        for job in cancelled:
+            dropped = self._withdraw_queued(stream_id, withdrawn)
+            for slot in self._slots:
+                for job in slot.running or []:
+                    if withdrawn(job):
+                        job.withdrawn = True
+            self._pump()  # a worker whose handed-over jobs were all taken back is free again
+        for job in dropped:
             _report(job, None, Cancelled())
 
     def drop_interim(self, stream_id: str) -> None:
@@ -244,6 +264,23 @@ class AsrPool:
         self._watchdog.join()
 
     # -- scheduling (lock held) ----------------------------------------------------------------
+
+    def _withdraw_queued(self, stream_id: str, withdrawn: Callable[[AsrJob], bool]) -> list[AsrJob]:
+        """Take the `withdrawn` jobs not yet started out (the stream's interim, its finals when
+        asked): the finals, to report `Cancelled` (an interim dropped is not reported, as when a
+        newer one replaces it)."""
+        taken = [self._interims.pop(stream_id)] if stream_id in self._interims else []
+        taken += [job for job in self._finals if withdrawn(job)]
+        self._finals = deque(job for job in self._finals if not withdrawn(job))
+        for slot in self._slots:
+            given = [job for job in slot.given or [] if withdrawn(job)]
+            if given:
+                slot.given = [job for job in slot.given or [] if job not in given] or None
+                taken += given
+        if any(not job.request.final for job in taken):
+            self._interim_running.discard(stream_id)  # the one handed over (a running one is not taken)
+        self.cancelled += len(taken)
+        return [job for job in taken if job.request.final]
 
     def _pump(self) -> None:
         """Hand queued jobs to free workers."""
@@ -374,10 +411,14 @@ class AsrPool:
 
     def _settle(self, slot: Worker, jobs: list[AsrJob], outcomes: list[Outcome]) -> list[tuple[AsrJob, Outcome]]:
         """Requeue each final that failed for the first time (ahead of the others, avoiding this
-        worker); the rest are reported (lock held)."""
-        reports, retry = [], []
+        worker); the rest are reported, a withdrawn job's as `Cancelled` whatever came (lock held)."""
+        reports: list[tuple[AsrJob, Outcome]] = []
+        retry = []
         for job, outcome in zip(jobs, outcomes):
-            if isinstance(outcome, BaseException) and job.request.final and job.attempts == 0:
+            if job.withdrawn:
+                self.discarded += 1
+                reports.append((job, Cancelled()))
+            elif isinstance(outcome, BaseException) and job.request.final and job.attempts == 0:
                 job.attempts, job.avoid = 1, slot.index
                 retry.append(job)
             else:

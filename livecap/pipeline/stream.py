@@ -113,13 +113,13 @@ class Stream:
         self.source.start(self.capture)
 
     def stop(self, reason: str | None = None) -> None:
-        """Stop taking audio. Live: what was heard is still transcribed before the end. A file
-        (offline) stops sooner: finals not yet started are dropped, the running ones finish."""
+        """Stop taking audio; its interims end. Live: what was heard is still transcribed before the
+        end. A file (offline) stops sooner: finals not yet started are dropped, and the running
+        ones' results are thrown away (nobody waits for the rest of a file stopped)."""
         self.delivery.note_end(reason)
         self.segmentation.stop()
         self.source.stop()
-        if not self.live:
-            self.pool.cancel_finals(self.stream_id)
+        self.pool.withdraw(self.stream_id, finals=not self.live)
 
     @property
     def clock(self) -> float:

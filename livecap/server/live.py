@@ -489,14 +489,14 @@ class StreamConnection:
             ending = Closing(INTERNAL, "internal server error")
         self.ending = ending
         if not ending.graceful:
-            self.stream.pool.cancel_finals(self.stream.stream_id)  # nobody will read them
+            self.stream.pool.withdraw(self.stream.stream_id)  # nobody will read them
         self.audio.finish(ending.graceful)
         try:
             await asyncio.wait_for(
                 self.run_done.wait(), self.settings.drain_s if ending.code == GOING_AWAY else None
             )
         except asyncio.TimeoutError:
-            self.stream.pool.cancel_finals(self.stream.stream_id)
+            self.stream.pool.withdraw(self.stream.stream_id)
         if ending.code == ABNORMAL:
             sender.cancel()
         else:

@@ -510,7 +510,7 @@ class SharedSession:
         stream.stop("server shutting down" if draining else "stopped")
         await self._until(done, timeout=self.hub.settings.drain_s)
         if not done.is_set():
-            stream.pool.cancel_finals(stream.stream_id)
+            stream.pool.withdraw(stream.stream_id)
         if draining and self.shared.clustered:
             self.handover = "drained"
         return (
