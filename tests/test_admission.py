@@ -126,6 +126,30 @@ def test_a_waiter_admitted_as_it_leaves_gives_its_place_to_the_next() -> None:
     assert run(scenario()).taken == 1
 
 
+def test_a_place_in_line_never_waited_on_is_given_up_once_and_the_line_is_described() -> None:
+    """A streamed upload joins the line when its request comes and waits once its response runs:
+    one that never ran gives its place (given meanwhile) to the next, once, however often it gives
+    up."""
+
+    async def scenario() -> tuple[Places, list, list]:
+        places = Places(0)
+        line = WaitingList(places, "uploads", max_wait_s=60, max_waiting=10)
+        first = line.join(lambda p, eta: None)
+        second = asyncio.create_task(line.enter(lambda p, eta: None))
+        await asyncio.sleep(0)
+        described = line.describe()
+        places.free = 1
+        line.kick()  # the first, not waiting on its place, is given it ...
+        line.give_up(first)  # ... and gives it to the second
+        line.give_up(first)
+        await second
+        return places, described, line.describe()
+
+    places, waiting, after = run(scenario())
+    assert places.taken == 1
+    assert [(w["position"], w["eta_s"]) for w in waiting] == [(1, None), (2, None)] and after == []
+
+
 def test_the_estimate_counts_finals_and_the_slowest_interims() -> None:
     # before a minute of live audio: the calibration, one final per PRIOR_UTTERANCE_S
     prior = estimate(2, 1, (0.6, 0.1), (0.0, 0.0), None)

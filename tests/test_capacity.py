@@ -16,14 +16,15 @@ import httpx
 import pytest
 import websockets
 
-from conftest import Clip
+from conftest import Clip, long_recording
 from livecap.asr.base import AsrRequest, AsrResult
 from livecap.asr.pool import AsrPool
+from livecap.bench.streams import start_upload
 from livecap.bench.wer import wer
 from livecap.config import Config
 from livecap.engine import Engine
 from livecap.server.client import StreamResult, pcm_frames, stream_file, stream_frames
-from test_server import collect, running, ws_url
+from test_server import collect, running, status_when, ws_url
 
 pytestmark = pytest.mark.slow
 
@@ -227,6 +228,42 @@ def test_uploads_wait_for_a_place_instead_of_503(engine: Engine, en_clips: list[
         wer(c.reference, texts[i]) < 0.35 for i, c in enumerate(chosen)
     )
     assert status["uploads_refused"] == 0 and status["uploads_total"] == 3
+
+
+def test_a_streamed_upload_in_line_is_told_its_place_then_transcribed(
+    engine: Engine, en_clips: list[Clip], tmp_path: Path
+) -> None:
+    """`--max-uploads 1`: a long upload holds the place; a streamed one (the openai client, which
+    passes the unknown event through) gets `queued` while /status lists the line, and once the
+    first client leaves it is transcribed."""
+    import openai
+
+    clip = shortest(en_clips, 1)[0]
+    long = long_recording(tmp_path)
+    with running(engine, max_uploads=1, max_wait_s=300) as base:
+        holder = start_upload(base, long)
+        status_when(base, lambda s: s["uploads_active"] == 1)
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+        events, lines = [], []
+        with holder, clip.path.open("rb") as audio:
+            for event in client.audio.transcriptions.create(
+                model="whisper-1", file=audio, stream=True
+            ):
+                events.append(event)
+                if event.type == "queued" and not lines:
+                    lines.append(httpx.get(base + "/status").json())
+                    holder.close()  # the place comes free
+        status = httpx.get(base + "/status").json()
+    assert (events[0].type, events[0].position) == ("queued", 1)  # type: ignore[attr-defined]
+    assert lines[0]["uploads_waiting"] == 1
+    assert [w["position"] for w in lines[0]["uploads_line"]] == [1]
+    deltas = [e for e in events if e.type == "transcript.text.delta"]
+    kinds = ["queued"] + ["transcript.text.delta"] * len(deltas) + ["transcript.text.done"]
+    assert [e.type for e in events] == kinds
+    assert "".join(d.delta for d in deltas) == events[-1].text
+    assert wer(clip.reference, events[-1].text) < 0.35
+    assert status["uploads_active"] == 0 and status["uploads_line"] == []
+    assert status["uploads_abandoned"] >= 1
 
 
 # -- workers that heal -----------------------------------------------------------------------------

@@ -80,10 +80,15 @@ def test_one_interim_runs_per_stream() -> None:
 
 def reported(done: list) -> dict[float, str]:
     """Each reported job's label: "cancelled", or the text it was transcribed as."""
-    return {j.request.samples[0]: "cancelled" if isinstance(e, Cancelled) else r.segments[0].text for j, r, e in done}
+    return {
+        j.request.samples[0]: "cancelled" if isinstance(e, Cancelled) else r.segments[0].text
+        for j, r, e in done
+    }
 
 
-def behind_a_running_final(pool: AsrPool, backend: GateBackend, queued: list[tuple[str, int, bool]]) -> list:
+def behind_a_running_final(
+    pool: AsrPool, backend: GateBackend, queued: list[tuple[str, int, bool]]
+) -> list:
     """s1's final 1 occupies the only worker, then the `queued` jobs (stream, label, final) are
     submitted; the list their outcomes are reported to."""
     done: list = []
@@ -114,7 +119,7 @@ def test_a_stopped_stream_gives_back_its_waiting_work_and_its_running_result(
 
 def test_a_running_batch_keeps_the_results_of_streams_that_did_not_stop() -> None:
     backend = BatchGate()
-    pool = AsrPool(backend, workers=1, batch_size=3, batch_wait_ms=60_000)  # a full batch is never held
+    pool = AsrPool(backend, workers=1, batch_size=3, batch_wait_ms=60_000)  # full: never held
     done: list = []
     try:
         for stream, label in (("s1", 1), ("s2", 2), ("s1", 3)):
@@ -130,7 +135,9 @@ def test_a_running_batch_keeps_the_results_of_streams_that_did_not_stop() -> Non
     assert (pool.cancelled, pool.discarded) == (0, 2)
 
 
-def test_a_stopped_live_stream_gives_back_its_interims_never_its_finals(gated: tuple[AsrPool, GateBackend]) -> None:
+def test_a_stopped_live_stream_gives_back_its_interims_never_its_finals(
+    gated: tuple[AsrPool, GateBackend],
+) -> None:
     pool, backend = gated
     done = behind_a_running_final(pool, backend, [("s1", 2, False), ("s1", 3, True)])
     pool.withdraw("s1", finals=False)  # live: what was heard is still transcribed

@@ -125,6 +125,14 @@ class Waiter:
         self.told = told
         self.admitted = asyncio.get_running_loop().create_future()
         self.position = 0
+        self.since = time.monotonic()
+        self.given_back = False  # admitted, but it left before using its place: given to the next
+
+    @property
+    def placed(self) -> bool:
+        """Admitted: it holds a place (and must give it back)."""
+        done = self.admitted.done() and not self.admitted.cancelled()
+        return done and self.admitted.exception() is None
 
 
 class WaitingList:
@@ -184,17 +192,20 @@ class WaitingList:
         try:
             await waiter.admitted
         except asyncio.CancelledError:
-            if (
-                waiter.admitted.done()
-                and not waiter.admitted.cancelled()
-                and waiter.admitted.exception() is None
-            ):
-                self.gate.give_back()  # admitted just as it left: the place goes to the next one
-                self.kick()
+            self.give_up(waiter)
             raise
         finally:
             timer.cancel()
             self.leave(waiter)
+
+    def give_up(self, waiter: Waiter) -> None:
+        """`waiter` leaves without its place: out of the line, and a place it was given just now
+        (unused) goes to the next one. Once is enough: again does nothing."""
+        if waiter.placed and not waiter.given_back:
+            waiter.given_back = True
+            self.gate.give_back()
+            self.kick()
+        self.leave(waiter)
 
     def _expire(self, waiter: Waiter) -> None:
         if not waiter.admitted.done():
@@ -237,6 +248,14 @@ class WaitingList:
             return None
         gap = (self._releases[-1] - self._releases[0]) / (len(self._releases) - 1)
         return round(position * gap, 1)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each place in line: its position, how long it has waited, the estimated wait left."""
+        now = time.monotonic()
+        return [
+            {"position": at, "waited_s": round(now - waiter.since, 1), "eta_s": self.eta(at)}
+            for at, waiter in enumerate(self._waiting, start=1)
+        ]
 
     def _tell(self) -> None:
         for position, waiter in enumerate(self._waiting, start=1):

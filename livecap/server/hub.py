@@ -27,7 +27,15 @@ from livecap.config import ServerConfig
 from livecap.engine import Engine
 from livecap.pipeline.stats import WINDOW, StatsSnapshot, percentile
 from livecap.pipeline.stream import Stream
-from livecap.server.admission import Estimate, Refused, Told, WaitingList, calibrate, estimate
+from livecap.server.admission import (
+    Estimate,
+    Refused,
+    Told,
+    Waiter,
+    WaitingList,
+    calibrate,
+    estimate,
+)
 from livecap.server.memory import MemoryBudget, default_max_rss_mb
 from livecap.server.requests import RequestError
 
@@ -98,6 +106,7 @@ class Hub:
         self.uploads_active = 0
         self.uploads_total = 0
         self.uploads_refused = 0
+        self.uploads_abandoned = 0  # uploads stopped because their client went away
         self.audio_seconds = 0.0  # live and uploaded audio taken through the pipeline
         self.translate_seconds = 0.0  # busy seconds translating it (outside the ASR pool)
         self._latencies: deque[float] = deque(maxlen=WINDOW)  # deque appends are thread-safe
@@ -188,10 +197,27 @@ class Hub:
             self.refused += 1
             raise
 
-    async def enter_upload(self) -> None:
+    async def enter_upload(self, told: Told = lambda position, eta: None) -> None:
         """A place for an upload, now or after waiting in line; `Refused` otherwise."""
+        waiter = self.queue_upload(told)
+        if waiter is not None:
+            await self.wait_upload(waiter)
+
+    def queue_upload(self, told: Told) -> Waiter | None:
+        """A place for an upload now (None), or a place in line to `wait_upload` on (told its
+        position at once); `Refused` when the line is full or waiting is off."""
+        if self.uploads_line.take_now():
+            return None
         try:
-            await self.uploads_line.enter(lambda position, eta: None)
+            return self.uploads_line.join(told)
+        except Refused:
+            self.uploads_refused += 1
+            raise
+
+    async def wait_upload(self, waiter: Waiter) -> None:
+        """Until the upload in line has its place; `Refused` past `max_wait_s`."""
+        try:
+            await self.uploads_line.wait(waiter)
         except Refused:
             self.uploads_refused += 1
             raise
@@ -303,9 +329,13 @@ class Hub:
             "uploads_waiting": len(self.uploads_line),
             "uploads_admitted_after_wait": self.uploads_line.admitted_after_wait,
             "uploads_refused": self.uploads_refused,
+            "uploads_abandoned": self.uploads_abandoned,
+            "uploads_line": self.uploads_line.describe(),
             **self.memory.describe(),
             "asr_workers": default.pool.describe_workers(),  # the default model's; each model has its own pool
             "asr_retries": sum(engine.pool.retries for engine in engines),
+            "asr_cancelled": sum(engine.pool.cancelled for engine in engines),
+            "asr_discarded": sum(engine.pool.discarded for engine in engines),
             "audio_seconds": round(self.audio_seconds, 3),
             "final_latency_p50": _round(percentile(latencies, 50)),
             "final_latency_p95": _round(percentile(latencies, 95)),
@@ -398,6 +428,9 @@ class _HubCollector(Collector):
             ("livecap_streams", "streams_total", "live streams admitted"),
             ("livecap_streams_refused", "streams_refused", "live streams refused at capacity"),
             ("livecap_uploads", "uploads_total", "uploads transcribed"),
+            ("livecap_uploads_abandoned", "uploads_abandoned", "uploads stopped because their client went away"),
+            ("livecap_asr_cancelled", "asr_cancelled", "ASR jobs of stopped streams withdrawn before they ran"),
+            ("livecap_asr_discarded", "asr_discarded", "ASR results of stopped streams thrown away"),
             ("livecap_audio_seconds", "audio_seconds", "seconds of audio taken"),
             ("livecap_asr_busy_seconds", "busy_seconds", "ASR worker-seconds spent"),
         ):
