@@ -447,8 +447,7 @@ def show_streams(
         f"a DELETEd session's quiet publisher closed after {r['delete_publisher_s']:.2f} s; an "
         "abandoned "
         f"upload freed its slot after {r['upload_stop_s']:.2f} s ({r['upload_busy_after_s']:.1f} "
-        "ASR "
-        "worker-seconds after the client left)",
+        f"ASR worker-seconds in {r['upload_calls_after']} calls after the client left)",
         soft_wrap=True,
     )
 

@@ -186,7 +186,8 @@ def start_upload(base: str, path: Path) -> socket.socket:
 
 def abandoned_upload(base: str, path: Path) -> dict[str, float]:
     """Upload `path`, give up once the server has transcribed some of it, and measure how long the
-    server goes on: seconds until the upload's slot is free, ASR worker-seconds spent meanwhile."""
+    server goes on: seconds until the upload's slot is free, ASR worker-seconds spent meanwhile and
+    the ASR calls that ended meanwhile (those running when it left: at most one per worker)."""
     import httpx
 
     def status_when(ready: Callable[[dict[str, Any]], bool]) -> Callable[[], dict[str, Any] | None]:
@@ -202,8 +203,12 @@ def abandoned_upload(base: str, path: Path) -> dict[str, float]:
         )
     gave_up = time.monotonic()
     done = _until(status_when(lambda s: s["uploads_active"] == 0), "stop the abandoned upload")
+    def calls(status: dict[str, Any]) -> int:
+        return sum(worker["calls"] for worker in status["asr_workers"])
+
     return {"upload_stop_s": time.monotonic() - gave_up,
-            "upload_busy_after_s": done["busy_seconds"] - working["busy_seconds"]}
+            "upload_busy_after_s": done["busy_seconds"] - working["busy_seconds"],
+            "upload_calls_after": calls(done) - calls(working)}
 
 
 async def stopped_publisher(base: str, frames: list[bytes]) -> float:
