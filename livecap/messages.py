@@ -7,6 +7,7 @@ all times are `time.monotonic()` seconds unless a name says the time is in strea
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +40,9 @@ class Utterance:
     final: bool
     t_speech_end: float  # capture time of the last speech sample
     t_emitted: float  # when the VAD stage gave it on (end-of-speech wait ends here)
-    pieces: tuple[tuple[float, float, float], ...] = ()  # packed audio: (packed_start, start, end)
+    # packed audio: (packed_start, start, end, speech_until) of each utterance in it
+    pieces: tuple[tuple[float, float, float, float | None], ...] = ()
+    speech_until: float | None = None  # stream seconds where the VAD heard speech end, if known
 
     @property
     def duration(self) -> float:
@@ -65,8 +68,18 @@ class Utterance:
         """Map a time inside `samples` back to stream seconds (packing removes silences)."""
         if not self.pieces:
             return self.start + t
-        packed_start, start, end = self.pieces[self._piece(t)]
+        packed_start, start, end, _ = self.pieces[self._piece(t)]
         return min(start + max(0.0, t - packed_start), end)
+
+    def past_speech(self, t: float) -> float:
+        """Seconds by which a time inside `samples` (or in the silence decoded after them) lies
+        after the end of the speech it follows: negative within speech, -inf where not known.
+        Packed audio is judged by the piece the time falls in."""
+        if not self.pieces:
+            until = self.speech_until
+            return -math.inf if until is None else self.start + t - until
+        packed_start, start, _, until = self.pieces[self._piece(t)]
+        return -math.inf if until is None else t - packed_start - (until - start)
 
 
 @dataclass(frozen=True)

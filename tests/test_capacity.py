@@ -274,7 +274,7 @@ class Faulty:
     the prompt MARK): its second final raises on every call and its third hangs on its first call.
     A test wrapper around the real model, not a switch in the product."""
 
-    MARK = "Quilting"
+    MARK = "Quilter"
 
     def __init__(self, backend: object) -> None:
         self.backend = backend

@@ -13,6 +13,7 @@ from conftest import Clip, run_cli
 from live_audio import join_clips, joined_clips, write_wav
 from livecap.bench.wer import wer
 from livecap.messages import SAMPLE_RATE
+from livecap.sources.file import decode_blocks
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +83,28 @@ def test_realtime_silence_and_noise_give_no_captions(tmp_path: Path) -> None:
     assert f"error: {silence}: no speech found" in result.stderr
     assert f"error: {noise}: no speech found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_nothing_invented_over_the_pause_after_the_speech(
+    en_clips: list[Clip], tmp_path: Path
+) -> None:
+    """This clip, then silence (as a live client sends it), primed with "Quilter": Whisper tiny.en
+    wrote "Thank you so much for watching, and I'll see you in the next one." over the pause its
+    live final keeps after the speech, as a second segment; it lies past the VAD's end of speech."""
+    clip = next((c for c in en_clips if "sense_and_sensibility_0930" in c.path.name), None)
+    if clip is None:
+        pytest.skip("needs the shared sense_and_sensibility_0930 recording")
+    pause = np.zeros(int(PAUSE_S * SAMPLE_RATE), np.float32)
+    audio = np.concatenate([*decode_blocks(clip.path), pause])
+    path = write_wav(tmp_path / "then_silence.wav", audio)
+    result = run_cli(
+        "file", str(path), "--realtime", "--jsonl", "--no-interim", "--initial-prompt", "Quilter",
+        "--output-dir", str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    finals = [e for e in map(json.loads, result.stdout.splitlines()) if e["type"] == "final"]
+    text = " ".join(f["text"] for f in finals)
+    assert finals and wer(clip.reference, text) < 0.35, text
 
 
 def test_file_gpu_without_cuda_is_a_one_line_error(turns: tuple[Path, str]) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import IDLE_LOAD, Clip
-from livecap.asr.guards import collapse_repeats, is_hallucination
+from livecap.asr.base import AsrSegment, AsrWord
+from livecap.asr.guards import PAD_TOLERANCE_S, collapse_repeats, drop_invented, is_hallucination
 from livecap.config import VadConfig
 from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
 from livecap.pipeline.packing import Packer
@@ -90,6 +91,66 @@ def test_packer_joins_utterances_and_maps_time_back() -> None:
     assert last.start == 40.0 and last.pieces == ()
 
 
+def _words(*timed: tuple[str, float]) -> tuple[AsrWord, ...]:
+    return tuple(AsrWord(start, start + 0.1, word, 0.9) for word, start in timed)
+
+
+def test_what_whisper_writes_over_the_pause_after_speech_is_dropped() -> None:
+    """The segments tiny.en gave for a live final whose speech ended 2.91 s in (primed "Quilter"):
+    the second lies over the pause, though its first words were timed just before that end."""
+    real = AsrSegment(0.0, 2.8, "He might even have been made amiable himself.", _words(
+        ("He", 0.0), ("might", 0.5), ("even", 0.74), ("have", 1.0), ("been", 1.22), ("made", 1.4),
+        ("amiable", 1.78), ("himself.", 2.32)))
+    text = "Thank you so much for watching, and I'll see you in the next one."
+    invented = AsrSegment(2.8, 3.38, text, _words(
+        ("Thank", 2.8), ("you", 2.82), ("so", 2.84), ("much", 2.94), ("for", 3.18),
+        ("watching,", 3.18), *((w, 3.38) for w in "and I'll see you in the next one.".split())))
+    utterance = Utterance("s", 0, 10.0, 13.21, np.zeros(16), True, 0.0, 0.0, speech_until=12.91)
+    assert utterance.past_speech(2.91) == pytest.approx(0.0) and utterance.past_speech(3.4) > 0
+    assert drop_invented((real, invented), utterance.past_speech) == (real,)
+    # a real last word timed a little past the VAD's end of speech stays
+    late = AsrSegment(2.8, 3.2, "Yes.", _words(("Yes.", 2.91 + PAD_TOLERANCE_S - 0.01)))
+    assert drop_invented((real, late), utterance.past_speech) == (real, late)
+    # the words that end a kept segment in the pause go, and its text is cut where they were
+    bye = _words(("Bye", 3.38), ("-bye.", 3.38))
+    tailed = AsrSegment(0.0, 3.38, real.text + " Bye-bye.", real.words + bye)
+    (cut,) = drop_invented((tailed,), utterance.past_speech)
+    assert cut.text == real.text and cut.words == real.words and cut.end == pytest.approx(2.42)
+    # text that does not end with those words (a collapsed loop) is kept as it is: nothing guessed
+    looped = AsrSegment(0.0, 3.38, real.text + " Bye.", real.words + _words(*(("Bye", 3.38),) * 2))
+    assert drop_invented((looped,), utterance.past_speech) == (looped,)
+    # without word times, a segment is judged by its start
+    bare = [AsrSegment(0.0, 2.8, "x"), AsrSegment(3.3, 3.4, "y")]
+    assert [s.text for s in drop_invented(bare, utterance.past_speech)] == ["x"]
+    # where the end of speech is not known, nothing is dropped
+    unknown = Utterance("s", 0, 10.0, 13.21, np.zeros(16), True, 0.0, 0.0)
+    assert drop_invented((real, invented), unknown.past_speech) == (real, invented)
+
+
+def test_packed_audio_is_judged_by_each_utterances_own_pause() -> None:
+    def spoken(seq: int, start: float, seconds: int, until: float) -> Utterance:
+        samples = np.full(seconds * SAMPLE_RATE, 0.1, np.float32)
+        return Utterance("s", seq, start, start + seconds, samples, True, 0, 0, speech_until=until)
+
+    first, second = spoken(0, 0.0, 4, 3.5), spoken(1, 20.0, 3, 22.6)
+    packer = Packer(max_seconds=29)
+    packer.push(first)
+    packer.push(second)
+    (packed,) = packer.flush()
+    assert packed.past_speech(3.5) == pytest.approx(0.0)
+    assert packed.past_speech(3.9) == pytest.approx(0.4)
+    assert packed.past_speech(4.5) == pytest.approx(-2.1)  # 0.5 s into the second: it ends 2.6 s in
+    assert packed.past_speech(6.9) == pytest.approx(0.3)
+    segments = (
+        AsrSegment(0.0, 3.9, "one two", _words(("one", 0.5), ("two", 3.0))),
+        AsrSegment(3.8, 4.0, "thanks for watching",
+                   _words(("thanks", 3.8), ("for", 3.85), ("watching", 3.9))),
+        AsrSegment(4.0, 6.5, "three four", _words(("three", 4.2), ("four", 6.0))),
+    )
+    kept = drop_invented(segments, packed.past_speech)
+    assert [s.text for s in kept] == ["one two", "three four"]
+
+
 def _segment(samples: np.ndarray, options: VadConfig) -> list[Utterance]:
     segmenter = Segmenter(options)
     block = SAMPLE_RATE // 10
@@ -119,6 +180,7 @@ def test_vad_cuts_real_speech_at_pauses(en_clips: list[Clip]) -> None:
         assert utterance.start <= start and utterance.end <= end + pad + 0.05
         # capture clock
         assert utterance.t_speech_end == pytest.approx(100.0 + utterance.end - pad, abs=0.3)
+        assert utterance.speech_until == pytest.approx(utterance.end - pad, abs=0.3)  # stream clock
     assert spans[0][0] - pad - 0.05 <= finals[0].start
     # a pause shorter than JOIN_GAP_S belongs to the utterance after it: nothing between them is
     # lost
@@ -135,6 +197,7 @@ def test_vad_cuts_long_speech_at_its_quietest_point(en_clips: list[Clip]) -> Non
     assert all(u.duration <= 3.0 + 0.3 for u in finals)
     # no audio is used twice
     assert all(a.end <= b.start + 1e-6 for a, b in zip(finals, finals[1:]))
+    assert all(u.speech_until == u.end for u in finals[:-1])  # cut amid speech: no pause in it
 
 
 def _speech(clip: Clip) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The delivery stage: finals' ASR outcomes -> reorder -> captions -> [translation] -> events.
 
 ASR workers finish finals in any order; this stage puts them back in the order they were cut
-(`Reorderer`), turns each result into captions (stream times, words, timings), passes them through
-the translation stage when there is one (which keeps their order), and emits them; after the last
+(`Reorderer`), turns each result into captions (stream times, words, timings; what Whisper wrote
+over the pause after the speech is dropped, `guards.drop_invented`), passes them through the
+translation stage when there is one (which keeps their order), and emits them; after the last
 final it emits `StreamEnd`. Entry: `take()`, from worker threads (and once from the segmentation
 thread, with `SegmentationEnd`). Exit: `emit` (it waits while the consumer is behind).
 
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 
+from livecap.asr.guards import drop_invented
 from livecap.asr.pool import Cancelled
 from livecap.messages import Caption, Event, StreamEnd, StreamError, Word
 from livecap.pipeline.reorder import Reorderer
@@ -107,7 +109,8 @@ class Delivery:
         if error is not None or result is None:
             self._put(StreamError(f"ASR failed on {u.start:.1f}-{u.end:.1f} s: {error}"))
             return
-        for index, segment in enumerate(result.segments):
+        segments = drop_invented(result.segments, u.past_speech)
+        for index, segment in enumerate(segments):
             caption = Caption(
                 stream_id=self.stream_id,
                 seq=self._captions,
@@ -127,7 +130,7 @@ class Delivery:
                     for w in segment.words
                 ),
                 utterance=u.seq,
-                last_in_utterance=index == len(result.segments) - 1,
+                last_in_utterance=index == len(segments) - 1,
                 audio=u.audio_between(segment.start, segment.end) if self._translation or self._keep_audio else None,
             )
             self._captions += 1

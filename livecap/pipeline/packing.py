@@ -66,7 +66,7 @@ class Packer:
         pieces = []
         offset = 0.0
         for u in held:
-            pieces.append((offset, u.start, u.end))
+            pieces.append((offset, u.start, u.end, u.speech_until))
             offset += u.duration
         last = held[-1]
         return [
@@ -80,5 +80,6 @@ class Packer:
                 t_speech_end=last.t_speech_end,
                 t_emitted=last.t_emitted,
                 pieces=tuple(pieces),
+                speech_until=last.speech_until,
             )
         ]

@@ -258,9 +258,12 @@ class Segmenter:
     def flush(self, now: float) -> list[Utterance]:
         """End of audio: close the open utterance, if it holds enough speech."""
         finished = []
-        if self._open is not None:
-            end = min(self._open.last_speech + self._pad, self._received)
-            finished = self._close(self._open.last_speech, end, now)
+        current = self._open
+        if current is not None:
+            end = min(current.last_speech + self._pad, self._received)
+            # windows between the two thresholds since the last speech window may be soft speech
+            until = end if current.silence_since is None else min(current.silence_since, end)
+            finished = self._close(current.last_speech, end, now, until)
         return finished + self._release_soft(now)
 
     def open_utterance(self, now: float) -> Utterance | None:
@@ -365,8 +368,9 @@ class Segmenter:
         half = len(probs) // 2
         quietest = half + int(np.argmin(probs[half:]))
         cut = first_window_end + quietest * WINDOW
-        kept = [] if self._tonal(current.start, cut) else [
-            self._utterance(current.start, cut, min(current.last_speech, cut), now, final=True)
+        speech_end = min(current.last_speech, cut)
+        kept = [] if self._tonal(current.start, cut) else [  # speech goes on: no pause in it
+            self._utterance(current.start, cut, speech_end, now, final=True, until=cut)
         ]
         self._probs = list(probs[quietest + 1 :])
         silence_since = current.silence_since if current.silence_since and current.silence_since >= cut else None
@@ -374,7 +378,11 @@ class Segmenter:
         self._last_end = cut
         return kept
 
-    def _close(self, speech_end: int, end: int, now: float) -> list[Utterance]:
+    def _close(
+        self, speech_end: int, end: int, now: float, until: int | None = None
+    ) -> list[Utterance]:
+        """End the open utterance at `end`; its speech ended at `speech_end` (`until`, when the VAD
+        still heard faint sound after it)."""
         current = self._open
         assert current is not None
         self._open = None
@@ -385,7 +393,7 @@ class Segmenter:
         self._last_end, self._last_speech = end, speech_end
         if self._tonal(current.start, end):
             return []
-        return [self._utterance(current.start, end, speech_end, now, final=True)]
+        return [self._utterance(current.start, end, speech_end, now, final=True, until=until)]
 
     def _tonal(self, start: int, end: int) -> bool:
         """A hum or buzz that Silero took for speech (see `tonal`); counted, never transcribed."""
@@ -395,8 +403,12 @@ class Segmenter:
         return False
 
     def _utterance(
-        self, start: int, end: int, speech_end: int, now: float, final: bool, numbered: bool = True
+        self, start: int, end: int, speech_end: int, now: float, final: bool, numbered: bool = True,
+        until: int | None = None,
     ) -> Utterance:
+        """`speech_end`: the last speech sample (its capture time is the latency's start);
+        `until`: where the VAD heard the speech end, if later (what Whisper writes past it is judged
+        invented, see `guards.drop_invented`)."""
         samples = self._audio[start - self._audio_start : end - self._audio_start].copy()
         seq = self.next_seq
         if final and numbered:
@@ -410,6 +422,7 @@ class Segmenter:
             final=final,
             t_speech_end=self._capture_time(speech_end),
             t_emitted=now,
+            speech_until=(speech_end if until is None else until) / SAMPLE_RATE,
         )
 
     def _capture_time(self, sample: int) -> float:
