@@ -233,9 +233,10 @@ def test_uploads_wait_for_a_place_instead_of_503(engine: Engine, en_clips: list[
 def test_a_streamed_upload_in_line_is_told_its_place_then_transcribed(
     engine: Engine, en_clips: list[Clip], tmp_path: Path
 ) -> None:
-    """`--max-uploads 1`: a long upload holds the place; a streamed one (the openai client, which
-    passes the unknown event through) gets `queued` while /status lists the line, and once the
-    first client leaves it is transcribed."""
+    """`--max-uploads 1`: a long upload holds the place; a streamed one that leaves the line once
+    told its place frees it; another (the openai client, which passes the unknown event through)
+    gets `queued` while /status lists the line, and once the first client leaves it is
+    transcribed."""
     import openai
 
     clip = shortest(en_clips, 1)[0]
@@ -243,6 +244,11 @@ def test_a_streamed_upload_in_line_is_told_its_place_then_transcribed(
     with running(engine, max_uploads=1, max_wait_s=300) as base:
         holder = start_upload(base, long)
         status_when(base, lambda s: s["uploads_active"] == 1)
+        url, files = base + "/v1/audio/transcriptions", {"file": clip.path.read_bytes()}
+        with httpx.stream("POST", url, files=files, data={"stream": "true"}) as leaving:
+            told = json.loads(next(leaving.iter_lines()).removeprefix("data: "))
+        assert told == {"type": "queued", "position": 1, "eta_s": None}
+        status_when(base, lambda s: s["uploads_waiting"] == 0)  # it left the line
         client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
         events, lines = [], []
         with holder, clip.path.open("rb") as audio:
