@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import manifest  # noqa: E402
 from livecap.asr.models import resolve_model  # noqa: E402
 from livecap.bench.latency import TimedWord, faster_whisper_text, shown_words, word_latencies  # noqa: E402
-from livecap.bench.mix import Section, build_mix, load_sections  # noqa: E402
+from livecap.bench.mix import READING_ROTATION, Section, build_mix, load_sections  # noqa: E402
 from livecap.bench.wer import wer  # noqa: E402
 
 
@@ -164,15 +164,26 @@ def main() -> None:
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--out", type=Path, default=Path("/tmp/livecap-mix"))
     parser.add_argument("--no-live", action="store_true", help="skip the 1x replay")
+    parser.add_argument(
+        "--reading", action="store_true",
+        help="a continuous reading instead: the long clips (40 s or more) clean, reverberant, "
+        "quiet, phone",
+    )
     parser.add_argument("extra", nargs="*", help="more livecap flags (after --)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    mix = args.out / f"mix-{args.minutes:g}min.wav"
+    mix = args.out / f"{'reading' if args.reading else 'mix'}-{args.minutes:g}min.wav"
     if not mix.is_file():
         clips = [
-            (c.path, c.reference) for c in manifest() if c.language == "en" and c.path.is_file()
+            (c.path, c.reference) for c in manifest()
+            if c.language == "en" and c.path.is_file() and (not args.reading or c.duration >= 40)
         ]
-        build_mix(clips, mix, minutes=args.minutes)
+        if args.reading:
+            build_mix(
+                clips, mix, minutes=args.minutes, nonspeech_every=10**6, rotation=READING_ROTATION
+            )
+        else:
+            build_mix(clips, mix, minutes=args.minutes)
     sections = load_sections(mix)
     truth = reference_text(sections)
     audio_s = sections[-1].end

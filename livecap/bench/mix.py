@@ -32,6 +32,8 @@ DEGRADATIONS: dict[str, list[str]] = {
     "phone": ["highpass", "300", "lowpass", "3400", "gain", "-6"],
 }
 ROTATION = ("clean", "far", "loud", "quiet", "reverberant", "phone", "clean", "quiet")
+# a long reading, as rooms and lines change it
+READING_ROTATION = ("clean", "reverberant", "quiet", "phone")
 NONSPEECH = ("silence", "white_noise", "brown_noise", "buzz")
 
 
@@ -105,6 +107,7 @@ def build_mix(
     minutes: float,
     seed: int = 0,
     nonspeech_every: int = 4,
+    rotation: tuple[str, ...] = ROTATION,
 ) -> list[Section]:
     """Write a mix of about `minutes` to `out` (WAV) and `out.json`; clips repeat, each time with
     the next degradation of the rotation, so the same words come back louder, quieter, farther."""
@@ -125,7 +128,7 @@ def build_mix(
 
     while position < minutes * 60:
         path, reference = clips[index % len(clips)]
-        degradation = ROTATION[index % len(ROTATION)]
+        degradation = rotation[index % len(rotation)]
         audio = _read(path, DEGRADATIONS[degradation])
         end = position + len(audio) / SAMPLE_RATE
         add(audio, Section(position, end, "speech", str(path), degradation, reference))
