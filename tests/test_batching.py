@@ -78,6 +78,26 @@ def test_a_batch_gives_the_captions_of_one_by_one(
 
 
 @pytest.mark.slow
+def test_interims_of_several_streams_batched_read_as_alone(
+    tiny: WhisperBackend, en_clips: list[Clip], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Interims of the same window length share one decode and each reads as it does alone; a
+    longer one (its own window) and a final in the same call keep theirs."""
+    caplog.set_level(logging.WARNING)
+    clips = sorted(en_clips, key=lambda c: c.path.name)[:5]
+    heard = [samples(c.path)[: 16_000 * 6] for c in clips]  # all within the shortest interim window
+    english = DecodeOptions(language="en")
+    requests = [AsrRequest(audio, final=False, options=english) for audio in heard]
+    longer = np.concatenate([samples(c.path) for c in clips])[: 16_000 * 14]
+    requests += [AsrRequest(longer, final=False), AsrRequest(heard[0], final=True)]
+    batched = tiny.transcribe_batch(requests)
+    assert not [r for r in caplog.records if "batched interims failed" in r.getMessage()]
+    for clip, request, result in zip(clips + clips[:1] + clips[:1], requests, batched):
+        assert isinstance(result, AsrResult) and text(result)
+        assert text(result) == text(tiny.transcribe(request)), clip.path.name
+
+
+@pytest.mark.slow
 def test_the_cuda_encode_path_gives_the_same_captions(
     tiny: WhisperBackend,
     en_clips: list[Clip],

@@ -254,17 +254,24 @@ def test_no_interim_starts_while_finals_are_held() -> None:
         pool.shutdown()
 
 
-def test_interims_are_never_batched() -> None:
+def test_interims_of_several_streams_share_a_call_oldest_first() -> None:
     backend = BatchGate()
     pool = AsrPool(backend, workers=1, batch_size=4, batch_wait_ms=0)
     try:
         pool.submit_final(job("x", 0, final=True))
         wait_for(lambda: backend.started == ["0.0"])
-        for stream, label in (("a", 1), ("b", 2), ("c", 3)):
-            pool.submit_interim(job(stream, label, final=False))
+        interims = [job(stream, label, final=False) for stream, label in zip("abcde", range(1, 6))]
+        for interim in interims:
+            assert pool.submit_interim(interim)
         backend.gate.set()
-        wait_for(lambda: len(backend.started) == 4)
-        assert backend.calls[1:] == [["1.0"], ["2.0"], ["3.0"]]
+        wait_for(lambda: len(backend.started) == 6)
+        assert backend.calls[1:] == [["1.0", "2.0", "3.0", "4.0"], ["5.0"]]
+        wait_for(lambda: all(j.t_finished for j in interims))
+        first = interims[0]
+        call = first.t_finished - first.t_started
+        assert first.shared_by == 4 and first.cost == pytest.approx(call / 4)
+        cost = pool.interim_cost()
+        assert cost is not None and cost <= max(j.cost for j in interims)
     finally:
         pool.shutdown()
 

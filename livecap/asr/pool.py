@@ -1,11 +1,14 @@
 """A pool of ASR workers shared by any number of streams, with finals before interims.
 
 Jobs are handed to a worker only when one is free, so the choice of the next job is made as late
-as possible: a final always goes first (oldest first, across streams); an interim runs only when
-no final waits, at most one runs per stream, and a newer interim replaces a queued one.
+as possible: a final always goes first (oldest first, across streams); interims run only when no
+final waits, at most one per stream at a time, and a newer interim replaces a queued one. A free
+worker takes up to `batch_size` queued interims (oldest first, any streams) in one call, when the
+backend can batch: the decoder's steps cost little more for several streams than for one, so under
+load every stream's interims come more often than they would one by one.
 
-The interim budget is the pool's, not each stream's: interims of all streams together run on at
-most `interim_slots` workers at once (`interim_share` of the workers, at least one), so with two
+The interim budget is the pool's, not each stream's: interim calls of all streams together run on
+at most `interim_slots` workers at once (`interim_share` of the workers, at least one), so with two
 workers or more a worker is always left for finals. `interim_share_for()` tells a stream its fair
 part of that budget (the budget divided among the streams that asked for interims lately), and the
 stream slows its interim cadence to fit it: under load every stream's interims come less often,
@@ -37,9 +40,8 @@ options. Fewer than `batch_size` waiting are held until the oldest of them has w
 are held. Released finals are shared out among the free workers (up to `batch_size` each), so no
 worker idles while another runs a batch (on 2 CPU cores two 1-thread workers beat one 2-thread
 worker: scripts/batch_bench.py). A lone final goes through the batch call too (WhisperBackend
-then encodes a window once for both language detection and decoding). Interims are never
-batched: each is cut to its own length, so they share no shape. Each job of a batch gets its
-own result or its own error, and its own on_done.
+then encodes a window once for both language detection and decoding). Each job of a batch gets
+its own result or its own error, and its own on_done, and is charged an equal share of the call.
 """
 
 from __future__ import annotations
@@ -143,10 +145,12 @@ class AsrPool:
         self._abandoned: list[threading.Thread] = []  # hung threads left running
         self._finals: deque[AsrJob] = deque()
         self._interims: dict[str, AsrJob] = {}  # queued interim per stream
-        self._interim_running: set[str] = set()
+        self._interim_running: set[str] = set()  # streams with an interim in a call
+        self._interim_calls: set[int] = set()  # workers running interims
         self._interim_askers: dict[str, float] = {}  # stream -> when it last asked for an interim
         self._shed = False
         self._expected: dict[bool, float] = {}  # usual seconds of a call, finals (True) and interims
+        self._interim_job: float | None = None  # usual worker-seconds of one interim job
         self._timer: threading.Timer | None = None  # wakes the pump when held finals are due
         self._closed = False
         self._closing = threading.Event()
@@ -240,9 +244,9 @@ class AsrPool:
             return len(self._finals), len(self._interims)
 
     def interim_cost(self) -> float | None:
-        """The usual worker-seconds of one interim call (None before the first)."""
+        """The usual worker-seconds of one stream's interim (its share of a call; None before the first)."""
         with self._lock:
-            return self._expected.get(False)
+            return self._interim_job
 
     def describe_workers(self) -> list[dict[str, Any]]:
         """Each worker's state (idle, busy, down), calls, failures, hangs, restarts and last error."""
@@ -307,11 +311,12 @@ class AsrPool:
                 if given:
                     continue
                 free = [slot for slot in self._slots if slot.free]  # only retries wait, for another worker
-            if not self._interims or self._shed or len(self._interim_running) >= self.interim_slots:
+            if not self._interims or self._shed or len(self._interim_calls) >= self.interim_slots:
                 return
-            stream = min(self._interims, key=lambda s: self._interims[s].t_submitted)
-            self._interim_running.add(stream)
-            self._give(free[0], [self._interims.pop(stream)])
+            streams = sorted(self._interims, key=lambda s: self._interims[s].t_submitted)[: self.batch_size]
+            self._interim_running.update(streams)
+            self._interim_calls.add(free[0].index)
+            self._give(free[0], [self._interims.pop(stream) for stream in streams])
 
     def _take(self, slot: Worker, size: int) -> list[AsrJob]:
         """Up to `size` queued finals for `slot`, oldest first, leaving a retry to another worker
@@ -371,7 +376,7 @@ class AsrPool:
 
     def _call(self, jobs: list[AsrJob]) -> list[Outcome]:
         try:
-            if self.batch_size > 1 and jobs[0].request.final:  # a lone final too: the batch path may do less work
+            if len(jobs) > 1 or (self.batch_size > 1 and jobs[0].request.final):  # a lone final: it may do less
                 return list(self.backend.transcribe_batch([job.request for job in jobs]))  # type: ignore[attr-defined]
             return [self.backend.transcribe(jobs[0].request)]
         except Exception as failure:  # a crash in one call must not take the streams down
@@ -384,9 +389,9 @@ class AsrPool:
                 return  # declared hung meanwhile: its jobs were retried or failed already
             started, slot.running, slot.started = slot.started, None, 0.0
             slot.calls += 1
-            self._account(jobs, started, finished)
+            self._account(jobs, started, finished, slot)
             final = jobs[0].request.final
-            self._expected[final] = 0.8 * self._expected.get(final, finished - started) + 0.2 * (finished - started)
+            self._expect(final, finished - started, len(jobs))
             failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
             if failed is not None:
                 slot.failures += 1
@@ -395,7 +400,14 @@ class AsrPool:
             self._pump()
         _report_all(reports)
 
-    def _account(self, jobs: list[AsrJob], started: float, finished: float) -> None:
+    def _expect(self, final: bool, seconds: float, jobs: int) -> None:
+        """Follow the usual length of a call of each kind (the watchdog's measure) and of one
+        interim job (what a stream's interim costs when several share a call)."""
+        self._expected[final] = 0.8 * self._expected.get(final, seconds) + 0.2 * seconds
+        if not final:
+            self._interim_job = 0.8 * (self._interim_job or seconds / jobs) + 0.2 * seconds / jobs
+
+    def _account(self, jobs: list[AsrJob], started: float, finished: float, slot: Worker) -> None:
         seconds = finished - started
         self.busy_seconds += seconds
         if jobs[0].request.final:
@@ -403,6 +415,7 @@ class AsrPool:
         else:
             self.interim_seconds += seconds
             self.interim_calls += 1
+            self._interim_calls.discard(slot.index)
         for job in jobs:
             job.t_started, job.t_finished, job.shared_by = started, finished, len(jobs)
             job.spent += seconds / len(jobs)
@@ -438,6 +451,7 @@ class AsrPool:
                 log.error("ASR worker %d died (%s): replaced", slot.index, slot.last_error)
                 lost = (slot.running or []) + (slot.given or [])
                 slot.running = slot.given = None
+                self._interim_calls.discard(slot.index)
                 for job in lost:
                     if not job.request.final:
                         self._interim_running.discard(job.utterance.stream_id)
@@ -480,7 +494,7 @@ class AsrPool:
         hung = Hung(f"an ASR call ran {now - started:.1f} s" + (f" (usually {expected:.2f} s)" if expected else ""))
         log.error("ASR worker %d: %s; replaced", slot.index, hung)
         slot.last_error = f"Hung: {hung}"
-        self._account(jobs, started, now)
+        self._account(jobs, started, now, slot)
         if slot.thread is not None:
             self._abandoned.append(slot.thread)
         self._start_thread(slot)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -104,46 +106,34 @@ class WhisperBackend:
         INTERIM_WINDOW_S), instead of Whisper's fixed 30 s. The encoder's cost falls with its input,
         so interims cost a fraction of a final; accuracy on short windows is lower, which is fine
         for words that the final decode will replace."""
-        from faster_whisper.tokenizer import Tokenizer
+        return self._glance_many([_Glance.of(self, request, language)])[0]
+
+    def _glance_many(self, glances: Sequence[_Glance]) -> list[AsrResult]:
+        """Interims of the same encoder input length and prompt decoded as one batch (the decoder's
+        steps cost little more for several sequences than for one); each is cut at its own length
+        limit (the batch's is the longest), so a runaway loop on a short window stays short."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
-        samples = request.samples
-        seconds = len(samples) / SAMPLE_RATE
-        if seconds > WHISPER_WINDOW_S - INTERIM_PAD_S:
-            samples = samples[-int((WHISPER_WINDOW_S - INTERIM_PAD_S) * SAMPLE_RATE) :]
-        length = max(len(samples) + int(INTERIM_PAD_S * SAMPLE_RATE), int(INTERIM_WINDOW_S * SAMPLE_RATE))
-        padded = np.zeros(length, dtype=np.float32)
-        padded[: len(samples)] = samples
-        features = self.model.feature_extractor(padded, padding=0)
-        features = features[:, : features.shape[-1] - features.shape[-1] % 2]  # the encoder halves frames
-        tokenizer = Tokenizer(
-            self.model.hf_tokenizer, self.multilingual, task=task_of(request, self.options), language=language
-        )
-        prompt = self.model.get_prompt(
-            tokenizer, [], without_timestamps=True, hotwords=hotwords_of(request, self.options)
-        )
-        result = self.model.model.generate(
+        first = glances[0]
+        features = np.stack([g.features for g in glances]) if len(glances) > 1 else first.features
+        results = self.model.model.generate(
             self.model.encode(features),
-            [prompt],
+            [first.prompt] * len(glances),
             beam_size=1,
-            max_length=int(INTERIM_TOKENS_PER_S * seconds) + 16,  # no runaway loops on a short window
+            max_length=max(g.max_length for g in glances),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, (-1,)),
-        )[0]
-        tokens = result.sequences_ids[0]
-        text = collapse_repeats(tokenizer.decode(tokens).strip())
-        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        if not text or is_hallucination(text, result.no_speech_prob, avg_logprob):
-            return AsrResult((), language, 1.0)
-        return AsrResult((AsrSegment(0.0, seconds, text),), language, 1.0)
+            suppress_tokens=get_suppressed_tokens(first.tokenizer, (-1,)),
+        )
+        return [g.read(result) for g, result in zip(glances, results)]
 
     def transcribe_batch(self, requests: Sequence[AsrRequest]) -> list[AsrResult | Exception]:
         """Finals of any streams decoded together through the window loop (`windows`), so a caption
-        is the one `transcribe` gives. Interims go alone through `transcribe`. A failing batch
-        sends each request alone: one bad item fails only itself."""
+        is the one `transcribe` gives; interims of the same shape together (`_glance_many`). A
+        failing batch sends each request alone: one bad item fails only itself."""
         results: list[AsrResult | Exception | None] = [None] * len(requests)
+        self._glance_batches(requests, results)
         finals = [i for i, r in enumerate(requests) if r.final]
         if finals:
             loop = WindowLoop(self.model, self.options, self.device, self.multilingual)
@@ -159,6 +149,66 @@ class WhisperBackend:
                 except Exception as failure:
                     results[i] = failure
         return results  # type: ignore[return-value]
+
+
+    def _glance_batches(self, requests: Sequence[AsrRequest], results: list) -> None:
+        """Interims whose encoder input and prompt match, decoded together (into `results`); a
+        batch that fails leaves its interims to go alone."""
+        groups: dict[tuple, list[tuple[int, _Glance]]] = {}
+        for i, request in enumerate(requests):
+            language = None if request.final else requested_language(request, self.options, self.multilingual)
+            if language is not None:
+                glance = _Glance.of(self, request, language)
+                groups.setdefault((glance.features.shape, tuple(glance.prompt)), []).append((i, glance))
+        for group in groups.values():
+            try:
+                for (i, _), result in zip(group, self._glance_many([g for _, g in group])):
+                    results[i] = result
+            except Exception as failure:  # each interim is tried alone after
+                logger.warning("batched interims failed, each goes alone: %s", failure)
+
+
+@dataclass(frozen=True)
+class _Glance:
+    """One interim's decoder input: its features, prompt and length limit, and how to read its result."""
+
+    features: np.ndarray
+    prompt: list[int]
+    max_length: int
+    tokenizer: Any
+    seconds: float
+    language: str
+
+    @classmethod
+    def of(cls, backend: WhisperBackend, request: AsrRequest, language: str) -> _Glance:
+        from faster_whisper.tokenizer import Tokenizer
+
+        model, samples = backend.model, request.samples
+        seconds = len(samples) / SAMPLE_RATE
+        if seconds > WHISPER_WINDOW_S - INTERIM_PAD_S:
+            samples = samples[-int((WHISPER_WINDOW_S - INTERIM_PAD_S) * SAMPLE_RATE) :]
+        length = max(len(samples) + int(INTERIM_PAD_S * SAMPLE_RATE), int(INTERIM_WINDOW_S * SAMPLE_RATE))
+        padded = np.zeros(length, dtype=np.float32)
+        padded[: len(samples)] = samples
+        features = model.feature_extractor(padded, padding=0)
+        features = features[:, : features.shape[-1] - features.shape[-1] % 2]  # the encoder halves frames
+        tokenizer = Tokenizer(
+            model.hf_tokenizer, backend.multilingual, task=task_of(request, backend.options), language=language
+        )
+        prompt = model.get_prompt(
+            tokenizer, [], without_timestamps=True, hotwords=hotwords_of(request, backend.options)
+        )
+        max_length = int(INTERIM_TOKENS_PER_S * seconds) + 16  # no runaway loops on a short window
+        return cls(features, prompt, max_length, tokenizer, seconds, language)
+
+    def read(self, result: Any) -> AsrResult:
+        """Its text (cut at its own length limit), or nothing when the guards call it a hallucination."""
+        tokens = result.sequences_ids[0][: self.max_length - len(self.prompt)]  # the limit counts the prompt
+        text = collapse_repeats(self.tokenizer.decode(tokens).strip())
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if not text or is_hallucination(text, result.no_speech_prob, avg_logprob):
+            return AsrResult((), self.language, 1.0)
+        return AsrResult((AsrSegment(0.0, self.seconds, text),), self.language, 1.0)
 
 
 def _offline() -> bool:
