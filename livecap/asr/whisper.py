@@ -30,7 +30,7 @@ from livecap.asr.decoding import (
 from livecap.asr.device import batch_size_for, compute_type_for, cpu_threads
 from livecap.asr.guards import collapse_repeats, is_hallucination
 from livecap.asr.models import offline_hint, resolve_model
-from livecap.asr.windows import WindowLoop
+from livecap.asr.windows import WindowLoop, as_storage
 from livecap.config import AsrConfig
 from livecap.errors import LivecapError
 from livecap.messages import SAMPLE_RATE
@@ -115,9 +115,10 @@ class WhisperBackend:
         from faster_whisper.transcribe import get_suppressed_tokens
 
         first = glances[0]
-        features = np.stack([g.features for g in glances]) if len(glances) > 1 else first.features
+        loop = WindowLoop(self.model, self.options, self.device, self.multilingual)
+        encoded = loop.encode(np.stack([g.features for g in glances]))  # on a CPU, one at a time
         results = self.model.model.generate(
-            self.model.encode(features),
+            as_storage(encoded),
             [first.prompt] * len(glances),
             beam_size=1,
             max_length=max(g.max_length for g in glances),

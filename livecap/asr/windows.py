@@ -93,7 +93,7 @@ class WindowLoop:
         ]
         outputs = self._generate(active, encoded, prompts)
         for k, (item, size, output, prompt) in enumerate(zip(active, sizes, outputs, prompts)):
-            self._advance(item, size, output, prompt, _view(encoded[k : k + 1]))
+            self._advance(item, size, output, prompt, as_storage(encoded[k : k + 1]))
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
         """Encoder outputs of a batch of 30 s windows, in host memory (one window's output is
@@ -102,7 +102,7 @@ class WindowLoop:
         Batched ASR); the decoder gains."""
 
         def encode(features: np.ndarray) -> np.ndarray:
-            return np.asarray(self.model.model.encode(_view(features), to_cpu=self.device != "cpu"))
+            return np.asarray(self.model.model.encode(as_storage(features), to_cpu=self.device != "cpu"))
 
         if self.device != "cpu":
             return encode(windows)
@@ -122,7 +122,7 @@ class WindowLoop:
             k for k, item in enumerate(active) if item.tokenizer is None and unknown_language(item)
         ]
         detected = (
-            dict(zip(unknown, self.model.model.detect_language(_view(encoded[unknown]))))
+            dict(zip(unknown, self.model.model.detect_language(as_storage(encoded[unknown]))))
             if unknown
             else {}
         )
@@ -159,7 +159,7 @@ class WindowLoop:
             groups.setdefault(prompt.index(item.tokenizer.sot), []).append(k)
         for group in groups.values():
             decoded = model.model.generate(
-                _view(encoded[group]),
+                as_storage(encoded[group]),
                 [prompts[k] for k in group],
                 beam_size=options.beam_size,
                 **self._decode_settings(),
@@ -264,7 +264,7 @@ class WindowLoop:
         return seek
 
 
-def _view(array: np.ndarray) -> ctranslate2.StorageView:
+def as_storage(array: np.ndarray) -> ctranslate2.StorageView:
     """A CTranslate2 view of a contiguous copy of `array`."""
     import ctranslate2
 
