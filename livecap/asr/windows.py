@@ -102,7 +102,8 @@ class WindowLoop:
         Batched ASR); the decoder gains."""
 
         def encode(features: np.ndarray) -> np.ndarray:
-            return np.asarray(self.model.model.encode(as_storage(features), to_cpu=self.device != "cpu"))
+            to_cpu = self.device != "cpu"
+            return np.asarray(self.model.model.encode(as_storage(features), to_cpu=to_cpu))
 
         if self.device != "cpu":
             return encode(windows)
