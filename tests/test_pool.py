@@ -13,7 +13,7 @@ import pytest
 
 from fakes import GateBackend, job, wait_for
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment
-from livecap.asr.pool import AsrPool, Cancelled, Hung
+from livecap.asr.pool import INTERIM_BATCH, AsrPool, Cancelled, Hung
 
 
 @pytest.fixture
@@ -256,20 +256,23 @@ def test_no_interim_starts_while_finals_are_held() -> None:
 
 def test_interims_of_several_streams_share_a_call_oldest_first() -> None:
     backend = BatchGate()
-    pool = AsrPool(backend, workers=1, batch_size=4, batch_wait_ms=0)
+    pool = AsrPool(backend, workers=1)  # finals unbatched (batch_size 1); interims share calls
     try:
         pool.submit_final(job("x", 0, final=True))
         wait_for(lambda: backend.started == ["0.0"])
-        interims = [job(stream, label, final=False) for stream, label in zip("abcde", range(1, 6))]
+        streams = [f"s{n}" for n in range(INTERIM_BATCH + 1)]
+        interims = [job(stream, n + 1, final=False) for n, stream in enumerate(streams)]
         for interim in interims:
             assert pool.submit_interim(interim)
         backend.gate.set()
-        wait_for(lambda: len(backend.started) == 6)
-        assert backend.calls[1:] == [["1.0", "2.0", "3.0", "4.0"], ["5.0"]]
+        wait_for(lambda: len(backend.started) == INTERIM_BATCH + 2)
+        labels = [f"{n + 1}.0" for n in range(INTERIM_BATCH + 1)]
+        assert backend.calls[1:] == [labels[:INTERIM_BATCH], labels[INTERIM_BATCH:]]
         wait_for(lambda: all(j.t_finished for j in interims))
         first = interims[0]
         call = first.t_finished - first.t_started
-        assert first.shared_by == 4 and first.cost == pytest.approx(call / 4)
+        assert first.shared_by == INTERIM_BATCH
+        assert first.cost == pytest.approx(call / INTERIM_BATCH)
         cost = pool.interim_cost()
         assert cost is not None and cost <= max(j.cost for j in interims)
     finally:

@@ -3,9 +3,10 @@
 Jobs are handed to a worker only when one is free, so the choice of the next job is made as late
 as possible: a final always goes first (oldest first, across streams); interims run only when no
 final waits, at most one per stream at a time, and a newer interim replaces a queued one. A free
-worker takes up to `batch_size` queued interims (oldest first, any streams) in one call, when the
-backend can batch: the decoder's steps cost little more for several streams than for one, so under
-load every stream's interims come more often than they would one by one.
+worker takes up to INTERIM_BATCH queued interims (oldest first, any streams; whatever `batch_size`
+says of finals, and never waiting for more) in one call, when the backend can batch: the decoder's
+steps cost little more for several streams than for one, so under load every stream's interims
+come more often than they would one by one.
 
 The interim budget is the pool's, not each stream's: interim calls of all streams together run on
 at most `interim_slots` workers at once (`interim_share` of the workers, at least one), so with two
@@ -66,6 +67,7 @@ HUNG_MIN_S = 30.0  # a call is never declared hung sooner than this ...
 HUNG_FACTOR = 20.0  # ... nor before this many times the usual length of a call of its kind
 WATCH_S = 0.5  # how often the watchdog looks at the running calls
 ACTIVE_S = 10.0  # a stream that asked for an interim this recently shares the interim budget
+INTERIM_BATCH = 8  # interims of up to this many streams share a call (they are never held for it)
 
 
 class Cancelled(Exception):
@@ -137,6 +139,7 @@ class AsrPool:
         self.backend = backend
         self.workers = workers
         self.batch_size = batch_size if isinstance(backend, BatchAsrBackend) else 1
+        self.interim_batch = INTERIM_BATCH if isinstance(backend, BatchAsrBackend) else 1
         self.batch_wait = batch_wait_ms / 1000
         self.interim_slots = max(1, min(workers, int(workers * interim_share + 1e-9)))
         self.hung_after_s = hung_after_s
@@ -313,7 +316,8 @@ class AsrPool:
                 free = [slot for slot in self._slots if slot.free]  # only retries wait, for another worker
             if not self._interims or self._shed or len(self._interim_calls) >= self.interim_slots:
                 return
-            streams = sorted(self._interims, key=lambda s: self._interims[s].t_submitted)[: self.batch_size]
+            oldest = sorted(self._interims, key=lambda s: self._interims[s].t_submitted)
+            streams = oldest[: self.interim_batch]
             self._interim_running.update(streams)
             self._interim_calls.add(free[0].index)
             self._give(free[0], [self._interims.pop(stream) for stream in streams])
