@@ -30,9 +30,12 @@ FALLBACK_DECODES: tuple[dict[str, Any], ...] = (
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 WHISPER_WINDOW_S = 30.0
-# Interims: the encoder sees the audio plus this much silence, and never less than the window
+# Interims: the encoder sees the audio plus this much silence, and never less than the window;
+# longer inputs are rounded up to whole steps, so that interims of several streams share a shape
+# (a batch) while each one's input still depends on its own audio alone
 INTERIM_PAD_S = 2.0
 INTERIM_WINDOW_S = 10.0
+INTERIM_STEP_S = 5.0
 INTERIM_TOKENS_PER_S = 8  # the most tokens an interim may decode per second of audio
 
 

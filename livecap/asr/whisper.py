@@ -19,6 +19,7 @@ import numpy as np
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment, AsrWord
 from livecap.asr.decoding import (
     INTERIM_PAD_S,
+    INTERIM_STEP_S,
     INTERIM_TOKENS_PER_S,
     INTERIM_WINDOW_S,
     WHISPER_WINDOW_S,
@@ -188,7 +189,9 @@ class _Glance:
         seconds = len(samples) / SAMPLE_RATE
         if seconds > WHISPER_WINDOW_S - INTERIM_PAD_S:
             samples = samples[-int((WHISPER_WINDOW_S - INTERIM_PAD_S) * SAMPLE_RATE) :]
-        length = max(len(samples) + int(INTERIM_PAD_S * SAMPLE_RATE), int(INTERIM_WINDOW_S * SAMPLE_RATE))
+        step = int(INTERIM_STEP_S * SAMPLE_RATE)
+        length = -(-(len(samples) + int(INTERIM_PAD_S * SAMPLE_RATE)) // step) * step
+        length = min(max(length, int(INTERIM_WINDOW_S * SAMPLE_RATE)), int(WHISPER_WINDOW_S * SAMPLE_RATE))
         padded = np.zeros(length, dtype=np.float32)
         padded[: len(samples)] = samples
         features = model.feature_extractor(padded, padding=0)
