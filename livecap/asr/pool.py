@@ -241,12 +241,6 @@ class AsrPool:
         with self._lock:
             self._interims.pop(stream_id, None)
 
-    def has_spare_worker(self) -> bool:
-        """A worker is free and no final waits: work that is only worth doing on spare capacity
-        (a speculative final) may start now."""
-        with self._lock:
-            return not self._finals and any(slot.free for slot in self._slots)
-
     def depth(self) -> tuple[int, int]:
         """Queued finals and interims."""
         with self._lock:

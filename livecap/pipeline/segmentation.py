@@ -16,10 +16,7 @@ Live, a final is decoded speculatively (`Segmenter.tentative`) as soon as its au
 a fifth of a second into a pause, while the segmenter waits to see whether the pause is long
 enough to end the utterance: the decode overlaps that wait. When the utterance ends with that very
 audio the speculative decode is its final; when speech resumes it is not used (its compute is
-counted all the same). It starts only while a worker is free and no final waits: speculation
-spends spare capacity, so under load (many streams) finals wait for their pause instead of
-taking workers from other streams' finals and interims; later in the same pause, when a worker
-frees, the speculation may still start.
+counted all the same).
 """
 
 from __future__ import annotations
@@ -180,7 +177,7 @@ class Segmentation:
             self._finish(self.segmenter.push(chunk, now))
             if self._interims is not None:
                 self._interims.offer(now, self.segmenter.open_utterance)
-            if self.live and self.pool.has_spare_worker():  # speculation uses only spare capacity
+            if self.live:
                 self._speculate(self.segmenter.tentative(now))
 
     def _finish(self, finished: list[Utterance]) -> None:
