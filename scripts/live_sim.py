@@ -1,0 +1,177 @@
+"""A live stream in virtual time: the real live Segmenter, interim agreement and WhisperBackend
+on a built mix, every interim and final decoded at once and charged its process CPU, the clock
+being the audio's own. No thread timing and no other process changes its figures, so two settings
+can be compared in a minute on a busy machine; `scripts/live_mix.py` measures the real thing.
+
+    .venv/bin/python scripts/live_sim.py MIX.wav [--interval-ms 300] [--share 0.4]
+        [--max-utterance-s 15]
+
+MIX.wav is a mix built by `live_mix.py` (`--reading` too), with its JSON sidecar. Prints WER
+against the mix's references; word latency committed and final, p50/p95 (from the word's end in
+faster-whisper's word times to its first display, as `livecap.bench.latency` defines it, here in
+audio time: a decode is ready its CPU time after the audio it waited for); finals after the end
+of speech; compute per audio second. Speculative finals are not simulated: a final is decoded
+when its utterance closes, so final latencies read about 0.2 s later than live and the unused
+speculative decodes are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from difflib import SequenceMatcher
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from livecap.asr.base import AsrRequest, AsrResult, DecodeOptions  # noqa: E402
+from livecap.asr.models import resolve_model  # noqa: E402
+from livecap.asr.pool import AsrJob  # noqa: E402
+from livecap.asr.whisper import WhisperBackend  # noqa: E402
+from livecap.bench.latency import ShownWord, faster_whisper_text, word_latencies  # noqa: E402
+from livecap.bench.mix import load_sections  # noqa: E402
+from livecap.bench.wer import normalize, wer  # noqa: E402
+from livecap.config import AsrConfig, LiveConfig, VadConfig  # noqa: E402
+from livecap.messages import SAMPLE_RATE, AudioChunk, InterimCaption, Utterance  # noqa: E402
+from livecap.pipeline.interims import Interims  # noqa: E402
+from livecap.pipeline.stats import StreamStats  # noqa: E402
+from livecap.pipeline.vad import Segmenter  # noqa: E402
+from livecap.sources.file import decode_blocks  # noqa: E402
+
+BLOCK = SAMPLE_RATE // 10
+
+
+class InstantPool:
+    """Runs each interim at once on the backend, charging its process CPU; the clock is `now`."""
+
+    def __init__(self, backend: WhisperBackend) -> None:
+        self.backend = backend
+        self.now = self.ready_at = self.spent = 0.0
+
+    def interim_share_for(self, wanted: float) -> float:
+        return wanted
+
+    def drop_interim(self, stream_id: str) -> None:
+        pass
+
+    def submit_interim(self, job: AsrJob) -> bool:
+        started = time.process_time()
+        result = self.backend.transcribe(job.request)
+        job.spent = time.process_time() - started
+        self.spent += job.spent
+        self.ready_at = self.now + job.spent
+        job.on_done(job, result, None)
+        return True
+
+
+Finals = list[tuple[float, Utterance, AsrResult]]  # (ready at, utterance, result)
+Commits = dict[int, list[tuple[float, list[str]]]]  # utterance -> (shown at, committed words)
+
+
+def simulate(
+    audio: np.ndarray, backend: WhisperBackend, live: LiveConfig, vad: VadConfig
+) -> tuple[Finals, Commits, float, float]:
+    """Finals (ready time, utterance, result), commits per utterance, final and interim CPU."""
+    segmenter = Segmenter(vad, live=True)
+    pool = InstantPool(backend)
+    commits: Commits = {}
+
+    def shown(caption: InterimCaption) -> None:
+        commits.setdefault(caption.utterance, []).append(
+            (pool.ready_at, normalize(caption.committed).split())
+        )
+
+    interims = Interims(
+        pool, live, stream_id="sim", decode=DecodeOptions(), stats=StreamStats(),  # type: ignore[arg-type]
+        current_utterance=lambda: segmenter.next_seq, emit=shown,
+    )
+    finals: Finals = []
+    final_cpu = 0.0
+
+    def decode(utterance: Utterance, now: float) -> None:
+        nonlocal final_cpu
+        silence = np.zeros(segmenter.silence_after, np.float32)
+        samples = np.concatenate([utterance.samples, silence])
+        request = AsrRequest(samples, final=True, word_timestamps=True)
+        started = time.process_time()
+        result = backend.transcribe(request)
+        final_cpu += time.process_time() - started
+        finals.append((now + time.process_time() - started, utterance, result))
+
+    for index in range(0, len(audio), BLOCK):
+        now = pool.now = (index + BLOCK) / SAMPLE_RATE
+        chunk = AudioChunk(audio[index : index + BLOCK], index / SAMPLE_RATE, now)
+        for utterance in segmenter.push(chunk, now):
+            interims.cut()
+            decode(utterance, now)
+        interims.offer(now, segmenter.open_utterance)
+    end = len(audio) / SAMPLE_RATE
+    for utterance in segmenter.flush(end):
+        decode(utterance, end)
+    return finals, commits, final_cpu, pool.spent
+
+
+def shown_words(finals: Finals, commits: Commits) -> list[ShownWord]:
+    """Each final word, first shown when an interim committed it as the final has it, or final."""
+    out = []
+    for ready, utterance, result in finals:
+        words = [
+            (token, *utterance.span_to_stream(w.start, w.end))
+            for segment in result.segments
+            for w in segment.words
+            for token in normalize(w.word).split()
+        ]
+        first = [ready] * len(words)
+        for at, committed in sorted(commits.get(utterance.seq, [])):
+            matcher = SequenceMatcher(a=committed, b=[w for w, _, _ in words], autojunk=False)
+            for block in matcher.get_matching_blocks():
+                for k in range(block.size):
+                    first[block.b + k] = min(first[block.b + k], at)
+        out += [ShownWord(w, f, ready, start, end) for (w, start, end), f in zip(words, first)]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mix", type=Path)
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--interval-ms", type=int, default=LiveConfig().interim_interval_ms)
+    parser.add_argument("--share", type=float, default=LiveConfig().interim_share)
+    parser.add_argument("--max-utterance-s", type=float, default=VadConfig().max_utterance_s)
+    args = parser.parse_args()
+    from faster_whisper import WhisperModel
+
+    reference = faster_whisper_text(
+        WhisperModel(resolve_model(args.model), device="cpu", compute_type="int8"),
+        args.mix, word_timestamps=True, beam_size=1, vad_filter=False, language="en",
+    )[1]
+    backend = WhisperBackend(AsrConfig(model=args.model, workers=1, cpu_threads=1))
+    audio = np.concatenate(list(decode_blocks(args.mix)))
+    live = LiveConfig(interim_interval_ms=args.interval_ms, interim_share=args.share)
+    finals, commits, final_cpu, interim_cpu = simulate(
+        audio, backend, live, VadConfig(max_utterance_s=args.max_utterance_s)
+    )
+    sections = load_sections(args.mix)
+    truth = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
+    text = " ".join(segment.text for _, _, result in finals for segment in result.segments)
+    latency = word_latencies(reference, shown_words(finals, commits))
+    after_speech = [ready - utterance.t_speech_end for ready, utterance, _ in finals]
+    seconds = len(audio) / SAMPLE_RATE
+
+    def pct(values: list[float]) -> str:
+        return f"{np.percentile(values, 50):.2f} / {np.percentile(values, 95):.2f}"
+
+    print(
+        f"WER {wer(truth, text):.2%} | committed {pct(latency['committed'])} s | final "
+        f"{pct(latency['final'])} s | finals after speech {pct(after_speech)} s | compute "
+        f"{(final_cpu + interim_cpu) / seconds:.3f} ({final_cpu / seconds:.3f} final + "
+        f"{interim_cpu / seconds:.3f} interim) | {len(latency['final'])} words timed"
+    )
+
+
+if __name__ == "__main__":
+    main()
