@@ -117,9 +117,12 @@ class Caption:
     words: tuple[Word, ...] = ()
     utterance: int = 0  # the utterance (or packed window) it was transcribed from
     last_in_utterance: bool = True  # False while more captions of the same utterance follow
-    emitted_at: float | None = None  # stream clock (seconds of audio captured) when it was handed out
-    audio: np.ndarray | None = field(default=None, repr=False, compare=False)  # for speech translation
-    speaker: str | None = None  # with speaker labels on: "S1", "S2", ... (a caption is one speaker's)
+    # stream clock (seconds of audio captured) when it was handed out
+    emitted_at: float | None = None
+    # for speech translation
+    audio: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # with speaker labels on: "S1", "S2", ... (a caption is one speaker's)
+    speaker: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form (used by the journal, jsonl events and the json writer)."""
@@ -156,7 +159,8 @@ class InterimCaption:
     new_words: int  # words that were not shown before
     t_audio_end: float  # capture time of the end of the audio it was computed on
     audio_end: float = 0.0  # stream seconds: the end of the audio it was computed on
-    emitted_at: float | None = None  # stream clock (seconds of audio captured) when it was handed out
+    # stream clock (seconds of audio captured) when it was handed out
+    emitted_at: float | None = None
 
     def to_dict(self) -> dict:
         out = {"utterance": self.utterance, "committed": self.committed, "tail": self.tail,
@@ -208,7 +212,12 @@ class VadEvent:
     kept: bool = True
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "utterance": self.utterance, "at": round(self.at, 3), "kept": self.kept}
+        return {
+            "kind": self.kind,
+            "utterance": self.utterance,
+            "at": round(self.at, 3),
+            "kept": self.kept,
+        }
 
 
 Event = Caption | InterimCaption | StreamError | StreamEnd | VadEvent | SpeakerRevision

@@ -89,9 +89,11 @@ class AsrJob:
     t_started: float = 0.0
     t_finished: float = 0.0
     shared_by: int = 1  # jobs in the backend call that ran this one
-    spent: float = 0.0  # worker-seconds of every attempt (a batch's time split evenly among its jobs)
+    # worker-seconds of every attempt (a batch's time split evenly among its jobs)
+    spent: float = 0.0
     attempts: int = 0  # calls that failed it so far
-    avoid: int | None = None  # the worker whose call failed it: its retry goes elsewhere when it can
+    # the worker whose call failed it: its retry goes elsewhere when it can
+    avoid: int | None = None
     withdrawn: bool = False  # its stream withdrew it while its call ran: the result is thrown away
 
     @property
@@ -102,7 +104,8 @@ class AsrJob:
 
 @dataclass
 class Worker:
-    """One worker slot: its current thread (`generation` tells an abandoned one to stop) and its record."""
+    """One worker slot: its current thread (`generation`
+    tells an abandoned one to stop) and its record."""
 
     index: int
     generation: int = 0
@@ -122,20 +125,29 @@ class Worker:
 
     def describe(self, now: float) -> dict[str, Any]:
         state = "down" if self.thread is None else "busy" if self.running or self.given else "idle"
-        return {"worker": self.index, "state": state, "calls": self.calls, "failures": self.failures,
-                "hangs": self.hangs, "restarts": self.restarts, "last_error": self.last_error,
-                "running_s": round(now - self.started, 3) if self.running else None}
+        return {
+            "worker": self.index,
+            "state": state,
+            "calls": self.calls,
+            "failures": self.failures,
+            "hangs": self.hangs,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "running_s": round(now - self.started, 3) if self.running else None,
+        }
 
 
 class AsrPool:
-    """Shared ASR workers. `on_done` callbacks run on a worker (or the watchdog) thread and must be quick."""
+    """Shared ASR workers. `on_done` callbacks run on a
+    worker (or the watchdog) thread and must be quick."""
 
     def __init__(
         self, backend: AsrBackend, workers: int, *, batch_size: int = 1, batch_wait_ms: float = 5.0,
         interim_share: float = 0.5, hung_after_s: float | None = None,
     ) -> None:
-        """`interim_share`: most of the workers interims may occupy at once; `hung_after_s`: a fixed
-        limit for a call (None: HUNG_FACTOR times the usual length of its kind, at least HUNG_MIN_S)."""
+        """`interim_share`: most of the workers interims may occupy at once;
+        `hung_after_s`: a fixed limit for a call (None: HUNG_FACTOR times the usual length
+        of its kind, at least HUNG_MIN_S)."""
         self.backend = backend
         self.workers = workers
         self.batch_size = batch_size if isinstance(backend, BatchAsrBackend) else 1
@@ -152,7 +164,8 @@ class AsrPool:
         self._interim_calls: set[int] = set()  # workers running interims
         self._interim_askers: dict[str, float] = {}  # stream -> when it last asked for an interim
         self._shed = False
-        self._expected: dict[bool, float] = {}  # usual seconds of a call, finals (True) and interims
+        # usual seconds of a call, finals (True) and interims
+        self._expected: dict[bool, float] = {}
         self._interim_job: float | None = None  # usual worker-seconds of one interim job
         self._timer: threading.Timer | None = None  # wakes the pump when held finals are due
         self._closed = False
@@ -181,7 +194,8 @@ class AsrPool:
             self._pump()
 
     def submit_interim(self, job: AsrJob) -> bool:
-        """Queue an interim unless one for the stream is still running (or interims are shed); False when skipped."""
+        """Queue an interim unless one for the stream is still
+        running (or interims are shed); False when skipped."""
         stream = job.utterance.stream_id
         with self._lock:
             self._interim_askers[stream] = time.monotonic()
@@ -198,8 +212,9 @@ class AsrPool:
             return True
 
     def interim_share_for(self, wanted: float) -> float:
-        """The share of one worker a stream's interims may take now: its own `wanted`, or its equal
-        part of the pool's interim budget among the streams asking for interims, whichever is less."""
+        """The share of one worker a stream's interims may take now: its own `wanted`, or
+        its equal part of the pool's interim budget among the streams asking for
+        interims, whichever is less."""
         now = time.monotonic()
         with self._lock:
             for stream, asked in list(self._interim_askers.items()):
@@ -221,8 +236,9 @@ class AsrPool:
                 self._interims.clear()
 
     def withdraw(self, stream_id: str, *, finals: bool = True) -> None:
-        """The stream stopped: drop its queued interim, and with `finals` its queued finals (reported
-        `Cancelled`); the results of its running calls of those kinds are thrown away when they end."""
+        """The stream stopped: drop its queued interim, and with `finals` its queued
+        finals (reported `Cancelled`); the results of its running calls of those kinds
+        are thrown away when they end."""
         def withdrawn(job: AsrJob) -> bool:
             return job.utterance.stream_id == stream_id and (finals or not job.request.final)
 
@@ -247,18 +263,21 @@ class AsrPool:
             return len(self._finals), len(self._interims)
 
     def interim_cost(self) -> float | None:
-        """The usual worker-seconds of one stream's interim (its share of a call; None before the first)."""
+        """The usual worker-seconds of one stream's interim
+        (its share of a call; None before the first)."""
         with self._lock:
             return self._interim_job
 
     def describe_workers(self) -> list[dict[str, Any]]:
-        """Each worker's state (idle, busy, down), calls, failures, hangs, restarts and last error."""
+        """Each worker's state (idle, busy, down), calls,
+        failures, hangs, restarts and last error."""
         now = time.monotonic()
         with self._lock:
             return [slot.describe(now) for slot in self._slots]
 
     def shutdown(self) -> None:
-        """Finish the running calls; queued and held jobs are dropped, as queued ones always were."""
+        """Finish the running calls; queued and held jobs are
+        dropped, as queued ones always were."""
         with self._lock:
             self._closed = True
             self._closing.set()
@@ -285,7 +304,8 @@ class AsrPool:
                 slot.given = [job for job in slot.given or [] if job not in given] or None
                 taken += given
         if any(not job.request.final for job in taken):
-            self._interim_running.discard(stream_id)  # the one handed over (a running one is not taken)
+            # the one handed over (a running one is not taken)
+            self._interim_running.discard(stream_id)
         self.cancelled += len(taken)
         return [job for job in taken if job.request.final]
 
@@ -313,7 +333,8 @@ class AsrPool:
                         given += 1
                 if given:
                     continue
-                free = [slot for slot in self._slots if slot.free]  # only retries wait, for another worker
+                # only retries wait, for another worker
+                free = [slot for slot in self._slots if slot.free]
             if not self._interims or self._shed or len(self._interim_calls) >= self.interim_slots:
                 return
             oldest = sorted(self._interims, key=lambda s: self._interims[s].t_submitted)
@@ -350,14 +371,16 @@ class AsrPool:
     # -- workers -------------------------------------------------------------------------------
 
     def _start_thread(self, slot: Worker) -> None:
-        """Serve `slot` with a new thread, unless as many hung threads as workers still run (lock held)."""
+        """Serve `slot` with a new thread, unless as many
+        hung threads as workers still run (lock held)."""
         self._abandoned = [t for t in self._abandoned if t.is_alive()]
         slot.generation += 1
         slot.thread = None
         if len(self._abandoned) >= self.workers or self._closed:
             return
-        slot.thread = threading.Thread(target=self._work, args=(slot, slot.generation), name=f"asr-{slot.index}",
-                                       daemon=True)
+        slot.thread = threading.Thread(
+            target=self._work, args=(slot, slot.generation), name=f"asr-{slot.index}", daemon=True
+        )
         slot.thread.start()
 
     def _work(self, slot: Worker, generation: int) -> None:
@@ -380,13 +403,16 @@ class AsrPool:
 
     def _call(self, jobs: list[AsrJob]) -> list[Outcome]:
         try:
-            if len(jobs) > 1 or (self.batch_size > 1 and jobs[0].request.final):  # a lone final: it may do less
+            if len(jobs) > 1 or (self.batch_size > 1 and jobs[0].request.final):
+                # a lone final: it may do less
                 return list(self.backend.transcribe_batch([job.request for job in jobs]))  # type: ignore[attr-defined]
             return [self.backend.transcribe(jobs[0].request)]
         except Exception as failure:  # a crash in one call must not take the streams down
             return [failure] * len(jobs)
 
-    def _finish(self, slot: Worker, generation: int, jobs: list[AsrJob], outcomes: list[Outcome]) -> None:
+    def _finish(
+        self, slot: Worker, generation: int, jobs: list[AsrJob], outcomes: list[Outcome]
+    ) -> None:
         finished = time.monotonic()
         with self._lock:
             if slot.generation != generation:
@@ -426,9 +452,12 @@ class AsrPool:
             if not job.request.final:
                 self._interim_running.discard(job.utterance.stream_id)
 
-    def _settle(self, slot: Worker, jobs: list[AsrJob], outcomes: list[Outcome]) -> list[tuple[AsrJob, Outcome]]:
-        """Requeue each final that failed for the first time (ahead of the others, avoiding this
-        worker); the rest are reported, a withdrawn job's as `Cancelled` whatever came (lock held)."""
+    def _settle(
+        self, slot: Worker, jobs: list[AsrJob], outcomes: list[Outcome]
+    ) -> list[tuple[AsrJob, Outcome]]:
+        """Requeue each final that failed for the first time (ahead of the others,
+        avoiding this worker); the rest are reported, a withdrawn job's as
+        `Cancelled` whatever came (lock held)."""
         reports: list[tuple[AsrJob, Outcome]] = []
         retry = []
         for job, outcome in zip(jobs, outcomes):
@@ -445,7 +474,8 @@ class AsrPool:
         return reports
 
     def _thread_ended(self, slot: Worker, generation: int, error: BaseException | None) -> None:
-        """A worker thread returned: normal at shutdown or once abandoned; otherwise it died and is replaced."""
+        """A worker thread returned: normal at shutdown or
+        once abandoned; otherwise it died and is replaced."""
         reports: list[tuple[AsrJob, Outcome]] = []
         with self._lock:
             if slot.generation == generation and not self._closed:
@@ -466,7 +496,8 @@ class AsrPool:
         _report_all(reports)
 
     def _revive(self) -> None:
-        """Serve again the slots left without a thread while too many hung threads ran (lock held)."""
+        """Serve again the slots left without a thread while
+        too many hung threads ran (lock held)."""
         for slot in self._slots:
             if slot.thread is None and not self._closed:
                 slot.restarts += 1
@@ -477,7 +508,11 @@ class AsrPool:
         while not self._closing.wait(min(WATCH_S, (self.hung_after_s or WATCH_S * 4) / 4)):
             with self._lock:
                 now = time.monotonic()
-                hung = [slot for slot in self._slots if slot.running and now - slot.started > self._limit(slot.running)]
+                hung = [
+                    slot
+                    for slot in self._slots
+                    if slot.running and now - slot.started > self._limit(slot.running)
+                ]
                 reports = [report for slot in hung for report in self._declare_hung(slot, now)]
                 if hung:
                     self._pump()
@@ -495,7 +530,10 @@ class AsrPool:
         slot.hangs += 1
         slot.restarts += 1
         expected = self._expected.get(jobs[0].request.final)
-        hung = Hung(f"an ASR call ran {now - started:.1f} s" + (f" (usually {expected:.2f} s)" if expected else ""))
+        hung = Hung(
+            f"an ASR call ran {now - started:.1f} s"
+            + (f" (usually {expected:.2f} s)" if expected else "")
+        )
         log.error("ASR worker %d: %s; replaced", slot.index, hung)
         slot.last_error = f"Hung: {hung}"
         self._account(jobs, started, now, slot)

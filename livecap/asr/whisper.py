@@ -43,7 +43,11 @@ class WhisperBackend:
     """faster-whisper on CTranslate2, CPU or CUDA."""
 
     def __init__(
-        self, options: AsrConfig, device: str = "cpu", extra_workers: int = 0, path: str | None = None
+        self,
+        options: AsrConfig,
+        device: str = "cpu",
+        extra_workers: int = 0,
+        path: str | None = None,
     ) -> None:
         """`extra_workers`: concurrent callers beyond the ASR pool (the Whisper translation thread);
         `path`: what to load, already resolved (default: `resolve_model(options.model)`)."""
@@ -63,16 +67,21 @@ class WhisperBackend:
                 num_workers=options.workers + extra_workers,
                 local_files_only=_offline(),
             )
-        except Exception as error:  # CTranslate2 and huggingface_hub raise many types for a bad model
+        except Exception as error:
+            # CTranslate2 and huggingface_hub raise many types for a bad model
             raise LivecapError(_load_error(options.model, path, error)) from None
         self.multilingual = self.model.model.is_multilingual
-        self.batch_size = batch_size_for(options, device)  # after loading: the model holds its memory
+        # after loading: the model holds its memory
+        self.batch_size = batch_size_for(options, device)
         if options.language and not self.multilingual and options.language != "en":
             raise LivecapError(
-                f"model {options.model} is English-only; use --model base for --language {options.language}"
+                f"model {options.model} is English-only; use --model base for --language "
+                f"{options.language}"
             )
         if options.task == "translate" and not self.multilingual:
-            raise LivecapError(f"model {options.model} is English-only and cannot translate; use --model base")
+            raise LivecapError(
+                f"model {options.model} is English-only and cannot translate; use --model base"
+            )
 
     def close(self) -> None:
         """Free the model's memory now, even where something still holds this backend (a finished
@@ -87,7 +96,9 @@ class WhisperBackend:
         same caption as in any batch, and the same on every run), an interim through `_glance`, or
         through faster-whisper's greedy `transcribe` while its language is unknown."""
         if request.final:
-            return WindowLoop(self.model, self.options, self.device, self.multilingual).run([request])[0]
+            return WindowLoop(self.model, self.options, self.device, self.multilingual).run(
+                [request]
+            )[0]
         language = requested_language(request, self.options, self.multilingual)
         if language is not None:
             return self._glance(request, language)
@@ -98,7 +109,10 @@ class WhisperBackend:
         for segment in segments:
             text = collapse_repeats(segment.text.strip())
             if not is_hallucination(text, segment.no_speech_prob, segment.avg_logprob):
-                words = tuple(AsrWord(w.start, w.end, w.word.strip(), w.probability) for w in (segment.words or ()))
+                words = tuple(
+                    AsrWord(w.start, w.end, w.word.strip(), w.probability)
+                    for w in (segment.words or ())
+                )
                 kept.append(AsrSegment(segment.start, segment.end, text, words))
         return AsrResult(tuple(kept), info.language, info.language_probability)
 
@@ -158,10 +172,16 @@ class WhisperBackend:
         batch that fails leaves its interims to go alone."""
         groups: dict[tuple, list[tuple[int, _Glance]]] = {}
         for i, request in enumerate(requests):
-            language = None if request.final else requested_language(request, self.options, self.multilingual)
+            language = (
+                None
+                if request.final
+                else requested_language(request, self.options, self.multilingual)
+            )
             if language is not None:
                 glance = _Glance.of(self, request, language)
-                groups.setdefault((glance.features.shape, tuple(glance.prompt)), []).append((i, glance))
+                groups.setdefault((glance.features.shape, tuple(glance.prompt)), []).append(
+                    (i, glance)
+                )
         for group in groups.values():
             try:
                 for (i, _), result in zip(group, self._glance_many([g for _, g in group])):
@@ -172,7 +192,8 @@ class WhisperBackend:
 
 @dataclass(frozen=True)
 class _Glance:
-    """One interim's decoder input: its features, prompt and length limit, and how to read its result."""
+    """One interim's decoder input: its features, prompt and
+    length limit, and how to read its result."""
 
     features: np.ndarray
     prompt: list[int]
@@ -191,13 +212,19 @@ class _Glance:
             samples = samples[-int((WHISPER_WINDOW_S - INTERIM_PAD_S) * SAMPLE_RATE) :]
         step = int(INTERIM_STEP_S * SAMPLE_RATE)
         length = -(-(len(samples) + int(INTERIM_PAD_S * SAMPLE_RATE)) // step) * step
-        length = min(max(length, int(INTERIM_WINDOW_S * SAMPLE_RATE)), int(WHISPER_WINDOW_S * SAMPLE_RATE))
+        length = min(
+            max(length, int(INTERIM_WINDOW_S * SAMPLE_RATE)), int(WHISPER_WINDOW_S * SAMPLE_RATE)
+        )
         padded = np.zeros(length, dtype=np.float32)
         padded[: len(samples)] = samples
         features = model.feature_extractor(padded, padding=0)
-        features = features[:, : features.shape[-1] - features.shape[-1] % 2]  # the encoder halves frames
+        # the encoder halves frames
+        features = features[:, : features.shape[-1] - features.shape[-1] % 2]
         tokenizer = Tokenizer(
-            model.hf_tokenizer, backend.multilingual, task=task_of(request, backend.options), language=language
+            model.hf_tokenizer,
+            backend.multilingual,
+            task=task_of(request, backend.options),
+            language=language,
         )
         prompt = model.get_prompt(
             tokenizer, [], without_timestamps=True, hotwords=hotwords_of(request, backend.options)
@@ -206,8 +233,10 @@ class _Glance:
         return cls(features, prompt, max_length, tokenizer, seconds, language)
 
     def read(self, result: Any) -> AsrResult:
-        """Its text (cut at its own length limit), or nothing when the guards call it a hallucination."""
-        tokens = result.sequences_ids[0][: self.max_length - len(self.prompt)]  # the limit counts the prompt
+        """Its text (cut at its own length limit), or nothing
+        when the guards call it a hallucination."""
+        # the limit counts the prompt
+        tokens = result.sequences_ids[0][: self.max_length - len(self.prompt)]
         text = collapse_repeats(self.tokenizer.decode(tokens).strip())
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         if not text or is_hallucination(text, result.no_speech_prob, avg_logprob):

@@ -46,7 +46,8 @@ class Delivery:
         keep_audio: bool = False,
     ) -> None:
         self.stream_id = stream_id
-        self._keep_audio = keep_audio  # captions carry their audio (speech translation, speaker labels)
+        # captions carry their audio (speech translation, speaker labels)
+        self._keep_audio = keep_audio
         self.stats = stats
         self._emit = emit
         self._translation = (
@@ -131,7 +132,9 @@ class Delivery:
                 ),
                 utterance=u.seq,
                 last_in_utterance=index == len(segments) - 1,
-                audio=u.audio_between(segment.start, segment.end) if self._translation or self._keep_audio else None,
+                audio=u.audio_between(segment.start, segment.end)
+                if self._translation or self._keep_audio
+                else None,
             )
             self._captions += 1
             self._forward(caption)

@@ -93,12 +93,7 @@ class Interims:
         u = job.utterance
         self._emit(
             InterimCaption(
-                self.stream_id,
-                u.seq,
-                interim.committed,
-                interim.tail,
-                new_words,
-                u.t_speech_end,
+                self.stream_id, u.seq, interim.committed, interim.tail, new_words, u.t_speech_end,
                 u.end,
             )
         )

@@ -6,10 +6,10 @@ pool, numbered in the order it was cut. Entry: the capture queue (the source fil
 called once per final with its ASR outcome (`Transcribed`, on a worker thread), then once with
 `SegmentationEnd` (on this thread) when no more finals will come.
 
-Asked to (`report`), it also tells what the VAD decided (`VadEvent`: speech started and stopped,
-and the answers to the source's `finalize` and `clear` controls, which reach it in order with the
-audio). It owns the final slots: at most `max_pending_finals` finals wait for ASR; past that the thread
-waits, and the capture queue absorbs, then drops, audio. Finals are never dropped, except a
+Asked to (`report`), it also tells what the VAD decided (`VadEvent`: speech started and stopped, and
+the answers to the source's `finalize` and `clear` controls, which reach it in order with the
+audio). It owns the final slots: at most `max_pending_finals` finals wait for ASR; past that the
+thread waits, and the capture queue absorbs, then drops, audio. Finals are never dropped, except a
 stopped file stream's, whose audio not yet cut is thrown away.
 
 Live, a final is decoded speculatively (`Segmenter.tentative`) as soon as its audio is complete,
@@ -266,7 +266,9 @@ class Segmentation:
     def _request(self, utterance: Utterance) -> AsrRequest:
         silence = self.segmenter.silence_after if self._packer is None else 0
         return AsrRequest(
-            np.concatenate([utterance.samples, np.zeros(silence, np.float32)]) if silence else utterance.samples,
+            np.concatenate([utterance.samples, np.zeros(silence, np.float32)])
+            if silence
+            else utterance.samples,
             final=True,
             options=self.decode,
             word_timestamps=self.config.asr.word_timestamps,

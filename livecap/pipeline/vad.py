@@ -20,8 +20,8 @@ from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
 WINDOW = 512  # samples per Silero window (32 ms at 16 kHz)
 CONTEXT = 64  # samples of the previous window the model sees
 TONAL_FLATNESS_LOG10 = -3.5  # below: a hum or buzz, not speech (see `tonal`)
-# Soft speech (see `Segmenter`): faint sound this close to speech belongs to it (faster-whisper's own
-# VAD merges speech up to 2 s apart), and an utterance reaches back at most this far for it
+# Soft speech (see `Segmenter`): faint sound this close to speech belongs to it (faster-whisper's
+# own VAD merges speech up to 2 s apart), and an utterance reaches back at most this far for it
 JOIN_GAP_S = 2.0
 JOIN_REACH_S = 4.0
 # A live final's audio ends TAIL_MS into its pause (at most `speech_pad_ms`), so that its decode can
@@ -41,8 +41,8 @@ def _zero_state() -> np.ndarray:
 
 
 class SileroVad:
-    """Silero VAD run statefully, one instance per stream, with its recurrent state put back to zeros
-    at safe points so that a loud past cannot suppress a quieter speaker.
+    """Silero VAD run statefully, one instance per stream, with its recurrent state put
+    back to zeros at safe points so that a loud past cannot suppress a quieter speaker.
 
     Kept forever, the LSTM state learns the loud speaker's level: a quiet, far or reverberant voice
     that follows gets probabilities far below a fresh detector's, and silence does not clear the
@@ -75,7 +75,8 @@ class SileroVad:
         self._state = _zero_state()
         self._context = np.zeros(CONTEXT, dtype=np.float32)
         self._rest = np.zeros(0, dtype=np.float32)
-        self._history: deque[np.ndarray] = deque(maxlen=self._warm_windows + 1)  # windows fed to the model
+        # windows fed to the model
+        self._history: deque[np.ndarray] = deque(maxlen=self._warm_windows + 1)
         self._quiet = 0  # consecutive windows below neg_threshold
         self._armed = False  # speech seen since the last reset
         self._since = 0  # windows since the last reset
@@ -104,10 +105,13 @@ class SileroVad:
             start += taken
         return np.concatenate(out)
 
-    def _run(self, windows: np.ndarray, context: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run(
+        self, windows: np.ndarray, context: np.ndarray, state: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         contexts = np.concatenate([context[None, :], windows[:-1, -CONTEXT:]])
         probs, h, c = self._session.run(
-            None, {"input": np.concatenate([contexts, windows], axis=1), "h": state[0], "c": state[1]}
+            None,
+            {"input": np.concatenate([contexts, windows], axis=1), "h": state[0], "c": state[1]},
         )
         return np.asarray(probs, dtype=np.float32).reshape(-1), np.stack([h, c])
 
@@ -117,12 +121,15 @@ class SileroVad:
             self._since += 1
             self._armed |= bool(prob >= self.threshold)
             self._quiet = self._quiet + 1 if prob < self.neg_threshold else 0
-            if (self._armed and self._quiet >= self._quiet_windows) or self._since >= self._period_windows:
+            if (
+                self._armed and self._quiet >= self._quiet_windows
+            ) or self._since >= self._period_windows:
                 return index
         return None
 
     def _restart(self) -> None:
-        """Zero the state, then warm it up on the last windows (the oldest one only gives context)."""
+        """Zero the state, then warm it up on the last
+        windows (the oldest one only gives context)."""
         state = _zero_state()
         history = list(self._history)
         if self._warm_windows and len(history) > 1:
@@ -134,12 +141,12 @@ class SileroVad:
 
 def tonal(samples: np.ndarray) -> bool:
     """True for voice-like sound that is not speech: a hum, a buzz, a held tone. Silero passes such
-    sound (a synthetic 150 Hz buzz with syllable-rate modulation: 2-6 utterances a minute) and Whisper
-    writes words on it with scores inside the range of real speech. Speech has noise-like consonants and
-    broad formants; a buzz is a few harmonics: over 100-4000 Hz, the median spectral flatness of the
-    loud frames was -8.2 to -4.0 (log10) for buzz utterances and -2.8 to -1.2 for all 96 speech
-    utterances of the test stream (clean, far, quiet, reverberant, phone-band). Singing or whistling
-    may look tonal too."""
+    sound (a synthetic 150 Hz buzz with syllable-rate modulation: 2-6 utterances a minute) and
+    Whisper writes words on it with scores inside the range of real speech. Speech has noise-like
+    consonants and broad formants; a buzz is a few harmonics: over 100-4000 Hz, the median spectral
+    flatness of the loud frames was -8.2 to -4.0 (log10) for buzz utterances and -2.8 to -1.2 for
+    all 96 speech utterances of the test stream (clean, far, quiet, reverberant, phone-band).
+    Singing or whistling may look tonal too."""
     frame, hop = 512, 256
     if len(samples) < frame:
         return False
@@ -200,12 +207,14 @@ class Segmenter:
         self._join_gap, self._reach = int(JOIN_GAP_S * SAMPLE_RATE), int(JOIN_REACH_S * SAMPLE_RATE)
         self._tail = min(self._pad, int(TAIL_MS * SAMPLE_RATE / 1000)) if live else self._pad
         self._tentative_since: int | None = None  # the pause whose tentative final was handed out
-        self._audio = np.zeros(0, dtype=np.float32)  # kept audio, starting at stream sample `_audio_start`
+        # kept audio, starting at stream sample `_audio_start`
+        self._audio = np.zeros(0, dtype=np.float32)
         self._audio_start = 0
         self._probs: list[float] = []  # probabilities of the open utterance's windows
         self._position = 0  # stream samples seen by the VAD (whole windows)
         self._received = 0  # stream samples received
-        self._captures: deque[tuple[int, float]] = deque(maxlen=512)  # (end sample, capture time) per chunk
+        # (end sample, capture time) per chunk
+        self._captures: deque[tuple[int, float]] = deque(maxlen=512)
         self._open: _Open | None = None
         self._last_end = 0  # end of the previous utterance: pre-roll never reaches before it
         self._last_speech: int | None = None  # last speech sample of the previous utterance
@@ -296,7 +305,10 @@ class Segmenter:
             current.silence_since = None
         elif prob < opts.vad_neg_threshold and current.silence_since is None:
             current.silence_since = window_end - WINDOW
-        if current.silence_since is not None and window_end - current.silence_since >= self._min_silence:
+        if (
+            current.silence_since is not None
+            and window_end - current.silence_since >= self._min_silence
+        ):
             end = min(current.silence_since + self._tail, window_end)
             finished.extend(self._close(current.silence_since, end, now))
         elif window_end - current.start >= self._max_len:
@@ -337,14 +349,18 @@ class Segmenter:
         if self._soft is not None:
             start = min(start, max(self._soft.start, speech_start - self._reach))
             self._soft = None
-        self._open = _Open(max(start, self._last_end, self._audio_start), speech_start, window_end, None)
+        self._open = _Open(
+            max(start, self._last_end, self._audio_start), speech_start, window_end, None
+        )
         self._probs = [prob]
 
     def _hold_soft(self, start: int, last: int, burst: tuple[int, int] | None = None) -> None:
         """Keep faint sound (or a short burst) from `start` to `last` for the next utterance."""
         gap = self._join_gap
         if self._soft is None:
-            anchored = self._last_speech is not None and start + self._pad - self._last_speech <= gap
+            anchored = (
+                self._last_speech is not None and start + self._pad - self._last_speech <= gap
+            )
             self._soft = _Soft(max(start, self._last_end), last + gap, anchored)
         self._soft.until = last + gap
         self._soft.burst = burst or self._soft.burst
@@ -362,7 +378,8 @@ class Segmenter:
         return [self._utterance(start, end, speech_end, now, final=True)]
 
     def _cut_at_quietest(self, current: _Open, window_end: int, now: float) -> list[Utterance]:
-        """Cut an over-long utterance at its quietest window in the later half; speech goes on after it."""
+        """Cut an over-long utterance at its quietest window
+        in the later half; speech goes on after it."""
         probs = np.asarray(self._probs)
         first_window_end = window_end - (len(probs) - 1) * WINDOW
         half = len(probs) // 2
@@ -373,7 +390,11 @@ class Segmenter:
             self._utterance(current.start, cut, speech_end, now, final=True, until=cut)
         ]
         self._probs = list(probs[quietest + 1 :])
-        silence_since = current.silence_since if current.silence_since and current.silence_since >= cut else None
+        silence_since = (
+            current.silence_since
+            if current.silence_since and current.silence_since >= cut
+            else None
+        )
         self._open = _Open(cut, cut, max(current.last_speech, cut), silence_since)
         self._last_end = cut
         return kept
@@ -387,7 +408,8 @@ class Segmenter:
         assert current is not None
         self._open = None
         self._probs = []
-        if speech_end - current.speech_start < self._min_speech:  # too short alone: held (see `_Soft`)
+        if speech_end - current.speech_start < self._min_speech:
+            # too short alone: held (see `_Soft`)
             self._hold_soft(current.start, speech_end, (speech_end, end))
             return []
         self._last_end, self._last_speech = end, speech_end
@@ -426,7 +448,8 @@ class Segmenter:
         )
 
     def _capture_time(self, sample: int) -> float:
-        """When a stream sample was captured, from the capture times of the chunks that carried it."""
+        """When a stream sample was captured, from the
+        capture times of the chunks that carried it."""
         for end, t_capture in self._captures:
             if end >= sample:
                 return t_capture - (end - sample) / SAMPLE_RATE
@@ -435,7 +458,11 @@ class Segmenter:
 
     def _trim(self) -> None:
         """Drop audio that no utterance can need any more (keeps memory bounded)."""
-        keep_from = self._open.start if self._open else max(self._position - self._pad - self._reach, self._last_end)
+        keep_from = (
+            self._open.start
+            if self._open
+            else max(self._position - self._pad - self._reach, self._last_end)
+        )
         if self._soft is not None:
             keep_from = min(keep_from, self._soft.start)
         keep_from = max(keep_from, self._position - self._pad - self._max_len)

@@ -53,7 +53,8 @@ class _Streams:
         hub = self.hub
         if hub.draining.is_set() or hub.active >= hub.stream_limit():
             return False
-        return not (hub.memory.pressure and hub.active)  # under pressure only an idle server takes one
+        # under pressure only an idle server takes one
+        return not (hub.memory.pressure and hub.active)
 
     def take(self) -> None:
         self.hub.active += 1
@@ -96,7 +97,8 @@ class Hub:
         assert default is not None, "the default model is loaded before the hub is made"
         self.config = default.config  # the server's settings for every model but its name
         self.device, self.compute_type = default.backend.device, default.backend.compute_type
-        self.workers = workers = default.pool.workers  # per model: each loaded model has its own pool
+        # per model: each loaded model has its own pool
+        self.workers = workers = default.pool.workers
         self.max_uploads = settings.max_uploads or workers
         self.started = time.monotonic()
         self._cpu_start = time.process_time()
@@ -110,21 +112,27 @@ class Hub:
         self.audio_seconds = 0.0  # live and uploaded audio taken through the pipeline
         self.translate_seconds = 0.0  # busy seconds translating it (outside the ASR pool)
         self._latencies: deque[float] = deque(maxlen=WINDOW)  # deque appends are thread-safe
-        self._live: set[Stream] = set()  # open live streams: their finals cost is measured as they go
+        # open live streams: their finals cost is measured as they go
+        self._live: set[Stream] = set()
         self._live_done = (0.0, 0.0)  # ended live streams: final worker-seconds, audio seconds
-        self._prior: tuple[float, float] | None = None  # calibration: one final, one interim call (s)
+        # calibration: one final, one interim call (s)
+        self._prior: tuple[float, float] | None = None
         self.connections: set[asyncio.Task] = set()  # streams, shared sessions, viewers
         self.draining = asyncio.Event()
         self.memory = MemoryBudget(settings.max_rss_mb or default_max_rss_mb())
-        self.streams_line = WaitingList(_Streams(self), "streams", settings.max_wait_s, settings.max_waiting)
+        self.streams_line = WaitingList(
+            _Streams(self), "streams", settings.max_wait_s, settings.max_waiting
+        )
         self.uploads_line = WaitingList(_Uploads(self), "uploads", settings.max_wait_s,
                                         settings.max_queued_uploads or 4 * self.max_uploads)
         self._released = False  # a stream or upload ended since the last heap trim
         self._monitor_task: asyncio.Task | None = None
         self.registry = CollectorRegistry()
         self.final_latency = Histogram(
-            "livecap_final_latency_seconds", "last speech sample to final caption handed to the connection",
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "livecap_final_latency_seconds",
+            "last speech sample to final caption handed to the connection",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.registry.register(_HubCollector(self))
 
@@ -133,7 +141,9 @@ class Hub:
         them), look at memory once, then keep watching it (`_monitor`) until `stop()`."""
         if self.settings.max_streams is None:
             default = self.default_engine
-            self._prior = await asyncio.to_thread(calibrate, default.backend, default.config.asr.word_timestamps)
+            self._prior = await asyncio.to_thread(
+                calibrate, default.backend, default.config.asr.word_timestamps
+            )
         self._shed(await asyncio.to_thread(self.memory.check))
         self._monitor_task = asyncio.create_task(self._monitor())
 
@@ -145,7 +155,8 @@ class Hub:
 
     @property
     def default_engine(self) -> Engine:
-        """The default model's engine (loaded for the server's whole life): admission is sized on it."""
+        """The default model's engine (loaded for the
+        server's whole life): admission is sized on it."""
         engine = self.models.engine(self.model)
         assert engine is not None, "the default model stays loaded"
         return engine
@@ -180,17 +191,21 @@ class Hub:
         return self.estimate().streams
 
     def estimate(self) -> Estimate:
-        """How many streams the default model's pool takes, from the calibration and the live streams."""
+        """How many streams the default model's pool takes,
+        from the calibration and the live streams."""
         pool = self.default_engine.pool
         final_s, audio_s = self._live_done
         for stream in self._live:
             final_s += stream.stats.asr_seconds
             audio_s += stream.stats.audio_seconds
         prior = self._prior or (1.0, 1.0)  # not calibrated (a hub not yet started): few streams
-        return estimate(pool.workers, pool.interim_slots, prior, (final_s, audio_s), pool.interim_cost())
+        return estimate(
+            pool.workers, pool.interim_slots, prior, (final_s, audio_s), pool.interim_cost()
+        )
 
     async def enter_stream(self, told: Told) -> None:
-        """A place for a live stream or session, now or after waiting in line; `Refused` otherwise."""
+        """A place for a live stream or session, now or after
+        waiting in line; `Refused` otherwise."""
         try:
             await self.streams_line.enter(told)
         except Refused:
@@ -233,7 +248,10 @@ class Hub:
         if stream is not None and stream in self._live:
             self._live.discard(stream)
             if stats is not None:
-                self._live_done = (self._live_done[0] + stats.asr_seconds, self._live_done[1] + stats.audio_seconds)
+                self._live_done = (
+                    self._live_done[0] + stats.asr_seconds,
+                    self._live_done[1] + stats.audio_seconds,
+                )
         self._released = True
         self.streams_line.released()
 
@@ -257,7 +275,9 @@ class Hub:
 
     # -- models --------------------------------------------------------------------------------
 
-    async def lease(self, requested: object, kind: str, on_state: Callable[[str], None] | None = None) -> Lease:
+    async def lease(
+        self, requested: object, kind: str, on_state: Callable[[str], None] | None = None
+    ) -> Lease:
         """The named model, loaded first when needed, off the event loop (other streams go on);
         a refusal is a `RequestError`: 404 unknown, 503 no free slot in time, 500 failed to load."""
         cancel = threading.Event()
@@ -308,7 +328,8 @@ class Hub:
             "workers": self.workers,
             "models_loaded": len(engines),
             "busy_seconds": round(busy, 3),
-            "utilization": round(busy / (uptime * self.workers), 4) if uptime else 0.0,  # over 1: several models busy
+            # over 1: several models busy
+            "utilization": round(busy / (uptime * self.workers), 4) if uptime else 0.0,
             "queued_finals": sum(finals for finals, _ in depths),
             "queued_interims": sum(interims for _, interims in depths),
             "interims_skipped": sum(engine.pool.interims_skipped for engine in engines),
@@ -332,7 +353,8 @@ class Hub:
             "uploads_abandoned": self.uploads_abandoned,
             "uploads_line": self.uploads_line.describe(),
             **self.memory.describe(),
-            "asr_workers": default.pool.describe_workers(),  # the default model's; each model has its own pool
+            # the default model's; each model has its own pool
+            "asr_workers": default.pool.describe_workers(),
             "asr_retries": sum(engine.pool.retries for engine in engines),
             "asr_cancelled": sum(engine.pool.cancelled for engine in engines),
             "asr_discarded": sum(engine.pool.discarded for engine in engines),
@@ -344,7 +366,9 @@ class Hub:
                 (busy + self.translate_seconds) / self.audio_seconds if self.audio_seconds else None
             ),
             "cpu_per_audio_s": _round(
-                (time.process_time() - self._cpu_start) / self.audio_seconds if self.audio_seconds else None
+                (time.process_time() - self._cpu_start) / self.audio_seconds
+                if self.audio_seconds
+                else None
             ),
             "uptime_s": round(uptime, 1),
             "draining": self.draining.is_set(),
@@ -399,19 +423,38 @@ class _HubCollector(Collector):
             ("livecap_asr_workers", "workers", "ASR workers"),
             ("livecap_queued_finals", "queued_finals", "final utterances waiting for a worker"),
             ("livecap_queued_interims", "queued_interims", "interim decodes waiting for a worker"),
-            ("livecap_streams_waiting", "streams_waiting", "live streams and sessions waiting for a place"),
+            (
+                "livecap_streams_waiting",
+                "streams_waiting",
+                "live streams and sessions waiting for a place",
+            ),
             ("livecap_uploads_waiting", "uploads_waiting", "uploads waiting for a place"),
             ("livecap_rss_megabytes", "rss_mb", "resident memory of the server (MiB)"),
-            ("livecap_max_rss_megabytes", "max_rss_mb", "the memory budget: above it interims are shed"),
+            (
+                "livecap_max_rss_megabytes",
+                "max_rss_mb",
+                "the memory budget: above it interims are shed",
+            ),
             ("livecap_memory_pressure", "memory_pressure", "1 while over the memory budget"),
         ):
             yield GaugeMetricFamily(name, doc, value=float(s[key]))
         estimate = s["admission_estimate"]
         for name, key, doc in (
-            ("livecap_admission_estimate_streams", "streams", "live streams the measured load admits"),
-            ("livecap_admission_finals_per_audio_second", "finals_per_audio_s",
-             "measured worker-seconds of finals per second of a stream's audio"),
-            ("livecap_admission_interim_cost_seconds", "interim_cost_s", "measured worker-seconds of one interim"),
+            (
+                "livecap_admission_estimate_streams",
+                "streams",
+                "live streams the measured load admits",
+            ),
+            (
+                "livecap_admission_finals_per_audio_second",
+                "finals_per_audio_s",
+                "measured worker-seconds of finals per second of a stream's audio",
+            ),
+            (
+                "livecap_admission_interim_cost_seconds",
+                "interim_cost_s",
+                "measured worker-seconds of one interim",
+            ),
         ):
             yield GaugeMetricFamily(name, doc, value=estimate[key])
         workers = s["asr_workers"]
@@ -428,9 +471,21 @@ class _HubCollector(Collector):
             ("livecap_streams", "streams_total", "live streams admitted"),
             ("livecap_streams_refused", "streams_refused", "live streams refused at capacity"),
             ("livecap_uploads", "uploads_total", "uploads transcribed"),
-            ("livecap_uploads_abandoned", "uploads_abandoned", "uploads stopped because their client went away"),
-            ("livecap_asr_cancelled", "asr_cancelled", "ASR jobs of stopped streams withdrawn before they ran"),
-            ("livecap_asr_discarded", "asr_discarded", "ASR results of stopped streams thrown away"),
+            (
+                "livecap_uploads_abandoned",
+                "uploads_abandoned",
+                "uploads stopped because their client went away",
+            ),
+            (
+                "livecap_asr_cancelled",
+                "asr_cancelled",
+                "ASR jobs of stopped streams withdrawn before they ran",
+            ),
+            (
+                "livecap_asr_discarded",
+                "asr_discarded",
+                "ASR results of stopped streams thrown away",
+            ),
             ("livecap_audio_seconds", "audio_seconds", "seconds of audio taken"),
             ("livecap_asr_busy_seconds", "busy_seconds", "ASR worker-seconds spent"),
         ):
@@ -442,11 +497,36 @@ def _model_metrics(models: dict[str, dict]) -> Iterator[GaugeMetricFamily | Coun
     """The per-model figures of /status, labelled by model."""
     for family, name, key, doc in (
         (GaugeMetricFamily, "livecap_model_loaded", "loaded", "1 while the model is loaded"),
-        (GaugeMetricFamily, "livecap_model_streams_active", "streams_active", "live streams and sessions on the model"),
-        (GaugeMetricFamily, "livecap_model_uploads_active", "uploads_active", "uploads on the model"),
-        (GaugeMetricFamily, "livecap_model_memory_bytes", "memory_bytes", "RSS growth over the model's load"),
-        (CounterMetricFamily, "livecap_model_streams", "streams_total", "live streams and sessions on the model"),
-        (CounterMetricFamily, "livecap_model_busy_seconds", "busy_seconds", "ASR worker-seconds on the model"),
+        (
+            GaugeMetricFamily,
+            "livecap_model_streams_active",
+            "streams_active",
+            "live streams and sessions on the model",
+        ),
+        (
+            GaugeMetricFamily,
+            "livecap_model_uploads_active",
+            "uploads_active",
+            "uploads on the model",
+        ),
+        (
+            GaugeMetricFamily,
+            "livecap_model_memory_bytes",
+            "memory_bytes",
+            "RSS growth over the model's load",
+        ),
+        (
+            CounterMetricFamily,
+            "livecap_model_streams",
+            "streams_total",
+            "live streams and sessions on the model",
+        ),
+        (
+            CounterMetricFamily,
+            "livecap_model_busy_seconds",
+            "busy_seconds",
+            "ASR worker-seconds on the model",
+        ),
         (CounterMetricFamily, "livecap_model_loads", "loads", "times the model was loaded"),
         (CounterMetricFamily, "livecap_model_unloads", "unloads", "times the model was unloaded"),
     ):

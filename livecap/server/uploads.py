@@ -59,7 +59,9 @@ async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise RequestError(f"the upload is over the {limit // (1024 * 1024)} MiB limit", status=413)
+            raise RequestError(
+                f"the upload is over the {limit // (1024 * 1024)} MiB limit", status=413
+            )
         yield chunk
 
 
@@ -69,7 +71,9 @@ async def read_form(request: Request, max_bytes: int) -> tuple[UploadFile, dict[
         raise RequestError("send the audio as multipart/form-data with a `file` field")
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes + FORM_OVERHEAD:
-        raise RequestError(f"the upload is over the {max_bytes // (1024 * 1024)} MiB limit", status=413)
+        raise RequestError(
+            f"the upload is over the {max_bytes // (1024 * 1024)} MiB limit", status=413
+        )
     parser = MultiPartParser(
         request.headers, _limited(request, max_bytes + FORM_OVERHEAD), max_files=1, max_fields=20,
         max_part_size=FORM_OVERHEAD,
@@ -86,7 +90,9 @@ async def read_form(request: Request, max_bytes: int) -> tuple[UploadFile, dict[
         raise RequestError("the `file` field (the audio) is missing")
     if upload.size is not None and upload.size > max_bytes:
         await form.close()
-        raise RequestError(f"the upload is over the {max_bytes // (1024 * 1024)} MiB limit", status=413)
+        raise RequestError(
+            f"the upload is over the {max_bytes // (1024 * 1024)} MiB limit", status=413
+        )
     fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
     return upload, fields
 
@@ -122,13 +128,16 @@ def _decode(fields: dict[str, str], model: Lease, task: str) -> DecodeOptions:
 
 
 def _busy(hub: Hub, refused: Refused) -> RequestError:
-    return RequestError(f"busy: {hub.max_uploads} uploads are being transcribed; {refused}", 503, "server_error")
+    return RequestError(
+        f"busy: {hub.max_uploads} uploads are being transcribed; {refused}", 503, "server_error"
+    )
 
 
 async def _transcribe(
     gone: asyncio.Future, hub: Hub, model: Lease, upload: UploadFile, decode: DecodeOptions
 ) -> RunResult:
-    """Transcribe off the event loop; a client that goes away stops its transcription (the pool is shared)."""
+    """Transcribe off the event loop; a client that goes away
+    stops its transcription (the pool is shared)."""
     with tempfile.TemporaryDirectory(prefix="livecap-upload-") as folder:
         stream = await asyncio.to_thread(_open, model, upload, Path(folder), decode)
         job = asyncio.ensure_future(asyncio.to_thread(run_stream, stream))
@@ -158,8 +167,13 @@ def _render(result: RunResult, fmt: str, task: str, duration: float | None) -> R
 
 
 def _segment(index: int, caption: Caption) -> dict[str, Any]:
-    return {"id": index, "start": round(caption.start, 3), "end": round(caption.end, 3), "text": caption.text,
-            "words": [w.to_dict() for w in caption.words]}
+    return {
+        "id": index,
+        "start": round(caption.start, 3),
+        "end": round(caption.end, 3),
+        "text": caption.text,
+        "words": [w.to_dict() for w in caption.words],
+    }
 
 
 class _Relay(NoDisplay):
@@ -233,7 +247,9 @@ class _StreamedUpload(StreamingResponse):
         self.model = await self.hub.lease(self.fields.get("model"), "upload")
         decode = _decode(self.fields, self.model, self.task)
         self.folder = tempfile.TemporaryDirectory(prefix="livecap-upload-")
-        self.stream = await asyncio.to_thread(_open, self.model, self.upload, Path(self.folder.name), decode)
+        self.stream = await asyncio.to_thread(
+            _open, self.model, self.upload, Path(self.folder.name), decode
+        )
 
     async def close(self) -> None:
         """Give back what it holds, once."""
@@ -286,19 +302,30 @@ class _StreamedUpload(StreamingResponse):
             async for caption in _drain(relay.captions, job):
                 text = caption.text.strip()
                 if text:
-                    yield _sse({"type": "transcript.text.delta", "delta": " " * bool(texts) + text, "logprobs": None})
+                    yield _sse(
+                        {
+                            "type": "transcript.text.delta",
+                            "delta": " " * bool(texts) + text,
+                            "logprobs": None,
+                        }
+                    )
                     texts.append(text)
             result = job.result()
             if result.end_reason is not None or result.errors:
                 reason = result.end_reason or result.errors[0]
-                yield _sse(RequestError(f"transcription failed: {reason}", 500, "server_error").body())
+                yield _sse(
+                    RequestError(f"transcription failed: {reason}", 500, "server_error").body()
+                )
             else:
-                yield _sse({"type": "transcript.text.done", "text": " ".join(texts), "logprobs": None})
+                yield _sse(
+                    {"type": "transcript.text.done", "text": " ".join(texts), "logprobs": None}
+                )
         finally:  # the client may have left (the response is cancelled): stop, and let the run end
             relay.gone.set()
             if not job.done():
                 _abandon(self.hub, self.stream)
-            with anyio.CancelScope(shield=True):  # bounded: after a stop only the running calls finish
+            with anyio.CancelScope(shield=True):
+                # bounded: after a stop only the running calls finish
                 await asyncio.wait({job})
             if job.exception() is None:
                 self.result = job.result()
@@ -309,18 +336,24 @@ def _wants_stream(fields: dict[str, str], fmt: str) -> bool:
     if value not in ("true", "false"):
         raise RequestError('stream must be "true" or "false"')
     if value == "true" and fmt not in STREAMED_FORMATS:
-        raise RequestError(f"stream=true takes response_format {' or '.join(STREAMED_FORMATS)}, not {fmt}")
+        raise RequestError(
+            f"stream=true takes response_format {' or '.join(STREAMED_FORMATS)}, not {fmt}"
+        )
     return value == "true"
 
 
-async def _streamed(hub: Hub, upload: UploadFile, fields: dict[str, str], task: str) -> StreamingResponse:
+async def _streamed(
+    hub: Hub, upload: UploadFile, fields: dict[str, str], task: str
+) -> StreamingResponse:
     """The SSE response, which owns the upload from here on. With a place now, the upload is
     opened first (a file that cannot be read is still a plain 400); without one, the response
     starts at once and tells the upload's place in line (errors found once it has its place come
     as an error event). A full line is a plain 503."""
     notices: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     try:
-        waiter = hub.queue_upload(lambda position, eta: notices.put_nowait(queued_record(position, eta)))
+        waiter = hub.queue_upload(
+            lambda position, eta: notices.put_nowait(queued_record(position, eta))
+        )
     except Refused as refused:
         await upload.close()
         raise _busy(hub, refused) from None
@@ -350,8 +383,9 @@ async def _take_place(hub: Hub, gone: asyncio.Future) -> None:
 
 
 async def transcription(request: Request, hub: Hub, task: str) -> Response:
-    """One OpenAI-style transcription (or translation, into English) request: the form is read
-    and checked, then the upload waits for a place (bounded), its model is leased and it is transcribed."""
+    """One OpenAI-style transcription (or translation, into English) request: the form
+    is read and checked, then the upload waits for a place (bounded), its model is
+    leased and it is transcribed."""
     upload, fields = await read_form(request, hub.settings.max_upload_bytes)
     try:
         fmt = fields.get("response_format") or "json"
@@ -382,7 +416,11 @@ async def _whole(
             result = await _transcribe(gone, hub, model, upload, _decode(fields, model, task))
         stats = result.stats  # an upload stopped part-way counts the audio it took too
         if result.end_reason is not None or result.errors:
-            raise RequestError(f"transcription failed: {result.end_reason or result.errors[0]}", 500, "server_error")
+            raise RequestError(
+                f"transcription failed: {result.end_reason or result.errors[0]}",
+                500,
+                "server_error",
+            )
         return _render(result, fmt, task, stats.audio_seconds if stats else 0.0)
     finally:
         hub.release_upload(stats)
