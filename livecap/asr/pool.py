@@ -161,7 +161,6 @@ class AsrPool:
         self._finals: deque[AsrJob] = deque()
         self._interims: dict[str, AsrJob] = {}  # queued interim per stream
         self._interim_running: set[str] = set()  # streams with an interim in a call
-        self._interim_calls: set[int] = set()  # workers running interims
         self._interim_askers: dict[str, float] = {}  # stream -> when it last asked for an interim
         self._shed = False
         # usual seconds of a call, finals (True) and interims
@@ -335,13 +334,17 @@ class AsrPool:
                     continue
                 # only retries wait, for another worker
                 free = [slot for slot in self._slots if slot.free]
-            if not self._interims or self._shed or len(self._interim_calls) >= self.interim_slots:
+            if not self._interims or self._shed or self._interim_workers() >= self.interim_slots:
                 return
             oldest = sorted(self._interims, key=lambda s: self._interims[s].t_submitted)
             streams = oldest[: self.interim_batch]
             self._interim_running.update(streams)
-            self._interim_calls.add(free[0].index)
             self._give(free[0], [self._interims.pop(stream) for stream in streams])
+
+    def _interim_workers(self) -> int:
+        """Workers given or running an interim call."""
+        calls = [slot.given or slot.running for slot in self._slots]
+        return sum(1 for jobs in calls if jobs and not jobs[0].request.final)
 
     def _take(self, slot: Worker, size: int) -> list[AsrJob]:
         """Up to `size` queued finals for `slot`, oldest first, leaving a retry to another worker
@@ -419,7 +422,7 @@ class AsrPool:
                 return  # declared hung meanwhile: its jobs were retried or failed already
             started, slot.running, slot.started = slot.started, None, 0.0
             slot.calls += 1
-            self._account(jobs, started, finished, slot)
+            self._account(jobs, started, finished)
             final = jobs[0].request.final
             self._expect(final, finished - started, len(jobs))
             failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
@@ -437,7 +440,7 @@ class AsrPool:
         if not final:
             self._interim_job = 0.8 * (self._interim_job or seconds / jobs) + 0.2 * seconds / jobs
 
-    def _account(self, jobs: list[AsrJob], started: float, finished: float, slot: Worker) -> None:
+    def _account(self, jobs: list[AsrJob], started: float, finished: float) -> None:
         seconds = finished - started
         self.busy_seconds += seconds
         if jobs[0].request.final:
@@ -445,7 +448,6 @@ class AsrPool:
         else:
             self.interim_seconds += seconds
             self.interim_calls += 1
-            self._interim_calls.discard(slot.index)
         for job in jobs:
             job.t_started, job.t_finished, job.shared_by = started, finished, len(jobs)
             job.spent += seconds / len(jobs)
@@ -485,7 +487,6 @@ class AsrPool:
                 log.error("ASR worker %d died (%s): replaced", slot.index, slot.last_error)
                 lost = (slot.running or []) + (slot.given or [])
                 slot.running = slot.given = None
-                self._interim_calls.discard(slot.index)
                 for job in lost:
                     if not job.request.final:
                         self._interim_running.discard(job.utterance.stream_id)
@@ -536,7 +537,7 @@ class AsrPool:
         )
         log.error("ASR worker %d: %s; replaced", slot.index, hung)
         slot.last_error = f"Hung: {hung}"
-        self._account(jobs, started, now, slot)
+        self._account(jobs, started, now)
         if slot.thread is not None:
             self._abandoned.append(slot.thread)
         self._start_thread(slot)
