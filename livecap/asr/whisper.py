@@ -166,7 +166,6 @@ class WhisperBackend:
                     results[i] = failure
         return results  # type: ignore[return-value]
 
-
     def _glance_batches(self, requests: Sequence[AsrRequest], results: list) -> None:
         """Interims whose encoder input and prompt match, decoded together (into `results`); a
         batch that fails leaves its interims to go alone."""
@@ -192,8 +191,8 @@ class WhisperBackend:
 
 @dataclass(frozen=True)
 class _Glance:
-    """One interim's decoder input: its features, prompt and
-    length limit, and how to read its result."""
+    """One interim's decoder input: its features, prompt and length limit, and how to read its
+    result."""
 
     features: np.ndarray
     prompt: list[int]
@@ -233,8 +232,8 @@ class _Glance:
         return cls(features, prompt, max_length, tokenizer, seconds, language)
 
     def read(self, result: Any) -> AsrResult:
-        """Its text (cut at its own length limit), or nothing
-        when the guards call it a hallucination."""
+        """Its text (cut at its own length limit), or nothing when the guards call it a
+        hallucination."""
         # the limit counts the prompt
         tokens = result.sequences_ids[0][: self.max_length - len(self.prompt)]
         text = collapse_repeats(self.tokenizer.decode(tokens).strip())
