@@ -43,6 +43,7 @@ class Utterance:
     # packed audio: (packed_start, start, end, speech_until) of each utterance in it
     pieces: tuple[tuple[float, float, float, float | None], ...] = ()
     speech_until: float | None = None  # stream seconds where the VAD heard speech end, if known
+    continued: bool = False  # cut at the length limit: the speech goes on in the next utterance
 
     @property
     def duration(self) -> float:

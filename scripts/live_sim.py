@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from difflib import SequenceMatcher
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +32,9 @@ from livecap.asr.base import AsrRequest, AsrResult, DecodeOptions  # noqa: E402
 from livecap.asr.models import resolve_model  # noqa: E402
 from livecap.asr.pool import AsrJob  # noqa: E402
 from livecap.asr.whisper import WhisperBackend  # noqa: E402
-from livecap.bench.latency import ShownWord, faster_whisper_text, word_latencies  # noqa: E402
+from livecap.bench.latency import faster_whisper_text, shown_words, word_latencies  # noqa: E402
 from livecap.bench.mix import load_sections  # noqa: E402
-from livecap.bench.wer import normalize, wer  # noqa: E402
+from livecap.bench.wer import wer  # noqa: E402
 from livecap.config import AsrConfig, LiveConfig, VadConfig  # noqa: E402
 from livecap.messages import SAMPLE_RATE, AudioChunk, InterimCaption, Utterance  # noqa: E402
 from livecap.pipeline.interims import Interims  # noqa: E402
@@ -69,20 +69,20 @@ class InstantPool:
 
 
 Finals = list[tuple[float, Utterance, AsrResult]]  # (ready at, utterance, result)
-Commits = dict[int, list[tuple[float, list[str]]]]  # utterance -> (shown at, committed words)
+Events = list[dict[str, Any]]  # interims and finals as a live run's --jsonl would give them
 
 
 def simulate(
     audio: np.ndarray, backend: WhisperBackend, live: LiveConfig, vad: VadConfig
-) -> tuple[Finals, Commits, float, float]:
-    """Finals (ready time, utterance, result), commits per utterance, final and interim CPU."""
+) -> tuple[Finals, Events, float, float]:
+    """Finals (ready time, utterance, result), the events, final and interim CPU."""
     segmenter = Segmenter(vad, live=True)
     pool = InstantPool(backend)
-    commits: Commits = {}
+    events: Events = []
 
     def shown(caption: InterimCaption) -> None:
-        commits.setdefault(caption.utterance, []).append(
-            (pool.ready_at, normalize(caption.committed).split())
+        events.append(
+            {"type": "interim", "emitted_at": pool.ready_at} | caption.to_dict()
         )
 
     interims = Interims(
@@ -100,39 +100,26 @@ def simulate(
         started = time.process_time()
         result = backend.transcribe(request)
         final_cpu += time.process_time() - started
-        finals.append((now + time.process_time() - started, utterance, result))
+        ready = now + time.process_time() - started
+        finals.append((ready, utterance, result))
+        events.append({"type": "final", "utterance": utterance.seq, "emitted_at": ready, "words": [
+            dict(zip(("start", "end"), utterance.span_to_stream(w.start, w.end)), word=w.word)
+            for segment in result.segments
+            for w in segment.words
+        ]})
 
     for index in range(0, len(audio), BLOCK):
         now = pool.now = (index + BLOCK) / SAMPLE_RATE
         chunk = AudioChunk(audio[index : index + BLOCK], index / SAMPLE_RATE, now)
         for utterance in segmenter.push(chunk, now):
-            interims.cut()
+            interims.cut(continued=utterance.continued)
             decode(utterance, now)
         interims.offer(now, segmenter.open_utterance)
     end = len(audio) / SAMPLE_RATE
     for utterance in segmenter.flush(end):
         decode(utterance, end)
-    return finals, commits, final_cpu, pool.spent
-
-
-def shown_words(finals: Finals, commits: Commits) -> list[ShownWord]:
-    """Each final word, first shown when an interim committed it as the final has it, or final."""
-    out = []
-    for ready, utterance, result in finals:
-        words = [
-            (token, *utterance.span_to_stream(w.start, w.end))
-            for segment in result.segments
-            for w in segment.words
-            for token in normalize(w.word).split()
-        ]
-        first = [ready] * len(words)
-        for at, committed in sorted(commits.get(utterance.seq, [])):
-            matcher = SequenceMatcher(a=committed, b=[w for w, _, _ in words], autojunk=False)
-            for block in matcher.get_matching_blocks():
-                for k in range(block.size):
-                    first[block.b + k] = min(first[block.b + k], at)
-        out += [ShownWord(w, f, ready, start, end) for (w, start, end), f in zip(words, first)]
-    return out
+    events.sort(key=lambda event: event["emitted_at"])
+    return finals, events, final_cpu, pool.spent
 
 
 def main() -> None:
@@ -152,13 +139,13 @@ def main() -> None:
     backend = WhisperBackend(AsrConfig(model=args.model, workers=1, cpu_threads=1))
     audio = np.concatenate(list(decode_blocks(args.mix)))
     live = LiveConfig(interim_interval_ms=args.interval_ms, interim_share=args.share)
-    finals, commits, final_cpu, interim_cpu = simulate(
+    finals, events, final_cpu, interim_cpu = simulate(
         audio, backend, live, VadConfig(max_utterance_s=args.max_utterance_s)
     )
     sections = load_sections(args.mix)
     truth = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
     text = " ".join(segment.text for _, _, result in finals for segment in result.segments)
-    latency = word_latencies(reference, shown_words(finals, commits))
+    latency = word_latencies(reference, shown_words(events))
     after_speech = [ready - utterance.t_speech_end for ready, utterance, _ in finals]
     seconds = len(audio) / SAMPLE_RATE
 

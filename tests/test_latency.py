@@ -46,6 +46,25 @@ def test_a_committed_word_the_final_changed_counts_at_the_final() -> None:
     assert shown_words(events)[0].committed_at == 2.0
 
 
+def test_words_carried_over_a_cut_in_speech_count_from_their_first_commit() -> None:
+    cut = [
+        interim(0, 1.0, "so we"),
+        interim(0, 2.0, "so we went down to"),
+        # cut in speech after "went": the next utterance's first interim carries "down to"
+        interim(1, 2.4, "down to the"),
+        final(0, 2.6, [("So", 0.0, 0.2), ("we", 0.2, 0.4), ("went", 0.4, 0.8)]),
+        final(1, 4.0, [("down", 0.8, 1.0), ("to", 1.0, 1.1), ("the", 1.1, 1.2), ("sea", 1.2, 1.6)]),
+    ]
+    shown = [(w.word, w.committed_at) for w in shown_words(cut)]
+    assert shown == [
+        ("so", 1.0), ("we", 1.0), ("went", 2.0), ("down", 2.0), ("to", 2.0), ("the", 2.4),
+        ("sea", 4.0),
+    ]
+    early_final = final(0, 2.2, [("So", 0.0, 0.2), ("we", 0.2, 0.4), ("went", 0.4, 0.8)])
+    late = [*cut[:2], early_final, cut[2], cut[4]]  # the final cleared the interim line first
+    assert [w.committed_at for w in shown_words(late)][3:6] == [2.4, 2.4, 2.4]
+
+
 def test_latency_is_measured_against_the_reference_words_matched() -> None:
     reference = [TimedWord("the", 0.0, 0.3), TimedWord("cat", 0.3, 0.6), TimedWord("sat", 0.6, 1.0)]
     shown = [

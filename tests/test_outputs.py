@@ -16,7 +16,7 @@ import webvtt
 from rich.console import Console
 
 from conftest import SHARED_AUDIO, Clip, run_cli
-from livecap.cli.view import FileProgressView, caption_text, interim_text
+from livecap.cli.view import FileProgressView, LiveView, caption_text, interim_text
 from livecap.messages import Caption, InterimCaption, Word
 from livecap.output.subtitles import Layout
 from livecap.output.writers import OutputOptions, render_files, render_srt, render_tsv, render_vtt
@@ -178,6 +178,21 @@ def test_only_the_unstable_tail_is_dim() -> None:
         "s", 1, committed="the stable part", tail="still changing", new_words=2, t_audio_end=0.0
     )
     assert _dim_text(interim_text(interim), console).split() == ["…", "still", "changing"]
+
+
+def test_a_final_leaves_the_next_utterances_interim_on_screen() -> None:
+    console = Console(width=100, file=io.StringIO())
+    view = LiveView(console, "tiny.en", "cpu", "int8")
+
+    def screen() -> str:
+        return "".join(s.text for s in console.render(view))
+
+    view.interim(InterimCaption("s", 4, committed="went down", tail="to the", new_words=4,
+                                t_audio_end=0.0))
+    view.final(Caption("s", 0, 1.0, 2.0, "So we", True, utterance=3), {})  # the one before
+    assert "So we" in screen() and "went down" in screen()
+    view.final(Caption("s", 1, 2.0, 3.0, "went down to the sea.", True, utterance=4), {})
+    assert "to the" not in screen().replace("to the sea", "")
 
 
 # -- real models on real speech ------------------------------------------------------------------

@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 
 from conftest import IDLE_LOAD, Clip
-from livecap.asr.base import AsrSegment, AsrWord
+from livecap.asr.base import AsrResult, AsrSegment, AsrWord, DecodeOptions
 from livecap.asr.guards import PAD_TOLERANCE_S, collapse_repeats, drop_invented, is_hallucination
-from livecap.config import VadConfig
+from livecap.asr.pool import AsrJob
+from livecap.config import LiveConfig, VadConfig
 from livecap.messages import SAMPLE_RATE, AudioChunk, Utterance
+from livecap.pipeline.interims import Interims
 from livecap.pipeline.packing import Packer
 from livecap.pipeline.reorder import Reorderer
 from livecap.pipeline.stabilize import LocalAgreement
+from livecap.pipeline.stats import StreamStats
 from livecap.pipeline.vad import Segmenter
 from livecap.sources.file import decode_blocks
 
@@ -68,6 +71,70 @@ def test_local_agreement_goes_on_past_a_word_the_hypotheses_keep_changing() -> N
     fresh = LocalAgreement()
     fresh.update("ask not what")
     assert fresh.update("ask now what").committed == "ask"  # too little agrees after "now"
+
+
+def test_local_agreement_carries_committed_words_over_a_cut_in_speech() -> None:
+    before = LocalAgreement()
+    before.update("Thou art the world's fresh ornament and only")
+    before.update("thou art the world's fresh ornament and only herald")
+    shown = before.committed  # cut in speech after "the world's": the rest is the next utterance
+    after = LocalAgreement()
+    after.carry(shown, "fresh ornament, and only herald to the gaudy")
+    carried = after.update("fresh ornament, and only herald to the gaudy")
+    assert carried.committed == "fresh ornament and only" and carried.tail == "herald to the gaudy"
+    assert after.update("fresh ornament and only herald to the gaudy spring").committed == (
+        "fresh ornament and only herald to the gaudy"
+    )
+    unrelated = LocalAgreement()  # the next utterance does not begin with them: nothing carried
+    unrelated.carry(shown, "within thine own bud buriest thy content")
+    assert unrelated.update("within thine own bud").committed == ""
+
+
+class _ScriptedPool:
+    """Decodes each interim at once as the next scripted hypothesis (the interim stage's pool)."""
+
+    def __init__(self, hypotheses: list[str]) -> None:
+        self.hypotheses = hypotheses
+        self.decoded: list[int] = []  # the utterance of each interim decoded
+
+    def interim_share_for(self, wanted: float) -> float:
+        return wanted
+
+    def drop_interim(self, stream_id: str) -> None:
+        pass
+
+    def submit_interim(self, job: AsrJob) -> bool:
+        self.decoded.append(job.utterance.seq)
+        text = self.hypotheses.pop(0)
+        job.on_done(job, AsrResult((AsrSegment(0.0, 1.0, text),), "en", 1.0), None)
+        return True
+
+
+def test_interims_keep_words_committed_before_a_cut_in_speech() -> None:
+    pool = _ScriptedPool([
+        "so we went down", "so we went down to", "down to the sea", "so they", "so they said",
+    ])
+    seq, shown = [0], []
+    interims = Interims(
+        pool, LiveConfig(interim_interval_ms=1000), stream_id="s", decode=DecodeOptions(),  # type: ignore[arg-type]
+        stats=StreamStats(), current_utterance=lambda: seq[0], emit=shown.append,
+    )
+
+    def heard(now: float) -> Utterance:
+        return _utterance(0.0, 1.0, seq[0])
+
+    for now in (1.0, 2.0):
+        interims.offer(now, heard)
+    seq[0] = 1
+    interims.cut(continued=True)  # cut at the length limit after "went": speech goes on
+    interims.offer(2.1, heard)  # due at once, not a second after the last
+    assert pool.decoded == [0, 0, 1]
+    assert (shown[-1].utterance, shown[-1].committed, shown[-1].tail) == (1, "down", "to the sea")
+    seq[0] = 2
+    interims.cut()  # a pause: nothing carried, the next interim waits for speech
+    for now in (3.5, 4.5):
+        interims.offer(now, heard)
+    assert [(c.committed, c.tail) for c in shown[-2:]] == [("", "so they"), ("so they", "said")]
 
 
 def _utterance(start: float, seconds: float, seq: int) -> Utterance:
@@ -198,6 +265,7 @@ def test_vad_cuts_long_speech_at_its_quietest_point(en_clips: list[Clip]) -> Non
     # no audio is used twice
     assert all(a.end <= b.start + 1e-6 for a, b in zip(finals, finals[1:]))
     assert all(u.speech_until == u.end for u in finals[:-1])  # cut amid speech: no pause in it
+    assert all(u.continued for u in finals[:-1]) and not finals[-1].continued
 
 
 def _speech(clip: Clip) -> np.ndarray:

@@ -3,9 +3,10 @@
 A word is "spoken" at its end time in the reference word timings (offline faster-whisper word
 timestamps on the same audio). It is "shown committed" at the stream clock (`emitted_at`) of the
 first interim whose committed part holds it (aligned with the final's words of the same utterance),
-or of its final if no interim committed it first; it is "shown final" at its final's `emitted_at`.
-Hypothesis words are matched to reference words of the same text near the same time (see
-`word_latencies`); unmatched words have no latency (they are errors).
+or of its final if no interim committed it first (a word carried over a cut in speech counts from
+when it was first committed before the cut, see `_commit_times`); it is "shown final" at its
+final's `emitted_at`. Hypothesis words are matched to reference words of the same text near the
+same time (see `word_latencies`); unmatched words have no latency (they are errors).
 """
 
 from __future__ import annotations
@@ -48,13 +49,21 @@ def faster_whisper_text(
     return " ".join(segment.text.strip() for segment in segments), words
 
 
+Commits = list[tuple[float, list[str]]]  # (emitted at, committed words) of one utterance's interims
+
+
 def shown_words(events: list[dict[str, Any]]) -> list[ShownWord]:
     """The final words in order, each with when it was first shown committed and shown final."""
-    committed: dict[int, list[tuple[float, list[str]]]] = {}
+    committed: dict[int, Commits] = {}
+    final_at: dict[int, float] = {}
     for event in events:
         if event.get("type") == "interim" and event.get("emitted_at") is not None:
             words = normalize(event.get("committed", "")).split()
             committed.setdefault(event["utterance"], []).append((event["emitted_at"], words))
+        elif event.get("type") == "final" and event.get("emitted_at") is not None:
+            final_at.setdefault(event["utterance"], event["emitted_at"])
+    for commits in committed.values():
+        commits.sort(key=lambda commit: commit[0])
     out: list[ShownWord] = []
     by_utterance: dict[int, list[dict[str, Any]]] = {}
     for event in events:
@@ -69,15 +78,39 @@ def shown_words(events: list[dict[str, Any]]) -> list[ShownWord]:
         ]
         first = [final_at for _, _, _, final_at in words]
         tokens = [word for word, _, _, _ in words]
-        for emitted_at, prefix in sorted(committed.get(utterance, [])):
+        for times, prefix in _commit_times(utterance, committed, final_at):
             # the interim's committed words that the final kept (aligned within this utterance)
             for block in SequenceMatcher(a=prefix, b=tokens, autojunk=False).get_matching_blocks():
                 for k in range(block.size):
-                    first[block.b + k] = min(first[block.b + k], emitted_at)
+                    first[block.b + k] = min(first[block.b + k], times[block.a + k])
         out += [
             ShownWord(word, shown, final_at, start, end)
             for (word, start, end, final_at), shown in zip(words, first)
         ]
+    return out
+
+
+def _commit_times(
+    utterance: int, committed: dict[int, Commits], final_at: dict[int, float]
+) -> list[tuple[list[float], list[str]]]:
+    """Each interim of an utterance: when each of its committed words was first shown. The first
+    interim of an utterance cut from the previous one while speech went on begins with the words
+    that were committed past the cut (`LocalAgreement.carry`); when it came before the previous
+    utterance's final cleared the interim line, those words have been on screen since the previous
+    utterance's interims first committed them."""
+    commits = committed.get(utterance, [])
+    out = [([at] * len(words), words) for at, words in commits]
+    before = committed.get(utterance - 1)
+    if not out or not before or commits[0][0] >= final_at.get(utterance - 1, float("inf")):
+        return out
+    first_shown = [  # committed words only grow: word p was first shown by the first to hold it
+        next(at for at, words in before if len(words) > p) for p in range(len(before[-1][1]))
+    ]
+    times, words = out[0]
+    blocks = SequenceMatcher(a=before[-1][1], b=words, autojunk=False).get_matching_blocks()
+    if blocks and blocks[0].b == 0:
+        for k in range(blocks[0].size):
+            times[k] = min(times[k], first_shown[blocks[0].a + k])
     return out
 
 

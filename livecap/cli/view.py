@@ -158,7 +158,8 @@ class LiveView:
         if self._finals.maxlen and len(self._finals) == self._finals.maxlen:
             self._live.console.print(caption_text(self._finals[0]))  # scrolls into history
         self._finals.append(caption)
-        self._interim = None
+        if self._interim is not None and self._interim.utterance <= caption.utterance:
+            self._interim = None  # the next utterance's interim, already here, stays
 
     def interim(self, event: InterimCaption) -> None:
         self._interim = event

@@ -6,7 +6,8 @@ worker, or this stream's fair part of the pool's interim budget) it is transcrib
 words two hypotheses agree on are committed (`LocalAgreement`). Entry: `offer()`. Exit: `emit`,
 which may drop an interim (they are shed first under load). `cut()` says the utterance became
 final: a queued interim for it is dropped and the agreement starts again; a result that comes back
-for it later is stale and discarded.
+for it later is stale and discarded. When speech went on past the cut (the length limit), the
+words committed past it stay committed in the next utterance, whose first interim is due at once.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Interims:
         self._agreement = LocalAgreement()
         self._lock = threading.Lock()  # the agreement and the words shown: VAD and worker threads
         self._shown_words = 0
+        self._carried: list[str] = []  # committed before a cut in speech, for the next utterance
         self._cost = 0.0  # seconds the last interim took: sets the cadence
         self._last = 0.0  # when the last one was queued
 
@@ -64,11 +66,15 @@ class Interims:
         ):
             self._last = now
 
-    def cut(self) -> None:
-        """The open utterance became final (the VAD thread)."""
+    def cut(self, continued: bool = False) -> None:
+        """The open utterance became final (the VAD thread); `continued`: speech goes on in the
+        next utterance, which may begin with words already committed."""
         self.pool.drop_interim(self.stream_id)
         with self._lock:
+            self._carried = self._agreement.committed if continued else []
             self._agreement.reset()
+        if continued:
+            self._last = 0.0
 
     def final_returned(self) -> None:
         """A final's ASR came back: the words shown are counted afresh."""
@@ -86,6 +92,9 @@ class Interims:
         with self._lock:
             if job.utterance.seq != self._current() or not text:
                 return  # stale: its utterance is already final
+            if self._carried:
+                self._agreement.carry(self._carried, text)
+                self._carried = []
             interim = self._agreement.update(text)
             words = len(interim.text.split())
             new_words = max(0, words - self._shown_words)

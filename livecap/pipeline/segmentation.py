@@ -230,7 +230,7 @@ class Segmentation:
     def _cut(self, utterance: Utterance) -> None:
         """A final utterance: live, straight to ASR (its interims end); a file's, packed first."""
         if self._interims is not None:
-            self._interims.cut()
+            self._interims.cut(continued=utterance.continued)
         if self._packer is None:
             if not self._adopt(utterance):
                 self._submit(utterance)

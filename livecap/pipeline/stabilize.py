@@ -19,6 +19,7 @@ class Interim:
 
 
 AGREE_AFTER = 2  # agreeing words that let a single differing word before them commit
+CARRY_MATCH = 2  # words a new utterance's hypothesis must begin with to carry committed words over
 
 
 def _key(word: str) -> str:
@@ -73,6 +74,21 @@ class LocalAgreement:
             return min(len(keys), len(words))
         last = matched[-1]
         return min(len(words), last.b + last.size + len(keys) - (last.a + last.size))
+
+    @property
+    def committed(self) -> list[str]:
+        return list(self._committed)
+
+    def carry(self, shown: list[str], hypothesis: str) -> None:
+        """Start a new utterance cut from the last one while speech went on (at the length limit):
+        the words `shown` committed that the new utterance's first `hypothesis` begins with stay
+        committed, so a word once committed on screen is not taken back at the cut."""
+        keys = [_key(w) for w in shown]
+        aligned = SequenceMatcher(a=keys, b=[_key(w) for w in hypothesis.split()], autojunk=False)
+        for block in aligned.get_matching_blocks():
+            if block.size and block.size >= min(CARRY_MATCH, len(keys) - block.a) and block.b <= 1:
+                self._committed = list(shown[max(0, block.a - block.b) :])
+                return
 
     def reset(self) -> None:
         self._previous = []

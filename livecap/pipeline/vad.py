@@ -387,7 +387,9 @@ class Segmenter:
         cut = first_window_end + quietest * WINDOW
         speech_end = min(current.last_speech, cut)
         kept = [] if self._tonal(current.start, cut) else [  # speech goes on: no pause in it
-            self._utterance(current.start, cut, speech_end, now, final=True, until=cut)
+            self._utterance(
+                current.start, cut, speech_end, now, final=True, until=cut, continued=True
+            )
         ]
         self._probs = list(probs[quietest + 1 :])
         silence_since = (
@@ -426,7 +428,7 @@ class Segmenter:
 
     def _utterance(
         self, start: int, end: int, speech_end: int, now: float, final: bool, numbered: bool = True,
-        until: int | None = None,
+        until: int | None = None, continued: bool = False,
     ) -> Utterance:
         """`speech_end`: the last speech sample (its capture time is the latency's start);
         `until`: where the VAD heard the speech end, if later (what Whisper writes past it is judged
@@ -445,6 +447,7 @@ class Segmenter:
             t_speech_end=self._capture_time(speech_end),
             t_emitted=now,
             speech_until=(speech_end if until is None else until) / SAMPLE_RATE,
+            continued=continued,
         )
 
     def _capture_time(self, sample: int) -> float:

@@ -28,9 +28,14 @@ export function timedLine(time, text) {
   return line;
 }
 
-function clearInterim() {
+let interimUtterance = null; // the utterance the interim line previews
+
+// A final clears the interim line unless it already previews a later utterance.
+function clearInterim(utterance = Infinity) {
+  if (interimUtterance !== null && interimUtterance > utterance) return;
   $("committed").textContent = "";
   $("tail").textContent = "";
+  interimUtterance = null;
 }
 
 // A speaker label ("S2"), coloured by its number; `speaker` events may change it later.
@@ -58,7 +63,7 @@ function addCaption(event) {
   $("captions").append(line);
   while ($("captions").childElementCount > MAX_LINES) $("captions").firstElementChild.remove();
   if (document.body.classList.contains("viewer")) line.scrollIntoView({ block: "end" });
-  clearInterim();
+  clearInterim(event.utterance);
 }
 
 // 1st, 2nd, 3rd, 4th ... 11th, 12th, 13th, 21st
@@ -77,6 +82,7 @@ export const captionHandlers = {
     setState(`waiting: ${ordinal(event.position)} in line${eta}`);
   },
   ready(event) {
+    clearInterim(); // a new stream numbers its utterances from 0
     if (event.session) setState(`watching session ${event.session.id} (${event.session.state})`);
     else setState(`listening (${event.model}, stream ${event.stream_id}, ${event.sample_format})`);
   },
@@ -95,6 +101,7 @@ export const captionHandlers = {
     }
   },
   interim(event) {
+    interimUtterance = event.utterance;
     $("committed").textContent = event.committed;
     $("tail").textContent = event.tail;
     $("interim-latency").textContent = `interim ${event.latency.toFixed(2)} s`;
