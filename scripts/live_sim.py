@@ -10,9 +10,11 @@ MIX.wav is a mix built by `live_mix.py` (`--reading` too), with its JSON sidecar
 against the mix's references; word latency committed and final, p50/p95 (from the word's end in
 faster-whisper's word times to its first display, as `livecap.bench.latency` defines it, here in
 audio time: a decode is ready its CPU time after the audio it waited for); finals after the end
-of speech; compute per audio second. Speculative finals are not simulated: a final is decoded
+of speech; compute per audio second; the speculative (tentative) finals the live stream would
+decode and how many of them it would not use. Those are counted, not decoded: a final is decoded
 when its utterance closes, so final latencies read about 0.2 s later than live and the unused
-speculative decodes are not counted.
+speculative decodes' compute is not counted. Live finals depend on the audio alone, so the WER is
+the live WER of `livecap file --realtime` under any load.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,41 +75,51 @@ Finals = list[tuple[float, Utterance, AsrResult]]  # (ready at, utterance, resul
 Events = list[dict[str, Any]]  # interims and finals as a live run's --jsonl would give them
 
 
+@dataclass
+class Simulated:
+    finals: Finals = field(default_factory=list)
+    events: Events = field(default_factory=list)
+    final_cpu: float = 0.0
+    interim_cpu: float = 0.0
+    tentatives: set[tuple[float, float]] = field(default_factory=set)  # (start, end) of each
+
+    @property
+    def unused_tentatives(self) -> int:
+        return len(self.tentatives - {(u.start, u.end) for _, u, _ in self.finals})
+
+
 def simulate(
     audio: np.ndarray, backend: WhisperBackend, live: LiveConfig, vad: VadConfig
-) -> tuple[Finals, Events, float, float]:
-    """Finals (ready time, utterance, result), the events, final and interim CPU."""
+) -> Simulated:
+    """The live stream's finals and events over `audio`, with their CPU."""
     segmenter = Segmenter(vad, live=True)
     pool = InstantPool(backend)
-    events: Events = []
+    out = Simulated()
 
     def shown(caption: InterimCaption) -> None:
-        events.append(
-            {"type": "interim", "emitted_at": pool.ready_at} | caption.to_dict()
-        )
+        out.events.append({"type": "interim", "emitted_at": pool.ready_at} | caption.to_dict())
 
     interims = Interims(
         pool, live, stream_id="sim", decode=DecodeOptions(), stats=StreamStats(),  # type: ignore[arg-type]
         current_utterance=lambda: segmenter.next_seq, emit=shown,
     )
-    finals: Finals = []
-    final_cpu = 0.0
-
     def decode(utterance: Utterance, now: float) -> None:
-        nonlocal final_cpu
         silence = np.zeros(segmenter.silence_after, np.float32)
         samples = np.concatenate([utterance.samples, silence])
         request = AsrRequest(samples, final=True, word_timestamps=True)
         started = time.process_time()
         result = backend.transcribe(request)
-        final_cpu += time.process_time() - started
+        out.final_cpu += time.process_time() - started
         ready = now + time.process_time() - started
-        finals.append((ready, utterance, result))
-        events.append({"type": "final", "utterance": utterance.seq, "emitted_at": ready, "words": [
+        out.finals.append((ready, utterance, result))
+        words = [
             dict(zip(("start", "end"), utterance.span_to_stream(w.start, w.end)), word=w.word)
             for segment in result.segments
             for w in segment.words
-        ]})
+        ]
+        out.events.append(
+            {"type": "final", "utterance": utterance.seq, "emitted_at": ready, "words": words}
+        )
 
     for index in range(0, len(audio), BLOCK):
         now = pool.now = (index + BLOCK) / SAMPLE_RATE
@@ -115,11 +128,15 @@ def simulate(
             interims.cut(continued=utterance.continued)
             decode(utterance, now)
         interims.offer(now, segmenter.open_utterance)
+        tentative = segmenter.tentative(now)  # the live stream decodes it speculatively
+        if tentative is not None:
+            out.tentatives.add((tentative.start, tentative.end))
     end = len(audio) / SAMPLE_RATE
     for utterance in segmenter.flush(end):
         decode(utterance, end)
-    events.sort(key=lambda event: event["emitted_at"])
-    return finals, events, final_cpu, pool.spent
+    out.events.sort(key=lambda event: event["emitted_at"])
+    out.interim_cpu = pool.spent
+    return out
 
 
 def main() -> None:
@@ -139,14 +156,12 @@ def main() -> None:
     backend = WhisperBackend(AsrConfig(model=args.model, workers=1, cpu_threads=1))
     audio = np.concatenate(list(decode_blocks(args.mix)))
     live = LiveConfig(interim_interval_ms=args.interval_ms, interim_share=args.share)
-    finals, events, final_cpu, interim_cpu = simulate(
-        audio, backend, live, VadConfig(max_utterance_s=args.max_utterance_s)
-    )
+    run = simulate(audio, backend, live, VadConfig(max_utterance_s=args.max_utterance_s))
     sections = load_sections(args.mix)
     truth = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
-    text = " ".join(segment.text for _, _, result in finals for segment in result.segments)
-    latency = word_latencies(reference, shown_words(events))
-    after_speech = [ready - utterance.t_speech_end for ready, utterance, _ in finals]
+    text = " ".join(segment.text for _, _, result in run.finals for segment in result.segments)
+    latency = word_latencies(reference, shown_words(run.events))
+    after_speech = [ready - utterance.t_speech_end for ready, utterance, _ in run.finals]
     seconds = len(audio) / SAMPLE_RATE
 
     def pct(values: list[float]) -> str:
@@ -155,8 +170,10 @@ def main() -> None:
     print(
         f"WER {wer(truth, text):.2%} | committed {pct(latency['committed'])} s | final "
         f"{pct(latency['final'])} s | finals after speech {pct(after_speech)} s | compute "
-        f"{(final_cpu + interim_cpu) / seconds:.3f} ({final_cpu / seconds:.3f} final + "
-        f"{interim_cpu / seconds:.3f} interim) | {len(latency['final'])} words timed"
+        f"{(run.final_cpu + run.interim_cpu) / seconds:.3f} ({run.final_cpu / seconds:.3f} final + "
+        f"{run.interim_cpu / seconds:.3f} interim) | {len(latency['final'])} words timed | "
+        f"{len(run.finals)} finals, {len(run.tentatives)} tentative ({run.unused_tentatives} not "
+        "used)"
     )
 
 
