@@ -436,21 +436,25 @@ def finals_done(
     wait_for(lambda: len(done) == expected, timeout=timeout)
 
 
-def test_a_raising_call_is_retried_once_on_another_worker() -> None:
-    backend = FailOn(2, RuntimeError("boom"))
-    pool = AsrPool(backend, workers=2)
+def three_finals(backend: FailOn, workers: int) -> tuple[list, list[dict], int]:
+    """Three finals through a pool whose backend fails the second's first call: what was reported,
+    the workers as /status describes them, and the retries."""
+    pool = AsrPool(backend, workers=workers)
     done: list = []
     try:
         finals_done(pool, done)
-        workers = pool.describe_workers()
+        return done, pool.describe_workers(), pool.retries
     finally:
         pool.shutdown()
+
+
+def test_a_raising_call_is_retried_once_on_another_worker() -> None:
+    backend = FailOn(2, RuntimeError("boom"))
+    done, workers, retries = three_finals(backend, workers=2)
     # each once, all whole
     assert outcomes(done) == {1.0: ("1.0", None), 2.0: ("2.0", None), 3.0: ("3.0", None)}
     failed = [w for w in workers if w["failures"]]
-    assert (
-        len(failed) == 1 and failed[0]["last_error"] == "RuntimeError: boom" and pool.retries == 1
-    )
+    assert len(failed) == 1 and failed[0]["last_error"] == "RuntimeError: boom" and retries == 1
     attempts = [worker for label, worker in backend.attempts if label == 2.0]
     assert len(attempts) == 2 and attempts[0] != attempts[1]  # the retry ran on the other worker
 
@@ -518,13 +522,7 @@ class Die(BaseException):
 
 def test_a_dead_worker_thread_is_replaced_and_its_job_retried() -> None:
     backend = FailOn(2, Die("thread killed"))
-    pool = AsrPool(backend, workers=1)
-    done: list = []
-    try:
-        finals_done(pool, done)
-        workers = pool.describe_workers()
-    finally:
-        pool.shutdown()
+    done, workers, _ = three_finals(backend, workers=1)
     assert outcomes(done) == {1.0: ("1.0", None), 2.0: ("2.0", None), 3.0: ("3.0", None)}
     assert (
         workers[0]["restarts"] == 1
