@@ -264,3 +264,33 @@ def test_microphone_page_sends_opus_and_pcm_when_asked(
         finally:
             browser.close()
     assert 0 < sent["opus"] < sent["s16le"] / 4, sent  # 32 kbit/s against 256 kbit/s of 16 kHz PCM
+
+
+def test_a_final_leaves_the_next_utterances_interim_on_the_page(
+    browser_engine: Engine, fake_microphone: tuple[Clip, Path]
+) -> None:
+    """The page's own handlers, given events in the order a cut in speech sends them: the first
+    part's final comes after the next utterance's first interim, which must stay on screen."""
+    from playwright.sync_api import sync_playwright
+
+    _, wav = fake_microphone
+    with running(browser_engine) as base, sync_playwright() as playwright:
+        browser = chromium(playwright, wav)
+        try:
+            page = browser.new_page()
+            page.goto(base + "/")
+            shown = page.evaluate("""async () => {
+                const { captionHandlers } = await import("/static/captions.js");
+                const line = () => document.getElementById("current").textContent.trim();
+                const final = (utterance, text) => captionHandlers.final(
+                    { utterance, seq: utterance, start: utterance, end: utterance + 1, text });
+                captionHandlers.interim(
+                    { utterance: 4, committed: "went down", tail: "to the", latency: 0.3 });
+                final(3, "So we");
+                const kept = line();
+                final(4, "went down to the sea.");
+                return [kept, line()];
+            }""")
+        finally:
+            browser.close()
+    assert shown == ["went down to the", ""]
