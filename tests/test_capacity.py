@@ -287,8 +287,9 @@ class Faulty:
         for name in ("name", "device", "compute_type", "multilingual"):
             setattr(self, name, getattr(backend, name))
         self.calls: dict[int, int] = {}  # id(request) -> calls
-        # the marked stream's final requests, in order of their first call
-        self.order: list[int] = []
+        # the marked stream's final requests, in order of their first call; kept alive, so that a
+        # later request cannot take a freed one's id
+        self.order: list[AsrRequest] = []
         self.release = threading.Event()
         self._lock = threading.Lock()
 
@@ -296,9 +297,10 @@ class Faulty:
         if request.final and request.options.initial_prompt == self.MARK:
             with self._lock:
                 if id(request) not in self.calls:
-                    self.order.append(id(request))
+                    self.order.append(request)
                 self.calls[id(request)] = self.calls.get(id(request), 0) + 1
-                index, calls = self.order.index(id(request)), self.calls[id(request)]
+                index = next(i for i, seen in enumerate(self.order) if seen is request)
+                calls = self.calls[id(request)]
             if index == 1:
                 raise RuntimeError("injected fault")
             if index == 2 and calls == 1:
