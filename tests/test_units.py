@@ -73,6 +73,19 @@ def test_local_agreement_goes_on_past_a_word_the_hypotheses_keep_changing() -> N
     assert fresh.update("ask now what").committed == "ask"  # too little agrees after "now"
 
 
+def test_local_agreement_commits_what_two_of_three_hypotheses_share() -> None:
+    agreement = LocalAgreement()
+    agreement.update("the gaudy spring within")
+    misread = agreement.update("the God-i-spring within thine")
+    assert misread.committed == "the" and misread.tail == "God-i-spring within thine"
+    again = agreement.update("the gaudy spring within thine own")  # agrees with the first
+    assert again.committed == "the gaudy spring within" and again.tail == "thine own"
+    alone = LocalAgreement()  # three readings, no two alike: nothing past "the"
+    for hypothesis in ("the gaudy spring", "the God-i-spring now", "the goddy spring"):
+        last = alone.update(hypothesis)
+    assert last.committed == "the"
+
+
 def test_local_agreement_carries_committed_words_over_a_cut_in_speech() -> None:
     before = LocalAgreement()
     before.update("Thou art the world's fresh ornament and only")

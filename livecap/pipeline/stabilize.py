@@ -1,4 +1,5 @@
-"""LocalAgreement-2 for interim captions: commit what two successive hypotheses agree on."""
+"""LocalAgreement for interim captions: commit what a hypothesis agrees on with one of the two
+before it."""
 
 from __future__ import annotations
 
@@ -47,16 +48,25 @@ class LocalAgreement:
 
     Agreement is sought past the committed words, each hypothesis aligned with them: a later
     hypothesis that rewrites a word already committed (Whisper often does on a growing window)
-    no longer stops every word after it from committing until the final."""
+    no longer stops every word after it from committing until the final. A hypothesis is compared
+    with the one before it and with the one before that: where Whisper reads a word one way, then
+    another, then the first way again ("gaudy spring", "God-i-spring", "gaudy spring"), two of
+    three agree and it commits instead of waiting for the final."""
 
     def __init__(self) -> None:
         self._previous: list[str] = []  # the previous hypothesis past the committed words
+        self._last: list[str] = []  # the previous hypothesis, whole
+        self._before_last: list[str] = []  # the one before it, whole
         self._committed: list[str] = []
 
     def update(self, hypothesis: str) -> Interim:
         words = hypothesis.split()
         tail = words[self._past_committed(words) :]
         agreed = _agreed(self._previous, tail)
+        if self._before_last:
+            before = self._before_last[self._past_committed(self._before_last) :]
+            agreed = max(agreed, _agreed(before, tail))
+        self._before_last, self._last = self._last, words
         self._committed += tail[:agreed]
         self._previous = tail[agreed:]
         # The committed prefix never changes; the tail is the latest hypothesis past it.
@@ -92,4 +102,6 @@ class LocalAgreement:
 
     def reset(self) -> None:
         self._previous = []
+        self._last = []
+        self._before_last = []
         self._committed = []
