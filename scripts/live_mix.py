@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import manifest  # noqa: E402
 from livecap.asr.models import resolve_model  # noqa: E402
 from livecap.bench.latency import TimedWord, faster_whisper_text, shown_words, word_latencies  # noqa: E402
-from livecap.bench.mix import READING_ROTATION, Section, build_mix, load_sections  # noqa: E402
+from livecap.bench.mix import READING_MIN_S, Section, build_mix, build_reading, load_sections  # noqa: E402
 from livecap.bench.wer import wer  # noqa: E402
 
 
@@ -176,14 +176,11 @@ def main() -> None:
     if not mix.is_file():
         clips = [
             (c.path, c.reference) for c in manifest()
-            if c.language == "en" and c.path.is_file() and (not args.reading or c.duration >= 40)
+            if c.language == "en"
+            and c.path.is_file()
+            and (not args.reading or c.duration >= READING_MIN_S)
         ]
-        if args.reading:
-            build_mix(
-                clips, mix, minutes=args.minutes, nonspeech_every=10**6, rotation=READING_ROTATION
-            )
-        else:
-            build_mix(clips, mix, minutes=args.minutes)
+        (build_reading if args.reading else build_mix)(clips, mix, minutes=args.minutes)
     sections = load_sections(mix)
     truth = reference_text(sections)
     audio_s = sections[-1].end

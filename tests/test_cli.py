@@ -115,3 +115,13 @@ def test_bench_session_is_a_hidden_deprecated_alias_of_mix(tmp_path: Path) -> No
     ]
     shown = run_cli("bench", "-h", env={"COLUMNS": "200"}).stdout
     assert "--mix" in shown and "--session" not in shown
+
+
+def test_bench_reading_needs_a_mix_and_long_inputs(tmp_path: Path) -> None:
+    sample = Path(__file__).parent.parent / "livecap" / "data" / "sample.flac"  # 11 s, referenced
+    alone = run_cli("bench", str(sample), "--reading")
+    assert alone.returncode == 2
+    assert _error_line(alone) == "error: --reading builds a mix: give --mix MINUTES too"
+    short = run_cli("bench", str(sample), "--mix", "1", "--reading", "--no-live", "--no-baseline")
+    assert short.returncode == 2
+    assert "needs inputs of 40 s or more with references" in _error_line(short)

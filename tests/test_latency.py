@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Clip, run_cli
+from conftest import Clip, manifest, run_cli
 from livecap.bench.latency import ShownWord, TimedWord, shown_words, word_latencies
-from livecap.bench.mix import build_mix, load_sections
+from livecap.bench.mix import (
+    READING_MIN_S,
+    READING_ROTATION,
+    build_mix,
+    build_reading,
+    load_sections,
+)
 
 
 def final(utterance: int, emitted_at: float, words: list[tuple[str, float, float]]) -> dict:
@@ -75,6 +81,21 @@ def test_latency_is_measured_against_the_reference_words_matched() -> None:
     found = word_latencies(reference, shown)
     assert found["committed"] == pytest.approx([0.7, 0.5])  # "cat"/"dog" is an error: no latency
     assert found["final"] == pytest.approx([1.7, 1.0])
+
+
+@pytest.mark.slow
+def test_a_reading_reads_on_long_clips_in_turn_without_noise(tmp_path: Path) -> None:
+    long = [
+        (c.path, c.reference) for c in manifest()
+        if c.language == "en" and c.duration >= READING_MIN_S and c.path.is_file()
+    ]
+    if not long:
+        pytest.skip("the shared long English readings are absent")
+    sections = build_reading(long, tmp_path / "reading.wav", minutes=2)
+    assert {s.kind for s in sections} <= {"speech", "pause"}
+    spoken = [s.degradation for s in sections if s.kind == "speech"]
+    assert spoken == [READING_ROTATION[i % len(READING_ROTATION)] for i in range(len(spoken))]
+    assert sum(s.end - s.start for s in sections if s.kind == "pause") < 0.1 * sections[-1].end
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ DEGRADATIONS: dict[str, list[str]] = {
 ROTATION = ("clean", "far", "loud", "quiet", "reverberant", "phone", "clean", "quiet")
 # a long reading, as rooms and lines change it
 READING_ROTATION = ("clean", "reverberant", "quiet", "phone")
+READING_MIN_S = 40.0  # clips this long make a continuous reading (see `build_reading`)
 NONSPEECH = ("silence", "white_noise", "brown_noise", "buzz")
 
 
@@ -148,6 +149,15 @@ def build_mix(
         json.dumps([asdict(s) for s in sections], indent=1), encoding="utf-8"
     )
     return sections
+
+
+def build_reading(clips: list[tuple[Path, str]], out: Path, *, minutes: float) -> list[Section]:
+    """A continuous reading: long clips (`READING_MIN_S` or more) one after another, clean,
+    reverberant, quiet and phone in turn, with only the mix's short gaps between them (no noise
+    sections): the long utterances and cuts in speech that short clips never make."""
+    return build_mix(
+        clips, out, minutes=minutes, nonspeech_every=10**6, rotation=READING_ROTATION
+    )
 
 
 def load_sections(mix: Path) -> list[Section]:

@@ -90,14 +90,21 @@ def load_inputs(args: list[Path]) -> list[Item]:
     return [Item(path, ref, probe_duration(path) or 0.0, language) for path, ref, language in rows]
 
 
-def mix_item(items: list[Item], minutes: float, folder: Path) -> Item:
-    """One long mix built from the inputs that have references (see livecap.bench.mix)."""
-    from livecap.bench.mix import build_mix
+def mix_item(items: list[Item], minutes: float, folder: Path, *, reading: bool = False) -> Item:
+    """One long mix built from the inputs that have references (see livecap.bench.mix); with
+    `reading`, a continuous reading from those of them long enough."""
+    from livecap.bench.mix import READING_MIN_S, build_mix, build_reading
 
+    if reading:
+        items = [i for i in items if i.duration >= READING_MIN_S]
+        if not any(i.reference for i in items):
+            raise LivecapError(
+                f"--reading needs inputs of {READING_MIN_S:g} s or more with references"
+            )
     clips = [(i.path, i.reference) for i in items if i.reference]
     languages = {i.language for i in items if i.reference}
-    path = folder / f"mix-{minutes:g}min.wav"
-    sections = build_mix(clips, path, minutes=minutes)
+    path = folder / f"{'reading' if reading else 'mix'}-{minutes:g}min.wav"
+    sections = (build_reading if reading else build_mix)(clips, path, minutes=minutes)
     reference = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
     return Item(path, reference, sections[-1].end, languages.pop() if len(languages) == 1 else None)
 

@@ -70,6 +70,13 @@ Mix = Annotated[
         help="build a long mix of this many minutes from the inputs and measure it",
     ),
 ]
+Reading = Annotated[
+    bool,
+    typer.Option(
+        help="with --mix: a continuous reading instead, from the inputs of 40 s or more (clean, "
+        "reverberant, quiet, phone in turn; no noise sections)",
+    ),
+]
 Session = Annotated[
     Optional[float], typer.Option(min=0.5, max=180, hidden=True, help="deprecated: --mix")
 ]
@@ -119,6 +126,7 @@ def bench_command(
     live_limit: LiveLimit = LIVE_LIMIT_S,
     baseline: Baseline = True,
     mix: Mix = None,
+    reading: Reading = False,
     session: Session = None,
     streams: Streams = None,
     speakers: Speakers = False,
@@ -137,6 +145,8 @@ def bench_command(
     if session is not None:
         warn("--session is deprecated: use --mix")
         mix = session if mix is None else mix
+    if reading and mix is None and session is None:
+        raise LivecapError("--reading builds a mix: give --mix MINUTES too")
     items = load_inputs(list(inputs or []))
     sweeps = {
         "model": model,
@@ -158,7 +168,7 @@ def bench_command(
     limit = live_limit if live else 0.0
     with tempfile.TemporaryDirectory(prefix="livecap-bench-") as tmp:
         if mix is not None:
-            items = [mix_item(items, mix, Path(tmp))]
+            items = [mix_item(items, mix, Path(tmp), reading=reading)]
         nonspeech = write_nonspeech(Path(tmp) / "nonspeech.wav")
         kinds = ("livecap", "baseline")[: 1 + baseline]
         results, failure = measure_configurations(configs, items, nonspeech, kinds, repeat, limit)
