@@ -168,6 +168,8 @@ def bench_command(
     limit = live_limit if live else 0.0
     with tempfile.TemporaryDirectory(prefix="livecap-bench-") as tmp:
         if mix is not None:
+            if language is not None:  # a mix in that language: the manifest's other rows left out
+                items = [i for i in items if i.language in (None, language)]
             items = [mix_item(items, mix, Path(tmp), reading=reading)]
         nonspeech = write_nonspeech(Path(tmp) / "nonspeech.wav")
         kinds = ("livecap", "baseline")[: 1 + baseline]
