@@ -4,7 +4,7 @@ being the audio's own. No thread timing and no other process changes its figures
 can be compared in a minute on a busy machine; `scripts/live_mix.py` measures the real thing.
 
     .venv/bin/python scripts/live_sim.py MIX.wav [--interval-ms 300] [--share 0.4]
-        [--max-utterance-s 15]
+        [--max-utterance-s 15] [--fixed-costs]
 
 MIX.wav is a mix built by `live_mix.py` (`--reading` too), with its JSON sidecar. Prints WER
 against the mix's references; word latency committed and final, p50/p95 (from the word's end in
@@ -48,11 +48,27 @@ from livecap.sources.file import decode_blocks  # noqa: E402
 BLOCK = SAMPLE_RATE // 10
 
 
-class InstantPool:
-    """Runs each interim at once on the backend, charging its process CPU; the clock is `now`."""
+# With --fixed-costs a decode takes a time set by its audio's length alone (tiny.en int8 on one
+# core, as measured here: an interim 0.15 s on 5 s, 0.29 s on 14 s; a final about 0.43 s on 7 s),
+# so that a run repeats exactly and two settings compare without the noise of CPU timing.
+INTERIM_S, INTERIM_PER_S = 0.07, 0.016
+FINAL_S, FINAL_PER_S = 0.29, 0.02
 
-    def __init__(self, backend: WhisperBackend) -> None:
+
+def fixed_cost(request: AsrRequest) -> float:
+    seconds = len(request.samples) / SAMPLE_RATE
+    if request.final:
+        return FINAL_S + FINAL_PER_S * seconds
+    return INTERIM_S + INTERIM_PER_S * seconds
+
+
+class InstantPool:
+    """Runs each interim at once on the backend; it takes its process CPU (or `fixed_cost`) of
+    stream time, the clock being `now`."""
+
+    def __init__(self, backend: WhisperBackend, fixed_costs: bool = False) -> None:
         self.backend = backend
+        self.fixed_costs = fixed_costs
         self.now = self.ready_at = self.spent = 0.0
 
     def interim_share_for(self, wanted: float) -> float:
@@ -62,13 +78,18 @@ class InstantPool:
         pass
 
     def submit_interim(self, job: AsrJob) -> bool:
-        started = time.process_time()
-        result = self.backend.transcribe(job.request)
-        job.spent = time.process_time() - started
-        self.spent += job.spent
+        result, cpu = self.decode(job.request)
+        self.spent += cpu
+        job.spent = fixed_cost(job.request) if self.fixed_costs else cpu
         self.ready_at = self.now + job.spent
         job.on_done(job, result, None)
         return True
+
+    def decode(self, request: AsrRequest) -> tuple[AsrResult, float]:
+        """The backend's result and the process CPU it took."""
+        started = time.process_time()
+        result = self.backend.transcribe(request)
+        return result, time.process_time() - started
 
 
 Finals = list[tuple[float, Utterance, AsrResult]]  # (ready at, utterance, result)
@@ -89,11 +110,12 @@ class Simulated:
 
 
 def simulate(
-    audio: np.ndarray, backend: WhisperBackend, live: LiveConfig, vad: VadConfig
+    audio: np.ndarray, backend: WhisperBackend, live: LiveConfig, vad: VadConfig,
+    fixed_costs: bool = False,
 ) -> Simulated:
     """The live stream's finals and events over `audio`, with their CPU."""
     segmenter = Segmenter(vad, live=True)
-    pool = InstantPool(backend)
+    pool = InstantPool(backend, fixed_costs)
     out = Simulated()
 
     def shown(caption: InterimCaption) -> None:
@@ -103,14 +125,14 @@ def simulate(
         pool, live, stream_id="sim", decode=DecodeOptions(), stats=StreamStats(),  # type: ignore[arg-type]
         current_utterance=lambda: segmenter.next_seq, emit=shown,
     )
+
     def decode(utterance: Utterance, now: float) -> None:
         silence = np.zeros(segmenter.silence_after, np.float32)
         samples = np.concatenate([utterance.samples, silence])
         request = AsrRequest(samples, final=True, word_timestamps=True)
-        started = time.process_time()
-        result = backend.transcribe(request)
-        out.final_cpu += time.process_time() - started
-        ready = now + time.process_time() - started
+        result, cpu = pool.decode(request)
+        out.final_cpu += cpu
+        ready = now + (fixed_cost(request) if pool.fixed_costs else cpu)
         out.finals.append((ready, utterance, result))
         words = [
             dict(zip(("start", "end"), utterance.span_to_stream(w.start, w.end)), word=w.word)
@@ -146,6 +168,10 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=int, default=LiveConfig().interim_interval_ms)
     parser.add_argument("--share", type=float, default=LiveConfig().interim_share)
     parser.add_argument("--max-utterance-s", type=float, default=VadConfig().max_utterance_s)
+    parser.add_argument(
+        "--fixed-costs", action="store_true",
+        help="decodes take a time set by their audio's length (runs repeat exactly)",
+    )
     args = parser.parse_args()
     from faster_whisper import WhisperModel
 
@@ -156,7 +182,8 @@ def main() -> None:
     backend = WhisperBackend(AsrConfig(model=args.model, workers=1, cpu_threads=1))
     audio = np.concatenate(list(decode_blocks(args.mix)))
     live = LiveConfig(interim_interval_ms=args.interval_ms, interim_share=args.share)
-    run = simulate(audio, backend, live, VadConfig(max_utterance_s=args.max_utterance_s))
+    vad = VadConfig(max_utterance_s=args.max_utterance_s)
+    run = simulate(audio, backend, live, vad, args.fixed_costs)
     sections = load_sections(args.mix)
     truth = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)
     text = " ".join(segment.text for _, _, result in run.finals for segment in result.segments)
