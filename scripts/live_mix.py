@@ -8,9 +8,9 @@ Rows: faster-whisper offline without VAD (beam 1, word timestamps: also the refe
 faster-whisper offline with `vad_filter=True`, `livecap file` offline, `livecap file --realtime`
 (1x replay, takes the mix's length). Columns: WER against the clips' references; committed and
 final word latency p50/p95 (spoken -> shown, see livecap.bench.latency); final latency after the end
-of speech p50/p95 (the stream's own figure); compute per audio second (finals + interims +
-translation) and process CPU per audio second; words emitted inside silence/noise/buzz sections;
-WER per degradation (clean, far, quiet, ...).
+of speech p50/p95 (the stream's own figure); a caption after its last word p50/p95; compute per
+audio second (finals + interims + translation) and process CPU per audio second; words emitted
+inside silence/noise/buzz sections; WER per degradation (clean, far, quiet, ...).
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import manifest  # noqa: E402
 from livecap.asr.models import resolve_model  # noqa: E402
-from livecap.bench.latency import TimedWord, faster_whisper_text, shown_words, word_latencies  # noqa: E402
+from livecap.bench.latency import (  # noqa: E402
+    TimedWord,
+    caption_lags,
+    faster_whisper_text,
+    shown_words,
+    word_latencies,
+)
 from livecap.bench.mix import READING_MIN_S, Section, build_mix, build_reading, load_sections  # noqa: E402
 from livecap.bench.wer import wer  # noqa: E402
 
@@ -110,7 +116,7 @@ def baseline_rows(
         text, words, wall = faster_whisper(mix, model, vad=vad)
         if not vad:
             ref_words = words
-        offline = ("offline",) * 3
+        offline = ("offline",) * 4
         rows.append((name, wer(truth, text), *offline, f"{wall / audio_s:.3f}", "", ""))
     return rows, ref_words
 
@@ -131,11 +137,14 @@ def livecap_row(
         f"{stats.get('rtf') or 0:.3f} ({final_s:.3f} final + {interim_s:.3f} interim), "
         f"cpu {stats.get('cpu_per_audio_s') or 0:.3f}"
     )
-    timing = ("offline", "offline", "offline")
+    timing = ("offline",) * 4
     if realtime:
         latency = word_latencies(ref_words, shown_words(events))
         final_after = [f["latency"]["latency"] for f in finals if "latency" in f]
-        timing = (pct(latency["committed"]), pct(latency["final"]), pct(final_after))
+        timing = (
+            pct(latency["committed"]), pct(latency["final"]), pct(final_after),
+            pct(caption_lags(events)),
+        )
     degradation = per_degradation(finals, sections)
     return (name, wer(truth, hyp), *timing, compute, len(nonspeech), degradation)
 
@@ -143,10 +152,10 @@ def livecap_row(
 def print_table(rows: list[tuple]) -> None:
     print(
         "| system | WER | word committed after spoken p50 / p95 (s) | word final p50 / p95 (s) "
-        "| final after end of speech p50 / p95 (s) | compute per audio s | words on non-speech "
-        "| WER per degradation |"
+        "| final after end of speech p50 / p95 (s) | caption after its last word p50 / p95 (s) "
+        "| compute per audio s | words on non-speech | WER per degradation |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, score, *rest in rows:
         degr = rest[-1]
         degr_text = (

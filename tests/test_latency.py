@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from conftest import Clip, manifest, run_cli
-from livecap.bench.latency import ShownWord, TimedWord, shown_words, word_latencies
+from livecap.bench.latency import (
+    ShownWord,
+    TimedWord,
+    caption_lags,
+    shown_words,
+    word_latencies,
+)
 from livecap.bench.mix import (
     READING_MIN_S,
     READING_ROTATION,
@@ -69,6 +75,16 @@ def test_words_carried_over_a_cut_in_speech_count_from_their_first_commit() -> N
     early_final = final(0, 2.2, [("So", 0.0, 0.2), ("we", 0.2, 0.4), ("went", 0.4, 0.8)])
     late = [*cut[:2], early_final, cut[2], cut[4]]  # the final cleared the interim line first
     assert [w.committed_at for w in shown_words(late)][3:6] == [2.4, 2.4, 2.4]
+
+
+def test_a_caption_lags_from_its_last_word() -> None:
+    events = [
+        interim(0, 1.0, "so we"),
+        {**final(0, 9.0, [("So", 0.0, 0.2), ("we", 0.2, 0.4)]), "text": "So we"},
+        final(0, 9.0, [("went", 6.0, 6.5)]),
+        final(1, 10.0, []),  # no words: no figure
+    ]
+    assert caption_lags(events) == pytest.approx([8.6, 2.5])
 
 
 def test_latency_is_measured_against_the_reference_words_matched() -> None:

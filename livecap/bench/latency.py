@@ -114,6 +114,18 @@ def _commit_times(
     return out
 
 
+def caption_lags(events: list[dict[str, Any]]) -> list[float]:
+    """Per final caption: seconds from the end of its last word to when it was shown (stream
+    clock): how long a caption of a long utterance waits for the rest of it."""
+    return [
+        event["emitted_at"] - event["words"][-1]["end"]
+        for event in events
+        if event.get("type") == "final"
+        and event.get("words")
+        and event.get("emitted_at") is not None
+    ]
+
+
 def word_latencies(
     reference: list[TimedWord], shown: list[ShownWord], window_s: float = MATCH_WINDOW_S
 ) -> dict[str, list[float]]:

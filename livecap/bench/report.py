@@ -128,13 +128,14 @@ def _word_latency(
 ) -> dict[str, float | None]:
     """Word latency of the live replay against faster-whisper's
     word times (see livecap.bench.latency)."""
-    from livecap.bench.latency import TimedWord, shown_words, word_latencies
+    from livecap.bench.latency import TimedWord, caption_lags, shown_words, word_latencies
 
     if live is None:
         return {}
     reference = {f["path"]: [TimedWord(*w) for w in f["words"]] for f in baseline_files}
     committed: list[float] = []
     final: list[float] = []
+    lags = [lag for f in live["files"] for lag in caption_lags(f["events"])]
     for f in live["files"]:
         words = reference.get(f["path"], [])
         if not f["whole"]:  # replay cut at the limit: only the words spoken before it count
@@ -148,6 +149,8 @@ def _word_latency(
         "word_committed_p95": percentile(committed, 95),
         "word_final_p50": percentile(final, 50),
         "word_final_p95": percentile(final, 95),
+        "caption_lag_p50": percentile(lags, 50),
+        "caption_lag_p95": percentile(lags, 95),
         "live_wer": corpus_wer(whole)[0] if whole else None,
     }
 
@@ -234,6 +237,8 @@ LIVE_ROWS = (
     ("word latency, committed p95 (s)", "word_committed_p95", "{:.2f}", False),
     ("word latency, final p50 (s)", "word_final_p50", "{:.2f}", False),
     ("word latency, final p95 (s)", "word_final_p95", "{:.2f}", False),
+    ("caption after its last word p50 (s)", "caption_lag_p50", "{:.2f}", False),
+    ("caption after its last word p95 (s)", "caption_lag_p95", "{:.2f}", False),
     ("WER, live (%)", "live_wer", "{:.1f}", True),
     ("RTF, live (all compute)", "live_rtf", "{:.3f}", False),
     ("  finals", "live_rtf_final", "{:.3f}", False),
