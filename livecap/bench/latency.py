@@ -55,20 +55,21 @@ Commits = list[tuple[float, list[str]]]  # (emitted at, committed words) of one 
 def shown_words(events: list[dict[str, Any]]) -> list[ShownWord]:
     """The final words in order, each with when it was first shown committed and shown final."""
     committed: dict[int, Commits] = {}
-    final_at: dict[int, float] = {}
+    by_utterance: dict[int, list[dict[str, Any]]] = {}
     for event in events:
         if event.get("type") == "interim" and event.get("emitted_at") is not None:
             words = normalize(event.get("committed", "")).split()
             committed.setdefault(event["utterance"], []).append((event["emitted_at"], words))
-        elif event.get("type") == "final" and event.get("emitted_at") is not None:
-            final_at.setdefault(event["utterance"], event["emitted_at"])
+        elif event.get("type") == "final":
+            by_utterance.setdefault(event["utterance"], []).append(event)
     for commits in committed.values():
         commits.sort(key=lambda commit: commit[0])
+    first_final = {  # when each utterance's first final cleared the interim line
+        utterance: finals[0]["emitted_at"]
+        for utterance, finals in by_utterance.items()
+        if finals[0].get("emitted_at") is not None
+    }
     out: list[ShownWord] = []
-    by_utterance: dict[int, list[dict[str, Any]]] = {}
-    for event in events:
-        if event.get("type") == "final":
-            by_utterance.setdefault(event["utterance"], []).append(event)
     for utterance, finals in by_utterance.items():
         words = [  # a word that normalises to several ("twenty-one") gives each its time
             (token, w["start"], w["end"], final["emitted_at"])
@@ -78,7 +79,7 @@ def shown_words(events: list[dict[str, Any]]) -> list[ShownWord]:
         ]
         first = [final_at for _, _, _, final_at in words]
         tokens = [word for word, _, _, _ in words]
-        for times, prefix in _commit_times(utterance, committed, final_at):
+        for times, prefix in _commit_times(utterance, committed, first_final):
             # the interim's committed words that the final kept (aligned within this utterance)
             for block in SequenceMatcher(a=prefix, b=tokens, autojunk=False).get_matching_blocks():
                 for k in range(block.size):
@@ -91,7 +92,7 @@ def shown_words(events: list[dict[str, Any]]) -> list[ShownWord]:
 
 
 def _commit_times(
-    utterance: int, committed: dict[int, Commits], final_at: dict[int, float]
+    utterance: int, committed: dict[int, Commits], first_final: dict[int, float]
 ) -> list[tuple[list[float], list[str]]]:
     """Each interim of an utterance: when each of its committed words was first shown. The first
     interim of an utterance cut from the previous one while speech went on begins with the words
@@ -101,7 +102,7 @@ def _commit_times(
     commits = committed.get(utterance, [])
     out = [([at] * len(words), words) for at, words in commits]
     before = committed.get(utterance - 1)
-    if not out or not before or commits[0][0] >= final_at.get(utterance - 1, float("inf")):
+    if not out or not before or commits[0][0] >= first_final.get(utterance - 1, float("inf")):
         return out
     first_shown = [  # committed words only grow: word p was first shown by the first to hold it
         next(at for at, words in before if len(words) > p) for p in range(len(before[-1][1]))

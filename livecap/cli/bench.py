@@ -145,7 +145,7 @@ def bench_command(
     if session is not None:
         warn("--session is deprecated: use --mix")
         mix = session if mix is None else mix
-    if reading and mix is None and session is None:
+    if reading and mix is None:
         raise LivecapError("--reading builds a mix: give --mix MINUTES too")
     items = load_inputs(list(inputs or []))
     sweeps = {
