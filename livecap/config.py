@@ -98,6 +98,13 @@ class VadConfig:
     max_utterance_s: float = _opt(
         15.0, "longer speech is cut at its quietest point", min=1.0, max=30.0
     )
+    min_pause_ms: int = _opt(
+        250,
+        "live: past half of max_utterance_s, the silence that ends an utterance falls from "
+        "min_silence_ms to this at the limit",
+        min=32,
+        max=10_000,
+    )
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ being the audio's own. No thread timing and no other process changes its figures
 can be compared in a minute on a busy machine; `scripts/live_mix.py` measures the real thing.
 
     .venv/bin/python scripts/live_sim.py MIX.wav [--interval-ms 300] [--share 0.4]
-        [--max-utterance-s 15] [--fixed-costs]
+        [--max-utterance-s 15] [--min-pause-ms 500] [--fixed-costs]
 
 MIX.wav is a mix built by `live_mix.py` (`--reading` too), with its JSON sidecar. Prints WER
 against the mix's references; word latency committed and final, p50/p95 (from the word's end in
@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=int, default=LiveConfig().interim_interval_ms)
     parser.add_argument("--share", type=float, default=LiveConfig().interim_share)
     parser.add_argument("--max-utterance-s", type=float, default=VadConfig().max_utterance_s)
+    parser.add_argument("--min-pause-ms", type=int, default=VadConfig().min_pause_ms)
     parser.add_argument(
         "--fixed-costs", action="store_true",
         help="decodes take a time set by their audio's length (runs repeat exactly)",
@@ -182,7 +183,7 @@ def main() -> None:
     backend = WhisperBackend(AsrConfig(model=args.model, workers=1, cpu_threads=1))
     audio = np.concatenate(list(decode_blocks(args.mix)))
     live = LiveConfig(interim_interval_ms=args.interval_ms, interim_share=args.share)
-    vad = VadConfig(max_utterance_s=args.max_utterance_s)
+    vad = VadConfig(max_utterance_s=args.max_utterance_s, min_pause_ms=args.min_pause_ms)
     run = simulate(audio, backend, live, vad, args.fixed_costs)
     sections = load_sections(args.mix)
     truth = " ".join(s.reference for s in sections if s.kind == "speech" and s.reference)

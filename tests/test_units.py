@@ -231,8 +231,8 @@ def test_packed_audio_is_judged_by_each_utterances_own_pause() -> None:
     assert [s.text for s in kept] == ["one two", "three four"]
 
 
-def _segment(samples: np.ndarray, options: VadConfig) -> list[Utterance]:
-    segmenter = Segmenter(options)
+def _segment(samples: np.ndarray, options: VadConfig, live: bool = False) -> list[Utterance]:
+    segmenter = Segmenter(options, live=live)
     block = SAMPLE_RATE // 10
     finals: list[Utterance] = []
     for i in range(0, len(samples), block):
@@ -279,6 +279,27 @@ def test_vad_cuts_long_speech_at_its_quietest_point(en_clips: list[Clip]) -> Non
     assert all(a.end <= b.start + 1e-6 for a, b in zip(finals, finals[1:]))
     assert all(u.speech_until == u.end for u in finals[:-1])  # cut amid speech: no pause in it
     assert all(u.continued for u in finals[:-1]) and not finals[-1].continued
+
+
+def test_live_long_speech_ends_at_a_short_pause_before_its_limit(en_clips: list[Clip]) -> None:
+    """Past half of `max_utterance_s` a live utterance ends at a shorter pause (down to
+    `min_pause_ms` at the limit) instead of running on to be cut mid-speech; a file's keeps
+    `min_silence_ms`, and a short utterance's pause is not shortened (the tentative-final tests)."""
+    options = VadConfig(min_silence_ms=500, min_pause_ms=250, max_utterance_s=15.0)
+    shortest = sorted(en_clips, key=lambda c: c.duration)
+    head = np.concatenate([_speech(clip) for clip in shortest[1:7]])[: 12 * SAMPLE_RATE]
+    assert len(head) == 12 * SAMPLE_RATE  # the pause needed there: 0.35 s
+    pause = np.zeros(int(0.42 * SAMPLE_RATE), dtype=np.float32)
+    tail = _speech(shortest[0])[: 2 * SAMPLE_RATE]  # the whole stays under max_utterance_s
+    audio = np.concatenate([head, pause, tail, np.zeros(SAMPLE_RATE, np.float32)])
+    paused = (len(head) / SAMPLE_RATE, (len(head) + len(pause)) / SAMPLE_RATE)
+
+    def ends_in_pause(finals: list[Utterance]) -> bool:
+        return any(paused[0] <= u.end <= paused[1] for u in finals)
+
+    live = _segment(audio, options, live=True)
+    assert ends_in_pause(live) and not any(u.continued for u in live)
+    assert not ends_in_pause(_segment(audio, options))
 
 
 def _speech(clip: Clip) -> np.ndarray:

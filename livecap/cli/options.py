@@ -95,6 +95,10 @@ MinSilenceMs = Annotated[
 MaxUtteranceS = Annotated[
     Optional[float], setting("max_utterance_s", "longest utterance before a cut (s)", metavar="S")
 ]
+MinPauseMs = Annotated[
+    Optional[int],
+    setting("min_pause_ms", "live: shortest pause that ends a long utterance (ms)", metavar="MS"),
+]
 Interim = Annotated[
     Optional[bool], setting("interim", "show interim captions", "--interim/--no-interim")
 ]
@@ -192,6 +196,7 @@ def _pipeline_options(
     translator: Translator = None,
     min_silence_ms: MinSilenceMs = None,
     max_utterance_s: MaxUtteranceS = None,
+    min_pause_ms: MinPauseMs = None,
     interim: Interim = None,
     diarize: Diarize = None,
     speakers: Speakers = None,

@@ -163,6 +163,7 @@ def _serve_options(
     word_timestamps: opt.WordTimestamps = None,
     min_silence_ms: opt.MinSilenceMs = None,
     max_utterance_s: opt.MaxUtteranceS = None,
+    min_pause_ms: opt.MinPauseMs = None,
     interim: opt.Interim = None,
 ) -> None:
     """The options of `livecap serve` that are settings: the [server] section's and the engine's."""

@@ -27,6 +27,9 @@ JOIN_REACH_S = 4.0
 # A live final's audio ends TAIL_MS into its pause (at most `speech_pad_ms`), so that its decode can
 # start then; the rest of the pad is given to Whisper as digital silence (`silence_after`)
 TAIL_MS = 200
+# Live, an utterance longer than this part of `max_utterance_s` ends at shorter and shorter pauses
+# (`Segmenter._silence_needed`); a shorter one keeps its whole context
+PAUSE_SHRINKS_FROM = 0.5
 
 
 @functools.cache
@@ -202,6 +205,7 @@ class Segmenter:
         self.vad = SileroVad(options.vad_threshold, options.vad_neg_threshold)
         self._pad = int(options.speech_pad_ms * SAMPLE_RATE / 1000)
         self._min_silence = int(options.min_silence_ms * SAMPLE_RATE / 1000)
+        self._min_pause = min(self._min_silence, int(options.min_pause_ms * SAMPLE_RATE / 1000))
         self._min_speech = int(options.min_speech_ms * SAMPLE_RATE / 1000)
         self._max_len = int(options.max_utterance_s * SAMPLE_RATE)
         self._join_gap, self._reach = int(JOIN_GAP_S * SAMPLE_RATE), int(JOIN_REACH_S * SAMPLE_RATE)
@@ -307,12 +311,23 @@ class Segmenter:
             current.silence_since = window_end - WINDOW
         if (
             current.silence_since is not None
-            and window_end - current.silence_since >= self._min_silence
+            and window_end - current.silence_since >= self._silence_needed(current)
         ):
             end = min(current.silence_since + self._tail, window_end)
             finished.extend(self._close(current.silence_since, end, now))
         elif window_end - current.start >= self._max_len:
             finished.extend(self._cut_at_quietest(current, window_end, now))
+
+    def _silence_needed(self, current: _Open) -> int:
+        """The pause that ends the open utterance: `min_silence_ms`; live, past PAUSE_SHRINKS_FROM
+        of `max_utterance_s`, less as it grows, down to `min_pause_ms` at the limit. A long run of
+        speech then ends at a short pause (a breath between phrases) instead of being cut
+        mid-speech at the limit, and its caption comes seconds sooner."""
+        if not self.live:
+            return self._min_silence
+        length = (current.silence_since - current.start) / self._max_len
+        grown = min(1.0, max(0.0, (length - PAUSE_SHRINKS_FROM) / (1 - PAUSE_SHRINKS_FROM)))
+        return int(self._min_silence - (self._min_silence - self._min_pause) * grown)
 
     def tentative(self, now: float) -> Utterance | None:
         """The final the open utterance will be if its pause goes on, once all its audio is here
