@@ -127,9 +127,7 @@ def simulate(
     )
 
     def decode(utterance: Utterance, now: float) -> None:
-        silence = np.zeros(segmenter.silence_after, np.float32)
-        samples = np.concatenate([utterance.samples, silence])
-        request = AsrRequest(samples, final=True, word_timestamps=True)
+        request = AsrRequest(segmenter.final_audio(utterance), final=True, word_timestamps=True)
         result, cpu = pool.decode(request)
         out.final_cpu += cpu
         ready = now + (fixed_cost(request) if pool.fixed_costs else cpu)

@@ -264,11 +264,8 @@ class Segmentation:
         return seq
 
     def _request(self, utterance: Utterance) -> AsrRequest:
-        silence = self.segmenter.silence_after if self._packer is None else 0
         return AsrRequest(
-            np.concatenate([utterance.samples, np.zeros(silence, np.float32)])
-            if silence
-            else utterance.samples,
+            self.segmenter.final_audio(utterance),
             final=True,
             options=self.decode,
             word_timestamps=self.config.asr.word_timestamps,

@@ -25,7 +25,7 @@ TONAL_FLATNESS_LOG10 = -3.5  # below: a hum or buzz, not speech (see `tonal`)
 JOIN_GAP_S = 2.0
 JOIN_REACH_S = 4.0
 # A live final's audio ends TAIL_MS into its pause (at most `speech_pad_ms`), so that its decode can
-# start then; the rest of the pad is given to Whisper as digital silence (`silence_after`)
+# start then; the rest of the pad is given to Whisper as digital silence (`final_audio`)
 TAIL_MS = 200
 # Live, an utterance longer than this part of `max_utterance_s` ends at shorter and shorter pauses
 # (`Segmenter._silence_needed`); a shorter one keeps its whole context
@@ -346,12 +346,14 @@ class Segmenter:
             current.start, end, current.silence_since, now, final=True, numbered=False
         )
 
-    @property
-    def silence_after(self) -> int:
-        """Samples of digital silence to decode after a final's audio: the part of `speech_pad_ms`
-        a live final does not wait for (Whisper reads an utterance cut right after its speech
-        worse: it drops final words and punctuation)."""
-        return self._pad - self._tail
+    def final_audio(self, utterance: Utterance) -> np.ndarray:
+        """What a final decodes: its audio, live followed by digital silence for the part of
+        `speech_pad_ms` a live final does not wait for (Whisper reads an utterance cut right after
+        its speech worse: it drops final words and punctuation)."""
+        silence = self._pad - self._tail
+        if not silence:
+            return utterance.samples
+        return np.concatenate([utterance.samples, np.zeros(silence, np.float32)])
 
     def _start_utterance(self, prob: float, window_end: int) -> None:
         """Open an utterance at a speech window. Its pre-roll takes in the soft sound before it, and
