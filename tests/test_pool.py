@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -549,13 +548,15 @@ class EchoBackend:
         return AsrResult((AsrSegment(0.0, seconds, str(len(request.samples))),), "en", 1.0)
 
 
-def _paused_speech(en_clips: list) -> tuple[list[np.ndarray], int]:
-    """Three short clips, each said twice with a 0.42 s pause (a tentative final, mostly not an
-    end) between and 1 s after: the audio's parts, and the utterances the live VAD makes of it."""
-    from livecap.config import VadConfig
-    from livecap.messages import SAMPLE_RATE, AudioChunk
-    from livecap.pipeline.vad import Segmenter
+def test_a_speculative_final_is_used_only_for_its_own_audio(en_clips: list) -> None:
+    """Real speech through the real VAD, live, with pauses that end utterances (1 s) and pauses
+    that only start a speculative final (0.42 s): each final caption is the decode of exactly its
+    own audio, in order, whether its decode was speculative or not; unused ones cost a call."""
+    from livecap.config import Config
+    from livecap.messages import SAMPLE_RATE, Caption, StreamEnd
+    from livecap.pipeline.stream import Stream
     from livecap.sources.file import decode_blocks
+    from livecap.sources.push import PushSource
 
     parts = []
     for clip in sorted(en_clips, key=lambda c: c.duration)[:3]:
@@ -568,80 +569,25 @@ def _paused_speech(en_clips: list) -> tuple[list[np.ndarray], int]:
             speech,
             np.zeros(SAMPLE_RATE, np.float32),
         ]
-    segmenter = Segmenter(VadConfig(), live=True)
-    audio = np.concatenate(parts)
-    finals = segmenter.push(AudioChunk(audio, 0.0, 0.0), now=0.0) + segmenter.flush(now=0.0)
-    return parts, len(finals)
-
-
-def _live_captions(pool: AsrPool, audio: np.ndarray, pushed: Callable[[], None]) -> list:
-    """Push `audio` through a live stream on `pool` at once (`pushed` runs after); its captions."""
-    from livecap.config import Config
-    from livecap.messages import SAMPLE_RATE, Caption, StreamEnd
-    from livecap.pipeline.stream import Stream
-    from livecap.sources.push import PushSource
-
+    backend = EchoBackend()
+    pool = AsrPool(backend, workers=2)
+    # blocks of 0.1 s, as a microphone gives, taken as fast as they come
     source = PushSource(SAMPLE_RATE)
     stream = Stream(source, pool, Config(), stream_id="s", live=True)
     stream.start()
-    source.push(audio)
+    source.push(np.concatenate(parts))
     source.end()
-    pushed()
     events = []
     while not (events and isinstance(events[-1], StreamEnd)):
         event = stream.next_event(timeout=0.05)
         if event is not None:
             events.append(event)
     pool.shutdown()
-    return [e for e in events if isinstance(e, Caption)]
-
-
-def test_a_speculative_final_is_used_only_for_its_own_audio(en_clips: list) -> None:
-    """Real speech through the real VAD, live, with pauses that end utterances (1 s) and pauses
-    that only start a speculative final (0.42 s): each final caption is the decode of exactly its
-    own audio, in order, whether its decode was speculative or not; unused ones cost a call."""
-    from livecap.messages import SAMPLE_RATE
-
-    parts, _ = _paused_speech(en_clips)
-    backend = EchoBackend()
-    captions = _live_captions(AsrPool(backend, workers=2), np.concatenate(parts), lambda: None)
+    captions = [e for e in events if isinstance(e, Caption)]
     assert [c.seq for c in captions] == list(range(len(captions))) and len(captions) >= len(
         parts
     ) // 4
     for caption in captions:  # the decode of this final's own audio, not of a tentative cut
         assert int(caption.text) == round((caption.end - caption.start) * SAMPLE_RATE)
-    # tentative finals of the 0.42 s pauses were decoded, unused
+    # tentative finals of the 0.35 s pauses were decoded, unused
     assert backend.calls > len(captions)
-
-
-class HeldEcho(EchoBackend):
-    """EchoBackend whose 16-sample jobs (`fakes.job`: another stream's finals) hold their worker
-    until `release` is set; only the stream's own finals are counted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-
-    def transcribe(self, request: AsrRequest) -> AsrResult:
-        if len(request.samples) == 16:
-            self.release.wait(30)
-            return AsrResult((), "en", 1.0)
-        return super().transcribe(request)
-
-
-def test_no_speculative_final_while_every_worker_is_busy(en_clips: list) -> None:
-    """Under load a tentative final is not decoded (one that speech makes useless would take a
-    worker from other streams): with both workers held by another stream's finals while the
-    audio is heard, each final is decoded once, when its pause has ended it."""
-    parts, utterances = _paused_speech(en_clips)
-    backend = HeldEcho()
-    pool = AsrPool(backend, workers=2)
-    for label in (1.0, 2.0):
-        pool.submit_final(job("other", label, final=True))
-
-    def release_when_all_finals_wait() -> None:
-        wait_for(lambda: pool.depth()[0] >= utterances, timeout=30)
-        backend.release.set()
-
-    captions = _live_captions(pool, np.concatenate(parts), release_when_all_finals_wait)
-    assert len(captions) == utterances and backend.calls == utterances

@@ -256,11 +256,6 @@ class AsrPool:
         with self._lock:
             self._interims.pop(stream_id, None)
 
-    def idle(self) -> bool:
-        """A worker is free and no final waits: a final submitted now starts at once."""
-        with self._lock:
-            return not self._finals and any(slot.free for slot in self._slots)
-
     def depth(self) -> tuple[int, int]:
         """Queued finals and interims."""
         with self._lock:

@@ -274,10 +274,8 @@ class Segmentation:
     # -- speculative finals (live) ---------------------------------------------------------------
 
     def _speculate(self, tentative: Utterance | None) -> None:
-        """Decode a tentative final now, when a worker is free; it replaces an older speculation,
-        which is not used. Under load no speculation is made (the final is decoded when the pause
-        ends the utterance): one that speech makes useless would take a worker from real work."""
-        if tentative is None or not self.pool.idle():
+        """Decode a tentative final now; it replaces an older speculation, which is not used."""
+        if tentative is None:
             return
         speculation = _Speculation(tentative)
         with self._lock:
