@@ -4,7 +4,7 @@ being the audio's own. No thread timing and no other process changes its figures
 can be compared in a minute on a busy machine; `scripts/live_mix.py` measures the real thing.
 
     .venv/bin/python scripts/live_sim.py MIX.wav [--interval-ms 300] [--share 0.4]
-        [--max-utterance-s 15] [--min-pause-ms 500] [--fixed-costs]
+        [--max-utterance-s 15] [--min-pause-ms 250] [--fixed-costs]
 
 MIX.wav is a mix built by `live_mix.py` (`--reading` too), with its JSON sidecar. Prints WER
 against the mix's references; word latency committed and final, p50/p95 (from the word's end in
@@ -80,7 +80,7 @@ class InstantPool:
     def submit_interim(self, job: AsrJob) -> bool:
         result, cpu = self.decode(job.request)
         self.spent += cpu
-        job.spent = fixed_cost(job.request) if self.fixed_costs else cpu
+        job.spent = self.took(job.request, cpu)
         self.ready_at = self.now + job.spent
         job.on_done(job, result, None)
         return True
@@ -90,6 +90,10 @@ class InstantPool:
         started = time.process_time()
         result = self.backend.transcribe(request)
         return result, time.process_time() - started
+
+    def took(self, request: AsrRequest, cpu: float) -> float:
+        """The stream time a decode takes: its process CPU, or its `fixed_cost`."""
+        return fixed_cost(request) if self.fixed_costs else cpu
 
 
 Finals = list[tuple[float, Utterance, AsrResult]]  # (ready at, utterance, result)
@@ -130,7 +134,7 @@ def simulate(
         request = AsrRequest(segmenter.final_audio(utterance), final=True, word_timestamps=True)
         result, cpu = pool.decode(request)
         out.final_cpu += cpu
-        ready = now + (fixed_cost(request) if pool.fixed_costs else cpu)
+        ready = now + pool.took(request, cpu)
         out.finals.append((ready, utterance, result))
         words = [
             dict(zip(("start", "end"), utterance.span_to_stream(w.start, w.end)), word=w.word)
