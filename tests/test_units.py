@@ -11,6 +11,7 @@ import pytest
 
 from conftest import IDLE_LOAD, Clip
 from livecap.asr.base import AsrResult, AsrSegment, AsrWord, DecodeOptions
+from livecap.asr.decoding import FINAL_INPUT, INTERIM_INPUT, WHISPER_WINDOW_S
 from livecap.asr.guards import PAD_TOLERANCE_S, collapse_repeats, drop_invented, is_hallucination
 from livecap.asr.pool import AsrJob
 from livecap.config import LiveConfig, VadConfig
@@ -373,3 +374,19 @@ def test_footer_rtf_counts_interims_and_translation() -> None:
     console.print(stats_footer(snapshot, "tiny.en", "cpu", "int8"))
     text = console.export_text()
     assert "RTF 0.50" in text and "finals 0.20 + interims 0.30" in text
+
+
+def test_encoder_inputs_fit_the_audio_with_silence_after_it() -> None:
+    """A short window is not encoded as 30 s: its input is its audio and at least the pad of
+    silence, in whole steps (so windows of several streams share a shape), within 30 s."""
+    frames = 100  # feature frames per second
+    for kind in (FINAL_INPUT, INTERIM_INPUT):
+        lengths = [kind.length(int(s * frames), frames) for s in np.arange(0.5, 40.0, 0.25)]
+        assert lengths == sorted(lengths)  # longer audio never gets a shorter input
+        for seconds, length in zip(np.arange(0.5, 40.0, 0.25), lengths):
+            audio = int(seconds * frames)
+            assert length == WHISPER_WINDOW_S * frames or length >= audio + kind.pad_s * frames
+            assert length >= kind.min_s * frames and length <= WHISPER_WINDOW_S * frames
+            assert length % int(kind.step_s * frames) == 0
+    assert FINAL_INPUT.length(5 * frames, frames) < WHISPER_WINDOW_S * frames
+    assert FINAL_INPUT.pad_s >= INTERIM_INPUT.pad_s  # a final is the caption that stays

@@ -9,6 +9,7 @@ override the configured ones; `requested_language` is None when the language is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from livecap.asr.base import AsrRequest
@@ -30,12 +31,32 @@ FALLBACK_DECODES: tuple[dict[str, Any], ...] = (
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 WHISPER_WINDOW_S = 30.0
-# Interims: the encoder sees the audio plus this much silence, and never less than the window;
-# longer inputs are rounded up to whole steps, so that interims of several streams share a shape
-# (a batch) while each one's input still depends on its own audio alone
-INTERIM_PAD_S = 2.0
-INTERIM_WINDOW_S = 10.0
-INTERIM_STEP_S = 5.0
+
+
+@dataclass(frozen=True)
+class EncoderInput:
+    """How long the encoder's input is for a window's audio: the audio plus `pad_s` of silence,
+    never less than `min_s` nor more than Whisper's 30 s. The encoder's cost grows faster than its
+    input (self-attention), and a live final or an interim holds a few seconds of speech, not 30.
+    Longer inputs are rounded up to whole steps, so that windows of several streams share a shape
+    (a batch) while each one's input still depends on its own audio alone."""
+
+    min_s: float
+    pad_s: float
+    step_s: float = 5.0
+
+    def length(self, audio: int, per_second: int) -> int:
+        """The input for `audio`, in its units (`per_second` to a second: samples or frames)."""
+        step = int(self.step_s * per_second)
+        padded = -(-(audio + int(self.pad_s * per_second)) // step) * step
+        return min(max(padded, int(self.min_s * per_second)), int(WHISPER_WINDOW_S * per_second))
+
+
+# A final keeps 8 s of silence after its speech at least: with only 2 s, tiny.en loops or adds a
+# sentence on some windows ("And so my fellow Americans" thrice); an interim, replaced by its
+# final, takes the cheaper input (README, Short encoder inputs).
+FINAL_INPUT = EncoderInput(min_s=20.0, pad_s=8.0)
+INTERIM_INPUT = EncoderInput(min_s=10.0, pad_s=2.0)
 INTERIM_TOKENS_PER_S = 8  # the most tokens an interim may decode per second of audio
 
 

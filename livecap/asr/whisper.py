@@ -18,10 +18,8 @@ import numpy as np
 
 from livecap.asr.base import AsrRequest, AsrResult, AsrSegment, AsrWord
 from livecap.asr.decoding import (
-    INTERIM_PAD_S,
-    INTERIM_STEP_S,
+    INTERIM_INPUT,
     INTERIM_TOKENS_PER_S,
-    INTERIM_WINDOW_S,
     WHISPER_WINDOW_S,
     hotwords_of,
     requested_language,
@@ -117,10 +115,8 @@ class WhisperBackend:
         return AsrResult(tuple(kept), info.language, info.language_probability)
 
     def _glance(self, request: AsrRequest, language: str) -> AsrResult:
-        """An interim: one greedy decode of an encoder input cut to the audio's length (at least
-        INTERIM_WINDOW_S), instead of Whisper's fixed 30 s. The encoder's cost falls with its input,
-        so interims cost a fraction of a final; accuracy on short windows is lower, which is fine
-        for words that the final decode will replace."""
+        """An interim: one greedy decode without timestamps, on an encoder input cut to the audio's
+        length (`INTERIM_INPUT`), so an interim costs a fraction of a final."""
         return self._glance_many([_Glance.of(self, request, language)])[0]
 
     def _glance_many(self, glances: Sequence[_Glance]) -> list[AsrResult]:
@@ -207,14 +203,9 @@ class _Glance:
 
         model, samples = backend.model, request.samples
         seconds = len(samples) / SAMPLE_RATE
-        if seconds > WHISPER_WINDOW_S - INTERIM_PAD_S:
-            samples = samples[-int((WHISPER_WINDOW_S - INTERIM_PAD_S) * SAMPLE_RATE) :]
-        step = int(INTERIM_STEP_S * SAMPLE_RATE)
-        length = -(-(len(samples) + int(INTERIM_PAD_S * SAMPLE_RATE)) // step) * step
-        length = min(
-            max(length, int(INTERIM_WINDOW_S * SAMPLE_RATE)), int(WHISPER_WINDOW_S * SAMPLE_RATE)
-        )
-        padded = np.zeros(length, dtype=np.float32)
+        if seconds > WHISPER_WINDOW_S - INTERIM_INPUT.pad_s:
+            samples = samples[-int((WHISPER_WINDOW_S - INTERIM_INPUT.pad_s) * SAMPLE_RATE) :]
+        padded = np.zeros(INTERIM_INPUT.length(len(samples), SAMPLE_RATE), dtype=np.float32)
         padded[: len(samples)] = samples
         features = model.feature_extractor(padded, padding=0)
         # the encoder halves frames

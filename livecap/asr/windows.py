@@ -21,6 +21,7 @@ from livecap.asr.base import AsrRequest, AsrResult, AsrSegment, AsrWord
 from livecap.asr.decoding import (
     APPEND_PUNCTUATIONS,
     FALLBACK_DECODES,
+    FINAL_INPUT,
     PREPEND_PUNCTUATIONS,
     hotwords_of,
     initial_prompt_of,
@@ -69,17 +70,26 @@ class WindowLoop:
         return [item.result() for item in items]
 
     def _round(self, active: list[Pending]) -> None:
-        """One window of each active final: encoded, started when new, decoded, advanced."""
+        """One window of each active final; windows of one encoder input length go together."""
+        features = self.model.feature_extractor
+        per_second = round(1 / features.time_per_frame)
+        by_input: dict[int, list[tuple[Pending, int]]] = {}
+        for item in active:
+            size = min(features.nb_max_frames, item.frames - item.seek)
+            by_input.setdefault(FINAL_INPUT.length(size, per_second), []).append((item, size))
+        for frames, windows in by_input.items():
+            self._windows([item for item, _ in windows], [size for _, size in windows], frames)
+
+    def _windows(self, active: list[Pending], sizes: list[int], frames: int) -> None:
+        """Windows of `sizes` content frames, on an encoder input of `frames`: encoded, started
+        when new, decoded, advanced. The input is the window's audio and a little silence
+        (`FINAL_INPUT`): a live final of a few seconds is not encoded as 30."""
         from faster_whisper.audio import pad_or_trim
 
-        sizes = [
-            min(self.model.feature_extractor.nb_max_frames, item.frames - item.seek)
-            for item in active
-        ]
         encoded = self.encode(
             np.stack(
                 [
-                    pad_or_trim(item.features[:, item.seek : item.seek + n])
+                    pad_or_trim(item.features[:, item.seek : item.seek + n], frames)
                     for item, n in zip(active, sizes)
                 ]
             )
@@ -96,10 +106,10 @@ class WindowLoop:
             self._advance(item, size, output, prompt, as_storage(encoded[k : k + 1]))
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
-        """Encoder outputs of a batch of 30 s windows, in host memory (one window's output is
-        needed alone for word alignment and the temperature fallback). On CUDA one call for all;
-        on the CPU one window at a time, which costs less CPU there than a batched encode (README,
-        Batched ASR); the decoder gains."""
+        """Encoder outputs of a batch of windows of one length, in host memory (one window's
+        output is needed alone for word alignment and the temperature fallback). On CUDA one call
+        for all; on the CPU one window at a time, which costs less CPU there than a batched encode
+        (README, Batched ASR); the decoder gains."""
 
         def encode(features: np.ndarray) -> np.ndarray:
             to_cpu = self.device != "cpu"
