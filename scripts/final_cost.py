@@ -29,7 +29,7 @@ from livecap.sources.file import decode_blocks  # noqa: E402
 
 
 def cpu_of(backend: WhisperBackend, samples: np.ndarray) -> float:
-    request = AsrRequest(samples, final=True, word_timestamps=True)
+    request = AsrRequest(samples, final=True, word_timestamps=True, live=True)
     backend.transcribe(request)  # warm-up
     start = time.process_time()
     backend.transcribe(request)

@@ -133,7 +133,9 @@ def simulate(
     )
 
     def decode(utterance: Utterance, now: float) -> None:
-        request = AsrRequest(segmenter.final_audio(utterance), final=True, word_timestamps=True)
+        request = AsrRequest(
+            segmenter.final_audio(utterance), final=True, word_timestamps=True, live=True
+        )
         result, cpu = pool.decode(request)
         # what the delivery stage keeps of it: words written over the pause after the speech go
         result = replace(result, segments=drop_invented(result.segments, utterance.past_speech))

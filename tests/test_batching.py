@@ -56,12 +56,15 @@ def base() -> WhisperBackend:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("live", [False, True])  # live: each on an input cut to its own audio
 def test_a_batch_gives_the_captions_of_one_by_one(
-    tiny: WhisperBackend, en_clips: list[Clip], caplog: pytest.LogCaptureFixture
+    tiny: WhisperBackend, en_clips: list[Clip], caplog: pytest.LogCaptureFixture, live: bool
 ) -> None:
     caplog.set_level(logging.WARNING)
     clips = sorted(en_clips, key=lambda c: c.path.name)[:6]
-    requests = [AsrRequest(samples(c.path), final=True, word_timestamps=True) for c in clips]
+    requests = [
+        AsrRequest(samples(c.path), final=True, word_timestamps=True, live=live) for c in clips
+    ]
     batched = tiny.transcribe_batch(requests)
     no_batch_failure(caplog)
     for clip, request, result in zip(clips, requests, batched):

@@ -23,12 +23,15 @@ class DecodeOptions:
 @dataclass(frozen=True)
 class AsrRequest:
     """One piece of audio to transcribe. `final` asks for the full-quality decode (beam, fallback,
-    timestamps); an interim is a quick greedy look at audio still being spoken."""
+    timestamps); an interim is a quick greedy look at audio still being spoken. A `live` final is
+    encoded on an input cut to its audio (`decoding.FINAL_INPUT`): it must come quickly; a file's
+    windows keep Whisper's 30 s."""
 
     samples: np.ndarray
     final: bool
     options: DecodeOptions = DecodeOptions()
     word_timestamps: bool = False
+    live: bool = False
 
 
 @dataclass(frozen=True)

@@ -76,14 +76,16 @@ class WindowLoop:
         by_input: dict[int, list[tuple[Pending, int]]] = {}
         for item in active:
             size = min(features.nb_max_frames, item.frames - item.seek)
-            by_input.setdefault(FINAL_INPUT.length(size, per_second), []).append((item, size))
+            whole = features.nb_max_frames  # a file's window keeps Whisper's 30 s
+            frames = FINAL_INPUT.length(size, per_second) if item.request.live else whole
+            by_input.setdefault(frames, []).append((item, size))
         for frames, windows in by_input.items():
             self._windows([item for item, _ in windows], [size for _, size in windows], frames)
 
     def _windows(self, active: list[Pending], sizes: list[int], frames: int) -> None:
         """Windows of `sizes` content frames, on an encoder input of `frames`: encoded, started
         when new, decoded, advanced. The input is the window's audio and a little silence
-        (`FINAL_INPUT`): a live final of a few seconds is not encoded as 30."""
+        for a live final (`FINAL_INPUT`): one of a few seconds is not encoded as 30."""
         from faster_whisper.audio import pad_or_trim
 
         encoded = self.encode(

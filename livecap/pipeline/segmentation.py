@@ -269,6 +269,7 @@ class Segmentation:
             final=True,
             options=self.decode,
             word_timestamps=self.config.asr.word_timestamps,
+            live=self.live,
         )
 
     # -- speculative finals (live) ---------------------------------------------------------------
