@@ -73,10 +73,10 @@ class WindowLoop:
         """One window of each active final; windows of one encoder input length go together."""
         features = self.model.feature_extractor
         per_second = round(1 / features.time_per_frame)
+        whole = features.nb_max_frames  # Whisper's 30 s: a file's window keeps it
         by_input: dict[int, list[tuple[Pending, int]]] = {}
         for item in active:
-            size = min(features.nb_max_frames, item.frames - item.seek)
-            whole = features.nb_max_frames  # a file's window keeps Whisper's 30 s
+            size = min(whole, item.frames - item.seek)
             frames = FINAL_INPUT.length(size, per_second) if item.request.live else whole
             by_input.setdefault(frames, []).append((item, size))
         for frames, windows in by_input.items():

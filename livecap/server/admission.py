@@ -52,14 +52,12 @@ def calibrate(backend: Any, word_timestamps: bool) -> tuple[float, float]:
 
     with resources.as_file(resources.files("livecap") / "data" / "sample.flac") as path:
         audio = np.concatenate(list(decode_blocks(path, 0.1)))[: 16_000 * 5]
-    warm_up = AsrRequest(audio, final=True, word_timestamps=word_timestamps, live=True)
-    backend.transcribe(warm_up)
+    final = AsrRequest(audio, final=True, word_timestamps=word_timestamps, live=True)
+    backend.transcribe(final)  # warm-up
     costs = []
-    for final in (True, False):
+    for request in (final, AsrRequest(audio, final=False, live=True)):
         started = time.monotonic()
-        backend.transcribe(
-            AsrRequest(audio, final=final, word_timestamps=word_timestamps and final, live=True)
-        )
+        backend.transcribe(request)
         costs.append(time.monotonic() - started)
     _calibrations[backend] = (costs[0], costs[1])
     return _calibrations[backend]
